@@ -1,0 +1,67 @@
+"""Alexandria: an experiment tracker that never slows training down, never loses
+what was logged, and answers every question in plain SQL.
+
+    import alexandria
+    with alexandria.start_run(experiment="mnist") as run:
+        run.log_param("lr", 0.01)
+        run.log_metric("loss", 0.5, step=0)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    AlexandriaError,
+    InvalidInputError,
+    NoActiveRunError,
+    ParamConflictError,
+    QueryError,
+    ReadOnlyError,
+    RunEndedError,
+    RunNotFoundError,
+    StoreError,
+    WriterError,
+)
+from .tracking import (  # noqa: E402
+    Run,
+    active_run,
+    end_run,
+    flush,
+    log_artifact,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    param_to_str,
+    set_tag,
+    set_tags,
+    start_run,
+)
+
+__all__ = [
+    "AlexandriaError",
+    "InvalidInputError",
+    "NoActiveRunError",
+    "ParamConflictError",
+    "QueryError",
+    "ReadOnlyError",
+    "Run",
+    "RunEndedError",
+    "RunNotFoundError",
+    "StoreError",
+    "WriterError",
+    "__version__",
+    "active_run",
+    "end_run",
+    "flush",
+    "log_artifact",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "param_to_str",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]

@@ -1,0 +1,43 @@
+"""One tree of typed errors: library code raises these, only the CLI prints them."""
+
+from __future__ import annotations
+
+
+class AlexandriaError(Exception):
+    """Base of every error Alexandria raises on purpose."""
+
+
+class InvalidInputError(AlexandriaError, ValueError):
+    """A value handed to the API cannot be logged as it is (wrong type, empty key, ...)."""
+
+
+class ParamConflictError(AlexandriaError, ValueError):
+    """A parameter was logged twice in one run with different values."""
+
+
+class RunNotFoundError(AlexandriaError, LookupError):
+    """No run with that id exists in the store."""
+
+
+class NoActiveRunError(AlexandriaError, RuntimeError):
+    """A module-level logging call was made with no run started in this process."""
+
+
+class RunEndedError(AlexandriaError, RuntimeError):
+    """A logging call was made on a run handle that was already ended."""
+
+
+class WriterError(AlexandriaError, OSError):
+    """The background writer could not write the event log (disk full, permissions, ...)."""
+
+
+class StoreError(AlexandriaError):
+    """The store directory or its database cannot be used."""
+
+
+class ReadOnlyError(AlexandriaError):
+    """A write was attempted through a read-only connection (for example `alex sql`)."""
+
+
+class QueryError(AlexandriaError):
+    """A SQL query handed to `alex sql` failed."""

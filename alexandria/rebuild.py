@@ -1,0 +1,79 @@
+"""Opening a store's database, and rebuilding it from the logs.
+
+The logs are the truth; the database is a projection of them. A database
+that is missing, or written by another schema version, is rebuilt rather than
+migrated.
+
+`rebuild` replays every segment into a scratch database beside the real one
+(no journal: it is thrown away on failure), builds the big metric index after
+the rows are in, then copies it over the real database with SQLite's online
+backup in one write transaction: readers see the old database or the new one,
+never half. A projector running meanwhile simply continues from the positions
+the rebuild committed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from .db import create_schema, schema_version, writer_engine
+from .projector import FoldStats, Projector, store_size
+from .schema import SCHEMA_VERSION, metric_index
+from .store import Store
+
+ProgressFactory = Callable[[int], Callable[[int], None]]
+
+
+def open_database(store: Store, *, catch_up: bool = True) -> Engine:
+    """The store's writable engine, its schema current, with everything complete folded in."""
+    engine = writer_engine(store.db_path)
+    version = schema_version(engine)
+    if version is None and not _has_tables(engine):
+        create_schema(engine)
+    elif version != SCHEMA_VERSION:
+        rebuild(store)
+    if catch_up:
+        Projector(store, engine).catch_up()
+    return engine
+
+
+def _has_tables(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type='table'").scalar())
+
+
+def rebuild(store: Store, progress: ProgressFactory | None = None) -> FoldStats:
+    """Replay every log into a fresh database and swap it in atomically."""
+    scratch = store.root / f".{store.db_path.name}.rebuild-{os.getpid()}"
+    for leftover in (scratch, scratch.with_name(scratch.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    engine = writer_engine(scratch, bulk=True)
+    try:
+        create_schema(engine, with_metric_index=False)
+        on_bytes = progress(store_size(store)) if progress else None
+        stats = Projector(store, engine).catch_up(progress=on_bytes)
+        with engine.begin() as conn:
+            metric_index.create(conn)
+        engine.dispose()
+        _swap_in(scratch, store)
+    finally:
+        engine.dispose()
+        scratch.unlink(missing_ok=True)
+    return stats
+
+
+def _swap_in(scratch: os.PathLike[str], store: Store) -> None:
+    src = sqlite3.connect(scratch)
+    dst = sqlite3.connect(store.db_path, timeout=120)
+    try:
+        dst.execute("PRAGMA busy_timeout=120000")
+        src.backup(dst)  # one step: a single write transaction on the destination
+        if dst.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            dst.execute("PRAGMA journal_mode=WAL")
+    finally:
+        src.close()
+        dst.close()

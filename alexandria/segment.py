@@ -1,0 +1,299 @@
+"""Segment files: one append-only JSON-lines file per writing process and run.
+
+Writing: `SegmentWriter` takes events from the logging calls through a deque
+(no I/O on the caller's thread) and a background thread encodes and appends
+them in batches. Each process owns its own segment, created with O_EXCL, so
+processes never share a file offset and nothing interleaves; O_APPEND
+atomicity is never relied on, which keeps network filesystems safe.
+
+Reading: `SegmentReader` yields complete lines only. A last line without its
+newline is "not written yet": it is left for a later read (TensorBoard's rule).
+A complete line that does not decode is corruption: it is reported with the
+file and byte offset, skipped, and reading goes on.
+
+No per-line checksum: the failure the log must survive is a process dying
+mid-write, which newline framing plus strict JSON decoding detects; a CRC would
+cost every event on the hot path to catch bit rot the filesystem and disk
+already check. Power loss can leave zero-filled blocks: those fail to decode
+and are reported as corruption like any other garbage.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from . import __version__
+from .errors import WriterError
+from .events import FORMAT_VERSION, EVENT_TYPES, Event, Header, MetricLogged, WriterInfo, decoder, encode_float, encoder
+from .store import SEGMENT_SUFFIX
+
+#: How often the background writer appends what was logged (seconds); $ALEXANDRIA_FLUSH_INTERVAL.
+FLUSH_INTERVAL = float(os.environ.get("ALEXANDRIA_FLUSH_INTERVAL", "0.2"))
+#: Queued events that wake the writer before its interval is up.
+BATCH_SIZE = 10_000
+#: Queued events at which a logging call stops to write them itself (backpressure: memory stays bounded).
+MAX_PENDING = 200_000
+
+_O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+
+
+def _safe_host() -> str:
+    host = socket.gethostname() or "host"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in host)[:64]
+
+
+def new_segment_name() -> str:
+    """A name no other writer can take: creation time, host, pid and random bits (sorts by creation)."""
+    return f"{time.time_ns():020d}-{_safe_host()}-{os.getpid()}-{secrets.token_hex(4)}{SEGMENT_SUFFIX}"
+
+
+class SegmentWriter:
+    """Buffers one process's events for one run and appends them to its own segment.
+
+    `queue` is the hot path: callers append either an event Struct or a
+    `(key, value, step, time)` tuple for a metric, the cheapest thing to build.
+    """
+
+    def __init__(self, run_dir: Path, run_id: str, *, flush_interval: float = FLUSH_INTERVAL) -> None:
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.flush_interval = flush_interval
+        self.queue: deque[Any] = deque()
+        self.path: Path | None = None
+        #: A failure of the background thread, raised to the next logging call.
+        self.error: BaseException | None = None
+        self._fd: int | None = None
+        self._out = bytearray()  # encoded, not yet written (kept across a failed write: nothing is lost)
+        self._lock = threading.Lock()  # one drain at a time keeps lines in order
+        self._wake = threading.Event()
+        self._closed = False
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._loop, name=f"alexandria-writer-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    # -- caller side ---------------------------------------------------------
+    def put(self, event: Any) -> None:
+        """Queue one event (any thread); writes it at once only when the queue is full."""
+        self.queue.append(event)
+        self.kick()
+
+    def kick(self) -> None:
+        """Called after appends: start the thread, wake it early, or apply backpressure."""
+        n = len(self.queue)
+        if n >= MAX_PENDING:
+            self.drain()
+        elif n >= BATCH_SIZE:
+            self._wake.set()
+
+    def raise_error(self) -> None:
+        """Raise (once) the failure the background thread met."""
+        err, self.error = self.error, None
+        if err is not None:
+            if isinstance(err, WriterError):
+                raise err
+            raise WriterError(f"writing the event log {self.path or self.run_dir} failed: {err}") from err
+
+    def drain(self) -> None:
+        """Encode and append everything queued so far; raise WriterError on failure."""
+        with self._lock:
+            try:
+                self._encode_queued()
+                self._write_out()
+            except OSError as exc:
+                raise WriterError(
+                    f"cannot append to event log {self.path or self.run_dir}: {exc.strerror or exc}; "
+                    "the events are kept in memory and written on the next flush"
+                ) from exc
+
+    def close(self, *, sync: bool = True) -> None:
+        """Write everything, fsync, close the file and stop the thread."""
+        if self._closed:
+            return
+        self.drain()
+        self._closed = True
+        self._wake.set()
+        if self._fd is not None:
+            if sync:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def abandon(self) -> None:
+        """Stop without writing: in a forked child, drop the parent's file and queue untouched."""
+        self._closed = True
+        self._wake.set()
+        if self._fd is not None:
+            try:
+                os.close(self._fd)  # the child's copy only; the parent's stays open
+            except OSError:
+                pass
+            self._fd = None
+        self.queue = deque()
+        self._out = bytearray()
+
+    # -- background side -----------------------------------------------------
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._closed or self._pid != os.getpid():
+                return
+            try:
+                self.drain()
+            except BaseException as exc:  # handed to the caller's next call, never swallowed
+                self.error = exc
+                time.sleep(self.flush_interval)
+
+    def _open(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / new_segment_name()
+        self._fd = os.open(path, _O_FLAGS, 0o644)
+        self.path = path
+        header = Header(
+            time=time.time(),
+            format=FORMAT_VERSION,
+            run_id=self.run_id,
+            writer=WriterInfo(
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                ppid=os.getppid(),
+                python=sys.version.split()[0],
+                alexandria=__version__,
+            ),
+        )
+        self._out[0:0] = encoder.encode(header) + b"\n"
+
+    def _encode_queued(self) -> None:
+        queue = self.queue
+        n = len(queue)
+        if not n:
+            return
+        if self._fd is None:
+            self._open()
+        out = self._out
+        encode_into = encoder.encode_into
+        pop = queue.popleft
+        metric = MetricLogged
+        for _ in range(n):
+            item = pop()
+            if type(item) is tuple:
+                key, value, step, t = item
+                if value - value != 0.0:
+                    value = encode_float(value)
+                item = metric(key=key, value=value, step=step, time=t)
+            encode_into(item, out, -1)
+            out.append(10)
+
+    def _write_out(self) -> None:
+        out = self._out
+        if not out or self._fd is None:
+            return
+        view = memoryview(out)
+        written = 0
+        try:
+            while written < len(out):
+                written += os.write(self._fd, view[written:])
+        finally:
+            view.release()
+            del out[:written]
+
+
+@dataclass
+class Problem:
+    """Something in a segment that could not be projected."""
+
+    segment: Path
+    offset: int
+    kind: str  # "corrupt", "unknown_event", "bad_header"
+    detail: str
+
+
+@dataclass
+class SegmentReader:
+    """Reads a segment from `offset` on, complete lines only, resumable."""
+
+    path: Path
+    offset: int = 0
+    header: Header | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    def read(self, max_bytes: int = 64 << 20) -> list[Event]:
+        """Events of the complete lines written since the last read (at most about `max_bytes`)."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(max_bytes)
+            while data and len(data) == max_bytes and b"\n" not in data:  # one huge line
+                more = f.read(max_bytes)
+                if not more:
+                    break
+                data += more
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            return []  # nothing, or a partial line: not written yet
+        chunk = data[:end]
+        base = self.offset
+        self.offset += end
+        if base == 0:
+            first = chunk.index(b"\n") + 1
+            self._read_header(chunk[:first])
+            chunk, base = chunk[first:], first
+            if not chunk:
+                return []
+        try:
+            events = decoder.decode_lines(chunk)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return self._decode_each(chunk, base)
+        if any(type(e) is Header for e in events):
+            return self._decode_each(chunk, base)
+        return events
+
+    def _read_header(self, line: bytes) -> None:
+        try:
+            event = decoder.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.problems.append(Problem(self.path, 0, "bad_header", f"first line is not a segment header: {exc}"))
+            return
+        if type(event) is not Header:
+            self.problems.append(Problem(self.path, 0, "bad_header", "first line is not a segment header"))
+            return
+        self.header = event
+
+    def _decode_each(self, chunk: bytes, base: int) -> list[Event]:
+        events: list[Event] = []
+        pos = 0
+        while pos < len(chunk):
+            nl = chunk.index(b"\n", pos)
+            line = chunk[pos:nl]
+            offset = base + pos
+            pos = nl + 1
+            try:
+                event = decoder.decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.problems.append(self._classify(line, offset, exc))
+                continue
+            if type(event) is Header:
+                self.problems.append(Problem(self.path, offset, "corrupt", "segment header in the middle of a segment"))
+                continue
+            events.append(event)
+        return events
+
+    def _classify(self, line: bytes, offset: int, exc: Exception) -> Problem:
+        try:
+            raw = msgspec.json.decode(line)
+        except msgspec.DecodeError:
+            raw = None
+        if isinstance(raw, dict) and isinstance(raw.get("event"), str) and raw["event"] not in EVENT_TYPES:
+            return Problem(self.path, offset, "unknown_event", f"event type {raw['event']!r} is newer than this reader")
+        preview = line[:60].decode("utf-8", "replace")
+        return Problem(self.path, offset, "corrupt", f"{exc}: {preview!r}")

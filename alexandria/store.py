@@ -1,0 +1,99 @@
+"""Where a store keeps things: one directory, found the same way by every process.
+
+Layout::
+
+    <store>/alexandria.db                  the SQL projection (disposable)
+    <store>/runs/<run_id>/<segment>.jsonl  event logs, one segment per writing process
+    <store>/artifacts/<run_id>/<name>      copies of logged artifacts
+
+Resolution order: the `store=` argument, else $ALEXANDRIA_STORE, else
+`./alexandria_data` in the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RunNotFoundError, StoreError
+
+STORE_ENV = "ALEXANDRIA_STORE"
+DEFAULT_STORE = "alexandria_data"
+DB_NAME = "alexandria.db"
+SEGMENT_SUFFIX = ".jsonl"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:
+    """The absolute path of the store the caller means."""
+    if store is None:
+        store = os.environ.get(STORE_ENV) or DEFAULT_STORE
+    return Path(store).expanduser().resolve()
+
+
+def is_run_id(text: str) -> bool:
+    return bool(_RUN_ID.match(text))
+
+
+@dataclass(frozen=True)
+class Store:
+    """A store directory and the paths inside it."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, store: str | os.PathLike[str] | Store | None = None, *, create: bool = True) -> Store:
+        if isinstance(store, Store):
+            return store
+        root = resolve_store_path(store)
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"store path {root} exists and is not a directory; pass another --store")
+        if create:
+            try:
+                (root / "runs").mkdir(parents=True, exist_ok=True)
+                (root / "artifacts").mkdir(exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
+        return cls(root)
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def artifact_dir(self, run_id: str) -> Path:
+        return self.root / "artifacts" / run_id
+
+    def run_exists(self, run_id: str) -> bool:
+        return self.run_dir(run_id).is_dir()
+
+    def require_run(self, run_id: str) -> None:
+        if not is_run_id(run_id) or not self.run_exists(run_id):
+            raise RunNotFoundError(f"no run {run_id!r} in store {self.root}; `alex runs` lists the runs there")
+
+    def segments(self) -> Iterator[Path]:
+        """Every segment file, in a stable order (run id, then segment name = creation order)."""
+        try:
+            run_dirs = sorted(e.name for e in os.scandir(self.runs_dir) if e.is_dir() and is_run_id(e.name))
+        except FileNotFoundError:
+            return
+        for run_id in run_dirs:
+            try:
+                names = sorted(e.name for e in os.scandir(self.runs_dir / run_id) if e.name.endswith(SEGMENT_SUFFIX))
+            except FileNotFoundError:
+                continue
+            for name in names:
+                yield self.runs_dir / run_id / name
+
+    def relative(self, path: Path) -> str:
+        """A path inside the store as stored in the database: relative, with forward slashes."""
+        return path.relative_to(self.root).as_posix()

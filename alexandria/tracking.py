@@ -1,0 +1,534 @@
+"""The logging API: `start_run` and the `Run` handle that training code calls.
+
+Every call turns into an event queued for the run's `SegmentWriter`; no call
+does I/O per event. Processes and runs:
+
+* The process that calls `start_run(experiment=...)` owns the new run: ending
+  its handle records the run's end (finished, failed or killed).
+* `start_run(run_id=...)` attaches to an existing run from any process. An
+  attached handle writes its own segment; ending it only flushes and closes
+  that segment, unless `end(status=...)` is given explicitly.
+* A child started while a run is active logs to that run with no extra code:
+  a forked child gets a fresh writer and segment of its own at fork time (it
+  never touches the parent's buffer or file); a spawned or forkserver child
+  finds the run through $ALEXANDRIA_RUN_ID and $ALEXANDRIA_STORE, which
+  `start_run` sets, and attaches on its first module-level logging call.
+* Pending events are written on `flush()`, `end()`, interpreter exit, the exit
+  of a multiprocessing child, and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import math
+import operator
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import msgspec
+
+from .errors import (
+    AlexandriaError,
+    InvalidInputError,
+    NoActiveRunError,
+    ParamConflictError,
+    RunEndedError,
+    WriterError,
+)
+from .events import ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet
+from .segment import SegmentWriter
+from .store import Store, is_run_id
+
+RUN_ENV = "ALEXANDRIA_RUN_ID"
+STORE_ENV = "ALEXANDRIA_STORE"
+MAX_KEY_LENGTH = 250
+
+_time = time.time
+
+
+def param_to_str(value: Any) -> str:
+    """The stable text a parameter value is stored as.
+
+    str as is; bool as "true"/"false"; int in decimal; float as its shortest
+    round-trip repr ("0.1", "1e-05"), non-finite as "nan", "inf", "-inf";
+    None as "null"; numpy scalars as the Python scalar they hold; lists,
+    tuples and dicts as compact JSON with sorted keys; anything else as str().
+    """
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()  # numpy / torch scalar
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            return msgspec.json.encode(value, order="sorted").decode()
+        except (TypeError, msgspec.EncodeError):
+            return str(value)
+    return str(value)
+
+
+def _check_key(key: Any, what: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidInputError(f"{what} key must be a non-empty string, got {key!r}")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidInputError(f"{what} key {key[:40]!r}... is {len(key)} characters; the limit is {MAX_KEY_LENGTH}")
+    return key
+
+
+def _to_float(key: str, value: Any) -> float:
+    if isinstance(value, (str, bytes)):
+        raise InvalidInputError(f"metric {key!r}: value must be a number, got the string {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metric {key!r}: value {value!r} cannot be converted to float ({exc})") from exc
+
+
+def _to_step(step: Any) -> int:
+    if isinstance(step, bool):
+        raise InvalidInputError(f"step must be an integer or None, got {step!r}")
+    try:
+        return operator.index(step)
+    except TypeError:
+        raise InvalidInputError(f"step must be an integer or None, got {step!r}") from None
+
+
+class Run:
+    """A handle on one run in one process. Use `start_run` to get one."""
+
+    def __init__(self, store: Store, run_id: str, experiment: str | None, *, owner: bool) -> None:
+        self.store = store
+        self.id = run_id
+        self.experiment = experiment
+        self.owner = owner
+        self._params: dict[str, str] = {}
+        self._metric_keys: set[str] = set()
+        self._ended = False
+        self._writer = SegmentWriter(store.run_dir(run_id), run_id)
+        self._queue = self._writer.queue
+        _open_runs.add(self)
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else "active"
+        return f"<Run {self.id} experiment={self.experiment!r} {state}>"
+
+    # -- logging -------------------------------------------------------------
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Queue one metric point; costs no I/O. NaN and +-inf are kept."""
+        writer = self._writer
+        if writer.error is not None:
+            self._raise_writer_error()
+        if key not in self._metric_keys:
+            self._metric_keys.add(_check_key(key, "metric"))
+        if type(value) is not float:
+            value = _to_float(key, value)
+        if step is not None and type(step) is not int:
+            step = _to_step(step)
+        queue = self._queue
+        queue.append((key, value, step, _time()))
+        if len(queue) >= 10_000:
+            writer.kick()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Queue several metric points sharing one step and one timestamp."""
+        writer = self._writer
+        if writer.error is not None:
+            self._raise_writer_error()
+        if step is not None and type(step) is not int:
+            step = _to_step(step)
+        now = _time()
+        append = self._queue.append
+        keys = self._metric_keys
+        for key, value in metrics.items():
+            if key not in keys:
+                keys.add(_check_key(key, "metric"))
+            if type(value) is not float:
+                value = _to_float(key, value)
+            append((key, value, step, now))
+        writer.kick()
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Record a parameter (stored as text, see `param_to_str`); a different second value is an error."""
+        self._put(self._param_event(key, value))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        events = [self._param_event(k, v) for k, v in params.items()]  # all checked before any is queued
+        for event in events:
+            self._put(event)
+
+    def _param_event(self, key: str, value: Any) -> ParamLogged | None:
+        _check_key(key, "parameter")
+        text = param_to_str(value)
+        old = self._params.get(key)
+        if old is not None:
+            if old != text:
+                raise ParamConflictError(
+                    f"parameter {key!r} of run {self.id} is already {old!r}; it cannot become {text!r}. "
+                    "Parameters are fixed inputs: log a metric or a tag for values that change"
+                )
+            return None
+        self._params[key] = text
+        return ParamLogged(key=key, value=text, time=_time())
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set a tag (last value wins); tags are for labels that may change."""
+        self._put(TagSet(key=_check_key(key, "tag"), value=param_to_str(value), time=_time()))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.set_tag(key, value)
+
+    def log_artifact(self, path: str | os.PathLike[str], type: str | None = None, name: str | None = None) -> str:
+        """Copy a file or directory into the store and record it; returns its path in the store.
+
+        A second artifact with the same name replaces the first.
+        """
+        src = Path(path)
+        if not src.exists():
+            raise InvalidInputError(f"artifact {str(src)!r} does not exist")
+        name = name or src.name
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise InvalidInputError(f"artifact name {name!r} must be a plain file name")
+        dest_dir = self.store.artifact_dir(self.id)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / name
+        tmp = dest_dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            if src.is_dir():
+                shutil.copytree(src, tmp)
+                for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+                    digest.update(f.relative_to(tmp).as_posix().encode() + b"\0")
+                    size += _hash_file(f, digest)
+                if dest.is_dir():
+                    shutil.rmtree(dest)
+                kind = type or "directory"
+            else:
+                with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                    while chunk := fin.read(1 << 20):
+                        digest.update(chunk)
+                        fout.write(chunk)
+                        size += len(chunk)
+                    fout.flush()
+                    os.fsync(fout.fileno())
+                kind = type or "file"
+            os.replace(tmp, dest)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            raise InvalidInputError(f"cannot copy artifact {str(src)!r} into the store: {exc}") from exc
+        rel = self.store.relative(dest)
+        self._put(ArtifactSaved(name=name, path=rel, type=kind, size=size, sha256=digest.hexdigest(), time=_time()))
+        return rel
+
+    def flush(self) -> None:
+        """Write everything logged so far to the event log now."""
+        if self._writer.error is not None:
+            self._raise_writer_error()
+        self._writer.drain()
+
+    # -- life ----------------------------------------------------------------
+    def end(self, status: str | None = None, error: str | None = None) -> None:
+        """End this handle: flush, close the segment and, for the owner, record how the run ended.
+
+        `status` is "finished" (default for the owner), "failed" or "killed".
+        An attached handle records a status only when one is passed.
+        """
+        if self._ended:
+            return
+        if status is not None and status not in ("finished", "failed", "killed"):
+            raise InvalidInputError(f"status must be 'finished', 'failed' or 'killed', got {status!r}")
+        if status is None and self.owner:
+            status = "finished"
+        self._ended = True
+        try:
+            if status is not None:
+                self._writer.queue.append(RunFinished(status=status, error=error, time=_time()))
+            self._writer.close()
+        finally:
+            _open_runs.discard(self)
+            _forget_active(self)
+            self._writer = _EndedWriter(self._writer.run_dir, self.id)  # type: ignore[assignment]
+            self._queue = self._writer.queue
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.end("finished" if self.owner else None)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end("killed", error="KeyboardInterrupt")
+        else:
+            self.end("failed", error=f"{exc_type.__name__}: {exc}")
+
+    # -- internals -----------------------------------------------------------
+    def _put(self, event: Any) -> None:
+        if self._writer.error is not None:
+            self._raise_writer_error()
+        if event is not None:
+            self._writer.put(event)
+
+    def _raise_writer_error(self) -> None:
+        error = self._writer.error
+        if isinstance(error, RunEndedError):
+            raise error
+        self._writer.raise_error()
+
+    def _start(self, experiment: str, tags: Mapping[str, Any]) -> None:
+        event = RunStarted(
+            experiment=experiment, tags={_check_key(k, "tag"): param_to_str(v) for k, v in tags.items()}, time=_time()
+        )
+        self._writer.put(event)
+        self._writer.drain()  # on disk before start_run returns, ahead of any child's events
+
+    def _after_fork_in_child(self) -> None:
+        old = self._writer
+        old.abandon()
+        self._writer = SegmentWriter(old.run_dir, self.id)
+        self._queue = self._writer.queue
+        self.owner = False  # the parent records the end of the run
+
+
+class _EndedWriter:
+    """Stands in for the writer of an ended handle: every logging call raises RunEndedError."""
+
+    def __init__(self, run_dir: Path, run_id: str) -> None:
+        self.run_dir = run_dir
+        self.queue: deque[Any] = deque()
+        self.error = RunEndedError(f"run {run_id} was ended; alexandria.start_run(run_id={run_id!r}) attaches to it again")
+
+    def drain(self) -> None:
+        raise self.error
+
+    put = kick = close = drain
+
+
+# Runs with an open handle in this process, for exit, signals and fork.
+_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+_active: list[Run] = []  # stack: the innermost open run is the active one
+_state_lock = threading.Lock()
+_hooks_installed = False
+_failure: str | None = None
+
+
+def start_run(
+    experiment: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    store: str | os.PathLike[str] | Store | None = None,
+    run_id: str | None = None,
+) -> Run:
+    """Start a new run, or attach to an existing one with `run_id=`; it becomes the active run."""
+    st = Store.open(store)
+    if run_id is not None:
+        if not isinstance(run_id, str) or not is_run_id(run_id):
+            raise InvalidInputError(f"run_id must be a 32-character lowercase hex uuid, got {run_id!r}")
+        st.require_run(run_id)
+        run = Run(st, run_id, experiment, owner=False)
+        if tags:
+            run.set_tags(tags)
+    else:
+        if not isinstance(experiment, str) or not experiment:
+            raise InvalidInputError("start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to")
+        run = Run(st, uuid.uuid4().hex, experiment, owner=True)
+        st.run_dir(run.id).mkdir(parents=True)
+        run._start(experiment, tags or {})
+    _install_hooks()
+    with _state_lock:
+        _active.append(run)
+    os.environ[RUN_ENV] = run.id
+    os.environ[STORE_ENV] = str(st.root)
+    return run
+
+
+def active_run() -> Run | None:
+    """The run module-level calls log to: the latest open one, or the run a parent process shared."""
+    with _state_lock:
+        if _active:
+            return _active[-1]
+    run_id = os.environ.get(RUN_ENV)
+    if run_id:
+        return start_run(run_id=run_id, store=os.environ.get(STORE_ENV))
+    return None
+
+
+def _require_active() -> Run:
+    run = active_run()
+    if run is None:
+        raise NoActiveRunError("no active run: call alexandria.start_run(experiment=...) first")
+    return run
+
+
+def _forget_active(run: Run) -> None:
+    with _state_lock:
+        if run in _active:
+            _active.remove(run)
+        top = _active[-1] if _active else None
+    if top is not None:
+        os.environ[RUN_ENV] = top.id
+        os.environ[STORE_ENV] = str(top.store.root)
+    elif os.environ.get(RUN_ENV) == run.id:
+        del os.environ[RUN_ENV]
+
+
+def log_param(key: str, value: Any) -> None:
+    _require_active().log_param(key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    _require_active().log_params(params)
+
+
+def log_metric(key: str, value: float, step: int | None = None) -> None:
+    _require_active().log_metric(key, value, step)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    _require_active().log_metrics(metrics, step)
+
+
+def set_tag(key: str, value: Any) -> None:
+    _require_active().set_tag(key, value)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    _require_active().set_tags(tags)
+
+
+def log_artifact(path: str | os.PathLike[str], type: str | None = None, name: str | None = None) -> str:
+    return _require_active().log_artifact(path, type=type, name=name)
+
+
+def flush() -> None:
+    """Write everything every open run of this process has queued."""
+    for run in list(_open_runs):
+        run.flush()
+
+
+def end_run(status: str | None = None) -> None:
+    """End the active run of this process."""
+    _require_active().end(status)
+
+
+# -- process life: exit, uncaught exceptions, SIGTERM, fork ----------------------
+def _end_all(status: str, error: str | None = None) -> None:
+    for run in list(_open_runs):
+        try:
+            run.end(status if run.owner else None, error=error)
+        except AlexandriaError as exc:
+            print(f"alexandria: could not end run {run.id}: {exc}", file=sys.stderr)
+
+
+def _at_exit() -> None:
+    _end_all("failed" if _failure else "finished", _failure)
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    global _failure
+    if issubclass(exc_type, KeyboardInterrupt):
+        _end_all("killed", "KeyboardInterrupt")
+    else:
+        _failure = f"{exc_type.__name__}: {exc}"
+    _previous_excepthook(exc_type, exc, tb)
+
+
+_previous_excepthook = sys.excepthook
+_previous_sigterm: Any = None
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _end_all("killed", "SIGTERM")
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_hooks() -> None:
+    """Once per process: flush at exit (also a multiprocessing child's exit) and on SIGTERM."""
+    global _hooks_installed, _previous_sigterm, _previous_excepthook
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_at_exit)
+    if sys.excepthook is not _excepthook:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+    from multiprocessing import util
+
+    _register_mp_finalizer()
+    util.register_after_fork(_fork_token, _register_mp_finalizer)
+    if threading.current_thread() is threading.main_thread():
+        current = signal.getsignal(signal.SIGTERM)
+        if current in (signal.SIG_DFL, None) or callable(current):
+            _previous_sigterm = current if callable(current) else None
+            signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _after_fork_in_child() -> None:
+    global _state_lock
+    _state_lock = threading.Lock()  # the parent's may have been held at fork time
+    for run in list(_open_runs):
+        run._after_fork_in_child()
+
+
+class _ForkToken:
+    """Anchor for multiprocessing's after-fork registry (it needs a weak-referenceable object)."""
+
+
+_fork_token = _ForkToken()
+
+
+def _register_mp_finalizer(_token: object = None) -> None:
+    # Multiprocessing children leave through os._exit, so atexit never runs
+    # there; a Finalize does. A forked child's finalizer registry is cleared
+    # after fork, so multiprocessing's after-fork hook registers it again.
+    from multiprocessing import util
+
+    util.Finalize(None, _at_exit, exitpriority=100)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+__all__ = [
+    "Run",
+    "WriterError",
+    "active_run",
+    "end_run",
+    "flush",
+    "log_artifact",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_artifact",
+    "param_to_str",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]
