@@ -1,0 +1,279 @@
+"""`alex`: the command line, a thin adapter over the library.
+
+Library errors (`AlexandriaError`) become one `Error: ...` line and exit code
+1; usage errors are click's (exit code 2). Every read command first folds
+what is new in the logs, so users never start anything to see their data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AlexandriaError, StoreError
+from .store import STORE_ENV, Store, resolve_store_path
+
+# Piped output is not cut to 80 columns: ids and queries stay whole for copying.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AlexandriaError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _store(ctx: click.Context, *, create: bool = False) -> Store:
+    path = resolve_store_path(ctx.obj["store"])
+    if not create and not (path / "runs").is_dir():
+        raise StoreError(f"no Alexandria store at {path}; log a run there first, or pass --store / set {STORE_ENV}")
+    return Store.open(path)
+
+
+def _fresh_reader(ctx: click.Context) -> Any:
+    """Fold what is new, then hand back a read-only engine."""
+    from .db import reader_engine
+    from .rebuild import open_database
+
+    store = _store(ctx)
+    open_database(store).dispose()
+    return reader_engine(store.db_path)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _duration(start: float | None, end: float | None) -> str:
+    if not start:
+        return "-"
+    seconds = (end or time.time()) - start
+    text = f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+    return text if end else text + "+"
+
+
+def _num(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{value:.6g}"
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--store",
+    envvar=STORE_ENV,
+    type=click.Path(file_okay=False),
+    help=f"Store directory (default: ${STORE_ENV}, else ./alexandria_data).",
+)
+@click.version_option(package_name="alexandria")
+@click.pass_context
+def cli(ctx: click.Context, store: str | None) -> None:
+    """Alexandria: track experiments in append-only logs, query them with SQL."""
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = store
+
+
+@cli.command()
+@click.option("--experiment", "-e", help="Only runs of this experiment.")
+@click.option("--status", type=click.Choice(["running", "finished", "failed", "killed"]), help="Only runs with this status.")
+@click.option("--limit", "-n", type=int, default=None, help="At most this many runs (newest first).")
+@click.pass_context
+def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: int | None) -> None:
+    """List runs, newest first."""
+    from .query import list_runs, problems
+
+    engine = _fresh_reader(ctx)
+    rows = list_runs(engine, experiment=experiment, status=status, limit=limit)
+    table = Table(title=f"{len(rows)} run(s)")
+    for col in ("id", "experiment", "status", "started", "duration", "params", "metrics", "tags"):
+        table.add_column(col, no_wrap=col in ("id", "started"))
+    for r in rows:
+        tags = ", ".join(f"{k}={v}" for k, v in (r["tags"] or {}).items())
+        table.add_row(
+            r["id"],
+            r["experiment_name"] or "?",
+            r["status"] or "?",
+            _when(r["timestamp_start"]),
+            _duration(r["timestamp_start"], r["timestamp_end"]),
+            str(r["num_params"]),
+            str(r["num_metric_keys"]),
+            tags,
+        )
+    console.print(table)
+    found = problems(engine)
+    if found:
+        console.print(f"[yellow]{len(found)} unreadable line(s) in the logs were skipped: `alex problems` lists them[/]")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.pass_context
+def show(ctx: click.Context, run_id: str) -> None:
+    """Show one run: status, parameters, tags, metrics, artifacts. RUN_ID may be a unique prefix."""
+    from .query import run_details
+
+    d = run_details(_fresh_reader(ctx), run_id)
+    r = d["run"]
+    console.print(f"[bold]run {r['id']}[/]  experiment [bold]{r['experiment_name']}[/]  status [bold]{r['status']}[/]")
+    console.print(
+        f"started {_when(r['timestamp_start'])}  ended {_when(r['timestamp_end'])}  "
+        f"duration {_duration(r['timestamp_start'], r['timestamp_end'])}"
+    )
+    if r["error"]:
+        console.print(f"error: {r['error']}")
+    if r["tags"]:
+        console.print("tags: " + ", ".join(f"{k}={v}" for k, v in r["tags"].items()))
+    if d["params"]:
+        t = Table(title="parameters")
+        t.add_column("key")
+        t.add_column("value")
+        for k, v in d["params"].items():
+            t.add_row(k, v)
+        console.print(t)
+    if d["metrics"]:
+        t = Table(title="metrics")
+        for col in ("key", "points", "last step", "last value", "min", "max"):
+            t.add_column(col, justify="left" if col == "key" else "right")
+        for m in d["metrics"]:
+            step = "-" if m.last_step is None else str(m.last_step)
+            t.add_row(m.key, str(m.count), step, _num(m.last_value), _num(m.min), _num(m.max))
+        console.print(t)
+    if d["artifacts"]:
+        t = Table(title="artifacts")
+        for col in ("name", "type", "size", "path"):
+            t.add_column(col)
+        for a in d["artifacts"]:
+            t.add_row(a["name"], a["type"] or "", str(a["size"]), a["path"])
+        console.print(t)
+    for p in d["problems"]:
+        console.print(f"[yellow]skipped {p['kind']} line in {p['segment']} at byte {p['offset']}: {p['detail']}[/]")
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", help="Output format.")
+@click.pass_context
+def sql(ctx: click.Context, query: str, fmt: str) -> None:
+    """Run one read-only SQL query against the projection."""
+    from .query import execute_sql
+
+    columns, rows = execute_sql(_fresh_reader(ctx), query)
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(rows)
+    else:
+        t = Table(title=f"{len(rows)} row(s)")
+        for c in columns:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(*("NULL" if v is None else str(v) for v in r))
+        console.print(t)
+
+
+@cli.command()
+@click.pass_context
+def problems(ctx: click.Context) -> None:
+    """List log lines that could not be projected (corrupt or from a newer version), with file and byte offset."""
+    from .query import problems as list_problems
+
+    found = list_problems(_fresh_reader(ctx))
+    if not found:
+        console.print("no problems: every complete line in the logs is projected")
+    for p in found:
+        console.print(f"{p['segment']} at byte {p['offset']}: {p['kind']}: {p['detail']}")
+
+
+@cli.command()
+@click.option("--poll", is_flag=True, help="Poll the store instead of using file notifications (network filesystems).")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between folds when nothing wakes the watcher.")
+@click.pass_context
+def watch(ctx: click.Context, poll: bool, interval: float) -> None:
+    """Keep the database current while runs log (until Ctrl-C or SIGTERM)."""
+    from .rebuild import open_database
+    from .watch import watch as run_watch
+
+    store = _store(ctx, create=True)
+    engine = open_database(store, catch_up=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(f"watching {store.runs_dir} -> {store.db_path} (Ctrl-C stops)")
+
+    def report(stats: Any) -> None:
+        console.print(f"{_when(time.time())} folded {stats.events} event(s) from {stats.segments} segment(s)")
+        for p in stats.problems:
+            console.print(f"[yellow]skipped {p}[/]")
+
+    try:
+        run_watch(store, engine, poll=poll, interval=interval, stop=stop, on_fold=report)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
+
+
+@cli.command()
+@click.pass_context
+def rebuild(ctx: click.Context) -> None:
+    """Replay every log into a fresh database and swap it in atomically."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from .rebuild import rebuild as do_rebuild
+
+    store = _store(ctx)
+    started = time.perf_counter()
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("replaying logs", total=None)
+
+        def progress(total: int) -> Callable[[int], None]:
+            bar.update(task, total=total)
+            return lambda n: bar.advance(task, n)
+
+        stats = do_rebuild(store, progress=progress)
+    seconds = time.perf_counter() - started
+    console.print(
+        f"rebuilt {store.db_path}: {stats.events} events from {len(list(store.segments()))} segment(s) "
+        f"in {seconds:.1f}s"
+    )
+    for p in stats.problems:
+        console.print(f"[yellow]skipped {p}[/]")
+
+
+@cli.command()
+@click.option("--steps", type=int, default=20000, show_default=True, help="Gradient steps per run.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
+@click.pass_context
+def demo(ctx: click.Context, steps: int, workers: int) -> None:
+    """Train a small model for several learning rates in worker processes, tracking everything."""
+    from .demo import run_demo
+
+    run_demo(_store(ctx, create=True), steps=steps, workers=workers, console=console)
+
+
+def main() -> None:
+    cli(prog_name="alex")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""`alex demo`: a real, small training sweep, tracked end to end.
+
+Logistic regression by mini-batch gradient descent (numpy) on a synthetic,
+seeded classification problem, for several learning rates. The parent
+process starts one run per learning rate and logs its parameters; a pool of
+worker processes attaches to those runs by id and logs loss, accuracy and
+gradient norm at every step, plus the learned weights as an artifact. Then
+the projection is brought up to date and summarised with SQL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from . import start_run
+from .db import reader_engine
+from .query import execute_sql
+from .rebuild import open_database
+from .store import Store
+
+EXPERIMENT = "demo-logreg"
+LEARNING_RATES = (0.01, 0.05, 0.2, 1.0)
+SUMMARY_SQL = f"""SELECT p.value AS lr, r.status, COUNT(m.id) AS points,
+       MIN(CASE WHEN m.key = 'train/loss' THEN m.value END) AS best_loss,
+       MAX(CASE WHEN m.key = 'val/accuracy' THEN m.value END) AS best_val_acc
+FROM run r
+JOIN parameter p ON p.run_id = r.id AND p.key = 'lr'
+JOIN metric m ON m.run_id = r.id
+WHERE r.experiment_name = '{EXPERIMENT}'
+GROUP BY r.id ORDER BY r.timestamp_start DESC, CAST(p.value AS REAL) LIMIT {len(LEARNING_RATES)}"""
+
+
+def make_data(seed: int = 7, n: int = 4000, d: int = 20) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    w_true = rng.normal(size=d)
+    y = (x @ w_true + rng.normal(scale=1.0, size=n) > 0).astype(float)
+    split = int(n * 0.8)
+    return x[:split], y[:split], x[split:], y[split:]
+
+
+def _loss_acc(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    p = 1.0 / (1.0 + np.exp(-(x @ w)))
+    eps = 1e-12
+    loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+    return loss, float(np.mean((p > 0.5) == y))
+
+
+def train(job: tuple[str, str, float, int, int]) -> dict[str, Any]:
+    """One worker's job: attach to an existing run and train, logging every step."""
+    store, run_id, lr, steps, batch = job
+    x, y, xv, yv = make_data()
+    rng = np.random.default_rng(int(lr * 1000))
+    w = np.zeros(x.shape[1])
+    with start_run(run_id=run_id, store=store) as run:
+        for step in range(steps):
+            idx = rng.integers(0, len(x), size=batch)
+            xb, yb = x[idx], y[idx]
+            p = 1.0 / (1.0 + np.exp(-(xb @ w)))
+            grad = xb.T @ (p - yb) / batch
+            w -= lr * grad
+            loss = float(-np.mean(yb * np.log(p + 1e-12) + (1 - yb) * np.log(1 - p + 1e-12)))
+            run.log_metrics({"train/loss": loss, "train/grad_norm": float(np.linalg.norm(grad))}, step=step)
+            if step % 50 == 0 or step == steps - 1:
+                val_loss, val_acc = _loss_acc(w, xv, yv)
+                run.log_metrics({"val/loss": val_loss, "val/accuracy": val_acc}, step=step)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "weights.npy"
+            np.save(path, w, allow_pickle=False)
+            run.log_artifact(path, type="model")
+    return {"run_id": run_id, "lr": lr, "val_accuracy": _loss_acc(w, xv, yv)[1]}
+
+
+def run_demo(store: Store, *, steps: int = 3000, workers: int = 2, console: Console | None = None) -> list[str]:
+    """Run the sweep; print a summary and a query to paste. Returns the run ids."""
+    console = console or Console()
+    started = time.perf_counter()
+    console.print(f"store: {store.root}")
+    console.print(f"training {len(LEARNING_RATES)} runs x {steps} steps in {workers} worker processes ...")
+    pool = multiprocessing.get_context("spawn").Pool(workers)  # before any run is active: workers start clean
+    runs = []
+    try:
+        for lr in LEARNING_RATES:
+            run = start_run(experiment=EXPERIMENT, store=store, tags={"source": "alex demo"})
+            run.log_params({"lr": lr, "batch_size": 64, "steps": steps, "model": "logistic-regression"})
+            run.flush()
+            runs.append(run)
+        jobs = [(str(store.root), r.id, lr, steps, 64) for r, lr in zip(runs, LEARNING_RATES)]
+        results = pool.map(train, jobs)
+        for run, result in zip(runs, results):
+            run.set_tag("val_accuracy", f"{result['val_accuracy']:.4f}")
+            run.end()
+    except BaseException:
+        for run in runs:
+            run.end("failed", error="demo interrupted")
+        raise
+    finally:
+        pool.close()
+        pool.join()
+    logged = time.perf_counter() - started
+    open_database(store).dispose()
+    columns, rows = execute_sql(reader_engine(store.db_path), SUMMARY_SQL)
+    table = Table(title=f"{EXPERIMENT}: {len(runs)} runs tracked in {logged:.1f}s")
+    for c in columns:
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r))
+    console.print(table)
+    console.print("Query it yourself:")
+    store_opt = f"--store {store.root} " if store.root != Path.cwd() / "alexandria_data" else ""
+    console.print(f'  alex {store_opt}runs --experiment {EXPERIMENT}')
+    console.print(f"  alex {store_opt}show {runs[-1].id}")
+    one_line = " ".join(SUMMARY_SQL.split())
+    console.print(f'  alex {store_opt}sql "{one_line}"', soft_wrap=True)
+    return [r.id for r in runs]

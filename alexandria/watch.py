@@ -1,0 +1,79 @@
+"""Keeping the database current while runs log: the projector driven by watchdog.
+
+A change under `<store>/runs` wakes the projector at once (inotify where the
+OS has it); a fold also runs every `interval` seconds whatever happens, which
+is what keeps network filesystems (no inotify) current. `poll=True` uses
+watchdog's polling observer outright; if the native observer cannot start
+(no inotify, watch limit reached) polling is used instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from .projector import FoldStats, Projector
+from .store import SEGMENT_SUFFIX, Store
+
+log = logging.getLogger("alexandria.watch")
+
+#: After a change is seen, wait this long for more before folding (coalesces a writer's burst).
+DEBOUNCE = 0.05
+
+
+class _Wake(FileSystemEventHandler):
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        path = event.src_path if isinstance(event.src_path, str) else event.src_path.decode()
+        if event.is_directory or path.endswith(SEGMENT_SUFFIX):
+            self.wake.set()
+
+
+def _start_observer(store: Store, handler: FileSystemEventHandler, poll: bool) -> BaseObserver:
+    observer: BaseObserver = PollingObserver(timeout=1.0) if poll else Observer()
+    observer.schedule(handler, str(store.runs_dir), recursive=True)
+    try:
+        observer.start()
+    except OSError as exc:
+        if poll:
+            raise
+        log.warning("file notifications unavailable (%s); polling instead", exc)
+        return _start_observer(store, handler, poll=True)
+    return observer
+
+
+def watch(
+    store: Store,
+    engine: Engine,
+    *,
+    poll: bool = False,
+    interval: float = 1.0,
+    stop: threading.Event | None = None,
+    on_fold: Callable[[FoldStats], None] | None = None,
+) -> None:
+    """Fold new events as they appear until `stop` is set (or forever)."""
+    stop = stop or threading.Event()
+    wake = threading.Event()
+    store.runs_dir.mkdir(parents=True, exist_ok=True)
+    observer = _start_observer(store, _Wake(wake), poll)
+    projector = Projector(store, engine)
+    try:
+        while not stop.is_set():
+            stats = projector.catch_up()
+            if on_fold is not None and (stats.events or stats.problems):
+                on_fold(stats)
+            if wake.wait(interval):
+                stop.wait(DEBOUNCE)
+            wake.clear()
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
