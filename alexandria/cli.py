@@ -62,7 +62,9 @@ def _duration(start: float | None, end: float | None) -> str:
     if not start:
         return "-"
     seconds = (end or time.time()) - start
-    text = f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+    text = (
+        f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+    )
     return text if end else text + "+"
 
 
@@ -89,7 +91,9 @@ def cli(ctx: click.Context, store: str | None) -> None:
 
 @cli.command()
 @click.option("--experiment", "-e", help="Only runs of this experiment.")
-@click.option("--status", type=click.Choice(["running", "finished", "failed", "killed"]), help="Only runs with this status.")
+@click.option(
+    "--status", type=click.Choice(["running", "finished", "failed", "killed"]), help="Only runs with this status."
+)
 @click.option("--limit", "-n", type=int, default=None, help="At most this many runs (newest first).")
 @click.pass_context
 def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: int | None) -> None:
@@ -116,7 +120,9 @@ def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: 
     console.print(table)
     found = problems(engine)
     if found:
-        console.print(f"[yellow]{len(found)} unreadable line(s) in the logs were skipped: `alex problems` lists them[/]")
+        console.print(
+            f"[yellow]{len(found)} unreadable line(s) in the logs were skipped: `alex problems` lists them[/]"
+        )
 
 
 @cli.command()
@@ -173,7 +179,7 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 
     columns, rows = execute_sql(_fresh_reader(ctx), query)
     if fmt == "json":
-        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
     elif fmt == "csv":
         import csv
 
@@ -204,7 +210,13 @@ def problems(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--poll", is_flag=True, help="Poll the store instead of using file notifications (network filesystems).")
-@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between folds when nothing wakes the watcher.")
+@click.option(
+    "--interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between folds when nothing wakes the watcher.",
+)
 @click.pass_context
 def watch(ctx: click.Context, poll: bool, interval: float) -> None:
     """Keep the database current while runs log (until Ctrl-C or SIGTERM)."""
@@ -241,8 +253,12 @@ def rebuild(ctx: click.Context) -> None:
     store = _store(ctx)
     started = time.perf_counter()
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True),
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("replaying logs", total=None)
 

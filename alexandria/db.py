@@ -23,10 +23,7 @@ BUSY_TIMEOUT_MS = 120_000
 
 
 def _sqlite_engine(path: Path, *, readonly: bool, bulk: bool = False) -> Engine:
-    if readonly:
-        url = f"sqlite:///file:{path}?mode=ro&uri=true"
-    else:
-        url = f"sqlite:///{path}"
+    url = f"sqlite:///file:{path}?mode=ro&uri=true" if readonly else f"sqlite:///{path}"
     engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")

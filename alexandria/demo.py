@@ -93,9 +93,9 @@ def run_demo(store: Store, *, steps: int = 3000, workers: int = 2, console: Cons
             run.log_params({"lr": lr, "batch_size": 64, "steps": steps, "model": "logistic-regression"})
             run.flush()
             runs.append(run)
-        jobs = [(str(store.root), r.id, lr, steps, 64) for r, lr in zip(runs, LEARNING_RATES)]
+        jobs = [(str(store.root), r.id, lr, steps, 64) for r, lr in zip(runs, LEARNING_RATES, strict=True)]
         results = pool.map(train, jobs)
-        for run, result in zip(runs, results):
+        for run, result in zip(runs, results, strict=True):
             run.set_tag("val_accuracy", f"{result['val_accuracy']:.4f}")
             run.end()
     except BaseException:
@@ -116,7 +116,7 @@ def run_demo(store: Store, *, steps: int = 3000, workers: int = 2, console: Cons
     console.print(table)
     console.print("Query it yourself:")
     store_opt = f"--store {store.root} " if store.root != Path.cwd() / "alexandria_data" else ""
-    console.print(f'  alex {store_opt}runs --experiment {EXPERIMENT}')
+    console.print(f"  alex {store_opt}runs --experiment {EXPERIMENT}")
     console.print(f"  alex {store_opt}show {runs[-1].id}")
     one_line = " ".join(SUMMARY_SQL.split())
     console.print(f'  alex {store_opt}sql "{one_line}"', soft_wrap=True)

@@ -97,7 +97,8 @@ class RunFinished(_Event, tag="run_finished"):
 Event = Union[Header, RunStarted, ParamLogged, MetricLogged, TagSet, ArtifactSaved, RunFinished]  # noqa: UP007
 
 EVENT_TYPES = frozenset(
-    cls.__struct_config__.tag for cls in (Header, RunStarted, ParamLogged, MetricLogged, TagSet, ArtifactSaved, RunFinished)
+    cls.__struct_config__.tag
+    for cls in (Header, RunStarted, ParamLogged, MetricLogged, TagSet, ArtifactSaved, RunFinished)
 )
 
 encoder = msgspec.json.Encoder()

@@ -60,10 +60,12 @@ class FoldStats:
 def _insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
 
 
 @dataclass
@@ -168,9 +170,7 @@ class Projector:
                 self._check_header(reader, run_id)
                 batch.fold(run_id, events)
                 for p in reader.problems:
-                    batch.problems.append(
-                        {"segment": rel, "offset": p.offset, "kind": p.kind, "detail": p.detail}
-                    )
+                    batch.problems.append({"segment": rel, "offset": p.offset, "kind": p.kind, "detail": p.detail})
                     msg = f"{p.kind} line in {p.segment} at byte {p.offset}: {p.detail}"
                     stats.problems.append(msg)
                     log.warning("%s (skipped)", msg)
@@ -198,7 +198,7 @@ class Projector:
         if b.runs:
             conn.execute(_insert(conn, run).on_conflict_do_nothing(), [{"id": r} for r in sorted(b.runs)])
         if b.starts:
-            t = bindparam("t")
+            t: Any = bindparam("t")
             conn.execute(
                 update(run)
                 .where(run.c.id == bindparam("rid"))
@@ -295,14 +295,17 @@ def _bulk_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows:
     if sql is None:
         compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(columns))
         if conn.dialect.paramstyle not in ("qmark", "format"):
-            conn.execute(table.insert(), [dict(zip(columns, r)) for r in rows])
+            conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
             return
         sql = _INSERT_SQL[key] = str(compiled)
     conn.exec_driver_sql(sql, rows)
 
 
 def segment_problems(conn: Connection) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in conn.execute(select(log_problem).order_by(log_problem.c.segment, log_problem.c.offset))]
+    return [
+        dict(r._mapping)
+        for r in conn.execute(select(log_problem).order_by(log_problem.c.segment, log_problem.c.offset))
+    ]
 
 
 def store_size(store: Store) -> int:

@@ -67,7 +67,9 @@ def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
             )
         }
         stats = conn.execute(
-            select(metric.c.key, func.count(), func.min(metric.c.value), func.max(metric.c.value), func.max(metric.c.id))
+            select(
+                metric.c.key, func.count(), func.min(metric.c.value), func.max(metric.c.value), func.max(metric.c.id)
+            )
             .where(metric.c.run_id == run_id)
             .group_by(metric.c.key)
             .order_by(metric.c.key)
@@ -96,7 +98,10 @@ def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
 
 def problems(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(log_problem).order_by(log_problem.c.segment, log_problem.c.offset))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(select(log_problem).order_by(log_problem.c.segment, log_problem.c.offset))
+        ]
 
 
 def execute_sql(engine: Engine, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -35,7 +35,7 @@ import msgspec
 
 from . import __version__
 from .errors import WriterError
-from .events import FORMAT_VERSION, EVENT_TYPES, Event, Header, MetricLogged, WriterInfo, decoder, encode_float, encoder
+from .events import EVENT_TYPES, FORMAT_VERSION, Event, Header, MetricLogged, WriterInfo, decoder, encode_float, encoder
 from .store import SEGMENT_SUFFIX
 
 #: How often the background writer appends what was logged (seconds); $ALEXANDRIA_FLUSH_INTERVAL.

@@ -90,6 +90,16 @@ def param_to_str(value: Any) -> str:
     return str(value)
 
 
+def _hash_file(path: Path, digest: Any) -> int:
+    """Feed a file to `digest` in 1 MiB chunks; returns its size."""
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size
+
+
 def _check_key(key: Any, what: str) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidInputError(f"{what} key must be a non-empty string, got {key!r}")
@@ -277,7 +287,9 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.end("finished" if self.owner else None)
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -319,7 +331,9 @@ class _EndedWriter:
     def __init__(self, run_dir: Path, run_id: str) -> None:
         self.run_dir = run_dir
         self.queue: deque[Any] = deque()
-        self.error = RunEndedError(f"run {run_id} was ended; alexandria.start_run(run_id={run_id!r}) attaches to it again")
+        self.error = RunEndedError(
+            f"run {run_id} was ended; alexandria.start_run(run_id={run_id!r}) attaches to it again"
+        )
 
     def drain(self) -> None:
         raise self.error
@@ -352,7 +366,9 @@ def start_run(
             run.set_tags(tags)
     else:
         if not isinstance(experiment, str) or not experiment:
-            raise InvalidInputError("start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to")
+            raise InvalidInputError(
+                "start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to"
+            )
         run = Run(st, uuid.uuid4().hex, experiment, owner=True)
         st.run_dir(run.id).mkdir(parents=True)
         run._start(experiment, tags or {})

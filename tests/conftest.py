@@ -65,6 +65,10 @@ def alex(*args: str, env: dict[str, str] | None = None, timeout: float = 120) ->
 def table_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
     """A table's rows without its surrogate integer id, sorted: what "row for row" compares."""
     with engine.connect() as conn:
-        cols = [r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table})") if not (r[1] == "id" and r[2] == "INTEGER")]
+        cols = [
+            r[1]
+            for r in conn.exec_driver_sql(f"PRAGMA table_info({table})")
+            if not (r[1] == "id" and r[2] == "INTEGER")
+        ]
         rows = conn.exec_driver_sql(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
     return sorted((tuple(r) for r in rows), key=repr)
