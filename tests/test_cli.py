@@ -1,0 +1,128 @@
+"""The `alex` command line, run as a real process, as a user meets it."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+import alexandria
+from alexandria.cli import cli
+from alexandria.store import Store
+from tests.conftest import REPO, alex
+
+
+def invoke(store: Store, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--store", str(store.root), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def two_runs(store: Store) -> tuple[str, str]:
+    with alexandria.start_run(experiment="mnist", tags={"team": "vision"}) as a:
+        a.log_params({"lr": 0.1, "layers": 3})
+        for step in range(10):
+            a.log_metric("loss", 1.0 / (step + 1), step=step)
+    with pytest.raises(RuntimeError), alexandria.start_run(experiment="cifar") as b:
+        b.log_metric("acc", 0.5, step=0)
+        raise RuntimeError("out of memory")
+    return a.id, b.id
+
+
+def test_every_command_has_help_and_is_documented() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert set(cli.commands) >= {"runs", "show", "sql", "watch", "rebuild", "demo", "problems"}
+    for name, command in cli.commands.items():
+        assert f"`alex {name}" in readme, f"alex {name} is not documented in README.md"
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and "Usage: " in result.stdout and command.help
+
+
+def test_runs_lists_and_filters(store: Store, two_runs: tuple[str, str]) -> None:
+    a, b = two_runs
+    code, out, _ = invoke(store, "runs")
+    assert code == 0
+    assert a in out and b in out and "finished" in out and "failed" in out and "team=vision" in out
+    code, out, _ = invoke(store, "runs", "--experiment", "cifar")
+    assert code == 0 and b in out and a not in out
+    code, out, _ = invoke(store, "runs", "--status", "finished")
+    assert a in out and b not in out
+
+
+def test_show_a_run(store: Store, two_runs: tuple[str, str]) -> None:
+    a, b = two_runs
+    code, out, _ = invoke(store, "show", a[:8])
+    assert code == 0
+    assert f"run {a}" in out and "status finished" in out
+    assert re.search(r"lr\s+│\s+0\.1", out) and re.search(r"layers\s+│\s+3", out)
+    assert re.search(r"loss\s+│\s+10\s+│\s+9\s+│\s+0\.1\s+│\s+0\.1\s+│\s+1", out)  # points, last step/value, min, max
+    code, out, _ = invoke(store, "show", b)
+    assert "status failed" in out and "error: RuntimeError: out of memory" in out
+
+
+def test_sql_is_read_only_with_clear_errors(store: Store, two_runs: tuple[str, str]) -> None:
+    code, out, _ = invoke(
+        store, "sql", "SELECT key, count(*) AS n FROM metric GROUP BY key ORDER BY key", "--format", "json"
+    )
+    assert code == 0 and json.loads(out) == [{"key": "acc", "n": 1}, {"key": "loss", "n": 10}]
+    code, out, _ = invoke(store, "sql", "SELECT value FROM parameter WHERE key = 'lr'", "--format", "csv")
+    assert out.splitlines() == ["value", "0.1"]
+    code, _, err = invoke(store, "sql", "DELETE FROM metric")
+    assert code == 1
+    assert err.startswith("Error: the database is opened read-only")
+    code, _, err = invoke(store, "sql", "SELEC 1")
+    assert (code, err) == (1, 'Error: query failed: near "SELEC": syntax error\n')
+    code, out, _ = invoke(store, "sql", "SELECT count(*) FROM metric")
+    assert code == 0 and "11" in out  # the refused DELETE removed nothing
+
+
+def test_errors_are_one_line_and_exit_1(store: Store, two_runs: tuple[str, str], tmp_path: object) -> None:
+    code, _, err = invoke(store, "show", "0" * 32)
+    assert (code, err) == (1, f"Error: no run with id {'0' * 32!r}; `alex runs` lists the runs\n")
+    code, _, err = invoke(store, "show", "xyz")
+    assert (code, err) == (1, "Error: 'xyz' is not a run id (32 hex digits, or a unique prefix of one)\n")
+    proc = alex("--store", str(store.root / "nowhere"), "runs")
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"Error: no Alexandria store at {store.root / 'nowhere'}; log a run there first, "
+        "or pass --store / set ALEXANDRIA_STORE\n"
+    )
+    assert "Traceback" not in proc.stderr
+    proc = alex("runs", "--status", "bogus")
+    assert proc.returncode == 2 and "Invalid value for '--status'" in proc.stderr
+
+
+def test_rebuild_recreates_a_deleted_or_outdated_database(store: Store, two_runs: tuple[str, str]) -> None:
+    code, before, _ = invoke(store, "sql", "SELECT run_id, key, value, step FROM metric ORDER BY run_id, key, step")
+    store.db_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        store.db_path.with_name(store.db_path.name + suffix).unlink(missing_ok=True)
+    code, out, _ = invoke(store, "rebuild")
+    assert code == 0 and "rebuilt" in out and "17 events from 2 segment(s)" in out
+    assert invoke(store, "sql", "SELECT run_id, key, value, step FROM metric ORDER BY run_id, key, step")[1] == before
+    # a database from another schema version is rebuilt, not trusted
+    with sqlite3.connect(store.db_path) as db:
+        db.execute("UPDATE alexandria_meta SET value = '0' WHERE key = 'schema_version'")
+        db.execute("DELETE FROM metric")
+    db.close()
+    code, out, _ = invoke(store, "sql", "SELECT count(*) AS n FROM metric", "--format", "json")
+    assert json.loads(out) == [{"n": 11}]
+
+
+def test_demo_tracks_a_real_sweep(tmp_path: object) -> None:
+    target = f"{tmp_path}/demo-store"
+    proc = alex("--store", target, "demo", "--steps", "300", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "demo-logreg: 4 runs tracked" in proc.stdout
+    query = re.search(r'sql "(.*)"', proc.stdout)
+    assert query is not None
+    out = alex("--store", target, "sql", query.group(1), "--format", "json")
+    rows = json.loads(out.stdout)
+    assert sorted(float(r["lr"]) for r in rows) == [0.01, 0.05, 0.2, 1.0]
+    assert all(r["status"] == "finished" and r["points"] == 2 * 300 + 2 * 7 for r in rows)
+    assert all(r["best_val_acc"] > 0.8 for r in rows)  # it really learned something
+    listed = alex("--store", target, "sql", "SELECT count(*) FROM artifact WHERE type = 'model'", "--format", "json")
+    assert json.loads(listed.stdout) == [{"count(*)": 4}]
