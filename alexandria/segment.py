@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,17 @@ FLUSH_INTERVAL = float(os.environ.get("ALEXANDRIA_FLUSH_INTERVAL", "0.2"))
 BATCH_SIZE = 10_000
 #: Queued events at which a logging call stops to write them itself (backpressure: memory stays bounded).
 MAX_PENDING = 200_000
+
+# Signals that arrive while the main thread is inside a drain are handled when
+# it leaves: handling them there (a SIGTERM handler that flushes, a Ctrl-C that
+# unwinds) would re-enter the drain or lose track of bytes already written.
+deferred_signals: list[Callable[[], None]] = []
+_main_draining = False
+
+
+def main_thread_is_draining() -> bool:
+    return _main_draining
+
 
 _O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
@@ -106,15 +118,27 @@ class SegmentWriter:
 
     def drain(self) -> None:
         """Encode and append everything queued so far; raise WriterError on failure."""
-        with self._lock:
-            try:
+        global _main_draining
+        on_main = threading.current_thread() is threading.main_thread()
+        if on_main:
+            _main_draining = True  # before the lock: a signal handler must not try to take it too
+        try:
+            with self._lock:
                 self._encode_queued()
                 self._write_out()
-            except OSError as exc:
-                raise WriterError(
-                    f"cannot append to event log {self.path or self.run_dir}: {exc.strerror or exc}; "
-                    "the events are kept in memory and written on the next flush"
-                ) from exc
+        except OSError as exc:
+            raise WriterError(
+                f"cannot append to event log {self.path or self.run_dir}: {exc.strerror or exc}; "
+                "the events are kept in memory and written on the next flush"
+            ) from exc
+        finally:
+            if on_main:
+                _main_draining = False
+        if on_main and deferred_signals:
+            work = deferred_signals[:]
+            deferred_signals.clear()
+            for handle in work:
+                handle()
 
     def close(self, *, sync: bool = True) -> None:
         """Write everything, fsync, close the file and stop the thread."""

@@ -48,6 +48,7 @@ from .errors import (
     WriterError,
 )
 from .events import ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet
+from . import segment
 from .segment import SegmentWriter
 from .store import Store, is_run_id
 
@@ -476,6 +477,9 @@ _previous_sigterm: Any = None
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if segment.main_thread_is_draining():
+        segment.deferred_signals.append(lambda: _on_sigterm(signum, frame))
+        return
     _end_all("killed", "SIGTERM")
     previous = _previous_sigterm
     if callable(previous):
@@ -483,6 +487,13 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    if segment.main_thread_is_draining():
+        segment.deferred_signals.append(lambda: _on_sigint(signum, frame))
+        return
+    raise KeyboardInterrupt
 
 
 def _install_hooks() -> None:
@@ -504,6 +515,8 @@ def _install_hooks() -> None:
         if current in (signal.SIG_DFL, None) or callable(current):
             _previous_sigterm = current if callable(current) else None
             signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _after_fork_in_child() -> None:
