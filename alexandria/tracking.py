@@ -39,6 +39,7 @@ from typing import Any
 
 import msgspec
 
+from . import segment
 from .errors import (
     AlexandriaError,
     InvalidInputError,
@@ -48,7 +49,6 @@ from .errors import (
     WriterError,
 )
 from .events import ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet
-from . import segment
 from .segment import SegmentWriter
 from .store import Store, is_run_id
 
