@@ -14,16 +14,22 @@ the rebuild committed.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DatabaseError
 
 from .db import create_schema, schema_version, writer_engine
 from .projector import FoldStats, Projector, store_size
 from .schema import SCHEMA_VERSION, metric_index
 from .store import Store
+
+log = logging.getLogger("alexandria.rebuild")
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
 
@@ -31,10 +37,15 @@ ProgressFactory = Callable[[int], Callable[[int], None]]
 def open_database(store: Store, *, catch_up: bool = True) -> Engine:
     """The store's writable engine, its schema current, with everything complete folded in."""
     engine = writer_engine(store.db_path)
-    version = schema_version(engine)
-    if version is None and not _has_tables(engine):
-        create_schema(engine)
-    elif version != SCHEMA_VERSION:
+    try:
+        version = schema_version(engine)
+        if version is None and not _has_tables(engine):
+            create_schema(engine)
+        elif version != SCHEMA_VERSION:
+            rebuild(store)
+    except DatabaseError as exc:  # not a database at all (overwritten, truncated): the logs still are
+        log.warning("database %s is unreadable (%s); rebuilding it from the logs", store.db_path, exc.orig)
+        engine.dispose()
         rebuild(store)
     if catch_up:
         Projector(store, engine).catch_up()
@@ -66,7 +77,7 @@ def rebuild(store: Store, progress: ProgressFactory | None = None) -> FoldStats:
     return stats
 
 
-def _swap_in(scratch: os.PathLike[str], store: Store) -> None:
+def _swap_in(scratch: Path, store: Store) -> None:
     src = sqlite3.connect(scratch)
     dst = sqlite3.connect(store.db_path, timeout=120)
     try:
@@ -74,6 +85,20 @@ def _swap_in(scratch: os.PathLike[str], store: Store) -> None:
         src.backup(dst)  # one step: a single write transaction on the destination
         if dst.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             dst.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        # The old file is no SQLite database, so nobody can be reading it:
+        # keep it aside for inspection and move the new one in.
+        src.close()
+        dst.close()
+        aside = store.db_path.with_name(f"{store.db_path.name}.unreadable-{int(time.time())}")
+        log.warning("cannot write over %s (%s); moving it to %s", store.db_path, exc, aside)
+        os.replace(store.db_path, aside)
+        for suffix in ("-wal", "-shm"):
+            store.db_path.with_name(store.db_path.name + suffix).unlink(missing_ok=True)
+        os.replace(scratch, store.db_path)
+        with sqlite3.connect(store.db_path) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+        db.close()
     finally:
         src.close()
         dst.close()

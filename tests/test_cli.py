@@ -126,3 +126,13 @@ def test_demo_tracks_a_real_sweep(tmp_path: object) -> None:
     assert all(r["best_val_acc"] > 0.8 for r in rows)  # it really learned something
     listed = alex("--store", target, "sql", "SELECT count(*) FROM artifact WHERE type = 'model'", "--format", "json")
     assert json.loads(listed.stdout) == [{"count(*)": 4}]
+
+
+def test_an_unreadable_database_is_rebuilt_from_the_logs(store: Store, two_runs: tuple[str, str]) -> None:
+    invoke(store, "runs")
+    for suffix in ("-wal", "-shm"):
+        store.db_path.with_name(store.db_path.name + suffix).unlink(missing_ok=True)
+    store.db_path.write_bytes(b"this is not a database" * 100)
+    code, out, _ = invoke(store, "sql", "SELECT count(*) AS n FROM metric", "--format", "json")
+    assert code == 0 and json.loads(out) == [{"n": 11}]
+    assert len(list(store.root.glob("alexandria.db.unreadable-*"))) == 1  # kept for inspection
