@@ -543,21 +543,3 @@ def _register_mp_finalizer(_token: object = None) -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-__all__ = [
-    "Run",
-    "WriterError",
-    "active_run",
-    "end_run",
-    "flush",
-    "log_artifact",
-    "log_metric",
-    "log_metrics",
-    "log_param",
-    "log_params",
-    "log_artifact",
-    "param_to_str",
-    "set_tag",
-    "set_tags",
-    "start_run",
-]
