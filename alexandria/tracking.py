@@ -46,7 +46,6 @@ from .errors import (
     NoActiveRunError,
     ParamConflictError,
     RunEndedError,
-    WriterError,
 )
 from .events import ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet
 from .segment import SegmentWriter
