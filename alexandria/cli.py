@@ -68,6 +68,13 @@ def _duration(start: float | None, end: float | None) -> str:
     return text if end else text + "+"
 
 
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: they are written as the strings "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
 def _num(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "nan"
@@ -179,7 +186,7 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 
     columns, rows = execute_sql(_fresh_reader(ctx), query)
     if fmt == "json":
-        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
+        click.echo(json.dumps([dict(zip(columns, map(_json_safe, r), strict=True)) for r in rows], default=str))
     elif fmt == "csv":
         import csv
 
@@ -277,8 +284,8 @@ def rebuild(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option("--steps", type=int, default=20000, show_default=True, help="Gradient steps per run.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
+@click.option("--steps", type=click.IntRange(1), default=20000, show_default=True, help="Gradient steps per run.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
 @click.pass_context
 def demo(ctx: click.Context, steps: int, workers: int) -> None:
     """Train a small model for several learning rates in worker processes, tracking everything."""

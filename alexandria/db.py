@@ -22,6 +22,10 @@ from .schema import SCHEMA_VERSION, meta, metadata
 BUSY_TIMEOUT_MS = 120_000
 
 
+def _refuse_attach(action: int, *_args: object) -> int:
+    return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) else sqlite3.SQLITE_OK
+
+
 def _sqlite_engine(path: Path, *, readonly: bool, bulk: bool = False) -> Engine:
     url = f"sqlite:///file:{path}?mode=ro&uri=true" if readonly else f"sqlite:///{path}"
     engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
@@ -33,6 +37,7 @@ def _sqlite_engine(path: Path, *, readonly: bool, bulk: bool = False) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if readonly:
             cur.execute("PRAGMA query_only=ON")
+            dbapi_connection.set_authorizer(_refuse_attach)  # ATTACH would create or write other files
         elif bulk:
             cur.execute("PRAGMA journal_mode=OFF")
             cur.execute("PRAGMA synchronous=OFF")

@@ -8,7 +8,7 @@ event type is reported and skipped, never fatal.
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Annotated, Literal, Union
 
 import msgspec
 
@@ -34,6 +34,12 @@ def decode_float(value: float | str) -> float:
     if isinstance(value, str):
         return _NONFINITE[value]
     return float(value)
+
+
+#: SQL's INTEGER range: a step outside it could never be stored.
+STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1
+Step = Annotated[int, msgspec.Meta(ge=STEP_MIN, le=STEP_MAX)]
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 
 
 class _Event(msgspec.Struct, tag_field="event", omit_defaults=True, kw_only=True):
@@ -72,8 +78,8 @@ class ParamLogged(_Event, tag="param"):
 
 class MetricLogged(_Event, tag="metric"):
     key: str
-    value: Union[float, str]  # noqa: UP007 - msgspec needs a runtime union
-    step: Union[int, None] = None  # noqa: UP007
+    value: Union[float, NonFinite]  # noqa: UP007 - msgspec needs a runtime union
+    step: Union[Step, None] = None  # noqa: UP007
 
 
 class TagSet(_Event, tag="tag"):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, case, func, or_, select, update  # noqa: F401
+from sqlalchemy import Connection, Engine, Table, Text, and_, bindparam, case, func, or_, select, update  # noqa: F401
 
 from .events import ArtifactSaved, MetricLogged, ParamLogged, RunFinished, RunStarted, TagSet, decode_float
 from .schema import artifact, log_problem, log_segment, metric, parameter, run, tag
@@ -196,65 +196,64 @@ class Projector:
 
     def _write(self, conn: Connection, b: _Batch) -> None:
         if b.runs:
-            conn.execute(_insert(conn, run).on_conflict_do_nothing(), [{"id": r} for r in sorted(b.runs)])
+            conn.execute(
+                _insert(conn, run).on_conflict_do_nothing(), [{"id": r, "status": "running"} for r in sorted(b.runs)]
+            )
         if b.starts:
             t: Any = bindparam("t")
+            exp: Any = bindparam("exp")
+            first = _wins(t, run.c.timestamp_start, exp, run.c.experiment_name, latest=False)
             conn.execute(
                 update(run)
                 .where(run.c.id == bindparam("rid"))
                 .values(
-                    experiment_name=case(
-                        (or_(run.c.timestamp_start.is_(None), t <= run.c.timestamp_start), bindparam("exp")),
-                        else_=run.c.experiment_name,
-                    ),
-                    timestamp_start=case(
-                        (or_(run.c.timestamp_start.is_(None), t < run.c.timestamp_start), t),
-                        else_=run.c.timestamp_start,
-                    ),
-                    status=func.coalesce(run.c.status, "running"),
+                    experiment_name=case((first, exp), else_=run.c.experiment_name),
+                    timestamp_start=case((first, t), else_=run.c.timestamp_start),
                 ),
                 b.starts,
             )
         if b.finishes:
             t = bindparam("t")
+            outcome: Any = bindparam("status", type_=Text) + "\n" + func.coalesce(bindparam("err", type_=Text), "")
+            old_outcome = run.c.status + "\n" + func.coalesce(run.c.error, "")
+            last = _wins(t, run.c.timestamp_end, outcome, old_outcome, latest=True)
             conn.execute(
                 update(run)
-                .where(and_(run.c.id == bindparam("rid"), or_(run.c.timestamp_end.is_(None), run.c.timestamp_end <= t)))
+                .where(and_(run.c.id == bindparam("rid"), last))
                 .values(status=bindparam("status"), timestamp_end=t, error=bindparam("err")),
                 b.finishes,
             )
         if b.params:
             ins = _insert(conn, parameter)
+            x = ins.excluded
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["run_id", "key"],
-                    set_={"value": ins.excluded.value, "timestamp": ins.excluded.timestamp},
-                    where=ins.excluded.timestamp < parameter.c.timestamp,
+                    set_={"value": x.value, "timestamp": x.timestamp},
+                    where=_wins(x.timestamp, parameter.c.timestamp, x.value, parameter.c.value, latest=False),
                 ),
                 b.params,
             )
         if b.tags:
             ins = _insert(conn, tag)
-            newer = or_(
-                ins.excluded.timestamp > tag.c.timestamp,
-                and_(ins.excluded.timestamp == tag.c.timestamp, ins.excluded.value > tag.c.value),
-            )
+            x = ins.excluded
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["run_id", "key"],
-                    set_={"value": ins.excluded.value, "timestamp": ins.excluded.timestamp},
-                    where=newer,
+                    set_={"value": x.value, "timestamp": x.timestamp},
+                    where=_wins(x.timestamp, tag.c.timestamp, x.value, tag.c.value, latest=True),
                 ),
                 b.tags,
             )
             self._refresh_run_tags(conn, {row["run_id"] for row in b.tags})
         if b.artifacts:
             ins = _insert(conn, artifact)
+            x = ins.excluded
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["run_id", "name"],
-                    set_={c: ins.excluded[c] for c in ("type", "path", "size", "sha256", "timestamp")},
-                    where=ins.excluded.timestamp >= artifact.c.timestamp,
+                    set_={c: x[c] for c in ("type", "path", "size", "sha256", "timestamp")},
+                    where=_wins(x.timestamp, artifact.c.timestamp, x.sha256, artifact.c.sha256, latest=True),
                 ),
                 b.artifacts,
             )
@@ -282,6 +281,14 @@ class Projector:
             update(run).where(run.c.id == bindparam("rid")).values(tags=bindparam("tags")),
             [{"rid": rid, "tags": t} for rid, t in sorted(tags.items())],
         )
+
+
+def _wins(new_time: Any, old_time: Any, new_key: Any, old_key: Any, *, latest: bool) -> Any:
+    """SQL for "the new value replaces the old": by time (latest or earliest), ties broken by a key,
+    so the outcome never depends on the order events are folded in."""
+    if latest:
+        return or_(old_time.is_(None), new_time > old_time, and_(new_time == old_time, new_key > old_key))
+    return or_(old_time.is_(None), new_time < old_time, and_(new_time == old_time, new_key < old_key))
 
 
 _INSERT_SQL: dict[tuple[str, str, tuple[str, ...]], str] = {}

@@ -114,11 +114,13 @@ def execute_sql(engine: Engine, sql: str) -> tuple[list[str], list[tuple[Any, ..
             return list(result.keys()), [tuple(r) for r in result]
     except OperationalError as exc:
         msg = str(exc.orig)
-        if "readonly" in msg or "read-only" in msg:
+        if "readonly" in msg or "read-only" in msg or "not authorized" in msg:
             raise ReadOnlyError(
                 "the database is opened read-only: the logs are the truth and the tables are their projection, "
                 "so change data by logging events (queries only here)"
             ) from exc
         raise QueryError(f"query failed: {msg}") from exc
     except DBAPIError as exc:
+        if "not authorized" in str(exc.orig):
+            raise ReadOnlyError("ATTACH and DETACH are refused: queries here read the store's database only") from exc
         raise QueryError(f"query failed: {exc.orig}") from exc

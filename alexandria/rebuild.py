@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DatabaseError
 
 from .db import create_schema, schema_version, writer_engine
+from .errors import StoreError
 from .projector import FoldStats, Projector, store_size
 from .schema import SCHEMA_VERSION, metric_index
 from .store import Store
@@ -43,13 +44,23 @@ def open_database(store: Store, *, catch_up: bool = True) -> Engine:
             create_schema(engine)
         elif version != SCHEMA_VERSION:
             rebuild(store)
-    except DatabaseError as exc:  # not a database at all (overwritten, truncated): the logs still are
+    except DatabaseError as exc:
+        if not _is_unreadable(exc.orig):
+            raise StoreError(f"cannot open database {store.db_path}: {exc.orig}") from exc
+        # not a database at all (overwritten, truncated): the logs still are the truth
         log.warning("database %s is unreadable (%s); rebuilding it from the logs", store.db_path, exc.orig)
         engine.dispose()
         rebuild(store)
     if catch_up:
         Projector(store, engine).catch_up()
     return engine
+
+
+def _is_unreadable(exc: BaseException | None) -> bool:
+    """Only a file that is not (or no longer) an SQLite database is replaced wholesale; a lock or a
+    full disk is reported instead."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
 
 
 def _has_tables(engine: Engine) -> bool:
@@ -86,6 +97,8 @@ def _swap_in(scratch: Path, store: Store) -> None:
         if dst.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             dst.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as exc:
+        if not _is_unreadable(exc):
+            raise StoreError(f"cannot replace database {store.db_path}: {exc}") from exc
         # The old file is no SQLite database, so nobody can be reading it:
         # keep it aside for inspection and move the new one in.
         src.close()

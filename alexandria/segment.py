@@ -46,15 +46,68 @@ BATCH_SIZE = 10_000
 #: Queued events at which a logging call stops to write them itself (backpressure: memory stays bounded).
 MAX_PENDING = 200_000
 
-# Signals that arrive while the main thread is inside a drain are handled when
-# it leaves: handling them there (a SIGTERM handler that flushes, a Ctrl-C that
-# unwinds) would re-enter the drain or lose track of bytes already written.
+# Signal safety. Our SIGTERM and SIGINT handlers run on the main thread,
+# between any two bytecodes of whatever it was doing. While the main thread is
+# inside one of Alexandria's critical sections (a drain, a run's end) a handler
+# that wrote or unwound there would re-enter a lock or lose track of bytes
+# already written, so the handlers queue their work here and the section runs
+# it as it leaves.
 deferred_signals: list[Callable[[], None]] = []
-_main_draining = False
+_busy = 0
 
 
-def main_thread_is_draining() -> bool:
-    return _main_draining
+def main_thread_is_busy() -> bool:
+    return _busy > 0
+
+
+class critical:
+    """Marks a main-thread critical section (no-op on other threads); runs deferred signal work on leaving."""
+
+    __slots__ = ("entered",)
+
+    def __enter__(self) -> None:
+        global _busy
+        self.entered = threading.current_thread() is threading.main_thread()
+        if self.entered:
+            _busy += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _busy
+        if not self.entered:
+            return
+        _busy -= 1
+        if _busy == 0 and deferred_signals:
+            work = deferred_signals[:]
+            deferred_signals.clear()
+            for handle in work:
+                handle()
+
+
+def reset_after_fork() -> None:
+    """In a forked child: the parent's critical sections are not the child's."""
+    global _busy
+    _busy = 0
+    deferred_signals.clear()
+
+
+class _Wake:
+    """An Event whose set() may be re-entered from a signal handler on the same thread (RLock)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.RLock())
+        self._flag = False
+
+    def set(self) -> None:
+        with self._cond:
+            self._flag = True
+            self._cond.notify()
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            if not self._flag:
+                self._cond.wait(timeout)
+            flag, self._flag = self._flag, False
+            return flag
 
 
 _O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -75,6 +128,8 @@ class SegmentWriter:
 
     `queue` is the hot path: callers append either an event Struct or a
     `(key, value, step, time)` tuple for a metric, the cheapest thing to build.
+    A background thread drains it every `flush_interval` seconds or when
+    `BATCH_SIZE` events wait; at `MAX_PENDING` the logging call drains itself.
     """
 
     def __init__(self, run_dir: Path, run_id: str, *, flush_interval: float = FLUSH_INTERVAL) -> None:
@@ -83,12 +138,13 @@ class SegmentWriter:
         self.flush_interval = flush_interval
         self.queue: deque[Any] = deque()
         self.path: Path | None = None
-        #: A failure of the background thread, raised to the next logging call.
+        #: A failure of a write nobody was waiting for, raised by the next logging call.
         self.error: BaseException | None = None
         self._fd: int | None = None
         self._out = bytearray()  # encoded, not yet written (kept across a failed write: nothing is lost)
         self._lock = threading.Lock()  # one drain at a time keeps lines in order
-        self._wake = threading.Event()
+        self._wake = _Wake()
+        self._stopping = False
         self._closed = False
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._loop, name=f"alexandria-writer-{run_id[:8]}", daemon=True)
@@ -96,67 +152,74 @@ class SegmentWriter:
 
     # -- caller side ---------------------------------------------------------
     def put(self, event: Any) -> None:
-        """Queue one event (any thread); writes it at once only when the queue is full."""
+        """Queue one event (any thread)."""
         self.queue.append(event)
         self.kick()
 
     def kick(self) -> None:
-        """Called after appends: start the thread, wake it early, or apply backpressure."""
+        """Called after appends: wake the thread early, or apply backpressure.
+
+        A failed backpressure drain does not raise here: the event just queued
+        stays queued, and the next logging call raises (before queueing its
+        own), so a call that raises never logged its event.
+        """
         n = len(self.queue)
         if n >= MAX_PENDING:
-            self.drain()
+            try:
+                self.drain()
+            except WriterError as exc:
+                self.error = exc
         elif n >= BATCH_SIZE:
             self._wake.set()
 
     def raise_error(self) -> None:
-        """Raise (once) the failure the background thread met."""
-        err, self.error = self.error, None
-        if err is not None:
-            if isinstance(err, WriterError):
-                raise err
-            raise WriterError(f"writing the event log {self.path or self.run_dir} failed: {err}") from err
+        """Raise the failure a write met. It is raised once, unless the queue is full: then every call
+        raises (and logs nothing) until a write succeeds again, so memory stays bounded."""
+        err = self.error
+        if err is None:
+            return
+        if len(self.queue) < MAX_PENDING:
+            self.error = None
+        if isinstance(err, WriterError):
+            raise err
+        raise WriterError(f"writing the event log {self.path or self.run_dir} failed: {err}") from err
 
     def drain(self) -> None:
-        """Encode and append everything queued so far; raise WriterError on failure."""
-        global _main_draining
-        on_main = threading.current_thread() is threading.main_thread()
-        if on_main:
-            _main_draining = True  # before the lock: a signal handler must not try to take it too
-        try:
-            with self._lock:
-                self._encode_queued()
-                self._write_out()
-        except OSError as exc:
-            raise WriterError(
-                f"cannot append to event log {self.path or self.run_dir}: {exc.strerror or exc}; "
-                "the events are kept in memory and written on the next flush"
-            ) from exc
-        finally:
-            if on_main:
-                _main_draining = False
-        if on_main and deferred_signals:
-            work = deferred_signals[:]
-            deferred_signals.clear()
-            for handle in work:
-                handle()
+        """Encode and append everything queued so far; raise WriterError on failure (nothing is lost)."""
+        with critical():
+            try:
+                with self._lock:
+                    self._write_out()  # what a failed write left, first
+                    bad = self._encode_queued()
+                    self._write_out()
+            except OSError as exc:
+                raise WriterError(
+                    f"cannot append to event log {self.path or self.run_dir}: {exc.strerror or exc}; "
+                    "the events are kept in memory and written on the next flush"
+                ) from exc
+            if bad is not None:
+                raise WriterError(f"an event could not be encoded and was dropped: {bad!r}")
 
     def close(self, *, sync: bool = True) -> None:
-        """Write everything, fsync, close the file and stop the thread."""
+        """Stop the thread, write everything, fsync and close. On failure nothing is closed: call again."""
         if self._closed:
             return
-        self.drain()
-        self._closed = True
+        self._stopping = True
         self._wake.set()
-        if self._fd is not None:
-            if sync:
-                os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self.drain()
+        with self._lock:
+            if self._fd is not None:
+                if sync:
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+        self._closed = True
 
     def abandon(self) -> None:
-        """Stop without writing: in a forked child, drop the parent's file and queue untouched."""
-        self._closed = True
-        self._wake.set()
+        """In a forked child: drop the parent's file and queue without touching the parent's thread or locks."""
+        self._stopping = self._closed = True
         if self._fd is not None:
             try:
                 os.close(self._fd)  # the child's copy only; the parent's stays open
@@ -168,10 +231,9 @@ class SegmentWriter:
 
     # -- background side -----------------------------------------------------
     def _loop(self) -> None:
-        while not self._closed:
+        while not self._stopping:
             self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            if self._closed or self._pid != os.getpid():
+            if self._stopping or self._pid != os.getpid():
                 return
             try:
                 self.drain()
@@ -198,26 +260,35 @@ class SegmentWriter:
         )
         self._out[0:0] = encoder.encode(header) + b"\n"
 
-    def _encode_queued(self) -> None:
+    def _encode_queued(self) -> Exception | None:
+        """Move the queue into the output buffer; returns the error of an event that could not be encoded."""
         queue = self.queue
         n = len(queue)
         if not n:
-            return
+            return None
         if self._fd is None:
             self._open()
         out = self._out
         encode_into = encoder.encode_into
         pop = queue.popleft
         metric = MetricLogged
+        bad = None
         for _ in range(n):
             item = pop()
-            if type(item) is tuple:
-                key, value, step, t = item
-                if value - value != 0.0:
-                    value = encode_float(value)
-                item = metric(key=key, value=value, step=step, time=t)
-            encode_into(item, out, -1)
+            mark = len(out)
+            try:
+                if type(item) is tuple:
+                    key, value, step, t = item
+                    if value - value != 0.0:
+                        value = encode_float(value)
+                    item = metric(key=key, value=value, step=step, time=t)
+                encode_into(item, out, -1)
+            except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:  # never a partial line
+                del out[mark:]
+                bad = exc
+                continue
             out.append(10)
+        return bad
 
     def _write_out(self) -> None:
         out = self._out
@@ -257,7 +328,7 @@ class SegmentReader:
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             data = f.read(max_bytes)
-            while data and len(data) == max_bytes and b"\n" not in data:  # one huge line
+            while data and b"\n" not in data:  # one line longer than max_bytes: read on to its end
                 more = f.read(max_bytes)
                 if not more:
                     break
@@ -301,6 +372,8 @@ class SegmentReader:
             line = chunk[pos:nl]
             offset = base + pos
             pos = nl + 1
+            if not line.strip():
+                continue  # blank: skipped, as decode_lines does
             try:
                 event = decoder.decode(line)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -48,7 +48,10 @@ class Store:
     def open(cls, store: str | os.PathLike[str] | Store | None = None, *, create: bool = True) -> Store:
         if isinstance(store, Store):
             return store
-        root = resolve_store_path(store)
+        try:
+            root = resolve_store_path(store)
+        except RuntimeError as exc:  # "~nouser/x": no such home directory
+            raise StoreError(f"cannot resolve store path {store!r}: {exc}") from exc
         if root.exists() and not root.is_dir():
             raise StoreError(f"store path {root} exists and is not a directory; pass another --store")
         if create:
@@ -79,6 +82,22 @@ class Store:
     def require_run(self, run_id: str) -> None:
         if not is_run_id(run_id) or not self.run_exists(run_id):
             raise RunNotFoundError(f"no run {run_id!r} in store {self.root}; `alex runs` lists the runs there")
+
+    def run_has_ended(self, run_id: str) -> bool:
+        """Whether the last complete line of any of the run's segments is its end (`run_finished`)."""
+        try:
+            names = [e.name for e in os.scandir(self.run_dir(run_id)) if e.name.endswith(SEGMENT_SUFFIX)]
+        except FileNotFoundError:
+            return False
+        for name in names:
+            with open(self.run_dir(run_id) / name, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                tail = f.read()
+            lines = tail[: tail.rfind(b"\n")].rsplit(b"\n", 1)
+            if lines and b'"event":"run_finished"' in lines[-1]:
+                return True
+        return False
 
     def segments(self) -> Iterator[Path]:
         """Every segment file, in a stable order (run id, then segment name = creation order)."""

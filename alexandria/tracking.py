@@ -47,8 +47,8 @@ from .errors import (
     ParamConflictError,
     RunEndedError,
 )
-from .events import ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet
-from .segment import SegmentWriter
+from .events import STEP_MAX, STEP_MIN, ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet
+from .segment import BATCH_SIZE, SegmentWriter
 from .store import Store, is_run_id
 
 RUN_ENV = "ALEXANDRIA_RUN_ID"
@@ -100,12 +100,24 @@ def _hash_file(path: Path, digest: Any) -> int:
     return size
 
 
+def _check_text(text: str, what: str) -> str:
+    """Text must be encodable as UTF-8 (a lone surrogate, as surrogateescape leaves, is not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"{what} {text[:40]!r} is not valid Unicode text (it holds a lone surrogate, as undecodable "
+            "bytes from a file name or argv leave); clean it with .encode('utf-8', 'replace').decode()"
+        ) from None
+    return text
+
+
 def _check_key(key: Any, what: str) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidInputError(f"{what} key must be a non-empty string, got {key!r}")
     if len(key) > MAX_KEY_LENGTH:
         raise InvalidInputError(f"{what} key {key[:40]!r}... is {len(key)} characters; the limit is {MAX_KEY_LENGTH}")
-    return key
+    return _check_text(key, f"{what} key")
 
 
 def _to_float(key: str, value: Any) -> float:
@@ -121,9 +133,12 @@ def _to_step(step: Any) -> int:
     if isinstance(step, bool):
         raise InvalidInputError(f"step must be an integer or None, got {step!r}")
     try:
-        return operator.index(step)
+        step = operator.index(step)
     except TypeError:
         raise InvalidInputError(f"step must be an integer or None, got {step!r}") from None
+    if not STEP_MIN <= step <= STEP_MAX:
+        raise InvalidInputError(f"step {step} is outside the 64-bit integer range SQL can store")
+    return int(step)
 
 
 class Run:
@@ -155,57 +170,58 @@ class Run:
             self._metric_keys.add(_check_key(key, "metric"))
         if type(value) is not float:
             value = _to_float(key, value)
-        if step is not None and type(step) is not int:
+        if step is not None and (type(step) is not int or not STEP_MIN <= step <= STEP_MAX):
             step = _to_step(step)
         queue = self._queue
         queue.append((key, value, step, _time()))
-        if len(queue) >= 10_000:
+        if len(queue) >= BATCH_SIZE:
             writer.kick()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Queue several metric points sharing one step and one timestamp."""
+        """Queue several metric points sharing one step and one timestamp (all or none)."""
         writer = self._writer
         if writer.error is not None:
             self._raise_writer_error()
-        if step is not None and type(step) is not int:
+        if step is not None and (type(step) is not int or not STEP_MIN <= step <= STEP_MAX):
             step = _to_step(step)
         now = _time()
-        append = self._queue.append
         keys = self._metric_keys
+        points = []
         for key, value in metrics.items():
             if key not in keys:
                 keys.add(_check_key(key, "metric"))
             if type(value) is not float:
                 value = _to_float(key, value)
-            append((key, value, step, now))
+            points.append((key, value, step, now))
+        self._queue.extend(points)
         writer.kick()
 
     def log_param(self, key: str, value: Any) -> None:
         """Record a parameter (stored as text, see `param_to_str`); a different second value is an error."""
-        self._put(self._param_event(key, value))
+        self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        events = [self._param_event(k, v) for k, v in params.items()]  # all checked before any is queued
-        for event in events:
-            self._put(event)
-
-    def _param_event(self, key: str, value: Any) -> ParamLogged | None:
-        _check_key(key, "parameter")
-        text = param_to_str(value)
-        old = self._params.get(key)
-        if old is not None:
-            if old != text:
+        """Record several parameters: all are checked before any is logged."""
+        events: dict[str, ParamLogged] = {}
+        for key, value in params.items():
+            _check_key(key, "parameter")
+            text = _check_text(param_to_str(value), f"parameter {key!r} value")
+            old = self._params.get(key)
+            if old is not None and old != text:
                 raise ParamConflictError(
                     f"parameter {key!r} of run {self.id} is already {old!r}; it cannot become {text!r}. "
                     "Parameters are fixed inputs: log a metric or a tag for values that change"
                 )
-            return None
-        self._params[key] = text
-        return ParamLogged(key=key, value=text, time=_time())
+            if old is None:
+                events[key] = ParamLogged(key=key, value=text, time=_time())
+        for key, event in events.items():
+            self._put(event)
+            self._params[key] = event.value  # only once it is queued
 
     def set_tag(self, key: str, value: Any) -> None:
         """Set a tag (last value wins); tags are for labels that may change."""
-        self._put(TagSet(key=_check_key(key, "tag"), value=param_to_str(value), time=_time()))
+        text = _check_text(param_to_str(value), f"tag {key!r} value")
+        self._put(TagSet(key=_check_key(key, "tag"), value=text, time=_time()))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
@@ -265,7 +281,9 @@ class Run:
         """End this handle: flush, close the segment and, for the owner, record how the run ended.
 
         `status` is "finished" (default for the owner), "failed" or "killed".
-        An attached handle records a status only when one is passed.
+        An attached handle records a status only when one is passed. If the
+        final write fails, WriterError is raised and the handle stays open:
+        call end() again (exit does too) once the cause is gone.
         """
         if self._ended:
             return
@@ -273,16 +291,20 @@ class Run:
             raise InvalidInputError(f"status must be 'finished', 'failed' or 'killed', got {status!r}")
         if status is None and self.owner:
             status = "finished"
-        self._ended = True
-        try:
-            if status is not None:
-                self._writer.queue.append(RunFinished(status=status, error=error, time=_time()))
-            self._writer.close()
-        finally:
+        with segment.critical():  # a SIGTERM now waits until the run is written
+            writer = self._writer
+            if isinstance(writer, _EndedWriter):  # a retry after a failed close
+                writer = writer.closing
+            else:
+                if status is not None:
+                    writer.queue.append(RunFinished(status=status, error=error, time=_time()))
+                ended = _EndedWriter(writer, self.id)
+                self._writer = ended  # type: ignore[assignment]
+                self._queue = ended.queue  # calls racing end() from other threads now fail loudly
+            writer.close()
+            self._ended = True
             _open_runs.discard(self)
             _forget_active(self)
-            self._writer = _EndedWriter(self._writer.run_dir, self.id)  # type: ignore[assignment]
-            self._queue = self._writer.queue
 
     def __enter__(self) -> Run:
         return self
@@ -290,8 +312,10 @@ class Run:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None:
-            self.end("finished" if self.owner else None)
+        if not self.owner:
+            self.end()  # an attached handle's exception is its process's business, not the run's end
+        elif exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (None, 0)):  # type: ignore[union-attr]
+            self.end("finished")
         elif issubclass(exc_type, KeyboardInterrupt):
             self.end("killed", error="KeyboardInterrupt")
         else:
@@ -305,47 +329,73 @@ class Run:
             self._writer.put(event)
 
     def _raise_writer_error(self) -> None:
-        error = self._writer.error
-        if isinstance(error, RunEndedError):
-            raise error
         self._writer.raise_error()
 
     def _start(self, experiment: str, tags: Mapping[str, Any]) -> None:
-        event = RunStarted(
-            experiment=experiment, tags={_check_key(k, "tag"): param_to_str(v) for k, v in tags.items()}, time=_time()
-        )
+        tag_text = {_check_key(k, "tag"): _check_text(param_to_str(v), f"tag {k!r} value") for k, v in tags.items()}
+        event = RunStarted(experiment=_check_text(experiment, "experiment"), tags=tag_text, time=_time())
         self._writer.put(event)
         self._writer.drain()  # on disk before start_run returns, ahead of any child's events
 
     def _after_fork_in_child(self) -> None:
         old = self._writer
+        if isinstance(old, _EndedWriter):  # the parent is still closing it: not the child's to finish
+            old.closing.abandon()
+            self._ended = True
+            _open_runs.discard(self)
+            return
         old.abandon()
         self._writer = SegmentWriter(old.run_dir, self.id)
         self._queue = self._writer.queue
         self.owner = False  # the parent records the end of the run
 
 
-class _EndedWriter:
-    """Stands in for the writer of an ended handle: every logging call raises RunEndedError."""
+class _RefusingQueue(deque[Any]):
+    """The queue of an ended handle. A thread that read `run._queue` just before end() swapped it
+    fails loudly here instead of queueing into a writer nobody drains any more (CPython runs the
+    read and the append of a logging call without a thread switch between them)."""
 
-    def __init__(self, run_dir: Path, run_id: str) -> None:
-        self.run_dir = run_dir
-        self.queue: deque[Any] = deque()
+    def __init__(self, error: RunEndedError) -> None:
+        super().__init__()
+        self.error = error
+
+    def append(self, item: Any) -> None:
+        raise self.error
+
+    def extend(self, items: Any) -> None:
+        raise self.error
+
+
+class _EndedWriter:
+    """Stands in for the writer of an ended handle: every logging call raises RunEndedError.
+
+    It keeps the writer being closed, so a failed close can be retried.
+    """
+
+    def __init__(self, closing: SegmentWriter, run_id: str) -> None:
+        self.closing = closing
+        self.run_dir = closing.run_dir
         self.error = RunEndedError(
             f"run {run_id} was ended; alexandria.start_run(run_id={run_id!r}) attaches to it again"
         )
+        self.queue = _RefusingQueue(self.error)
+
+    def raise_error(self) -> None:
+        raise self.error
 
     def drain(self) -> None:
         raise self.error
 
-    put = kick = close = drain
+    put = kick = drain
 
 
 # Runs with an open handle in this process, for exit, signals and fork.
 _open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
-_active: list[Run] = []  # stack: the innermost open run is the active one
-_state_lock = threading.Lock()
+_active: list[Run] = []  # stack: the innermost open run is the active one; read without the lock
+_state_lock = threading.RLock()  # re-entrant: a signal handler may end runs while the main thread holds it
+_saved_env: tuple[str | None, str | None] = (None, None)  # the variables as they were before the first run
 _hooks_installed = False
+_signals_installed = False
 _failure: str | None = None
 
 
@@ -373,22 +423,37 @@ def start_run(
         st.run_dir(run.id).mkdir(parents=True)
         run._start(experiment, tags or {})
     _install_hooks()
+    global _saved_env
     with _state_lock:
+        if not _active:
+            _saved_env = (os.environ.get(RUN_ENV), os.environ.get(STORE_ENV))
         _active.append(run)
-    os.environ[RUN_ENV] = run.id
-    os.environ[STORE_ENV] = str(st.root)
+        os.environ[RUN_ENV] = run.id
+        os.environ[STORE_ENV] = str(st.root)
     return run
 
 
 def active_run() -> Run | None:
-    """The run module-level calls log to: the latest open one, or the run a parent process shared."""
-    with _state_lock:
-        if _active:
-            return _active[-1]
+    """The run module-level calls log to: the latest open one, or the run a parent process shared.
+
+    A run shared through $ALEXANDRIA_RUN_ID that has already ended is not
+    attached to (a forkserver started during an earlier run still carries that
+    run's id): the call fails with NoActiveRunError instead.
+    """
+    try:
+        return _active[-1]
+    except IndexError:
+        pass
     run_id = os.environ.get(RUN_ENV)
-    if run_id:
-        return start_run(run_id=run_id, store=os.environ.get(STORE_ENV))
-    return None
+    if not run_id:
+        return None
+    st = Store.open(os.environ.get(STORE_ENV))
+    if st.run_has_ended(run_id):
+        raise NoActiveRunError(
+            f"the run this process inherited through ${RUN_ENV} ({run_id}) has already ended; "
+            "start a run in this process, or create child processes while the run is active"
+        )
+    return start_run(run_id=run_id, store=st)
 
 
 def _require_active() -> Run:
@@ -402,12 +467,15 @@ def _forget_active(run: Run) -> None:
     with _state_lock:
         if run in _active:
             _active.remove(run)
-        top = _active[-1] if _active else None
-    if top is not None:
-        os.environ[RUN_ENV] = top.id
-        os.environ[STORE_ENV] = str(top.store.root)
-    elif os.environ.get(RUN_ENV) == run.id:
-        del os.environ[RUN_ENV]
+        if _active:
+            os.environ[RUN_ENV] = _active[-1].id
+            os.environ[STORE_ENV] = str(_active[-1].store.root)
+            return
+        for name, value in zip((RUN_ENV, STORE_ENV), _saved_env, strict=True):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def log_param(key: str, value: Any) -> None:
@@ -449,7 +517,7 @@ def end_run(status: str | None = None) -> None:
     _require_active().end(status)
 
 
-# -- process life: exit, uncaught exceptions, SIGTERM, fork ----------------------
+# -- process life: exit, uncaught exceptions, SIGTERM, Ctrl-C, fork ---------------
 def _end_all(status: str, error: str | None = None) -> None:
     for run in list(_open_runs):
         try:
@@ -476,7 +544,7 @@ _previous_sigterm: Any = None
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    if segment.main_thread_is_draining():
+    if segment.main_thread_is_busy():  # inside a drain or an end(): handled when it leaves
         segment.deferred_signals.append(lambda: _on_sigterm(signum, frame))
         return
     _end_all("killed", "SIGTERM")
@@ -489,27 +557,28 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
-    if segment.main_thread_is_draining():
+    if segment.main_thread_is_busy():
         segment.deferred_signals.append(lambda: _on_sigint(signum, frame))
         return
     raise KeyboardInterrupt
 
 
 def _install_hooks() -> None:
-    """Once per process: flush at exit (also a multiprocessing child's exit) and on SIGTERM."""
-    global _hooks_installed, _previous_sigterm, _previous_excepthook
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_at_exit)
-    if sys.excepthook is not _excepthook:
-        _previous_excepthook = sys.excepthook
-        sys.excepthook = _excepthook
-    from multiprocessing import util
+    """Once per process: flush at exit (also a multiprocessing child's exit), on SIGTERM and Ctrl-C."""
+    global _hooks_installed, _signals_installed, _previous_sigterm, _previous_excepthook
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(_at_exit)
+        if sys.excepthook is not _excepthook:
+            _previous_excepthook = sys.excepthook
+            sys.excepthook = _excepthook
+        from multiprocessing import util
 
-    _register_mp_finalizer()
-    util.register_after_fork(_fork_token, _register_mp_finalizer)
-    if threading.current_thread() is threading.main_thread():
+        _register_mp_finalizer()
+        util.register_after_fork(_fork_token, _register_mp_finalizer)
+    # Signal handlers can only be set from the main thread: retried until a run starts there.
+    if not _signals_installed and threading.current_thread() is threading.main_thread():
+        _signals_installed = True
         current = signal.getsignal(signal.SIGTERM)
         if current in (signal.SIG_DFL, None) or callable(current):
             _previous_sigterm = current if callable(current) else None
@@ -520,7 +589,8 @@ def _install_hooks() -> None:
 
 def _after_fork_in_child() -> None:
     global _state_lock
-    _state_lock = threading.Lock()  # the parent's may have been held at fork time
+    _state_lock = threading.RLock()  # the parent's may have been held at fork time
+    segment.reset_after_fork()
     for run in list(_open_runs):
         run._after_fork_in_child()
 

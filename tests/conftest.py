@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import Engine
@@ -14,6 +17,7 @@ from sqlalchemy import Engine
 from alexandria.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -72,3 +76,28 @@ def table_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
         ]
         rows = conn.exec_driver_sql(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
     return sorted((tuple(r) for r in rows), key=repr)
+
+
+def wait_until(check: Callable[[], T], *, timeout: float = 90.0, what: str = "a condition", every: float = 0.05) -> T:
+    """Poll `check` until it returns something truthy (which is returned); fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def complete_lines(path: Path) -> list[tuple[int, bytes]]:
+    """A segment's complete lines as they are on disk: (byte offset, line without its newline), header first.
+
+    Parsed here independently of the library: a last line without its newline is not included."""
+    data = path.read_bytes()
+    lines = []
+    pos = 0
+    while (nl := data.find(b"\n", pos)) != -1:
+        lines.append((pos, data[pos:nl]))
+        pos = nl + 1
+    return lines

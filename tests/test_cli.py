@@ -136,3 +136,14 @@ def test_an_unreadable_database_is_rebuilt_from_the_logs(store: Store, two_runs:
     code, out, _ = invoke(store, "sql", "SELECT count(*) AS n FROM metric", "--format", "json")
     assert code == 0 and json.loads(out) == [{"n": 11}]
     assert len(list(store.root.glob("alexandria.db.unreadable-*"))) == 1  # kept for inspection
+
+
+def test_sql_cannot_attach_other_files_and_json_stays_json(store: Store, tmp_path: object) -> None:
+    with alexandria.start_run(experiment="inf") as run:
+        run.log_metric("x", float("inf"), step=0)
+        run.log_metric("x", float("nan"), step=1)
+    code, _, err = invoke(store, "sql", f"ATTACH '{tmp_path}/other.db' AS other")
+    assert code == 1 and err.startswith("Error: ATTACH and DETACH are refused")
+    assert not (tmp_path / "other.db").exists()  # type: ignore[operator]
+    code, out, _ = invoke(store, "sql", "SELECT step, value FROM metric ORDER BY step", "--format", "json")
+    assert json.loads(out) == [{"step": 0, "value": "inf"}, {"step": 1, "value": None}]

@@ -1,0 +1,247 @@
+"""Edge cases that once lost or corrupted data: each test pins one guarantee down."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import alexandria
+from alexandria.events import Header, ParamLogged, WriterInfo, encoder
+from alexandria.projector import Projector
+from alexandria.rebuild import open_database, rebuild
+from alexandria.segment import SegmentReader
+from alexandria.store import Store
+from tests.conftest import child_env, complete_lines, python, run_python, table_rows
+
+
+def query(store: Store, sql: str) -> list[tuple[object, ...]]:
+    engine = open_database(store)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()
+
+
+def test_text_that_cannot_be_encoded_is_refused_before_it_reaches_the_log(store: Store) -> None:
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # what an undecodable file name gives
+    with alexandria.start_run(experiment="text") as run:
+        run.log_metric("a", 1.0)
+        for call in (
+            lambda: run.log_metric(bad, 1.0),
+            lambda: run.log_param(bad, 1),
+            lambda: run.log_param("p", bad),
+            lambda: run.set_tag("t", bad),
+        ):
+            with pytest.raises(alexandria.InvalidInputError, match="not valid Unicode text"):
+                call()
+        run.log_metric("b", 2.0)
+    assert query(store, "SELECT key FROM metric ORDER BY key") == [("a",), ("b",)]
+    assert query(store, "SELECT count(*) FROM log_problem") == [(0,)]
+
+
+def test_steps_outside_the_sql_integer_range_are_refused(store: Store) -> None:
+    with alexandria.start_run(experiment="steps") as run:
+        for step in (2**63, -(2**63) - 1, 10**20):
+            with pytest.raises(alexandria.InvalidInputError, match="outside the 64-bit integer range"):
+                run.log_metric("x", 1.0, step=step)
+        run.log_metric("x", 1.0, step=2**63 - 1)
+        run.log_metrics({"y": 1.0}, step=-(2**63))
+    assert query(store, "SELECT key, step FROM metric ORDER BY key") == [("x", 2**63 - 1), ("y", -(2**63))]
+
+
+def test_lines_that_decode_but_cannot_be_stored_are_problems_not_crashes(store: Store) -> None:
+    with alexandria.start_run(experiment="bad-lines") as run:
+        run.log_metric("ok", 1.0, step=0)
+    segment = next(store.segments())
+    with open(segment, "ab") as f:
+        f.write(b'{"event":"metric","key":"x","value":1.0,"step":99999999999999999999,"time":1.0}\n')
+        f.write(b'{"event":"metric","key":"x","value":"nan","time":1.0}\n')
+        f.write(b'{"event":"metric","key":"after","value":2.0,"time":1.0}\n')
+    assert query(store, "SELECT key FROM metric ORDER BY key") == [("after",), ("ok",)]
+    assert [kind for (kind,) in query(store, "SELECT kind FROM log_problem")] == ["corrupt", "corrupt"]
+
+
+def test_a_line_longer_than_the_read_size_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "seg.jsonl"
+    header = Header(time=1.0, format=1, run_id="a" * 32, writer=WriterInfo(host="h", pid=1))
+    long = ParamLogged(key="blob", value="x" * 10_000, time=2.0)
+    path.write_bytes(encoder.encode(header) + b"\n" + encoder.encode(long) + b"\n")
+    reader = SegmentReader(path)
+    events = reader.read(max_bytes=100)  # the header fits; the long line is not cut off at 100 bytes:
+    events += reader.read(max_bytes=100)  # the next read goes on to its end
+    assert events == [long]
+    assert reader.offset == path.stat().st_size
+
+
+def test_fold_rules_do_not_depend_on_folding_order(store: Store) -> None:
+    """Equal timestamps in different segments: the tie-breaks decide, not which segment came first."""
+    run_id = "b" * 32
+    folder = store.run_dir(run_id)
+    folder.mkdir(parents=True)
+
+    def segment(name: str, lines: list[str]) -> None:
+        header = f'{{"event":"header","format":1,"run_id":"{run_id}","writer":{{"host":"h","pid":1}},"time":1.0}}'
+        (folder / name).write_text("\n".join([header, *lines]) + "\n")
+
+    first = [
+        '{"event":"run_started","experiment":"a","time":5.0}',
+        '{"event":"param","key":"p","value":"2","time":7.0}',
+        '{"event":"tag","key":"t","value":"y","time":7.0}',
+        '{"event":"artifact","name":"m","path":"artifacts/m","sha256":"bb","time":7.0}',
+        '{"event":"run_finished","status":"killed","time":9.0}',
+    ]
+    second = [
+        '{"event":"run_started","experiment":"b","time":5.0}',
+        '{"event":"param","key":"p","value":"1","time":7.0}',
+        '{"event":"tag","key":"t","value":"x","time":7.0}',
+        '{"event":"artifact","name":"m","path":"artifacts/m","sha256":"aa","time":7.0}',
+        '{"event":"run_finished","status":"failed","time":9.0}',
+    ]
+    # live: the later-named segment is folded first, the other one afterwards
+    segment("2.jsonl", first)
+    engine = open_database(store)
+    segment("1.jsonl", second)
+    Projector(store, engine).catch_up()
+    tables = ("run", "parameter", "tag", "artifact")
+    live = {t: table_rows(engine, t) for t in tables}
+    rebuild(store)
+    assert {t: table_rows(engine, t) for t in tables} == live
+    assert query(store, "SELECT experiment_name, status FROM run") == [("a", "killed")]
+    assert query(store, "SELECT value FROM parameter") == [("1",)]  # earliest, then the lesser text
+    assert query(store, "SELECT value FROM tag") == [("y",)]  # latest, then the greater text
+    engine.dispose()
+
+
+def test_a_run_without_a_readable_start_is_running(store: Store) -> None:
+    run_id = "c" * 32
+    store.run_dir(run_id).mkdir(parents=True)
+    (store.run_dir(run_id) / "1.jsonl").write_text('garbage\n{"event":"metric","key":"x","value":1.0,"time":1.0}\n')
+    assert query(store, "SELECT id, status FROM run") == [(run_id, "running")]
+    assert query(store, "SELECT kind, offset FROM log_problem") == [("bad_header", 0)]
+
+
+def test_ending_a_run_restores_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ALEXANDRIA_STORE", raising=False)
+    monkeypatch.delenv("ALEXANDRIA_RUN_ID", raising=False)
+    with alexandria.start_run(experiment="elsewhere", store=tmp_path / "other"):
+        assert os.environ["ALEXANDRIA_STORE"] == str(tmp_path / "other")
+    assert "ALEXANDRIA_STORE" not in os.environ and "ALEXANDRIA_RUN_ID" not in os.environ
+    with alexandria.start_run(experiment="default") as run:
+        pass
+    assert (tmp_path / "alexandria_data" / "runs" / run.id).is_dir()
+
+
+def test_a_child_does_not_attach_to_a_run_that_has_ended(store: Store) -> None:
+    with alexandria.start_run(experiment="over") as run:
+        run.log_metric("x", 1.0)
+    code = "import alexandria\nalexandria.log_metric('x', 2.0)"
+    proc = python(code, env=child_env(ALEXANDRIA_RUN_ID=run.id, ALEXANDRIA_STORE=str(store.root)))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"the run this process inherited through $ALEXANDRIA_RUN_ID ({run.id}) has already ended" in err.decode()
+
+
+def test_threads_racing_end_are_written_or_refused(store: Store) -> None:
+    """Every call that returned normally is in the database; the others raised RunEndedError."""
+    for _ in range(5):
+        run = alexandria.start_run(experiment="race")
+        ok = [0, 0, 0]
+        go = threading.Event()
+
+        def log(i: int, run: alexandria.Run = run, ok: list[int] = ok) -> None:
+            go.wait()
+            try:
+                for n in range(200_000):
+                    run.log_metric(f"t{i}", float(n), step=n)
+                    ok[i] += 1
+            except alexandria.RunEndedError:
+                pass
+
+        threads = [threading.Thread(target=log, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        go.set()
+        time.sleep(random.uniform(0.01, 0.05))
+        run.end()
+        for t in threads:
+            t.join()
+        counts = dict(query(store, f"SELECT key, count(*) FROM metric WHERE run_id = '{run.id}' GROUP BY key"))
+        assert [counts.get(f"t{i}", 0) for i in range(3)] == ok
+
+
+def test_a_failed_final_write_can_be_retried(store: Store) -> None:
+    run = alexandria.start_run(experiment="full-disk")
+    run.log_param("lr", 0.1)
+    run.flush()
+    fd = run._writer._fd
+    assert fd is not None
+    saved = os.dup(fd)
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, fd)  # the disk is full
+    for step in range(100):
+        run.log_metric("x", float(step), step=step)
+    with pytest.raises(alexandria.WriterError, match="No space left on device"):
+        run.end()
+    os.dup2(saved, fd)  # space again
+    run.end()
+    os.close(full)
+    os.close(saved)
+    assert query(store, "SELECT status FROM run") == [("finished",)]
+    assert query(store, "SELECT count(*) FROM metric") == [(100,)]
+    assert query(store, "SELECT count(*) FROM log_problem") == [(0,)]
+
+
+def test_sigterm_at_any_moment_never_hangs_and_never_tears_a_line(store: Store) -> None:
+    """A training loop logging at full speed through module-level calls is SIGTERMed at random moments."""
+    code = """
+    import alexandria, sys
+    alexandria.start_run(experiment="term")
+    print("go", flush=True)
+    step = 0
+    while True:
+        alexandria.log_metric("loss", 0.5, step=step)
+        if step % 997 == 0:
+            alexandria.flush()
+        step += 1
+    """
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    for _ in range(12):
+        proc = python(code, env=child_env(ALEXANDRIA_FLUSH_INTERVAL="0.001", ALEXANDRIA_STORE=str(store.root)))
+        assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+        time.sleep(rng.uniform(0.0, 0.2))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except Exception:
+            proc.kill()
+            raise AssertionError(f"process hung after SIGTERM (seed {seed})") from None
+        assert proc.returncode == -signal.SIGTERM, (seed, proc.stderr.read() if proc.stderr else b"")
+    statuses = query(store, "SELECT status, count(*) FROM run GROUP BY status")
+    assert statuses == [("killed", 12)], seed
+    assert query(store, "SELECT count(*) FROM log_problem") == [(0,)]
+    lines = sum(len(complete_lines(p)) - 1 for p in store.segments())
+    assert query(store, "SELECT count(*) FROM metric")[0][0] + 12 * 2 == lines  # + run_started, run_finished
+
+
+def test_first_run_started_on_a_thread_still_gets_sigterm_handling(store: Store) -> None:
+    out = run_python(
+        """
+        import threading, signal, alexandria
+        t = threading.Thread(target=lambda: alexandria.start_run(experiment="thread").log_metric("x", 1.0))
+        t.start(); t.join()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        run = alexandria.start_run(experiment="main")
+        print(signal.getsignal(signal.SIGTERM).__name__)
+        """,
+        env=child_env(ALEXANDRIA_STORE=str(store.root)),
+    )
+    assert out.strip() == "_on_sigterm"
