@@ -156,7 +156,7 @@ def test_threads_racing_end_are_written_or_refused(store: Store) -> None:
         ok = [0, 0, 0]
         go = threading.Event()
 
-        def log(i: int, run: alexandria.Run = run, ok: list[int] = ok) -> None:
+        def log(i: int, run: alexandria.Run = run, ok: list[int] = ok, go: threading.Event = go) -> None:
             go.wait()
             try:
                 for n in range(200_000):
