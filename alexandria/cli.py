@@ -25,7 +25,8 @@ from .errors import AlexandriaError, StoreError
 from .store import STORE_ENV, Store, resolve_store_path
 
 # Piped output is not cut to 80 columns: ids and queries stay whole for copying.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+# markup=False: what users logged (tags, keys, corrupt log bytes) is printed as it is, never as rich markup.
+console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
 
 
 class _Group(click.Group):
@@ -128,7 +129,7 @@ def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: 
     found = problems(engine)
     if found:
         console.print(
-            f"[yellow]{len(found)} unreadable line(s) in the logs were skipped: `alex problems` lists them[/]"
+            f"{len(found)} unreadable line(s) in the logs were skipped: `alex problems` lists them", style="yellow"
         )
 
 
@@ -141,7 +142,7 @@ def show(ctx: click.Context, run_id: str) -> None:
 
     d = run_details(_fresh_reader(ctx), run_id)
     r = d["run"]
-    console.print(f"[bold]run {r['id']}[/]  experiment [bold]{r['experiment_name']}[/]  status [bold]{r['status']}[/]")
+    console.print(f"run {r['id']}  experiment {r['experiment_name']}  status {r['status']}", style="bold")
     console.print(
         f"started {_when(r['timestamp_start'])}  ended {_when(r['timestamp_end'])}  "
         f"duration {_duration(r['timestamp_start'], r['timestamp_end'])}"
@@ -173,7 +174,9 @@ def show(ctx: click.Context, run_id: str) -> None:
             t.add_row(a["name"], a["type"] or "", str(a["size"]), a["path"])
         console.print(t)
     for p in d["problems"]:
-        console.print(f"[yellow]skipped {p['kind']} line in {p['segment']} at byte {p['offset']}: {p['detail']}[/]")
+        console.print(
+            f"skipped {p['kind']} line in {p['segment']} at byte {p['offset']}: {p['detail']}", style="yellow"
+        )
 
 
 @cli.command()
@@ -239,7 +242,7 @@ def watch(ctx: click.Context, poll: bool, interval: float) -> None:
     def report(stats: Any) -> None:
         console.print(f"{_when(time.time())} folded {stats.events} event(s) from {stats.segments} segment(s)")
         for p in stats.problems:
-            console.print(f"[yellow]skipped {p}[/]")
+            console.print(f"skipped {p}", style="yellow")
 
     try:
         run_watch(store, engine, poll=poll, interval=interval, stop=stop, on_fold=report)
@@ -280,7 +283,7 @@ def rebuild(ctx: click.Context) -> None:
         f"in {seconds:.1f}s"
     )
     for p in stats.problems:
-        console.print(f"[yellow]skipped {p}[/]")
+        console.print(f"skipped {p}", style="yellow")
 
 
 @cli.command()
