@@ -1,0 +1,241 @@
+"""Alexandria's own speed, each figure beside the raw limit measured in the same run.
+
+Every benchmark returns a `Result`: the rate Alexandria reaches, the rate of
+the raw limit it is compared with (the same work done with the bare
+libraries, no API), and their ratio. Sizes scale with `quick`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import alexandria
+from alexandria.events import MetricLogged, encoder
+from alexandria.projector import Projector
+from alexandria.rebuild import open_database
+from alexandria.store import Store
+
+
+@dataclass
+class Result:
+    name: str
+    rate: float
+    unit: str
+    limit: float | None = None
+    limit_name: str = ""
+    target: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        return self.rate / self.limit if self.limit else None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ratio"] = self.ratio
+        return d
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _best(repeat: int, fn: Callable[[], float]) -> float:
+    """Median of `repeat` runs of a rate (the machine is shared: one run is noise)."""
+    return statistics.median(fn() for _ in range(repeat))
+
+
+def raw_write_limit(n: int, directory: Path) -> float:
+    """Metric events built, encoded with msgspec and appended with one os.write per 1,000 lines."""
+    path = directory / "raw.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    out = bytearray()
+    t0 = time.perf_counter()
+    now = time.time
+    for i in range(n):
+        encoder.encode_into(MetricLogged(key="loss", value=0.5, step=i, time=now()), out, -1)
+        out.append(10)
+        if i % 1000 == 999:
+            os.write(fd, out)
+            out.clear()
+    os.write(fd, out)
+    os.close(fd)
+    dt = time.perf_counter() - t0
+    path.unlink()
+    return n / dt
+
+
+def bench_log_metric(quick: bool, tmp: Path) -> list[Result]:
+    n = 200_000 if quick else 2_000_000
+    repeat = 1 if quick else 3
+
+    def api() -> float:
+        run = alexandria.start_run(experiment="bench", store=tmp / "store")
+        log = run.log_metric
+        t0 = time.perf_counter()
+        for i in range(n):
+            log("loss", 0.5, i)
+        run.end()  # included: the points are on disk when the clock stops
+        return n / (time.perf_counter() - t0)
+
+    def api_metrics() -> float:
+        run = alexandria.start_run(experiment="bench", store=tmp / "store")
+        log = run.log_metrics
+        values = {f"m{k}": 0.5 for k in range(10)}
+        t0 = time.perf_counter()
+        for i in range(n // 10):
+            log(values, step=i)
+        run.end()
+        return n / (time.perf_counter() - t0)
+
+    limit = _best(repeat, lambda: raw_write_limit(n, tmp))
+    return [
+        Result("log_metric", _best(repeat, api), "points/s", limit, "msgspec encode + os.write", ">= 1M/s, >= 60%"),
+        Result(
+            "log_metrics (10 keys)",
+            _best(repeat, api_metrics),
+            "points/s",
+            limit,
+            "msgspec encode + os.write",
+            ">= log_metric",
+        ),
+    ]
+
+
+def bench_latency(quick: bool, tmp: Path) -> list[Result]:
+    """Per-call latency while the background writer flushes."""
+    n = 300_000 if quick else 3_000_000
+    run = alexandria.start_run(experiment="latency", store=tmp / "store")
+    log = run.log_metric
+    clock = time.perf_counter_ns
+    samples = [0] * n
+    for i in range(n):
+        t = clock()
+        log("loss", 0.5, i)
+        samples[i] = clock() - t
+    run.end()
+    samples.sort()
+    q = {p: samples[min(n - 1, int(n * p))] / 1000 for p in (0.5, 0.99, 0.999)}
+    return [
+        Result(
+            "log_metric latency p99.9",
+            q[0.999],
+            "us",
+            target="p99.9 < 20 us",
+            extra={"p50_us": q[0.5], "p99_us": q[0.99], "p999_us": q[0.999], "max_us": samples[-1] / 1000},
+        )
+    ]
+
+
+def bench_projection(quick: bool, tmp: Path) -> list[Result]:
+    """Decode + fold into the tables (indexes included, position committed) vs raw sqlite3 executemany."""
+    n = 200_000 if quick else 2_000_000
+    store = Store.open(tmp / "proj")
+    run = alexandria.start_run(experiment="proj", store=store)
+    for i in range(n):
+        run.log_metric("loss", 0.5, i)
+    run.end()
+
+    def fold() -> float:
+        store.db_path.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            store.db_path.with_name(store.db_path.name + suffix).unlink(missing_ok=True)
+        engine = open_database(store, catch_up=False)
+        dt = _timed(lambda: Projector(store, engine).catch_up())
+        engine.dispose()
+        return (n + 2) / dt
+
+    def raw() -> float:
+        from sqlalchemy import create_engine
+
+        from alexandria.schema import metadata
+
+        path = tmp / "raw.db"
+        path.unlink(missing_ok=True)
+        engine = create_engine(f"sqlite:///{path}")
+        metadata.create_all(engine)
+        engine.dispose()
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("INSERT INTO run (id) VALUES (?)", (run.id,))
+        rows = [(run.id, "loss", 0.5, i, 1.0) for i in range(n)]
+        t0 = time.perf_counter()
+        con.execute("BEGIN")
+        con.executemany("INSERT INTO metric (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)", rows)
+        con.execute("COMMIT")
+        dt = time.perf_counter() - t0
+        con.close()
+        return n / dt
+
+    repeat = 1 if quick else 3
+    return [
+        Result(
+            "projection",
+            _best(repeat, fold),
+            "events/s",
+            _best(repeat, raw),
+            "sqlite3 executemany",
+            ">= 200k/s, >= 80%",
+        )
+    ]
+
+
+def bench_rebuild(quick: bool, tmp: Path) -> list[Result]:
+    """`alex rebuild` of N metric events in a child process: rate and peak memory."""
+    n = 200_000 if quick else 10_000_000
+    store = tmp / "rebuild"
+    writers = 4
+    code = (
+        "import sys, alexandria\n"
+        "run = alexandria.start_run(experiment='rb', store=sys.argv[1])\n"
+        "for i in range(int(sys.argv[2])): run.log_metric('loss', 0.5, i)\n"
+        "run.end()\n"
+    )
+    for _ in range(writers):
+        subprocess.run([sys.executable, "-c", code, str(store), str(n // writers)], check=True)
+    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(
+        [sys.executable, "-m", "alexandria.cli", "--store", str(store), "rebuild"], check=True, capture_output=True
+    )
+    dt = time.perf_counter() - t0
+    peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    return [
+        Result(
+            f"rebuild {n:,} events",
+            n / dt,
+            "events/s",
+            target="10M < 60 s, < 300 MB",
+            extra={"seconds": dt, "peak_rss_mb": peak_mb},
+        )
+    ]
+
+
+ALL = {
+    "log_metric": bench_log_metric,
+    "latency": bench_latency,
+    "projection": bench_projection,
+    "rebuild": bench_rebuild,
+}
+
+
+def run_all(names: list[str], quick: bool) -> list[Result]:
+    results: list[Result] = []
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"alexandria-bench-{name}-") as tmp:
+            results.extend(ALL[name](quick, Path(tmp)))
+    return results
