@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -110,6 +111,8 @@ class _Wake:
             return flag
 
 
+_BLOCKED_IN_WRITER = {signal.SIGTERM, signal.SIGINT}
+
 _O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -148,7 +151,14 @@ class SegmentWriter:
         self._closed = False
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._loop, name=f"alexandria-writer-{run_id[:8]}", daemon=True)
-        self._thread.start()
+        # The thread is born with SIGTERM and SIGINT blocked, so the kernel hands them to a thread that
+        # lets Python run its handlers: a signal taken by this thread would leave a main thread blocked
+        # in a C wait (a Pool worker's queue lock) unaware of it, and the process would never die.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_IN_WRITER)
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     # -- caller side ---------------------------------------------------------
     def put(self, event: Any) -> None:

@@ -52,6 +52,7 @@ from .segment import BATCH_SIZE, SegmentWriter
 from .store import Store, is_run_id
 
 RUN_ENV = "ALEXANDRIA_RUN_ID"
+_MP_CONFIG_KEY = "alexandria_run"
 STORE_ENV = "ALEXANDRIA_STORE"
 MAX_KEY_LENGTH = 250
 
@@ -428,9 +429,41 @@ def start_run(
         if not _active:
             _saved_env = (os.environ.get(RUN_ENV), os.environ.get(STORE_ENV))
         _active.append(run)
-        os.environ[RUN_ENV] = run.id
-        os.environ[STORE_ENV] = str(st.root)
+        _share_with_children(run)
     return run
+
+
+def _share_with_children(run: Run | None) -> None:
+    """Tell processes started from now on which run is active: through the environment (any child),
+    and through multiprocessing's per-process config, which every Process object copies when it is
+    created and carries to spawn and forkserver children (a forkserver's environment is the one it
+    started with, possibly during an earlier run)."""
+    import multiprocessing
+
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    if run is None:
+        config.pop(_MP_CONFIG_KEY, None)
+        for name, value in zip((RUN_ENV, STORE_ENV), _saved_env, strict=True):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        return
+    config[_MP_CONFIG_KEY] = (run.id, str(run.store.root))
+    os.environ[RUN_ENV] = run.id
+    os.environ[STORE_ENV] = str(run.store.root)
+
+
+def _inherited_run() -> tuple[str, str | None] | None:
+    """The run a parent process shared: multiprocessing's config first (exact for forkserver), then the environment."""
+    if "multiprocessing" in sys.modules:
+        import multiprocessing
+
+        shared = multiprocessing.current_process()._config.get(_MP_CONFIG_KEY)  # type: ignore[attr-defined]
+        if shared:
+            return shared[0], shared[1]
+    run_id = os.environ.get(RUN_ENV)
+    return (run_id, os.environ.get(STORE_ENV)) if run_id else None
 
 
 def active_run() -> Run | None:
@@ -444,13 +477,14 @@ def active_run() -> Run | None:
         return _active[-1]
     except IndexError:
         pass
-    run_id = os.environ.get(RUN_ENV)
-    if not run_id:
+    shared = _inherited_run()
+    if shared is None:
         return None
-    st = Store.open(os.environ.get(STORE_ENV))
+    run_id, store = shared
+    st = Store.open(store)
     if st.run_has_ended(run_id):
         raise NoActiveRunError(
-            f"the run this process inherited through ${RUN_ENV} ({run_id}) has already ended; "
+            f"the run this process inherited from its parent ({run_id}) has already ended; "
             "start a run in this process, or create child processes while the run is active"
         )
     return start_run(run_id=run_id, store=st)
@@ -467,15 +501,7 @@ def _forget_active(run: Run) -> None:
     with _state_lock:
         if run in _active:
             _active.remove(run)
-        if _active:
-            os.environ[RUN_ENV] = _active[-1].id
-            os.environ[STORE_ENV] = str(_active[-1].store.root)
-            return
-        for name, value in zip((RUN_ENV, STORE_ENV), _saved_env, strict=True):
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _share_with_children(_active[-1] if _active else None)
 
 
 def log_param(key: str, value: Any) -> None:
@@ -544,6 +570,8 @@ _previous_sigterm: Any = None
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _sigterm_seen
+    _sigterm_seen = True
     if segment.main_thread_is_busy():  # inside a drain or an end(): handled when it leaves
         segment.deferred_signals.append(lambda: _on_sigterm(signum, frame))
         return
@@ -583,16 +611,95 @@ def _install_hooks() -> None:
         if current in (signal.SIG_DFL, None) or callable(current):
             _previous_sigterm = current if callable(current) else None
             signal.signal(signal.SIGTERM, _on_sigterm)
+            _watch_sigterm()
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _on_sigint)
 
 
+# A Python signal handler runs only when the main thread runs Python. A SIGTERM that lands between
+# CPython's check for pending signals and a blocking C call (a Pool worker taking its queue's lock)
+# is never seen by the handler: the process would ignore SIGTERM and its parent would wait forever.
+# CPython also writes every signal it catches to the "wakeup fd"; a watcher thread reads it, and if
+# the handler has not run shortly after a SIGTERM, it sends SIGTERM to the main thread again, which
+# interrupts the blocking call. (Only where no one else, such as asyncio, set a wakeup fd.)
+_wakeup: tuple[int, int] | None = None
+_sigterm_seen = False
+
+
+def _watch_sigterm() -> None:
+    global _wakeup
+    _wakeup = None
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread
+        previous = -2
+    if previous != -1:
+        if previous >= 0:
+            signal.set_wakeup_fd(previous)  # someone else's: theirs stays
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    _wakeup = (read_fd, write_fd)
+    watcher = threading.Thread(target=_resend_unseen_sigterm, args=(read_fd,), name="alexandria-signals", daemon=True)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        watcher.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _resend_unseen_sigterm(read_fd: int) -> None:
+    main = threading.main_thread().ident
+    while True:
+        try:
+            caught = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not caught:
+            return
+        if signal.SIGTERM in caught:
+            time.sleep(0.05)
+            if not _sigterm_seen and main is not None:
+                try:
+                    signal.pthread_kill(main, signal.SIGTERM)
+                except (OSError, ProcessLookupError):
+                    return
+
+
+# CPython drops the signals a child receives between fork() and its own reinitialisation. A
+# multiprocessing Pool can SIGTERM a worker that young (terminate() right after map()); with our
+# handler in place of the default action the worker would then never die. So SIGTERM and SIGINT are
+# blocked across fork: a signal that early stays pending and is handled once the child is ready.
+_mask_before_fork: set[int | signal.Signals] | None = None
+
+
+def _before_fork() -> None:
+    global _mask_before_fork
+    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+def _after_fork_in_parent() -> None:
+    if _mask_before_fork is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
+
+
 def _after_fork_in_child() -> None:
-    global _state_lock
-    _state_lock = threading.RLock()  # the parent's may have been held at fork time
-    segment.reset_after_fork()
-    for run in list(_open_runs):
-        run._after_fork_in_child()
+    global _state_lock, _sigterm_seen
+    try:
+        _state_lock = threading.RLock()  # the parent's may have been held at fork time
+        _sigterm_seen = False
+        segment.reset_after_fork()
+        for run in list(_open_runs):
+            run._after_fork_in_child()
+        if _wakeup is not None:  # the parent's pipe and watcher are the parent's: get our own
+            signal.set_wakeup_fd(-1)
+            for fd in _wakeup:
+                os.close(fd)
+            _watch_sigterm()
+    finally:
+        _after_fork_in_parent()  # unblock: a SIGTERM that came early is handled now
 
 
 class _ForkToken:
@@ -611,4 +718,4 @@ def _register_mp_finalizer(_token: object = None) -> None:
     util.Finalize(None, _at_exit, exitpriority=100)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -146,7 +146,7 @@ def test_a_child_does_not_attach_to_a_run_that_has_ended(store: Store) -> None:
     proc = python(code, env=child_env(ALEXANDRIA_RUN_ID=run.id, ALEXANDRIA_STORE=str(store.root)))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
-    assert f"the run this process inherited through $ALEXANDRIA_RUN_ID ({run.id}) has already ended" in err.decode()
+    assert f"the run this process inherited from its parent ({run.id}) has already ended" in err.decode()
 
 
 def test_threads_racing_end_are_written_or_refused(store: Store) -> None:

@@ -1,0 +1,571 @@
+"""Crashes on the write and the read side: torn lines, writers and projectors killed with SIGKILL, corruption.
+
+Everything here uses real files and real processes killed with a real
+`kill -9`. Random kill moments come from a seed printed by each test (pytest
+shows it when the test fails); set ALEXANDRIA_TEST_SEED to replay one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet
+from alexandria.projector import Projector
+from alexandria.rebuild import open_database, rebuild
+from alexandria.segment import SegmentReader, SegmentWriter
+from alexandria.store import Store
+from tests.conftest import alex, child_env, complete_lines, python, run_python, table_rows
+
+USER_TABLES = ("run", "parameter", "metric", "tag", "artifact")
+T0 = 1_700_000_000.0
+
+
+def make_seed() -> int:
+    seed = int(os.environ.get("ALEXANDRIA_TEST_SEED") or random.randrange(2**32))
+    print(f"random seed: {seed} (ALEXANDRIA_TEST_SEED={seed} replays it)")
+    return seed
+
+
+def snapshot(engine: Engine, tables: tuple[str, ...] = USER_TABLES) -> dict[str, list[tuple[object, ...]]]:
+    return {t: table_rows(engine, t) for t in tables}
+
+
+def rebuilt_snapshot(store: Store, tables: tuple[str, ...] = USER_TABLES) -> dict[str, list[tuple[object, ...]]]:
+    """`rebuild` into the same store, then the tables it produced."""
+    rebuild(store)
+    engine = open_database(store, catch_up=False)
+    try:
+        return snapshot(engine, tables)
+    finally:
+        engine.dispose()
+
+
+def scalar(engine: Engine, sql: str) -> Any:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(sql).scalar()
+
+
+def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(sql)]
+
+
+def write_segment(run_dir: Path, run_id: str, events: list[Any]) -> Path:
+    """A real segment written by the library's own writer (header first)."""
+    writer = SegmentWriter(run_dir, run_id)
+    for event in events:
+        writer.put(event)
+    writer.close()
+    assert writer.path is not None
+    return writer.path
+
+
+def events_for(last: Any) -> list[Any]:
+    return [
+        RunStarted(experiment="torn", tags={"team": "vision"}, time=T0),
+        ParamLogged(key="lr", value="0.01", time=T0 + 1),
+        ("loss", 0.5, 0, T0 + 2),
+        ("loss", 0.25, 1, T0 + 3),
+        last,
+    ]
+
+
+LAST_LINES = {
+    "metric": ("loss", 0.125, 2, T0 + 4.5),
+    "nan-metric": ("loss", math.nan, 3, T0 + 4.5),
+    "unicode-tag": TagSet(key="note", value="naïve ✓ 雨 🚀", time=T0 + 4.5),
+}
+
+
+# -- 1. torn tail -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("last", LAST_LINES.values(), ids=LAST_LINES.keys())
+def test_reader_yields_complete_lines_only_whatever_byte_the_last_line_is_cut_at(tmp_path: Path, last: Any) -> None:
+    """A last line cut at ANY byte (mid-number, mid-UTF-8 character, right before its newline) is "not
+    written yet": the reader yields exactly the complete lines before it and reports no problem; once the
+    rest of the line is appended, the same reader's next read yields exactly that last event."""
+    segment = write_segment(tmp_path / "run", uuid.uuid4().hex, events_for(last))
+    data = segment.read_bytes()
+    everything = SegmentReader(segment).read()
+    assert len(everything) == 5 and type(everything[-1]) in (MetricLogged, TagSet)
+    last_start = data.rindex(b"\n", 0, len(data) - 1) + 1
+
+    copy = tmp_path / "torn.jsonl"
+    for cut in range(last_start, len(data)):  # every byte of the last line, its newline excluded
+        copy.write_bytes(data[:cut])
+        reader = SegmentReader(copy)
+        assert reader.read() == everything[:-1], f"file cut at byte {cut}"
+        assert reader.offset == last_start, f"file cut at byte {cut}"
+        with open(copy, "ab") as f:
+            f.write(data[cut:])
+        assert reader.read() == everything[-1:], f"file cut at byte {cut}, then completed"
+        assert reader.read() == []
+        assert reader.problems == [], f"file cut at byte {cut}"
+
+
+def test_projector_never_projects_a_torn_last_line_and_projects_it_once_complete(tmp_path: Path) -> None:
+    """The projector leaves a partial last line alone (no row, no problem, position before it), and folds
+    it exactly once when the rest of the line arrives."""
+    run_id = uuid.uuid4().hex
+    segment = write_segment(tmp_path / "src", run_id, events_for(("loss", 0.125, 2, T0 + 4.5)))
+    data = segment.read_bytes()
+    last_start = data.rindex(b"\n", 0, len(data) - 1) + 1
+    cuts = sorted({*range(last_start, len(data), 7), last_start + 1, len(data) - 2, len(data) - 1})
+    for cut in cuts:
+        store = Store.open(tmp_path / f"store-{cut}")
+        torn = store.run_dir(run_id) / segment.name
+        torn.parent.mkdir(parents=True)
+        torn.write_bytes(data[:cut])
+        engine = open_database(store)
+        try:
+            assert rows(engine, "SELECT step, value FROM metric ORDER BY step") == [(0, 0.5), (1, 0.25)], cut
+            assert scalar(engine, "SELECT count(*) FROM log_problem") == 0, cut
+            assert scalar(engine, "SELECT offset FROM log_segment") == last_start, cut
+            Projector(store, engine).catch_up()  # nothing new: still nothing of the torn line
+            assert scalar(engine, "SELECT count(*) FROM metric") == 2, cut
+
+            with open(torn, "ab") as f:
+                f.write(data[cut:])
+            Projector(store, engine).catch_up()
+            Projector(store, engine).catch_up()
+            assert rows(engine, "SELECT step, value FROM metric ORDER BY step") == [(0, 0.5), (1, 0.25), (2, 0.125)]
+            assert scalar(engine, "SELECT count(*) FROM log_problem") == 0, cut
+            assert scalar(engine, "SELECT offset FROM log_segment") == len(data), cut
+        finally:
+            engine.dispose()
+
+
+# -- 2. writers killed with SIGKILL ---------------------------------------------------------------------
+WRITER = """
+import os, random, sys, time
+from pathlib import Path
+import alexandria
+
+store, target, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = random.Random(seed)
+if target == "new":
+    run = alexandria.start_run(experiment="crash", tags={"owner": str(os.getpid())}, store=store)
+else:
+    run = alexandria.start_run(run_id=target, store=store)
+print(run.id, flush=True)
+pid = os.getpid()
+artifact = Path(store).parent / f"artifact-{pid}.txt"
+step = 0
+while True:
+    for _ in range(10):
+        run.log_metric("loss", rng.random(), step)
+        run.log_metrics({"acc": step / 7, "odd": rng.choice([1.5, float("nan"), float("inf"), -float("inf")])}, step)
+        step += 1
+    run.log_param(f"p{step % 7}", pid)  # other processes of the run log other values: the earliest wins
+    run.set_tag("phase", f"{pid}-{step}")  # the latest wins
+    if step % 300 == 0:
+        artifact.write_text(f"{pid} {step}")
+        run.log_artifact(artifact, name=f"model{step % 2}")
+    if rng.random() < 0.2:
+        run.flush()
+    time.sleep(0.002)
+"""
+
+PROJECTOR = """
+import sys
+from alexandria.projector import Projector
+from alexandria.rebuild import open_database
+from alexandria.store import Store
+
+store = Store.open(sys.argv[1])
+engine = open_database(store, catch_up=False)
+print("folding", flush=True)
+Projector(store, engine).catch_up(transaction_bytes=int(sys.argv[2]))
+"""
+
+
+def _value(v: Any) -> float | None:
+    """A metric value as the table stores it (NaN is NULL)."""
+    v = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(v, v)
+    return None if v != v else float(v)
+
+
+def fold_by_hand(store: Store) -> dict[str, Any]:
+    """What the tables must hold, computed independently from every complete line on disk by the documented
+    rules: all metric points; earliest parameter; latest tag (ties: greater text); latest artifact; run
+    experiment from the earliest start, status from the latest finish ("running" with none)."""
+    metrics: Counter[tuple[Any, ...]] = Counter()
+    params: dict[tuple[str, str], tuple[float, str]] = {}
+    tags: dict[tuple[str, str], tuple[float, str]] = {}
+    artifacts: dict[tuple[str, str], tuple[float, str]] = {}
+    started: dict[str, tuple[float, str]] = {}
+    finished: dict[str, tuple[float, str]] = {}
+    runs: set[str] = set()
+    lines_by_type: Counter[str] = Counter()
+    for segment in store.segments():
+        run_id = segment.parent.name
+        lines = complete_lines(segment)
+        if not lines:
+            continue
+        runs.add(run_id)
+        header = json.loads(lines[0][1])
+        assert header["event"] == "header" and header["run_id"] == run_id, segment
+        for _, line in lines[1:]:
+            e = json.loads(line)
+            kind, t = e["event"], e["time"]
+            lines_by_type[kind] += 1
+            if kind == "metric":
+                metrics[(run_id, e["key"], _value(e["value"]), e.get("step"), t)] += 1
+            elif kind == "param":
+                k = (run_id, e["key"])
+                params[k] = min(params.get(k, (math.inf, "")), (t, e["value"]))
+            elif kind == "tag":
+                k = (run_id, e["key"])
+                tags[k] = max(tags.get(k, (-math.inf, "")), (t, e["value"]))
+            elif kind == "artifact":
+                k = (run_id, e["name"])
+                artifacts[k] = max(artifacts.get(k, (-math.inf, "")), (t, e["sha256"]))
+            elif kind == "run_started":
+                started[run_id] = min(started.get(run_id, (math.inf, "")), (t, e["experiment"]))
+                for key, value in e["tags"].items():
+                    tags[(run_id, key)] = max(tags.get((run_id, key), (-math.inf, "")), (t, value))
+            elif kind == "run_finished":
+                finished[run_id] = max(finished.get(run_id, (-math.inf, "")), (t, e["status"]))
+            else:
+                raise AssertionError(f"unexpected event {kind!r} in {segment}")
+
+    def status(r: str) -> str | None:
+        return finished[r][1] if r in finished else "running" if r in started else None
+
+    return {
+        "lines": lines_by_type,
+        "metric": metrics,
+        "parameter": {k: v for k, (_, v) in params.items()},
+        "tag": {k: v for k, (_, v) in tags.items()},
+        "artifact": {k: v for k, (_, v) in artifacts.items()},
+        "run": {r: (started.get(r, (0, None))[1], status(r)) for r in runs},
+    }
+
+
+def check_every_complete_line_is_projected(store: Store, engine: Engine) -> Counter[str]:
+    """Compare the tables with `fold_by_hand`; returns the number of complete lines by event type."""
+    expected = fold_by_hand(store)
+    got_metrics = Counter(rows(engine, "SELECT run_id, key, value, step, timestamp FROM metric"))
+    assert sum(got_metrics.values()) == expected["lines"]["metric"], "metric rows != complete metric lines on disk"
+    per_key = Counter((r, k) for (r, k, *_), n in expected["metric"].items() for _ in range(n))
+    assert Counter((r, k) for (r, k, *_), n in got_metrics.items() for _ in range(n)) == per_key
+    assert got_metrics == expected["metric"]
+    assert {(r, k): v for r, k, v in rows(engine, "SELECT run_id, key, value FROM parameter")} == expected["parameter"]
+    assert {(r, k): v for r, k, v in rows(engine, "SELECT run_id, key, value FROM tag")} == expected["tag"]
+    assert {(r, n): s for r, n, s in rows(engine, "SELECT run_id, name, sha256 FROM artifact")} == expected["artifact"]
+    assert {r: (e, s) for r, e, s in rows(engine, "SELECT id, experiment_name, status FROM run")} == expected["run"]
+    for run_id, tags_json in rows(engine, "SELECT id, tags FROM run"):
+        tags = {k: v for (r, k), v in expected["tag"].items() if r == run_id}
+        assert (json.loads(tags_json) if tags_json else {}) == tags, run_id
+    # A SIGKILL can only tear the last line of a segment: never a complete corrupt line.
+    assert rows(engine, "SELECT segment, offset, kind FROM log_problem") == []
+    positions = dict(rows(engine, "SELECT path, offset FROM log_segment"))
+    for segment in store.segments():
+        data = segment.read_bytes()
+        assert positions.get(store.relative(segment), 0) == data.rfind(b"\n") + 1, segment
+    return expected["lines"]
+
+
+def test_writers_killed_at_random_moments_lose_only_unwritten_events(store: Store) -> None:
+    """Rounds of writer processes (several per run, several runs, owners and attached) logging metrics,
+    params, tags and artifacts are SIGKILLed at random moments, sometimes while a catch-up projection runs.
+    Afterwards every complete line on disk is in the database exactly once (independent count per run,
+    key and event type), nothing else is, and a rebuild gives the same rows as the live projection."""
+    seed = make_seed()
+    rng = random.Random(seed)
+    env = child_env(ALEXANDRIA_FLUSH_INTERVAL="0.01")
+    open_database(store).dispose()
+    runs: list[str] = []
+    for round_no in range(14):
+        writers: list[subprocess.Popen[bytes]] = []
+        if not runs or rng.random() < 0.3:
+            owner = python(WRITER, str(store.root), "new", str(rng.randrange(2**32)), env=env)
+            assert owner.stdout is not None
+            run_id = owner.stdout.readline().decode().strip()
+            assert len(run_id) == 32, owner.communicate()[1].decode()
+            runs.append(run_id)
+            writers.append(owner)
+        for _ in range(rng.randint(2, 3)):
+            writers.append(python(WRITER, str(store.root), rng.choice(runs), str(rng.randrange(2**32)), env=env))
+        started = time.monotonic()
+        projector = None
+        if rng.random() < 0.5:
+            projector = python(PROJECTOR, str(store.root), str(rng.choice([32 << 10, 1 << 20])))
+        for delay, proc in sorted((rng.uniform(0.15, 0.5), p) for p in writers):
+            time.sleep(max(0.0, started + delay - time.monotonic()))
+            os.kill(proc.pid, signal.SIGKILL)
+        for proc in writers:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == -signal.SIGKILL, f"round {round_no}: writer died by itself:\n{err.decode()}"
+        if projector is not None:
+            _, err = projector.communicate(timeout=120)
+            assert projector.returncode == 0, f"round {round_no}: concurrent projection failed:\n{err.decode()}"
+
+    engine = open_database(store)
+    try:
+        live = snapshot(engine)
+        lines = check_every_complete_line_is_projected(store, engine)
+    finally:
+        engine.dispose()
+    print(f"{len(runs)} runs, {len(list(store.segments()))} segments, complete lines: {dict(lines)}")
+    assert lines["metric"] > 1000 and lines["param"] and lines["tag"] and lines["artifact"]  # the rounds did write
+    assert rebuilt_snapshot(store) == live
+
+
+# -- 4. projector killed with SIGKILL mid-batch ---------------------------------------------------------
+BACKLOG = """
+import sys, alexandria
+store, run_id, key, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+run = alexandria.start_run(run_id=run_id, store=store)
+for step in range(n):
+    run.log_metric(key, step * 0.001, step)
+run.end()
+"""
+
+
+def test_projector_killed_mid_batch_resumes_exactly_once(store: Store) -> None:
+    """A catch-up projection with small transactions over a big backlog is SIGKILLed at random moments and
+    restarted. After every kill the committed rows match the committed positions exactly; in the end the
+    metric rows equal the metric lines on disk (none lost, none doubled) and the tables equal a rebuild."""
+    seed = make_seed()
+    rng = random.Random(seed)
+    per_writer = 100_000
+    keys = ["w0", "w1", "w2"]
+    run_id = run_python(
+        "import sys, alexandria; print(alexandria.start_run(experiment='backlog', store=sys.argv[1]).id)",
+        str(store.root),
+    ).strip()
+    writers = [python(BACKLOG, str(store.root), run_id, key, str(per_writer)) for key in keys]
+    for proc in writers:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+
+    key_of: dict[str, tuple[str, bytes]] = {}  # segment -> (its metric key, its bytes)
+    for segment in store.segments():
+        lines = complete_lines(segment)
+        first = json.loads(lines[1][1])
+        if first["event"] == "metric":
+            key_of[store.relative(segment)] = (first["key"], segment.read_bytes())
+    assert sorted(k for k, _ in key_of.values()) == keys
+
+    def check_committed_prefix() -> int:
+        """Every segment's committed position covers exactly the rows of its key; returns the metric rows."""
+        engine = open_database(store, catch_up=False)
+        try:
+            positions = dict(rows(engine, "SELECT path, offset FROM log_segment"))
+            counts = dict(rows(engine, "SELECT key, count(*) FROM metric GROUP BY key"))
+            duplicates = rows(engine, "SELECT key, step FROM metric GROUP BY key, step HAVING count(*) > 1 LIMIT 5")
+        finally:
+            engine.dispose()
+        assert duplicates == []
+        for rel, (key, data) in key_of.items():
+            offset = positions.get(rel, 0)
+            assert data[offset - 1 : offset] in (b"\n", b""), f"position {offset} of {rel} is not at a line end"
+            lines_before = max(data.count(b"\n", 0, offset) - 1, 0)  # minus the header
+            assert counts.get(key, 0) == lines_before, f"{key}: {counts.get(key, 0)} rows, {lines_before} lines"
+        return sum(counts.values())
+
+    open_database(store, catch_up=False).dispose()
+    progress = []
+    for _ in range(6):
+        proc = python(PROJECTOR, str(store.root), str(64 << 10))
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"folding\n", proc.communicate()[1].decode()
+        time.sleep(rng.uniform(0.0, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        progress.append((proc.returncode, check_committed_prefix()))
+    print(f"(exit code, metric rows) after each kill: {progress}")
+    assert any(code == -signal.SIGKILL and 0 < n < 3 * per_writer for code, n in progress), "no kill hit a fold"
+
+    proc = python(PROJECTOR, str(store.root), str(64 << 10))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert check_committed_prefix() == 3 * per_writer
+    engine = open_database(store)
+    try:
+        per_key = "SELECT key, count(*), count(DISTINCT step), min(step), max(step) FROM metric GROUP BY key"
+        assert rows(engine, per_key) == [(key, per_writer, per_writer, 0, per_writer - 1) for key in keys]
+        live = snapshot(engine)
+    finally:
+        engine.dispose()
+    assert rebuilt_snapshot(store) == live
+
+
+# -- 5. corrupt lines in the middle of a segment ---------------------------------------------------------
+CORRUPT_LINES = {
+    "garbage": (b"\x8b\x1f\x08\x00\xfe\xff garbage \x07\x13\xc3(", "corrupt"),
+    "zeros": (b"\x00" * 512, "corrupt"),  # what a power loss leaves
+    "truncated": (b'{"event":"metric","key":"loss","value":0.', "corrupt"),
+    "unknown": (b'{"event":"checkpoint","path":"ckpt/7.pt","time":1700000000.5}', "unknown_event"),
+}
+
+LOGGED = """
+import sys, alexandria
+with alexandria.start_run(experiment="corrupt", tags={"team": "vision"}, store=sys.argv[1]) as run:
+    run.log_params({"lr": 0.01, "batch": 64})
+    for step in range(20):
+        run.log_metric("loss", 1.0 / (step + 1), step)
+    run.set_tag("stage", "done")
+print(run.id)
+"""
+
+
+def splice(lines: list[bytes], after: dict[int, bytes]) -> tuple[bytes, dict[int, bytes]]:
+    """Join lines, inserting after[i] (a line) after line i; returns the bytes and {offset: inserted line}."""
+    out = bytearray()
+    offsets = {}
+    for i, line in enumerate(lines):
+        out += line + b"\n"
+        if i in after:
+            offsets[len(out)] = after[i]
+            out += after[i] + b"\n"
+    return bytes(out), offsets
+
+
+def test_corrupt_lines_mid_segment_are_reported_with_offset_and_skipped(store: Store) -> None:
+    """Garbage, a line of NUL bytes, a truncated JSON line and an event type from the future, in the middle
+    of a segment: each is reported with its file and exact byte offset (log_problem, `alex problems`),
+    `alex runs` says lines were skipped, every other line is projected, and a rebuild reports the same."""
+    run_id = run_python(LOGGED, str(store.root)).strip()
+    (segment,) = store.run_dir(run_id).glob("*.jsonl")
+    rel = store.relative(segment)
+    lines = [line for _, line in complete_lines(segment)]
+    assert len(lines) == 26  # header, start, 2 params, 20 metrics, tag, finish
+    bad = dict(zip((3, 8, 15, 21), (line for line, _ in CORRUPT_LINES.values()), strict=True))
+    data, inserted = splice(lines, bad)
+    kinds = {offset: dict(CORRUPT_LINES.values())[line] for offset, line in inserted.items()}
+
+    # The projector first sees the segment up to the middle, then the rest: two catch-ups, one rebuild.
+    half = sorted(inserted)[2]
+    segment.write_bytes(data[:half])
+    first = alex("--store", str(store.root), "problems")
+    assert first.returncode == 0, first.stderr
+    with open(segment, "ab") as f:
+        f.write(data[half:])
+
+    runs = alex("--store", str(store.root), "runs")
+    assert runs.returncode == 0, runs.stderr
+    assert "4 unreadable line(s) in the logs were skipped" in runs.stdout
+    problems = alex("--store", str(store.root), "problems")
+    assert problems.returncode == 0, problems.stderr
+    text = " ".join(problems.stdout.split())
+    for offset, kind in kinds.items():
+        assert f"{rel} at byte {offset}: {kind}" in text, (offset, problems.stdout)
+    assert text.count(" at byte ") == 4
+
+    engine = open_database(store)
+    try:
+        assert set(rows(engine, "SELECT segment, offset, kind FROM log_problem")) == {
+            (rel, offset, kind) for offset, kind in kinds.items()
+        }
+        assert rows(engine, "SELECT step, value FROM metric ORDER BY step") == [(s, 1.0 / (s + 1)) for s in range(20)]
+        assert rows(engine, "SELECT key, value FROM parameter ORDER BY key") == [("batch", "64"), ("lr", "0.01")]
+        assert rows(engine, "SELECT key, value FROM tag ORDER BY key") == [("stage", "done"), ("team", "vision")]
+        assert rows(engine, "SELECT experiment_name, status FROM run") == [("corrupt", "finished")]
+        live = snapshot(engine, (*USER_TABLES, "log_problem"))
+    finally:
+        engine.dispose()
+
+    rebuilt = alex("--store", str(store.root), "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    text = " ".join(rebuilt.stdout.split())
+    for offset, kind in kinds.items():
+        assert f"{kind} line in {segment} at byte {offset}" in text, rebuilt.stdout
+    engine = open_database(store, catch_up=False)
+    try:
+        after = snapshot(engine, (*USER_TABLES, "log_problem"))
+    finally:
+        engine.dispose()
+    # log_problem's integer id is only a surrogate; table_rows leaves it out like the others.
+    assert after == live
+
+
+def test_blank_line_is_treated_the_same_live_and_by_rebuild(store: Store) -> None:
+    """An empty line in a segment gets the same verdict (skipped silently, or reported) whether the
+    projector meets it alone or in one read together with a corrupt line: live projection and rebuild
+    must list the same problems."""
+    run_id = uuid.uuid4().hex
+    segment = write_segment(store.run_dir(run_id), run_id, [("loss", 0.5, 0, T0), ("loss", 0.25, 1, T0 + 1)])
+    lines = [line for _, line in complete_lines(segment)]
+    # header, metric, <blank>, metric ... then later: garbage, metric
+    first = b"\n".join([lines[0], lines[1], b"", lines[2]]) + b"\n"
+    segment.write_bytes(first)
+    engine = open_database(store)
+    with open(segment, "ab") as f:
+        f.write(b"\xff\xfe garbage\n" + lines[2].replace(b'"step":1', b'"step":2') + b"\n")
+    Projector(store, engine).catch_up()
+    live = snapshot(engine, ("metric", "log_problem"))
+    engine.dispose()
+    assert sorted(r[3] for r in live["metric"]) == [0, 1, 2]
+    assert rebuilt_snapshot(store, ("metric", "log_problem")) == live
+
+
+def test_problems_lists_corrupt_bytes_verbatim_even_when_they_look_like_markup(store: Store) -> None:
+    """`alex problems` exists to show unreadable lines: whatever bytes a corrupt line holds (here some that
+    look like console markup), it must list it with its offset and exit 0, not crash on it."""
+    run_id = run_python(LOGGED, str(store.root)).strip()
+    (segment,) = store.run_dir(run_id).glob("*.jsonl")
+    lines = [line for _, line in complete_lines(segment)]
+    data, inserted = splice(lines, {5: b"\x00\x17[/] [red]torn\xff"})
+    segment.write_bytes(data)
+    (offset,) = inserted
+    out = alex("--store", str(store.root), "problems")
+    assert out.returncode == 0, out.stderr
+    assert f"{store.relative(segment)} at byte {offset}: corrupt" in " ".join(out.stdout.split())
+    assert "[/] [red]torn" in out.stdout
+
+
+# -- a line longer than the read size ------------------------------------------------------------------------
+def test_reader_with_a_small_read_size_still_reads_long_lines(tmp_path: Path) -> None:
+    """`read(max_bytes=...)` bounds memory, not what can be read: called again and again it yields every
+    complete line, also one much longer than max_bytes (a long parameter value)."""
+    run_id = uuid.uuid4().hex
+    events = [ParamLogged(key="notes", value="x" * 1000, time=T0), ("loss", 0.5, 0, T0 + 1)]
+    segment = write_segment(tmp_path / run_id, run_id, events)
+    everything = SegmentReader(segment).read()
+    reader = SegmentReader(segment)
+    got = []
+    for _ in range(200):
+        got += reader.read(max_bytes=64)
+    assert got == everything
+    assert reader.offset == segment.stat().st_size
+
+
+def test_catch_up_with_small_transactions_folds_lines_longer_than_a_transaction(store: Store) -> None:
+    """A transaction size smaller than a line must not stop the projection: catch-up finishes (here in a
+    child process given 10 s for what takes well under one) with every event folded."""
+    run_id = run_python(
+        "import sys, alexandria\n"
+        "with alexandria.start_run(experiment='long', store=sys.argv[1]) as run:\n"
+        "    run.log_param('notes', 'x' * 1000)\n"
+        "    run.log_metric('loss', 0.5, 0)\n"
+        "print(run.id)",
+        str(store.root),
+    ).strip()
+    proc = python(PROJECTOR, str(store.root), "256")
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("catch_up(transaction_bytes=256) never returned: it spins on the 1 kB parameter line")
+    assert proc.returncode == 0
+    engine = open_database(store, catch_up=False)
+    try:
+        assert rows(engine, "SELECT run_id, key, length(value) FROM parameter") == [(run_id, "notes", 1000)]
+        assert scalar(engine, "SELECT count(*) FROM metric") == 1
+    finally:
+        engine.dispose()

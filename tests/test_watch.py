@@ -1,0 +1,137 @@
+"""`alex watch` as a real child process, keeping the database current while real writer processes log."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alexandria.db import reader_engine
+from alexandria.store import Store
+from tests.conftest import alex, child_env, python, table_rows, wait_until
+
+USER_TABLES = ("run", "parameter", "metric", "tag", "artifact")
+POINTS = 3000
+
+WRITER = """
+import sys, time
+from pathlib import Path
+import alexandria
+
+store, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if target == "new":
+    run = alexandria.start_run(experiment="watched", tags={"team": "vision"}, store=store)
+    print(run.id, flush=True)
+    run.log_params({"lr": 0.01, "batch": 64})
+    model = Path(store).parent / f"model-{run.id}.txt"
+    model.write_text("weights")
+    run.log_artifact(model, type="model")
+else:
+    run = alexandria.start_run(run_id=target, store=store)
+for step in range(n):
+    run.log_metric("loss", 1.0 / (step + 1), step)
+    if step % 100 == 0:
+        run.set_tag("progress", str(step))
+        time.sleep(0.02)  # spread the writing out: the watcher folds while it goes on
+run.end()
+"""
+
+FRESH = """
+import sys, alexandria
+run = alexandria.start_run(run_id=sys.argv[2], store=sys.argv[1])
+run.log_metric("fresh", 42.0, 0)
+run.flush()
+print("flushed", flush=True)
+sys.stdin.readline()  # stays alive: what the reader sees was folded by the watcher, not by an exit
+"""
+
+
+def query(db: Path, sql: str) -> list[tuple[Any, ...]] | None:
+    """A separate, plain read-only SQLite reader; None while the watcher has not created the database yet."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    except sqlite3.OperationalError:
+        return None
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # no such table: the schema is not there yet
+        return None
+    finally:
+        conn.close()
+
+
+def caught_up(store: Store) -> bool:
+    """Every segment on disk is folded to its last byte (all writers have ended, so no line is partial)."""
+    positions = dict(query(store.db_path, "SELECT path, offset FROM log_segment") or [])
+    return all(positions.get(store.relative(s)) == s.stat().st_size for s in store.segments())
+
+
+@pytest.mark.parametrize("flags", [[], ["--poll"]], ids=["notify", "poll"])
+def test_watch_keeps_the_database_current_and_equal_to_a_rebuild(
+    store: Store, tmp_path: Path, flags: list[str]
+) -> None:
+    """With `alex watch` running, several processes write two runs; once they are done and the watcher has
+    caught up, a freshly logged point becomes visible to a separate SQL reader while its writer still
+    runs; after SIGTERM stops the watcher (exit code 0), every user table equals what `alex rebuild` makes."""
+    root = str(store.root)
+    with open(tmp_path / "watch.log", "wb") as log:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "alexandria.cli", "--store", root, "watch", *flags],
+            env=child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: query(store.db_path, "SELECT count(*) FROM log_segment") is not None, what="the db")
+
+        owners = [python(WRITER, root, "new", str(POINTS)) for _ in range(2)]
+        run_ids = []
+        for owner in owners:
+            assert owner.stdout is not None
+            run_ids.append(owner.stdout.readline().decode().strip())
+            assert len(run_ids[-1]) == 32, owner.communicate()[1].decode()
+        attached = [python(WRITER, root, run_id, str(POINTS)) for run_id in run_ids for _ in range(2)]
+        for proc in owners + attached:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()
+        expected = len(owners + attached) * POINTS
+        wait_until(lambda: query(store.db_path, "SELECT count(*) FROM metric") == [(expected,)], what="all points")
+        wait_until(lambda: caught_up(store), what="the watcher to fold every segment to its end")
+
+        fresh = python(FRESH, root, run_ids[0], stdin=subprocess.PIPE)
+        assert fresh.stdout is not None and fresh.stdin is not None
+        assert fresh.stdout.readline() == b"flushed\n", fresh.communicate()[1].decode()
+        fresh_sql = "SELECT run_id, value FROM metric WHERE key = 'fresh'"
+        wait_until(lambda: query(store.db_path, fresh_sql) == [(run_ids[0], 42.0)], what="the fresh point")
+        fresh.communicate(b"\n", timeout=60)
+        assert fresh.returncode == 0
+        wait_until(lambda: caught_up(store), what="the watcher to fold the fresh writer's segment")
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        watcher.wait(timeout=60)
+    output = (tmp_path / "watch.log").read_text()
+    assert watcher.returncode == 0, output
+    assert "folded" in output
+
+    engine = reader_engine(store.db_path)
+    try:
+        watched = {t: table_rows(engine, t) for t in USER_TABLES}
+    finally:
+        engine.dispose()
+    assert len(watched["metric"]) == expected + 1
+    assert sorted((r[0], r[1], r[5]) for r in watched["run"]) == sorted((r, "watched", "finished") for r in run_ids)
+    assert len(watched["parameter"]) == 4 and len(watched["artifact"]) == 2
+    assert {(r[1], r[2]) for r in watched["tag"]} == {("team", "vision"), ("progress", str((POINTS - 1) // 100 * 100))}
+
+    rebuilt = alex("--store", root, "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    engine = reader_engine(store.db_path)
+    try:
+        assert {t: table_rows(engine, t) for t in USER_TABLES} == watched
+    finally:
+        engine.dispose()
