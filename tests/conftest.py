@@ -66,6 +66,18 @@ def alex(*args: str, env: dict[str, str] | None = None, timeout: float = 120) ->
     )
 
 
+def query(store: Store, sql: str) -> list[tuple[object, ...]]:
+    """Fold what is new, then run one SQL statement on the store's database."""
+    from alexandria.rebuild import open_database
+
+    engine = open_database(store)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()
+
+
 def table_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
     """A table's rows without its surrogate integer id, sorted: what "row for row" compares."""
     with engine.connect() as conn:

@@ -9,17 +9,8 @@ import numpy as np
 import pytest
 
 import alexandria
-from alexandria.rebuild import open_database
 from alexandria.store import Store
-
-
-def query(store: Store, sql: str) -> list[tuple[object, ...]]:
-    engine = open_database(store)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql)]
-    finally:
-        engine.dispose()
+from tests.conftest import query
 
 
 def test_round_trip_through_sql(store: Store, tmp_path: Path) -> None:

@@ -17,16 +17,7 @@ from alexandria.projector import Projector
 from alexandria.rebuild import open_database, rebuild
 from alexandria.segment import SegmentReader
 from alexandria.store import Store
-from tests.conftest import child_env, complete_lines, python, run_python, table_rows
-
-
-def query(store: Store, sql: str) -> list[tuple[object, ...]]:
-    engine = open_database(store)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql)]
-    finally:
-        engine.dispose()
+from tests.conftest import child_env, complete_lines, python, query, run_python, table_rows
 
 
 def test_text_that_cannot_be_encoded_is_refused_before_it_reaches_the_log(store: Store) -> None:

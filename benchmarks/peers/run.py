@@ -23,6 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workload  # noqa: E402  (standard library only at import)
+
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 WORKLOAD = HERE / "workload.py"
@@ -36,13 +39,8 @@ PEERS: dict[str, tuple[str, ...]] = {
 }
 SLOW = {("mlflow", "per_call"), ("mlflow", "async")}
 
-# Keep every peer off the network: no telemetry, no update checks (workload.py sets these too).
-OFFLINE_ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "_MLFLOW_TELEMETRY_PRE_WARM_DATABRICKS_SDK": "false",
-    "AIM_UI_TELEMETRY_ENABLED": "0",
-}
+# Keep every peer off the network: the same switches workload.py sets before importing a peer.
+OFFLINE_ENV = workload.OFFLINE_ENV
 
 
 def venv_python(peer: str) -> Path:
