@@ -23,10 +23,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, Text, and_, bindparam, case, func, or_, select, update  # noqa: F401
+from sqlalchemy import Connection, Engine, Table, Text, and_, bindparam, case, func, or_, select, update
 
 from .events import ArtifactSaved, MetricLogged, ParamLogged, RunFinished, RunStarted, TagSet, decode_float
 from .schema import artifact, log_problem, log_segment, metric, parameter, run, tag
@@ -308,13 +307,6 @@ def _bulk_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows:
     conn.exec_driver_sql(sql, rows)
 
 
-def segment_problems(conn: Connection) -> list[dict[str, Any]]:
-    return [
-        dict(r._mapping)
-        for r in conn.execute(select(log_problem).order_by(log_problem.c.segment, log_problem.c.offset))
-    ]
-
-
 def store_size(store: Store) -> int:
     total = 0
     for path in store.segments():
@@ -324,5 +316,3 @@ def store_size(store: Store) -> int:
             pass
     return total
 
-
-__all__ = ["FoldStats", "Projector", "Path"]
