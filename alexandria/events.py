@@ -14,11 +14,13 @@ import msgspec
 
 FORMAT_VERSION = 1
 
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
+
 # Non-finite floats are not JSON; they travel as these strings.
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
-def encode_float(value: float) -> float | str:
+def encode_float(value: float) -> float | NonFinite:
     """Return `value` itself when finite, else its JSON-safe string spelling."""
     if value - value == 0.0:
         return value
@@ -39,7 +41,6 @@ def decode_float(value: float | str) -> float:
 #: SQL's INTEGER range: a step outside it could never be stored.
 STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1
 Step = Annotated[int, msgspec.Meta(ge=STEP_MIN, le=STEP_MAX)]
-NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 
 
 class _Event(msgspec.Struct, tag_field="event", omit_defaults=True, kw_only=True):

@@ -111,6 +111,7 @@ class _Wake:
             return flag
 
 
+_ENCODE_ERRORS = (msgspec.EncodeError, TypeError, ValueError, OverflowError, UnicodeEncodeError)
 _BLOCKED_IN_WRITER = {signal.SIGTERM, signal.SIGINT}
 
 _O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -271,29 +272,44 @@ class SegmentWriter:
         self._out[0:0] = encoder.encode(header) + b"\n"
 
     def _encode_queued(self) -> Exception | None:
-        """Move the queue into the output buffer; returns the error of an event that could not be encoded."""
+        """Move the queue into the output buffer; returns the error of an event that could not be encoded.
+
+        The fast path builds the batch's Structs in one comprehension and encodes them with a single
+        `encode_lines` call; a batch holding an event that does not encode goes line by line instead,
+        so only that event is dropped and no partial line is ever written.
+        """
         queue = self.queue
         n = len(queue)
         if not n:
             return None
         if self._fd is None:
             self._open()
-        out = self._out
-        encode_into = encoder.encode_into
         pop = queue.popleft
+        items = [pop() for _ in range(n)]
         metric = MetricLogged
+        try:
+            events = [
+                metric(item[0], v if (v := item[1]) - v == 0.0 else encode_float(v), item[2], time=item[3])
+                if type(item) is tuple
+                else item
+                for item in items
+            ]
+            self._out += encoder.encode_lines(events)
+            return None
+        except _ENCODE_ERRORS:
+            return self._encode_each(items)
+
+    def _encode_each(self, items: list[Any]) -> Exception | None:
+        out = self._out
         bad = None
-        for _ in range(n):
-            item = pop()
+        for item in items:
             mark = len(out)
             try:
                 if type(item) is tuple:
                     key, value, step, t = item
-                    if value - value != 0.0:
-                        value = encode_float(value)
-                    item = metric(key=key, value=value, step=step, time=t)
-                encode_into(item, out, -1)
-            except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:  # never a partial line
+                    item = MetricLogged(key, encode_float(value), step, time=t)
+                encoder.encode_into(item, out, -1)
+            except _ENCODE_ERRORS as exc:
                 del out[mark:]
                 bad = exc
                 continue
