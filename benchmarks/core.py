@@ -225,11 +225,144 @@ def bench_rebuild(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+def bench_read_history(quick: bool, tmp: Path) -> list[Result]:
+    """A metric's history of N points into numpy (steps and values) vs sqlite3 fetching the same rows."""
+    from alexandria.db import reader_engine
+    from alexandria.query import metric_history
+
+    n = 200_000 if quick else 1_000_000
+    store = Store.open(tmp / "read")
+    run = alexandria.start_run(experiment="read", store=store)
+    for i in range(n):
+        run.log_metric("loss", 0.5, i)
+    run.end()
+    open_database(store).dispose()
+    engine = reader_engine(store.db_path)
+    con = sqlite3.connect(store.db_path)
+    sql = "SELECT step, value FROM metric WHERE run_id = ? AND key = ? ORDER BY step"
+    repeat = 3
+    rate = _best(repeat, lambda: n / _timed(lambda: metric_history(engine, run.id, "loss")))
+    limit = _best(repeat, lambda: n / _timed(lambda: con.execute(sql, (run.id, "loss")).fetchall()))
+    return [Result("read history into numpy", rate, "points/s", limit, "sqlite3 fetchall", ">= 2M/s")]
+
+
+def bench_processes(quick: bool, tmp: Path) -> list[Result]:
+    """2, 4, 8 processes logging into one run at once: aggregate rate, every point checked."""
+    per_process = 50_000 if quick else 500_000
+    code = (
+        "import sys, time, alexandria\n"
+        "run = alexandria.start_run(run_id=sys.argv[1], store=sys.argv[2])\n"
+        "n = int(sys.argv[3]); log = run.log_metric\n"
+        "sys.stdin.readline()\n"
+        "for i in range(n): log('loss', 0.5, i)\n"
+        "run.end()\n"
+    )
+    results = []
+    for processes in (2, 4, 8):
+        store = Store.open(tmp / f"procs{processes}")
+        owner = alexandria.start_run(experiment="procs", store=store)
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, owner.id, str(store.root), str(per_process)], stdin=subprocess.PIPE
+            )
+            for _ in range(processes)
+        ]
+        time.sleep(1.0)  # let every child import and attach before the clock starts
+        t0 = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        for child in children:
+            child.wait()
+        dt = time.perf_counter() - t0
+        owner.end()
+        engine = open_database(store)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT count(*) FROM metric").scalar()
+        engine.dispose()
+        total = processes * per_process
+        results.append(
+            Result(
+                f"{processes} processes, one run",
+                total / dt,
+                "points/s",
+                target="every point present",
+                extra={"points_in_db": rows, "all_present": rows == total},
+            )
+        )
+    return results
+
+
+def bench_freshness(quick: bool, tmp: Path) -> list[Result]:
+    """With `alex watch` running: median time from log_metric returning to the row being visible elsewhere."""
+    samples = 10 if quick else 30
+    store = Store.open(tmp / "fresh")
+    run = alexandria.start_run(experiment="fresh", store=store)
+    run.flush()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "alexandria.cli", "--store", str(store.root), "watch"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        reader = None
+        while reader is None:  # until the watcher has created the database and its tables
+            time.sleep(0.05)
+            try:
+                reader = sqlite3.connect(f"file:{store.db_path}?mode=ro", uri=True)
+                reader.execute("SELECT 1 FROM metric LIMIT 1")
+            except sqlite3.OperationalError:
+                reader = None
+        delays = []
+        for step in range(samples):
+            run.log_metric("fresh", 1.0, step)
+            t0 = time.perf_counter()
+            while not reader.execute("SELECT 1 FROM metric WHERE key = 'fresh' AND step = ?", (step,)).fetchone():
+                time.sleep(0.005)
+            delays.append(time.perf_counter() - t0)
+            time.sleep(0.1)
+        reader.close()
+    finally:
+        watcher.terminate()
+        watcher.wait()
+        run.end()
+    median = statistics.median(delays)
+    return [
+        Result(
+            "freshness (median)",
+            median * 1000,
+            "ms",
+            target="< 1000 ms",
+            extra={
+                "max_ms": max(delays) * 1000,
+                "flush_interval_s": float(os.environ.get("ALEXANDRIA_FLUSH_INTERVAL", "0.2")),
+            },
+        )
+    ]
+
+
+def bench_start_end(quick: bool, tmp: Path) -> list[Result]:
+    """start_run + end of an empty run (capture of code and environment is not built yet)."""
+    n = 50 if quick else 300
+    store = Store.open(tmp / "empty")
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        alexandria.start_run(experiment="empty", store=store).end()
+        times.append(time.perf_counter() - t0)
+    return [Result("start_run + end (median)", statistics.median(times) * 1000, "ms", target="< 50 ms")]
+
+
 ALL = {
     "log_metric": bench_log_metric,
     "latency": bench_latency,
     "projection": bench_projection,
     "rebuild": bench_rebuild,
+    "read": bench_read_history,
+    "processes": bench_processes,
+    "freshness": bench_freshness,
+    "start_end": bench_start_end,
 }
 
 

@@ -234,3 +234,21 @@ def test_writer_failure_is_raised_on_the_next_call_and_nothing_is_lost(store: St
     run.log_metric("x", 3.0, step=2)
     run.end()
     assert query(store, "SELECT step, value FROM metric ORDER BY step") == [(0, 1.0), (1, 2.0), (2, 3.0)]
+
+
+def test_metric_history_reads_into_numpy(store: Store) -> None:
+    from alexandria.db import reader_engine
+    from alexandria.query import metric_history
+
+    with alexandria.start_run(experiment="history") as run:
+        for step in (2, 0, 1):
+            run.log_metric("loss", float(step) / 2, step=step)
+        run.log_metric("loss", math.nan, step=3)
+        run.log_metric("loss", -math.inf)  # no step
+        run.log_metric("other", 9.0, step=0)
+    query(store, "SELECT 1")  # fold
+    history = metric_history(reader_engine(store.db_path), run.id, "loss", with_times=True)
+    np.testing.assert_array_equal(history.steps, [np.nan, 0, 1, 2, 3])
+    np.testing.assert_array_equal(history.values, [-np.inf, 0.0, 0.5, 1.0, np.nan])
+    assert history.times is not None and history.times.shape == (5,) and np.all(history.times > 1e9)
+    assert metric_history(reader_engine(store.db_path), run.id, "missing").values.shape == (0,)
