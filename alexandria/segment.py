@@ -375,7 +375,7 @@ class SegmentReader:
             events = decoder.decode_lines(chunk)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return self._decode_each(chunk, base)
-        if any(type(e) is Header for e in events):
+        if Header in set(map(type, events)):  # a header mid-segment: rare, checked at C speed
             return self._decode_each(chunk, base)
         return events
 
