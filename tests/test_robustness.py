@@ -236,3 +236,21 @@ def test_first_run_started_on_a_thread_still_gets_sigterm_handling(store: Store)
         env=child_env(ALEXANDRIA_STORE=str(store.root)),
     )
     assert out.strip() == "_on_sigterm"
+
+
+def test_an_event_that_cannot_be_encoded_is_dropped_alone(tmp_path: Path) -> None:
+    """Defence behind the API's checks: the writer drops only the bad event, never writes a partial line."""
+    from alexandria.errors import WriterError
+    from alexandria.segment import SegmentWriter
+
+    writer = SegmentWriter(tmp_path / "run", "d" * 32)
+    writer.queue.extend(
+        [("a", 1.0, 0, 1.0), ParamLogged(key="p", value="\udce9", time=1.0), ("b", float("nan"), 1, 1.0)]
+    )
+    with pytest.raises(WriterError, match="could not be encoded and was dropped"):
+        writer.drain()
+    writer.close()
+    assert writer.path is not None
+    reader = SegmentReader(writer.path)
+    assert [(e.key, e.value) for e in reader.read()] == [("a", 1.0), ("b", "NaN")]  # type: ignore[union-attr]
+    assert reader.problems == [] and reader.offset == writer.path.stat().st_size
