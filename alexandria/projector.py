@@ -315,4 +315,3 @@ def store_size(store: Store) -> int:
         except FileNotFoundError:
             pass
     return total
-

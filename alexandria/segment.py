@@ -45,7 +45,7 @@ FLUSH_INTERVAL = float(os.environ.get("ALEXANDRIA_FLUSH_INTERVAL", "0.2"))
 #: Queued events that wake the writer before its interval is up.
 BATCH_SIZE = 10_000
 #: Queued events at which a logging call stops to write them itself (backpressure: memory stays bounded).
-MAX_PENDING = 200_000
+MAX_PENDING = 100_000
 
 # Signal safety. Our SIGTERM and SIGINT handlers run on the main thread,
 # between any two bytecodes of whatever it was doing. While the main thread is
@@ -201,8 +201,13 @@ class SegmentWriter:
             try:
                 with self._lock:
                     self._write_out()  # what a failed write left, first
-                    bad = self._encode_queued()
-                    self._write_out()
+                    bad = None
+                    remaining = len(self.queue)  # not more: callers logging meanwhile must not keep us here
+                    while remaining > 0:  # in chunks: memory holds one chunk's event objects at a time
+                        take = min(remaining, BATCH_SIZE)
+                        bad = self._encode_queued(take) or bad
+                        remaining -= take
+                    self._write_out()  # one write: each GIL release here lets the training loop preempt us
             except OSError as exc:
                 raise WriterError(
                     f"cannot append to event log {self.path or self.run_dir}: {exc.strerror or exc}; "
@@ -271,20 +276,16 @@ class SegmentWriter:
         )
         self._out[0:0] = encoder.encode(header) + b"\n"
 
-    def _encode_queued(self) -> Exception | None:
-        """Move the queue into the output buffer; returns the error of an event that could not be encoded.
+    def _encode_queued(self, n: int) -> Exception | None:
+        """Move `n` queued events into the output buffer; returns the error of an event that could not be encoded.
 
         The fast path builds the batch's Structs in one comprehension and encodes them with a single
         `encode_lines` call; a batch holding an event that does not encode goes line by line instead,
         so only that event is dropped and no partial line is ever written.
         """
-        queue = self.queue
-        n = len(queue)
-        if not n:
-            return None
         if self._fd is None:
             self._open()
-        pop = queue.popleft
+        pop = self.queue.popleft
         items = [pop() for _ in range(n)]
         metric = MetricLogged
         try:

@@ -344,6 +344,46 @@ def bench_freshness(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+def bench_writer_memory(quick: bool, tmp: Path) -> list[Result]:
+    """Logging at full speed onto a disk that takes only ~20 MB/s: the writer's memory must stay capped
+    (backpressure), and every point must still arrive. Runs in a child process whose os.write is throttled."""
+    n = 500_000 if quick else 3_000_000
+    code = (
+        "import os, resource, sys, time\n"
+        "import alexandria\n"
+        "real_write = os.write\n"
+        "def slow_write(fd, data):\n"
+        "    time.sleep(len(data) / 20e6)\n"
+        "    return real_write(fd, data)\n"
+        "os.write = slow_write\n"
+        "run = alexandria.start_run(experiment='mem', store=sys.argv[1])\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t = time.perf_counter()\n"
+        "for i in range(int(sys.argv[2])): run.log_metric('loss', 0.5, i)\n"
+        "run.end()\n"
+        "t = time.perf_counter() - t\n"
+        "print(t, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
+    )
+    store = Store.open(tmp / "mem")
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(store.root), str(n)], check=True, capture_output=True, text=True
+    )
+    seconds, growth_mb = (float(x) for x in out.stdout.split())
+    engine = open_database(store)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT count(*) FROM metric").scalar()
+    engine.dispose()
+    return [
+        Result(
+            "writer memory, slow disk",
+            growth_mb,
+            "MB growth",
+            target="capped (tens of MB)",
+            extra={"points_per_s": n / seconds, "points_in_db": rows, "all_present": rows == n},
+        )
+    ]
+
+
 def bench_start_end(quick: bool, tmp: Path) -> list[Result]:
     """start_run + end of an empty run (capture of code and environment is not built yet)."""
     n = 50 if quick else 300
@@ -365,6 +405,7 @@ ALL = {
     "processes": bench_processes,
     "freshness": bench_freshness,
     "start_end": bench_start_end,
+    "memory": bench_writer_memory,
 }
 
 
