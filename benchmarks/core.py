@@ -139,14 +139,20 @@ def bench_latency(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
-def bench_projection(quick: bool, tmp: Path) -> list[Result]:
-    """Decode + fold into the tables (indexes included, position committed) vs raw sqlite3 executemany."""
-    n = 200_000 if quick else 2_000_000
-    store = Store.open(tmp / "proj")
-    run = alexandria.start_run(experiment="proj", store=store)
+def _logged_store(path: Path, n: int) -> tuple[Store, alexandria.Run]:
+    """A store holding one ended run with `n` points of the metric "loss"."""
+    store = Store.open(path)
+    run = alexandria.start_run(experiment=path.name, store=store)
     for i in range(n):
         run.log_metric("loss", 0.5, i)
     run.end()
+    return store, run
+
+
+def bench_projection(quick: bool, tmp: Path) -> list[Result]:
+    """Decode + fold into the tables (indexes included, position committed) vs raw sqlite3 executemany."""
+    n = 200_000 if quick else 2_000_000
+    store, run = _logged_store(tmp / "proj", n)
 
     def fold() -> float:
         store.db_path.unlink(missing_ok=True)
@@ -233,11 +239,7 @@ def bench_read_history(quick: bool, tmp: Path) -> list[Result]:
     from alexandria.query import metric_history
 
     n = 200_000 if quick else 1_000_000
-    store = Store.open(tmp / "read")
-    run = alexandria.start_run(experiment="read", store=store)
-    for i in range(n):
-        run.log_metric("loss", 0.5, i)
-    run.end()
+    store, run = _logged_store(tmp / "read", n)
     open_database(store).dispose()
     engine = reader_engine(store.db_path)
     con = sqlite3.connect(store.db_path)
