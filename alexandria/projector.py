@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, Table, Text, and_, bindparam, case, f
 
 from .events import ArtifactSaved, MetricLogged, ParamLogged, RunFinished, RunStarted, TagSet, decode_float
 from .schema import artifact, log_problem, log_segment, metric, parameter, run, tag
-from .segment import SegmentReader
+from .segment import Problem, SegmentReader
 from .store import Store
 
 log = logging.getLogger("alexandria.projector")
@@ -187,8 +187,6 @@ class Projector:
     def _check_header(reader: SegmentReader, run_id: str) -> None:
         header = reader.header
         if header is not None and header.run_id != run_id:
-            from .segment import Problem
-
             reader.problems.append(
                 Problem(reader.path, 0, "bad_header", f"header names run {header.run_id}, folder is {run_id}")
             )

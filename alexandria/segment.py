@@ -150,7 +150,6 @@ class SegmentWriter:
         self._wake = _Wake()
         self._stopping = False
         self._closed = False
-        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._loop, name=f"alexandria-writer-{run_id[:8]}", daemon=True)
         # The thread is born with SIGTERM and SIGINT blocked, so the kernel hands them to a thread that
         # lets Python run its handlers: a signal taken by this thread would leave a main thread blocked
@@ -249,7 +248,7 @@ class SegmentWriter:
     def _loop(self) -> None:
         while not self._stopping:
             self._wake.wait(self.flush_interval)
-            if self._stopping or self._pid != os.getpid():
+            if self._stopping:
                 return
             try:
                 self.drain()

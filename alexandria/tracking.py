@@ -168,7 +168,7 @@ class Run:
         """Queue one metric point; costs no I/O. NaN and +-inf are kept."""
         writer = self._writer
         if writer.error is not None:
-            self._raise_writer_error()
+            writer.raise_error()
         if key not in self._metric_keys:
             self._metric_keys.add(_check_key(key, "metric"))
         if type(value) is not float:
@@ -185,7 +185,7 @@ class Run:
         """Queue several metric points sharing one step and one timestamp (all or none)."""
         writer = self._writer
         if writer.error is not None:
-            self._raise_writer_error()
+            writer.raise_error()
         if step is not None and (type(step) is not int or not STEP_MIN <= step <= STEP_MAX):
             step = _to_step(step)
         now = _time()
@@ -277,7 +277,7 @@ class Run:
     def flush(self) -> None:
         """Write everything logged so far to the event log now."""
         if self._writer.error is not None:
-            self._raise_writer_error()
+            self._writer.raise_error()
         self._writer.drain()
 
     # -- life ----------------------------------------------------------------
@@ -328,12 +328,9 @@ class Run:
     # -- internals -----------------------------------------------------------
     def _put(self, event: Any) -> None:
         if self._writer.error is not None:
-            self._raise_writer_error()
+            self._writer.raise_error()
         if event is not None:
             self._writer.put(event)
-
-    def _raise_writer_error(self) -> None:
-        self._writer.raise_error()
 
     def _start(self, experiment: str, tags: Mapping[str, Any]) -> None:
         tag_text = {_check_key(k, "tag"): _check_text(param_to_str(v), f"tag {k!r} value") for k, v in tags.items()}
