@@ -77,7 +77,12 @@ class ParamLogged(_Event, tag="param"):
     value: str
 
 
-class MetricLogged(_Event, tag="metric"):
+class MetricLogged(msgspec.Struct, tag="metric", tag_field="event", omit_defaults=True):
+    """One metric point. Not an `_Event` subclass only so that `time` can be positional: the writer
+    builds one from a queued `(time, key, value, step)` tuple with `MetricLogged(*item)`, the
+    cheapest construction msgspec has. Encoded exactly like the others (time first)."""
+
+    time: float
     key: str
     value: Union[float, NonFinite]  # noqa: UP007 - msgspec needs a runtime union
     step: Union[Step, None] = None  # noqa: UP007

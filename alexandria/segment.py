@@ -37,7 +37,7 @@ import msgspec
 
 from . import __version__
 from .errors import WriterError
-from .events import EVENT_TYPES, FORMAT_VERSION, Event, Header, MetricLogged, WriterInfo, decoder, encode_float, encoder
+from .events import EVENT_TYPES, FORMAT_VERSION, Event, Header, MetricLogged, WriterInfo, decoder, encoder
 from .store import SEGMENT_SUFFIX
 
 #: How often the background writer appends what was logged (seconds); $ALEXANDRIA_FLUSH_INTERVAL.
@@ -130,8 +130,9 @@ def new_segment_name() -> str:
 class SegmentWriter:
     """Buffers one process's events for one run and appends them to its own segment.
 
-    `queue` is the hot path: callers append either an event Struct or a
-    `(key, value, step, time)` tuple for a metric, the cheapest thing to build.
+    `queue` is the hot path: callers append either an event Struct or, for a
+    metric, a `(time, key, value, step)` tuple (the cheapest thing to build)
+    whose value is already JSON-safe (`encode_float`).
     A background thread drains it every `flush_interval` seconds or when
     `BATCH_SIZE` events wait; at `MAX_PENDING` the logging call drains itself.
     """
@@ -288,12 +289,7 @@ class SegmentWriter:
         items = [pop() for _ in range(n)]
         metric = MetricLogged
         try:
-            events = [
-                metric(item[0], v if (v := item[1]) - v == 0.0 else encode_float(v), item[2], time=item[3])
-                if type(item) is tuple
-                else item
-                for item in items
-            ]
+            events = [metric(*item) if type(item) is tuple else item for item in items]
             self._out += encoder.encode_lines(events)
             return None
         except _ENCODE_ERRORS:
@@ -306,8 +302,7 @@ class SegmentWriter:
             mark = len(out)
             try:
                 if type(item) is tuple:
-                    key, value, step, t = item
-                    item = MetricLogged(key, encode_float(value), step, time=t)
+                    item = MetricLogged(*item)
                 encoder.encode_into(item, out, -1)
             except _ENCODE_ERRORS as exc:
                 del out[mark:]

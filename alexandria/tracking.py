@@ -47,7 +47,7 @@ from .errors import (
     ParamConflictError,
     RunEndedError,
 )
-from .events import STEP_MAX, STEP_MIN, ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet
+from .events import STEP_MAX, STEP_MIN, ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet, encode_float
 from .segment import BATCH_SIZE, SegmentWriter
 from .store import Store, is_run_id
 
@@ -123,11 +123,12 @@ def _check_key(key: Any, what: str) -> str:
     return _check_text(key, f"{what} key")
 
 
-def _to_float(key: str, value: Any) -> float:
+def _to_float(key: str, value: Any) -> float | str:
+    """A metric value as the event carries it: a float, or the JSON-safe spelling of NaN / +-inf."""
     if isinstance(value, (str, bytes)):
         raise InvalidInputError(f"metric {key!r}: value must be a number, got the string {value!r}")
     try:
-        return float(value)
+        return encode_float(float(value))
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"metric {key!r}: value {value!r} cannot be converted to float ({exc})") from exc
 
@@ -171,13 +172,13 @@ class Run:
             writer.raise_error()
         if key not in self._metric_keys:
             self._metric_keys.add(_check_key(key, "metric"))
-        if type(value) is not float:
+        if type(value) is not float or value - value != 0.0:  # not a float, or NaN / +-inf
             value = _to_float(key, value)
         # the literal bounds are STEP_MIN and STEP_MAX (constants are cheaper than globals here)
         if step is not None and (type(step) is not int or not -9223372036854775808 <= step <= 9223372036854775807):
             step = _to_step(step)
         queue = self._queue
-        queue.append((key, value, step, _time()))
+        queue.append((_time(), key, value, step))
         if len(queue) >= BATCH_SIZE:
             writer.kick()
 
@@ -194,9 +195,9 @@ class Run:
         for key, value in metrics.items():
             if key not in keys:
                 keys.add(_check_key(key, "metric"))
-            if type(value) is not float:
+            if type(value) is not float or value - value != 0.0:
                 value = _to_float(key, value)
-            points.append((key, value, step, now))
+            points.append((now, key, value, step))
         self._queue.extend(points)
         writer.kick()
 

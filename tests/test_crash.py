@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet
+from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet, encode_float
 from alexandria.projector import Projector
 from alexandria.rebuild import open_database, rebuild
 from alexandria.segment import SegmentReader, SegmentWriter
@@ -77,15 +77,15 @@ def events_for(last: Any) -> list[Any]:
     return [
         RunStarted(experiment="torn", tags={"team": "vision"}, time=T0),
         ParamLogged(key="lr", value="0.01", time=T0 + 1),
-        ("loss", 0.5, 0, T0 + 2),
-        ("loss", 0.25, 1, T0 + 3),
+        (T0 + 2, "loss", 0.5, 0),  # the queue's metric tuple, as log_metric builds it
+        (T0 + 3, "loss", 0.25, 1),
         last,
     ]
 
 
 LAST_LINES = {
-    "metric": ("loss", 0.125, 2, T0 + 4.5),
-    "nan-metric": ("loss", math.nan, 3, T0 + 4.5),
+    "metric": (T0 + 4.5, "loss", 0.125, 2),
+    "nan-metric": (T0 + 4.5, "loss", encode_float(math.nan), 3),
     "unicode-tag": TagSet(key="note", value="naïve ✓ 雨 🚀", time=T0 + 4.5),
 }
 
@@ -119,7 +119,7 @@ def test_projector_never_projects_a_torn_last_line_and_projects_it_once_complete
     """The projector leaves a partial last line alone (no row, no problem, position before it), and folds
     it exactly once when the rest of the line arrives."""
     run_id = uuid.uuid4().hex
-    segment = write_segment(tmp_path / "src", run_id, events_for(("loss", 0.125, 2, T0 + 4.5)))
+    segment = write_segment(tmp_path / "src", run_id, events_for((T0 + 4.5, "loss", 0.125, 2)))
     data = segment.read_bytes()
     last_start = data.rindex(b"\n", 0, len(data) - 1) + 1
     cuts = sorted({*range(last_start, len(data), 7), last_start + 1, len(data) - 2, len(data) - 1})
@@ -498,7 +498,7 @@ def test_blank_line_is_treated_the_same_live_and_by_rebuild(store: Store) -> Non
     projector meets it alone or in one read together with a corrupt line: live projection and rebuild
     must list the same problems."""
     run_id = uuid.uuid4().hex
-    segment = write_segment(store.run_dir(run_id), run_id, [("loss", 0.5, 0, T0), ("loss", 0.25, 1, T0 + 1)])
+    segment = write_segment(store.run_dir(run_id), run_id, [(T0, "loss", 0.5, 0), (T0 + 1, "loss", 0.25, 1)])
     lines = [line for _, line in complete_lines(segment)]
     # header, metric, <blank>, metric ... then later: garbage, metric
     first = b"\n".join([lines[0], lines[1], b"", lines[2]]) + b"\n"
@@ -533,7 +533,7 @@ def test_reader_with_a_small_read_size_still_reads_long_lines(tmp_path: Path) ->
     """`read(max_bytes=...)` bounds memory, not what can be read: called again and again it yields every
     complete line, also one much longer than max_bytes (a long parameter value)."""
     run_id = uuid.uuid4().hex
-    events = [ParamLogged(key="notes", value="x" * 1000, time=T0), ("loss", 0.5, 0, T0 + 1)]
+    events = [ParamLogged(key="notes", value="x" * 1000, time=T0), (T0 + 1, "loss", 0.5, 0)]
     segment = write_segment(tmp_path / run_id, run_id, events)
     everything = SegmentReader(segment).read()
     reader = SegmentReader(segment)

@@ -245,7 +245,7 @@ def test_an_event_that_cannot_be_encoded_is_dropped_alone(tmp_path: Path) -> Non
 
     writer = SegmentWriter(tmp_path / "run", "d" * 32)
     writer.queue.extend(
-        [("a", 1.0, 0, 1.0), ParamLogged(key="p", value="\udce9", time=1.0), ("b", float("nan"), 1, 1.0)]
+        [(1.0, "a", 1.0, 0), ParamLogged(key="p", value="\udce9", time=1.0), (1.0, "b", "NaN", 1)]
     )
     with pytest.raises(WriterError, match="could not be encoded and was dropped"):
         writer.drain()
