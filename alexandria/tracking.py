@@ -173,7 +173,7 @@ class Run:
         if key not in self._metric_keys:
             self._metric_keys.add(_check_key(key, "metric"))
         if type(value) is not float or value - value != 0.0:  # not a float, or NaN / +-inf
-            value = _to_float(key, value)
+            value = _to_float(key, value)  # type: ignore[assignment]  # may become "NaN" etc.
         # the literal bounds are STEP_MIN and STEP_MAX (constants are cheaper than globals here)
         if step is not None and (type(step) is not int or not -9223372036854775808 <= step <= 9223372036854775807):
             step = _to_step(step)
@@ -196,7 +196,7 @@ class Run:
             if key not in keys:
                 keys.add(_check_key(key, "metric"))
             if type(value) is not float or value - value != 0.0:
-                value = _to_float(key, value)
+                value = _to_float(key, value)  # type: ignore[assignment]
             points.append((now, key, value, step))
         self._queue.extend(points)
         writer.kick()
