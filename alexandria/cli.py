@@ -100,25 +100,32 @@ def cli(ctx: click.Context, store: str | None) -> None:
 @cli.command()
 @click.option("--experiment", "-e", help="Only runs of this experiment.")
 @click.option(
-    "--status", type=click.Choice(["running", "finished", "failed", "killed"]), help="Only runs with this status."
+    "--status",
+    type=click.Choice(["running", "finished", "failed", "killed", "crashed"]),
+    help="Only runs with this status.",
 )
 @click.option("--limit", "-n", type=int, default=None, help="At most this many runs (newest first).")
 @click.pass_context
 def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: int | None) -> None:
-    """List runs, newest first."""
-    from .query import list_runs, problems
+    """List runs, newest first, each sweep's child runs indented under their parent.
+
+    Status is running, finished, failed, killed, or crashed (the process vanished without ending the
+    run: kill -9, out of memory, power loss); a resumed run shows how many times it was resumed.
+    """
+    from .query import list_runs, problems, run_tree
 
     engine = _fresh_reader(ctx)
     rows = list_runs(engine, experiment=experiment, status=status, limit=limit)
     table = Table(title=f"{len(rows)} run(s)")
     for col in ("id", "experiment", "status", "started", "duration", "params", "metrics", "tags"):
         table.add_column(col, no_wrap=col in ("id", "started"))
-    for r in rows:
+    for depth, r in run_tree(rows):
         tags = ", ".join(f"{k}={v}" for k, v in (r["tags"] or {}).items())
+        status_text = (r["status"] or "?") + (f" (resumed {r['attempt']}x)" if r["attempt"] else "")
         table.add_row(
-            r["id"],
+            "  " * (depth - 1) + "└ " + r["id"] if depth else r["id"],
             r["experiment_name"] or "?",
-            r["status"] or "?",
+            status_text,
             _when(r["timestamp_start"]),
             _duration(r["timestamp_start"], r["timestamp_end"]),
             str(r["num_params"]),
@@ -149,6 +156,50 @@ def show(ctx: click.Context, run_id: str) -> None:
     )
     if r["error"]:
         console.print(f"error: {r['error']}")
+    if r["parent_id"]:
+        console.print(f"parent run: {r['parent_id']}")
+    if d["children"]:
+        console.print(f"child runs: {len(d['children'])} ({', '.join(c[:8] for c in d['children'][:10])})")
+    if len(d["lifecycle"]) > 1 or r["attempt"]:
+        console.print(
+            "life: "
+            + " -> ".join(
+                f"{e['event']}{'' if e['status'] == 'running' else ' ' + e['status']} {_when(e['timestamp'])}"
+                for e in d["lifecycle"]
+            )
+        )
+    if d["code"]:
+        c = d["code"]
+        git = (
+            f"git {c['git_commit'][:12]}{' (dirty)' if c['git_dirty'] else ''} on {c['git_branch'] or 'detached HEAD'}"
+            if c["git_commit"]
+            else "no git commit"
+        )
+        console.print(f"code: {c['entrypoint']}  {git}  {len(c['tracked_files'] or {})} file(s) hashed")
+        if c["note"]:
+            console.print(f"  note: {c['note']}")
+    if d["environment"]:
+        e = d["environment"]
+        libs = ", ".join(f"{k} {v}" for k, v in (e["libraries"] or {}).items())
+        console.print(
+            f"environment: Python {e['python_version']} on {e['os']}, {e['hostname']}, {e['cpu_count']} CPUs, "
+            f"{len(e['pip_freeze'] or {})} packages{'; ' + libs if libs else ''}"
+        )
+    if d["datasets"]:
+        t = Table(title="datasets")
+        for col in ("role", "name", "format", "rows", "columns", "sha256", "path"):
+            t.add_column(col)
+        for ds in d["datasets"]:
+            t.add_row(
+                ds["role"] or "",
+                ds["name"] or "",
+                ds["format"] or "",
+                "-" if ds["num_rows"] is None else str(ds["num_rows"]),
+                "-" if ds["num_columns"] is None else str(ds["num_columns"]),
+                (ds["hash"] or "")[:16],
+                ds["path"] or "(in memory)",
+            )
+        console.print(t)
     if r["tags"]:
         console.print("tags: " + ", ".join(f"{k}={v}" for k, v in r["tags"].items()))
     if d["params"]:

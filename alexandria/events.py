@@ -8,7 +8,7 @@ event type is reported and skipped, never fatal.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
@@ -50,13 +50,19 @@ class _Event(msgspec.Struct, tag_field="event", omit_defaults=True, kw_only=True
 
 
 class WriterInfo(msgspec.Struct, omit_defaults=True):
-    """Who wrote a segment: enough to find the process again."""
+    """Who wrote a segment: enough to find the process again, and to tell whether it still lives."""
 
     host: str
     pid: int
     ppid: int = 0
     python: str = ""
     alexandria: str = ""
+    #: Linux: the kernel's boot id and the process's start time (clock ticks since boot); together
+    #: with host and pid they name one process exactly, even after its pid is reused.
+    boot_id: str = ""
+    started: int = 0
+    #: Seconds between heartbeats this writer promised (0: an old writer that sends none).
+    heartbeat: float = 0.0
 
 
 class Header(_Event, tag="header"):
@@ -65,11 +71,29 @@ class Header(_Event, tag="header"):
     format: int
     run_id: str
     writer: WriterInfo
+    #: 0 for the run's first life, n after its n-th resume: every row from this segment carries it.
+    attempt: int = 0
 
 
 class RunStarted(_Event, tag="run_started"):
     experiment: str
     tags: dict[str, str] = {}
+    parent_id: Union[str, None] = None  # noqa: UP007 - a sweep's child names its parent run
+
+
+class RunResumed(_Event, tag="run_resumed"):
+    """A finished, failed, killed or crashed run continues (`start_run(run_id=...)`)."""
+
+    attempt: int
+    previous_status: Union[str, None] = None  # noqa: UP007
+
+
+class Heartbeat(_Event, tag="heartbeat"):
+    """ "Still alive": written when a writer had nothing else to write for its heartbeat interval."""
+
+
+class SegmentClosed(_Event, tag="closed"):
+    """The last line of a segment whose writer ended cleanly (its process may go on without it)."""
 
 
 class ParamLogged(_Event, tag="param"):
@@ -106,12 +130,79 @@ class RunFinished(_Event, tag="run_finished"):
     error: Union[str, None] = None  # noqa: UP007
 
 
-Event = Union[Header, RunStarted, ParamLogged, MetricLogged, TagSet, ArtifactSaved, RunFinished]  # noqa: UP007
+class EnvironmentCaptured(_Event, tag="environment"):
+    """What the run's interpreter was: see `capture.capture_environment`."""
 
-EVENT_TYPES = frozenset(
-    cls.__struct_config__.tag
-    for cls in (Header, RunStarted, ParamLogged, MetricLogged, TagSet, ArtifactSaved, RunFinished)
+    python_version: str
+    os: str
+    pip_freeze: dict[str, str] = {}
+    executable: str = ""
+    hostname: str = ""
+    cpu_count: Union[int, None] = None  # noqa: UP007
+    libraries: dict[str, str] = {}
+    note: Union[str, None] = None  # noqa: UP007
+
+
+class CodeCaptured(_Event, tag="code"):
+    """What code the run ran: see `capture.capture_code`."""
+
+    entrypoint: str
+    repository: Union[str, None] = None  # noqa: UP007
+    git_commit: Union[str, None] = None  # noqa: UP007
+    git_branch: Union[str, None] = None  # noqa: UP007
+    git_dirty: Union[bool, None] = None  # noqa: UP007
+    diff_sha256: Union[str, None] = None  # noqa: UP007
+    diff_artifact: Union[str, None] = None  # noqa: UP007 - store path of the saved diff, when small enough
+    tracked_files: dict[str, str] = {}
+    note: Union[str, None] = None  # noqa: UP007
+
+
+class DatasetLogged(_Event, tag="dataset"):
+    """One dataset a run used: see `dataset.describe_dataset`."""
+
+    name: str
+    role: str = "train"
+    path: Union[str, None] = None  # noqa: UP007
+    format: str = ""
+    num_rows: Union[int, None] = None  # noqa: UP007
+    num_columns: Union[int, None] = None  # noqa: UP007
+    schema: dict[str, Any] = {}
+    hash: str = ""
+    size: Union[int, None] = None  # noqa: UP007
+
+
+_EVENT_CLASSES = (
+    Header,
+    RunStarted,
+    RunResumed,
+    ParamLogged,
+    MetricLogged,
+    TagSet,
+    ArtifactSaved,
+    RunFinished,
+    Heartbeat,
+    SegmentClosed,
+    EnvironmentCaptured,
+    CodeCaptured,
+    DatasetLogged,
 )
+Event = Union[  # noqa: UP007 - the same classes, spelled out for type checkers
+    Header,
+    RunStarted,
+    RunResumed,
+    ParamLogged,
+    MetricLogged,
+    TagSet,
+    ArtifactSaved,
+    RunFinished,
+    Heartbeat,
+    SegmentClosed,
+    EnvironmentCaptured,
+    CodeCaptured,
+    DatasetLogged,
+]
+
+EVENT_TYPES = frozenset(cls.__struct_config__.tag for cls in _EVENT_CLASSES)
 
 encoder = msgspec.json.Encoder()
 decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)

@@ -10,25 +10,61 @@ depend on the order segments are folded in, so a live projection and
 `alex rebuild` give the same rows (only the integer surrogate `id`s, which
 number rows in the order they were folded, may differ):
 
-* a run's start time is the earliest RunStarted; its status and end time come
-  from the latest RunFinished (a run with none is "running");
+* a run's start time, experiment and parent are the earliest RunStarted's;
+  every start, resume and end is a `lifecycle` row, and the run's status and
+  end time come from the latest of them (by time, then started < resumed <
+  finished, then status and error text); a run whose latest is a start or a
+  resume is "running" or "crashed" by the liveness of its writers (life.py),
+  judged again at every catch-up while it is running;
 * a parameter keeps its earliest value (the API refuses a second value in
   one process; if two processes disagree the earliest wins);
 * a tag and an artifact name keep their latest value;
-* metric points are simply all there.
+* metric points, datasets and code and environment records are simply all
+  there (each carries the `attempt`, the life of the run, of its segment).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, Text, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, case, func, or_, select, update
 
-from .events import ArtifactSaved, MetricLogged, ParamLogged, RunFinished, RunStarted, TagSet, decode_float
-from .schema import artifact, log_problem, log_segment, metric, parameter, run, tag
+from .events import (
+    ArtifactSaved,
+    CodeCaptured,
+    DatasetLogged,
+    EnvironmentCaptured,
+    Header,
+    Heartbeat,
+    MetricLogged,
+    ParamLogged,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    SegmentClosed,
+    TagSet,
+    WriterInfo,
+    decode_float,
+)
+from .life import writer_alive
+from .schema import (
+    artifact,
+    code,
+    dataset,
+    environment,
+    lifecycle,
+    log_problem,
+    log_segment,
+    metric,
+    parameter,
+    run,
+    tag,
+)
 from .segment import Problem, SegmentReader
 from .store import Store
 
@@ -73,7 +109,10 @@ class _Batch:
 
     runs: set[str] = field(default_factory=set)
     starts: list[dict[str, Any]] = field(default_factory=list)
-    finishes: list[dict[str, Any]] = field(default_factory=list)
+    lives: list[dict[str, Any]] = field(default_factory=list)
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+    codes: list[dict[str, Any]] = field(default_factory=list)
+    environments: list[dict[str, Any]] = field(default_factory=list)
     params: list[dict[str, Any]] = field(default_factory=list)
     tags: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
@@ -81,7 +120,7 @@ class _Batch:
     problems: list[dict[str, Any]] = field(default_factory=list)
     positions: list[dict[str, Any]] = field(default_factory=list)
 
-    def fold(self, run_id: str, events: list[Any]) -> None:
+    def fold(self, run_id: str, attempt: int, events: list[Any]) -> None:
         self.runs.add(run_id)
         metrics = self.metrics
         for e in events:
@@ -92,17 +131,32 @@ class _Batch:
                     v = decode_float(v)
                     if v != v:
                         v = None  # NaN: SQL has no NaN in SQLite; NULL stands for it
-                metrics.append((run_id, e.key, v, e.step, e.time))
+                metrics.append((run_id, e.key, v, e.step, e.time, attempt))
+            elif t is Heartbeat or t is SegmentClosed:
+                pass  # read from the segment's position row (last_time, closed)
             elif t is ParamLogged:
                 self.params.append({"run_id": run_id, "key": e.key, "value": e.value, "timestamp": e.time})
             elif t is TagSet:
                 self.tags.append({"run_id": run_id, "key": e.key, "value": e.value, "timestamp": e.time})
             elif t is RunStarted:
-                self.starts.append({"rid": run_id, "exp": e.experiment, "t": e.time})
+                self.starts.append({"rid": run_id, "exp": e.experiment, "parent": e.parent_id, "t": e.time})
+                self._life(run_id, "started", "running", None, attempt, e.time)
                 for k, v in e.tags.items():
                     self.tags.append({"run_id": run_id, "key": k, "value": v, "timestamp": e.time})
             elif t is RunFinished:
-                self.finishes.append({"rid": run_id, "status": e.status, "t": e.time, "err": e.error})
+                self._life(run_id, "finished", e.status, e.error, attempt, e.time)
+            elif t is RunResumed:
+                self._life(run_id, "resumed", "running", None, e.attempt, e.time)
+            elif t is DatasetLogged:
+                row = {f: getattr(e, f) for f in DatasetLogged.__struct_fields__}
+                row["timestamp"] = row.pop("time")
+                self.datasets.append({"run_id": run_id, **row})
+            elif t is CodeCaptured or t is EnvironmentCaptured:
+                row = {f: getattr(e, f) for f in t.__struct_fields__}
+                row["timestamp"] = row.pop("time")
+                (self.codes if t is CodeCaptured else self.environments).append(
+                    {"run_id": run_id, "attempt": attempt, **row}
+                )
             elif t is ArtifactSaved:
                 self.artifacts.append(
                     {
@@ -115,6 +169,11 @@ class _Batch:
                         "timestamp": e.time,
                     }
                 )
+
+    def _life(self, run_id: str, event: str, status: str, error: str | None, attempt: int, t: float) -> None:
+        self.lives.append(
+            {"run_id": run_id, "event": event, "status": status, "error": error, "attempt": attempt, "timestamp": t}
+        )
 
 
 class Projector:
@@ -141,12 +200,14 @@ class Projector:
         more = False
         with self.engine.begin() as conn:
             known = {
-                row.path: (row.offset, row.events)
-                for row in conn.execute(select(log_segment.c.path, log_segment.c.offset, log_segment.c.events))
+                row.path: (row.offset, row.events, row.attempt or 0)
+                for row in conn.execute(
+                    select(log_segment.c.path, log_segment.c.offset, log_segment.c.events, log_segment.c.attempt)
+                )
             }
             for path in self.store.segments():
                 rel = self.store.relative(path)
-                offset, count = known.get(rel, (0, 0))
+                offset, count, attempt = known.get(rel, (0, 0, 0))
                 try:
                     size = path.stat().st_size
                 except FileNotFoundError:
@@ -167,20 +228,29 @@ class Projector:
                 budget -= consumed
                 run_id = path.parent.name
                 self._check_header(reader, run_id)
-                batch.fold(run_id, events)
+                position: dict[str, Any] = {"path": rel, "run_id": run_id, "offset": reader.offset}
+                position["events"] = count + len(events)
+                position["last_time"] = events[-1].time if events else None
+                position["closed"] = type(events[-1]) is SegmentClosed if events else None
+                if offset == 0:
+                    header = reader.header
+                    attempt = header.attempt if header else 0
+                    position.update(_header_columns(header))
+                    if position["last_time"] is None and header is not None:
+                        position["last_time"] = header.time
+                batch.fold(run_id, attempt, events)
                 for p in reader.problems:
                     batch.problems.append({"segment": rel, "offset": p.offset, "kind": p.kind, "detail": p.detail})
                     msg = f"{p.kind} line in {p.segment} at byte {p.offset}: {p.detail}"
                     stats.problems.append(msg)
                     log.warning("%s (skipped)", msg)
-                batch.positions.append(
-                    {"path": rel, "run_id": run_id, "offset": reader.offset, "events": count + len(events)}
-                )
+                batch.positions.append(position)
                 stats.events += len(events)
                 stats.bytes += consumed
                 stats.segments += 1
             if batch.positions:
                 self._write(conn, batch)
+            settle_runs(conn, batch.runs)
         return stats, more
 
     @staticmethod
@@ -205,21 +275,19 @@ class Projector:
                 .where(run.c.id == bindparam("rid"))
                 .values(
                     experiment_name=case((first, exp), else_=run.c.experiment_name),
+                    parent_id=case((first, bindparam("parent")), else_=run.c.parent_id),
                     timestamp_start=case((first, t), else_=run.c.timestamp_start),
                 ),
                 b.starts,
             )
-        if b.finishes:
-            t = bindparam("t")
-            outcome: Any = bindparam("status", type_=Text) + "\n" + func.coalesce(bindparam("err", type_=Text), "")
-            old_outcome = run.c.status + "\n" + func.coalesce(run.c.error, "")
-            last = _wins(t, run.c.timestamp_end, outcome, old_outcome, latest=True)
-            conn.execute(
-                update(run)
-                .where(and_(run.c.id == bindparam("rid"), last))
-                .values(status=bindparam("status"), timestamp_end=t, error=bindparam("err")),
-                b.finishes,
-            )
+        for table, rows in (
+            (lifecycle, b.lives),
+            (dataset, b.datasets),
+            (code, b.codes),
+            (environment, b.environments),
+        ):
+            if rows:
+                conn.execute(table.insert(), rows)
         if b.params:
             ins = _insert(conn, parameter)
             x = ins.excluded
@@ -255,16 +323,15 @@ class Projector:
                 b.artifacts,
             )
         if b.metrics:
-            _bulk_insert(conn, metric, ("run_id", "key", "value", "step", "timestamp"), b.metrics)
+            _bulk_insert(conn, metric, ("run_id", "key", "value", "step", "timestamp", "attempt"), b.metrics)
         if b.problems:
             conn.execute(_insert(conn, log_problem).on_conflict_do_nothing(), b.problems)
         ins = _insert(conn, log_segment)
-        conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["path"], set_={"offset": ins.excluded.offset, "events": ins.excluded.events}
-            ),
-            b.positions,
-        )
+        x = ins.excluded
+        set_ = {"offset": x.offset, "events": x.events}
+        set_ |= {c: func.coalesce(x[c], log_segment.c[c]) for c in ("last_time", "closed")}
+        for group in _same_keys(b.positions):  # first folds carry the header's columns too
+            conn.execute(ins.on_conflict_do_update(index_elements=["path"], set_=set_), group)
 
     @staticmethod
     def _refresh_run_tags(conn: Connection, run_ids: set[str]) -> None:
@@ -278,6 +345,101 @@ class Projector:
             update(run).where(run.c.id == bindparam("rid")).values(tags=bindparam("tags")),
             [{"rid": rid, "tags": t} for rid, t in sorted(tags.items())],
         )
+
+
+def _header_columns(header: Header | None) -> dict[str, Any]:
+    """A segment's header as log_segment columns (written on its first fold only)."""
+    if header is None:
+        return {"attempt": 0, "host": None, "pid": None, "boot_id": None, "started": None, "heartbeat": None}
+    w = header.writer
+    return {
+        "attempt": header.attempt,
+        "host": w.host,
+        "pid": w.pid,
+        "boot_id": w.boot_id,
+        "started": w.started,
+        "heartbeat": w.heartbeat,
+    }
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by their set of keys: one executemany needs one shape."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.values())
+
+
+_LIFE_ORDER = {"started": 0, "resumed": 1, "finished": 2}
+
+
+def settle_runs(conn: Connection, affected: set[str], now: float | None = None) -> None:
+    """Set status, error, end time, attempt and last_seen of the runs that changed and of every run still
+    running, from their lifecycle rows and the liveness of their writers (life.py). Deterministic: the same
+    rows give the same verdict whatever order they were folded in."""
+    now = time.time() if now is None else now
+    running = set(conn.execute(select(run.c.id).where(run.c.status == "running")).scalars())
+    ids = sorted(affected | running)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        latest: dict[str, Any] = {}
+        for row in conn.execute(select(lifecycle).where(lifecycle.c.run_id.in_(chunk))):
+            key = (row.timestamp, _LIFE_ORDER.get(row.event, 0), row.status, row.error or "")
+            if row.run_id not in latest or key > latest[row.run_id][0]:
+                latest[row.run_id] = (key, row)
+        segments: dict[str, list[Any]] = {}
+        for row in conn.execute(select(log_segment).where(log_segment.c.run_id.in_(chunk))):
+            segments.setdefault(row.run_id, []).append(row)
+        updates = []
+        for rid, status, error, end, attempt, seen in conn.execute(
+            select(run.c.id, run.c.status, run.c.error, run.c.timestamp_end, run.c.attempt, run.c.last_seen).where(
+                run.c.id.in_(chunk)
+            )
+        ):
+            segs = segments.get(rid, [])
+            new = _verdict(latest.get(rid, (None, None))[1], segs, now)
+            if new != (status, error, end, attempt, seen):
+                updates.append(dict(zip(("status", "error", "end", "attempt", "seen"), new, strict=True), rid=rid))
+        if updates:
+            conn.execute(
+                update(run)
+                .where(run.c.id == bindparam("rid"))
+                .values(
+                    status=bindparam("status"),
+                    error=bindparam("error"),
+                    timestamp_end=bindparam("end"),
+                    attempt=bindparam("attempt"),
+                    last_seen=bindparam("seen"),
+                ),
+                updates,
+            )
+
+
+def _verdict(life: Any, segments: list[Any], now: float) -> tuple[Any, ...]:
+    """(status, error, timestamp_end, attempt, last_seen) of one run."""
+    seen = max((s.last_time for s in segments if s.last_time is not None), default=None)
+    attempt = max([s.attempt or 0 for s in segments] + [life.attempt if life is not None else 0])
+    if life is not None and life.status != "running":
+        return life.status, life.error, life.timestamp, attempt, seen
+    alive = [s for s in segments if writer_alive(_writer_of(s), s.last_time or 0.0, bool(s.closed), now)]
+    if alive or not segments:
+        return "running", None, None, attempt, seen
+    last = max(segments, key=lambda s: (s.last_time or 0.0, s.path))
+    when = datetime.fromtimestamp(seen or 0.0, UTC).isoformat(timespec="seconds")
+    error = f"no writer alive and no end recorded; last sign of life {when} (pid {last.pid} on {last.host})"
+    return "crashed", error, seen, attempt, seen
+
+
+def _writer_of(segment: Any) -> WriterInfo | None:
+    if segment.host is None:
+        return None
+    return WriterInfo(
+        host=segment.host,
+        pid=segment.pid,
+        boot_id=segment.boot_id or "",
+        started=segment.started or 0,
+        heartbeat=segment.heartbeat or 0.0,
+    )
 
 
 def _wins(new_time: Any, old_time: Any, new_key: Any, old_key: Any, *, latest: bool) -> Any:

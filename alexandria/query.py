@@ -12,13 +12,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .errors import QueryError, ReadOnlyError, RunNotFoundError
-from .schema import artifact, log_problem, metric, parameter, run
+from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run
 
 
 def list_runs(
     engine: Engine, experiment: str | None = None, status: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Runs, newest first, with their parameter and metric counts."""
+    """Runs, newest first, with their parameter and metric counts (see `run_tree` for the nesting)."""
     params = select(func.count()).where(parameter.c.run_id == run.c.id).scalar_subquery()
     keys = select(func.count(func.distinct(metric.c.key))).where(metric.c.run_id == run.c.id).scalar_subquery()
     q = select(run, params.label("num_params"), keys.label("num_metric_keys")).order_by(
@@ -32,6 +32,27 @@ def list_runs(
         q = q.limit(limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def run_tree(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The rows with their depth, each child right under its parent (children oldest first); a run whose
+    parent is not among the rows is shown at the top level."""
+    ids = {r["id"] for r in rows}
+    children: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("parent_id") in ids:
+            children.setdefault(r["parent_id"], []).append(r)
+    out: list[tuple[int, dict[str, Any]]] = []
+
+    def visit(r: dict[str, Any], depth: int) -> None:
+        out.append((depth, r))
+        for child in sorted(children.get(r["id"], []), key=lambda c: (c["timestamp_start"] or 0.0, c["id"])):
+            visit(child, depth + 1)
+
+    for r in rows:
+        if r.get("parent_id") not in ids:
+            visit(r, 0)
+    return out
 
 
 def resolve_run_id(engine: Engine, prefix: str) -> str:
@@ -95,7 +116,44 @@ def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
                 select(log_problem).where(log_problem.c.segment.like(f"runs/{run_id}/%")).order_by(log_problem.c.id)
             )
         ]
-    return {"run": dict(row._mapping), "params": params, "metrics": metrics, "artifacts": arts, "problems": problems}
+        life = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(
+                    lifecycle.c.event, lifecycle.c.status, lifecycle.c.error, lifecycle.c.attempt, lifecycle.c.timestamp
+                )
+                .where(lifecycle.c.run_id == run_id)
+                .order_by(lifecycle.c.timestamp, lifecycle.c.id)
+            )
+        ]
+        datasets = [
+            dict(r._mapping)
+            for r in conn.execute(select(dataset).where(dataset.c.run_id == run_id).order_by(dataset.c.timestamp))
+        ]
+        latest = {"attempt": row.attempt or 0}
+        records = {}
+        for name, table in (("code", code), ("environment", environment)):
+            found = conn.execute(
+                select(table).where(table.c.run_id == run_id).order_by(table.c.attempt.desc(), table.c.id.desc())
+            ).first()
+            records[name] = dict(found._mapping) if found is not None and found.attempt == latest["attempt"] else None
+        children = (
+            conn.execute(select(run.c.id).where(run.c.parent_id == run_id).order_by(run.c.timestamp_start, run.c.id))
+            .scalars()
+            .all()
+        )
+    return {
+        "run": dict(row._mapping),
+        "params": params,
+        "metrics": metrics,
+        "artifacts": arts,
+        "problems": problems,
+        "lifecycle": life,
+        "datasets": datasets,
+        "code": records["code"],
+        "environment": records["environment"],
+        "children": list(children),
+    }
 
 
 def problems(engine: Engine) -> list[dict[str, Any]]:

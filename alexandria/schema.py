@@ -1,9 +1,15 @@
 """The SQL tables, defined once (SQLAlchemy Core) for every backend.
 
 Seed tables and columns (never dropped or renamed): run, parameter, metric,
-dataset, code, environment, artifact. Added for users: run.status/error,
-timestamps on parameter/metric/artifact, artifact size and sha256, a `tag`
-table that run.tags (JSON) is kept in step with. Bookkeeping of the
+dataset, code, environment, artifact. Added for users: run.status/error/
+parent_id/attempt/last_seen, a `lifecycle` table (every start, resume and
+end of a run), timestamps on most rows, artifact size and sha256, a `tag`
+table that run.tags (JSON) is kept in step with, dataset role/format/size,
+the git details of `code`, the interpreter details of `environment`, and the
+`attempt` (which life of a resumed run) on metric, code and environment rows.
+A run may have several dataset rows (one per role) and, once resumed, one
+code and environment row per life: a seed query still runs, and `WHERE
+attempt = 0` (or the latest attempt) picks one. Bookkeeping of the
 projection: log_segment (read position of every segment, committed with the
 rows), log_problem (corrupt or unknown lines, with file and byte offset) and
 alexandria_meta (schema version).
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -30,7 +37,7 @@ from sqlalchemy import (
 )
 
 #: Bump when any table changes: databases of another version are rebuilt from the logs.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -42,11 +49,29 @@ run = Table(
     Column("timestamp_start", Float),
     Column("timestamp_end", Float),
     Column("tags", JSON),
-    Column("status", Text),
+    Column("status", Text),  # running, finished, failed, killed, crashed (see life.py)
     Column("error", Text),
+    Column("parent_id", String(32)),  # a sweep's parent run
+    Column("attempt", Integer),  # 0, or how many times the run was resumed
+    Column("last_seen", Float),  # time of the newest line in any of its segments
 )
 Index("ix_run_experiment_start", run.c.experiment_name, run.c.timestamp_start)
 Index("ix_run_start", run.c.timestamp_start)
+Index("ix_run_parent", run.c.parent_id)
+Index("ix_run_status", run.c.status)
+
+lifecycle = Table(
+    "lifecycle",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
+    Column("event", Text, nullable=False),  # started, resumed, finished
+    Column("status", Text, nullable=False),  # running for started/resumed
+    Column("error", Text),
+    Column("attempt", Integer, nullable=False),
+    Column("timestamp", Float, nullable=False),
+)
+Index("ix_lifecycle_run", lifecycle.c.run_id)
 
 parameter = Table(
     "parameter",
@@ -68,6 +93,7 @@ metric = Table(
     Column("value", Float),  # NULL means NaN
     Column("step", Integer),
     Column("timestamp", Float),
+    Column("attempt", Integer),  # which life of the run logged it: 0, or n after the n-th resume
 )
 #: The big index, created after a rebuild has loaded the rows.
 metric_index = Index("ix_metric_run_key_step", metric.c.run_id, metric.c.key, metric.c.step)
@@ -93,6 +119,10 @@ dataset = Table(
     Column("num_columns", Integer),
     Column("schema", JSON),
     Column("hash", String(64)),
+    Column("role", Text),  # train, eval, test, ...: a run may use several datasets
+    Column("format", Text),
+    Column("size", Integer),
+    Column("timestamp", Float),
 )
 Index("ix_dataset_run", dataset.c.run_id)
 
@@ -104,6 +134,14 @@ code = Table(
     Column("git_commit", Text),
     Column("entrypoint", Text),
     Column("tracked_files", JSON),
+    Column("repository", Text),
+    Column("git_branch", Text),
+    Column("git_dirty", Boolean),
+    Column("diff_sha256", String(64)),
+    Column("diff_artifact", Text),  # path in the store of the uncommitted diff, when small enough to keep
+    Column("note", Text),  # what could not be captured, or where the file list was cut
+    Column("attempt", Integer),
+    Column("timestamp", Float),
 )
 Index("ix_code_run", code.c.run_id)
 
@@ -115,6 +153,13 @@ environment = Table(
     Column("python_version", Text),
     Column("pip_freeze", JSON),
     Column("os", Text),
+    Column("executable", Text),
+    Column("hostname", Text),
+    Column("cpu_count", Integer),
+    Column("libraries", JSON),  # numpy, torch, jax, tensorflow, cirq versions when installed
+    Column("note", Text),
+    Column("attempt", Integer),
+    Column("timestamp", Float),
 )
 Index("ix_environment_run", environment.c.run_id)
 
@@ -139,6 +184,15 @@ log_segment = Table(
     Column("run_id", String(32), nullable=False),
     Column("offset", Integer, nullable=False),  # bytes folded so far
     Column("events", Integer, nullable=False),  # events folded so far
+    # From the header: who writes it (see life.py) and which life of the run it belongs to.
+    Column("attempt", Integer),
+    Column("host", Text),
+    Column("pid", Integer),
+    Column("boot_id", Text),
+    Column("started", Integer),
+    Column("heartbeat", Float),
+    Column("last_time", Float),  # time of its newest folded line
+    Column("closed", Boolean),  # its writer ended cleanly
 )
 
 log_problem = Table(
@@ -160,4 +214,4 @@ meta = Table(
 )
 
 #: Tables a user queries, in an order that respects foreign keys.
-USER_TABLES = ("run", "parameter", "metric", "tag", "dataset", "code", "environment", "artifact")
+USER_TABLES = ("run", "lifecycle", "parameter", "metric", "tag", "dataset", "code", "environment", "artifact")

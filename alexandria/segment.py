@@ -24,7 +24,6 @@ import os
 import secrets
 import signal
 import socket
-import sys
 import threading
 import time
 from collections import deque
@@ -35,9 +34,9 @@ from typing import Any
 
 import msgspec
 
-from . import __version__
 from .errors import WriterError
-from .events import EVENT_TYPES, FORMAT_VERSION, Event, Header, MetricLogged, WriterInfo, decoder, encoder
+from .events import EVENT_TYPES, FORMAT_VERSION, Event, Header, Heartbeat, MetricLogged, SegmentClosed, decoder, encoder
+from .life import HEARTBEAT_INTERVAL, this_writer
 from .store import SEGMENT_SUFFIX
 
 #: How often the background writer appends what was logged (seconds); $ALEXANDRIA_FLUSH_INTERVAL.
@@ -117,6 +116,19 @@ _BLOCKED_IN_WRITER = {signal.SIGTERM, signal.SIGINT}
 _O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
 
+def start_thread(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
+    """Start a daemon thread born with SIGTERM and SIGINT blocked, so the kernel hands them to a thread
+    that lets Python run its handlers: a signal taken by a helper thread would leave a main thread
+    blocked in a C wait (a Pool worker's queue lock) unaware of it, and the process would never die."""
+    thread = threading.Thread(target=target, name=name, args=args, daemon=True)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_IN_WRITER)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return thread
+
+
 def _safe_host() -> str:
     host = socket.gethostname() or "host"
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in host)[:64]
@@ -137,10 +149,21 @@ class SegmentWriter:
     `BATCH_SIZE` events wait; at `MAX_PENDING` the logging call drains itself.
     """
 
-    def __init__(self, run_dir: Path, run_id: str, *, flush_interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        run_id: str,
+        *,
+        attempt: int = 0,
+        flush_interval: float = FLUSH_INTERVAL,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+    ) -> None:
         self.run_dir = run_dir
         self.run_id = run_id
+        self.attempt = attempt
         self.flush_interval = flush_interval
+        self.heartbeat_interval = heartbeat_interval
+        self._last_write = 0.0  # monotonic time of the last append
         self.queue: deque[Any] = deque()
         self.path: Path | None = None
         #: A failure of a write nobody was waiting for, raised by the next logging call.
@@ -151,15 +174,7 @@ class SegmentWriter:
         self._wake = _Wake()
         self._stopping = False
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=f"alexandria-writer-{run_id[:8]}", daemon=True)
-        # The thread is born with SIGTERM and SIGINT blocked, so the kernel hands them to a thread that
-        # lets Python run its handlers: a signal taken by this thread would leave a main thread blocked
-        # in a C wait (a Pool worker's queue lock) unaware of it, and the process would never die.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_IN_WRITER)
-        try:
-            self._thread.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        self._thread = start_thread(self._loop, f"alexandria-writer-{run_id[:8]}")
 
     # -- caller side ---------------------------------------------------------
     def put(self, event: Any) -> None:
@@ -217,9 +232,12 @@ class SegmentWriter:
                 raise WriterError(f"an event could not be encoded and was dropped: {bad!r}")
 
     def close(self, *, sync: bool = True) -> None:
-        """Stop the thread, write everything, fsync and close. On failure nothing is closed: call again."""
+        """Stop the thread, write everything and `closed`, fsync and close. On failure nothing is closed:
+        call again."""
         if self._closed:
             return
+        if not self._stopping and (self._fd is not None or self.queue):
+            self.queue.append(SegmentClosed(time=time.time()))  # once: a retried close finds _stopping set
         self._stopping = True
         self._wake.set()
         if self._thread is not threading.current_thread():
@@ -252,6 +270,8 @@ class SegmentWriter:
             if self._stopping:
                 return
             try:
+                if self._fd is not None and time.monotonic() - self._last_write >= self.heartbeat_interval:
+                    self.queue.append(Heartbeat(time=time.time()))  # nothing written for a while: still alive
                 self.drain()
             except BaseException as exc:  # handed to the caller's next call, never swallowed
                 self.error = exc
@@ -262,17 +282,10 @@ class SegmentWriter:
         path = self.run_dir / new_segment_name()
         self._fd = os.open(path, _O_FLAGS, 0o644)
         self.path = path
+        writer = this_writer()
+        writer.heartbeat = self.heartbeat_interval
         header = Header(
-            time=time.time(),
-            format=FORMAT_VERSION,
-            run_id=self.run_id,
-            writer=WriterInfo(
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                ppid=os.getppid(),
-                python=sys.version.split()[0],
-                alexandria=__version__,
-            ),
+            time=time.time(), format=FORMAT_VERSION, run_id=self.run_id, writer=writer, attempt=self.attempt
         )
         self._out[0:0] = encoder.encode(header) + b"\n"
 
@@ -320,6 +333,7 @@ class SegmentWriter:
         try:
             while written < len(out):
                 written += os.write(self._fd, view[written:])
+            self._last_write = time.monotonic()
         finally:
             view.release()
             del out[:written]

@@ -83,21 +83,13 @@ class Store:
         if not is_run_id(run_id) or not self.run_exists(run_id):
             raise RunNotFoundError(f"no run {run_id!r} in store {self.root}; `alex runs` lists the runs there")
 
-    def run_has_ended(self, run_id: str) -> bool:
-        """Whether the last complete line of any of the run's segments is its end (`run_finished`)."""
+    def run_segments(self, run_id: str) -> list[Path]:
+        """The run's segment files in creation order (their names start with the creation time)."""
         try:
-            names = [e.name for e in os.scandir(self.run_dir(run_id)) if e.name.endswith(SEGMENT_SUFFIX)]
+            names = sorted(e.name for e in os.scandir(self.run_dir(run_id)) if e.name.endswith(SEGMENT_SUFFIX))
         except FileNotFoundError:
-            return False
-        for name in names:
-            with open(self.run_dir(run_id) / name, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 4096))
-                tail = f.read()
-            lines = tail[: tail.rfind(b"\n")].rsplit(b"\n", 1)
-            if lines and b'"event":"run_finished"' in lines[-1]:
-                return True
-        return False
+            return []
+        return [self.run_dir(run_id) / name for name in names]
 
     def segments(self) -> Iterator[Path]:
         """Every segment file, in a stable order (run id, then segment name = creation order)."""
@@ -106,12 +98,7 @@ class Store:
         except FileNotFoundError:
             return
         for run_id in run_dirs:
-            try:
-                names = sorted(e.name for e in os.scandir(self.runs_dir / run_id) if e.name.endswith(SEGMENT_SUFFIX))
-            except FileNotFoundError:
-                continue
-            for name in names:
-                yield self.runs_dir / run_id / name
+            yield from self.run_segments(run_id)
 
     def relative(self, path: Path) -> str:
         """A path inside the store as stored in the database: relative, with forward slashes."""

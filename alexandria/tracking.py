@@ -20,6 +20,7 @@ does I/O per event. Processes and runs:
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import hashlib
 import math
 import operator
@@ -27,12 +28,13 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -40,6 +42,7 @@ from typing import Any
 import msgspec
 
 from . import segment
+from .dataset import DatasetInfo, describe_dataset
 from .errors import (
     AlexandriaError,
     InvalidInputError,
@@ -47,7 +50,21 @@ from .errors import (
     ParamConflictError,
     RunEndedError,
 )
-from .events import STEP_MAX, STEP_MIN, ArtifactSaved, ParamLogged, RunFinished, RunStarted, TagSet, encode_float
+from .events import (
+    STEP_MAX,
+    STEP_MIN,
+    ArtifactSaved,
+    CodeCaptured,
+    DatasetLogged,
+    EnvironmentCaptured,
+    ParamLogged,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    TagSet,
+    encode_float,
+)
+from .life import ENDED, run_state
 from .segment import BATCH_SIZE, SegmentWriter
 from .store import Store, is_run_id
 
@@ -148,15 +165,19 @@ def _to_step(step: Any) -> int:
 class Run:
     """A handle on one run in one process. Use `start_run` to get one."""
 
-    def __init__(self, store: Store, run_id: str, experiment: str | None, *, owner: bool) -> None:
+    def __init__(self, store: Store, run_id: str, experiment: str | None, *, owner: bool, attempt: int = 0) -> None:
         self.store = store
         self.id = run_id
         self.experiment = experiment
         self.owner = owner
+        #: 0 in the run's first life, n after its n-th resume.
+        self.attempt = attempt
+        self.parent_id: str | None = None
         self._params: dict[str, str] = {}
         self._metric_keys: set[str] = set()
         self._ended = False
-        self._writer = SegmentWriter(store.run_dir(run_id), run_id)
+        self._capture_thread: threading.Thread | None = None
+        self._writer = SegmentWriter(store.run_dir(run_id), run_id, attempt=attempt)
         self._queue = self._writer.queue
         _open_runs.add(self)
 
@@ -275,6 +296,32 @@ class Run:
         self._put(ArtifactSaved(name=name, path=rel, type=kind, size=size, sha256=digest.hexdigest(), time=_time()))
         return rel
 
+    def log_dataset(self, data: Any, name: str | None = None, role: str = "train") -> DatasetInfo:
+        """Record a dataset the run uses: a file path (CSV, TSV, .npy, .npz, Parquet), a numpy array or a
+        pandas DataFrame, with its size, schema and SHA-256 (see `dataset.describe_dataset`).
+
+        A run may log several, one per `role` ("train", "eval", "test", ...). Bad input raises
+        InvalidInputError naming it; nothing is logged and the run goes on.
+        """
+        if not isinstance(role, str) or not role:
+            raise InvalidInputError(f"dataset role must be a non-empty string such as 'train' or 'eval', got {role!r}")
+        info = describe_dataset(data, name)
+        self._put(
+            DatasetLogged(
+                name=_check_text(info.name, "dataset name"),
+                role=_check_text(role, "dataset role"),
+                path=None if info.path is None else _check_text(info.path, "dataset path"),
+                format=info.format,
+                num_rows=info.num_rows,
+                num_columns=info.num_columns,
+                schema=info.schema,
+                hash=info.hash,
+                size=info.size,
+                time=_time(),
+            )
+        )
+        return info
+
     def flush(self) -> None:
         """Write everything logged so far to the event log now."""
         if self._writer.error is not None:
@@ -296,6 +343,9 @@ class Run:
             raise InvalidInputError(f"status must be 'finished', 'failed' or 'killed', got {status!r}")
         if status is None and self.owner:
             status = "finished"
+        capture = self._capture_thread
+        if capture is not None and capture is not threading.current_thread():
+            capture.join(CAPTURE_WAIT)  # the run's code and environment records belong in its log
         with segment.critical():  # a SIGTERM now waits until the run is written
             writer = self._writer
             if isinstance(writer, _EndedWriter):  # a retry after a failed close
@@ -333,11 +383,62 @@ class Run:
         if event is not None:
             self._writer.put(event)
 
-    def _start(self, experiment: str, tags: Mapping[str, Any]) -> None:
-        tag_text = {_check_key(k, "tag"): _check_text(param_to_str(v), f"tag {k!r} value") for k, v in tags.items()}
-        event = RunStarted(experiment=_check_text(experiment, "experiment"), tags=tag_text, time=_time())
+    def _start(self, experiment: str, tags: Mapping[str, Any], parent_id: str | None) -> None:
+        tag_text = _tag_texts(tags)
+        event = RunStarted(
+            experiment=_check_text(experiment, "experiment"), tags=tag_text, parent_id=parent_id, time=_time()
+        )
+        self.parent_id = parent_id
         self._writer.put(event)
         self._writer.drain()  # on disk before start_run returns, ahead of any child's events
+
+    def _resume(self, previous_status: str, tags: Mapping[str, Any]) -> None:
+        tag_text = _tag_texts(tags)
+        self._writer.put(RunResumed(attempt=self.attempt, previous_status=previous_status, time=_time()))
+        for key, value in tag_text.items():
+            self._writer.put(TagSet(key=key, value=value, time=_time()))
+        self._writer.drain()
+
+    def _capture(self, kinds: frozenset[str]) -> None:
+        """Record code and environment from a background thread: start_run does not wait for git."""
+        if not kinds:
+            return
+        from . import capture  # imported on first use: a run with capture off never pays for it
+
+        entrypoint, script = capture.describe_entrypoint()  # argv as it is now, on the calling thread
+        self._capture_thread = segment.start_thread(
+            self._capture_in_background, f"alexandria-capture-{self.id[:8]}", kinds, entrypoint, script
+        )
+
+    def _capture_in_background(self, kinds: frozenset[str], entrypoint: str, script: Path | None) -> None:
+        from . import capture
+
+        try:
+            if "environment" in kinds:
+                env = capture.capture_environment()
+                self._put(EnvironmentCaptured(time=_time(), **dataclasses.asdict(env)))
+            if "code" in kinds:
+                code = capture.capture_code(entrypoint, script)
+                fields = dataclasses.asdict(code)
+                diff = fields.pop("diff")
+                fields["diff_artifact"] = self._save_diff(diff) if diff else None
+                self._put(CodeCaptured(time=_time(), **fields))
+        except RunEndedError:
+            pass  # ended before capture was done (end() waited CAPTURE_WAIT seconds)
+        except Exception as exc:  # never into the training: say so and go on
+            print(f"alexandria: capturing code/environment of run {self.id} failed: {exc!r}", file=sys.stderr)
+
+    def _save_diff(self, diff: bytes) -> str | None:
+        """Keep the uncommitted diff as an artifact (`git_diff.patch`, `git_diff.1.patch` after a resume)."""
+        name = "git_diff.patch" if self.attempt == 0 else f"git_diff.{self.attempt}.patch"
+        with tempfile.TemporaryDirectory(prefix="alexandria-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(diff)
+            try:
+                return self.log_artifact(path, type="git-diff")
+            except InvalidInputError as exc:
+                print(f"alexandria: could not keep the diff of run {self.id}: {exc}", file=sys.stderr)
+                return None
 
     def _after_fork_in_child(self) -> None:
         old = self._writer
@@ -347,7 +448,8 @@ class Run:
             _open_runs.discard(self)
             return
         old.abandon()
-        self._writer = SegmentWriter(old.run_dir, self.id)
+        self._capture_thread = None  # the parent's thread; the parent records what it captures
+        self._writer = SegmentWriter(old.run_dir, self.id, attempt=self.attempt)
         self._queue = self._writer.queue
         self.owner = False  # the parent records the end of the run
 
@@ -406,24 +508,57 @@ def start_run(
     tags: Mapping[str, Any] | None = None,
     store: str | os.PathLike[str] | Store | None = None,
     run_id: str | None = None,
+    *,
+    parent: Run | str | None = None,
+    nested: bool = False,
+    capture: bool | Iterable[str] | None = None,
 ) -> Run:
-    """Start a new run, or attach to an existing one with `run_id=`; it becomes the active run."""
+    """Start a new run, or continue an existing one with `run_id=`; it becomes the active run.
+
+    `run_id=` of a run that is still running attaches to it (this process
+    writes its own segment; see `Run`). Of a run that ended (finished, failed,
+    killed) or crashed, it resumes it: the log says so (`run_resumed`), the
+    status is running again, this process owns its end, and everything logged
+    from now on carries the next `attempt` number.
+
+    `parent=` (a Run or run id) or `nested=True` (the active run) makes the new
+    run a child of another, as a sweep's runs are of the sweep.
+
+    `capture` says what to record about the run in the background: the code
+    (git commit, dirty diff, hashes of tracked files, entrypoint) and the
+    environment (Python, OS, installed packages). True or None (the default,
+    $ALEXANDRIA_CAPTURE if set: "0" for nothing, or "code", "environment")
+    means both; False nothing; or a collection of "code" and "environment".
+    """
     st = Store.open(store)
+    kinds = _capture_kinds(capture)
     if run_id is not None:
         if not isinstance(run_id, str) or not is_run_id(run_id):
             raise InvalidInputError(f"run_id must be a 32-character lowercase hex uuid, got {run_id!r}")
         st.require_run(run_id)
-        run = Run(st, run_id, experiment, owner=False)
-        if tags:
-            run.set_tags(tags)
+        state = run_state(st, run_id)
+        if state.status == "running":
+            run = Run(st, run_id, experiment, owner=False, attempt=state.attempt)
+            if tags:
+                run.set_tags(tags)
+        else:
+            run = Run(st, run_id, experiment, owner=True, attempt=state.attempt + 1)
+            run._resume(state.status, tags or {})
+            run._capture(kinds)
     else:
         if not isinstance(experiment, str) or not experiment:
             raise InvalidInputError(
                 "start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to"
             )
+        parent_id = _parent_id(st, parent, nested)
         run = Run(st, uuid.uuid4().hex, experiment, owner=True)
         st.run_dir(run.id).mkdir(parents=True)
-        run._start(experiment, tags or {})
+        run._start(experiment, tags or {}, parent_id)
+        run._capture(kinds)
+    return _activate(run)
+
+
+def _activate(run: Run) -> Run:
     _install_hooks()
     global _saved_env
     with _state_lock:
@@ -432,6 +567,55 @@ def start_run(
         _active.append(run)
         _share_with_children(run)
     return run
+
+
+def _parent_id(st: Store, parent: Run | str | None, nested: bool) -> str | None:
+    if parent is None and nested:
+        active = active_run()
+        if active is None:
+            raise InvalidInputError("start_run(nested=True) needs an active run to nest under; none is active")
+        return active.id
+    if isinstance(parent, Run):
+        return parent.id
+    if parent is None:
+        return None
+    if not isinstance(parent, str) or not is_run_id(parent):
+        raise InvalidInputError(f"parent must be a Run or a 32-character run id, got {parent!r}")
+    st.require_run(parent)
+    return parent
+
+
+CAPTURE_ENV = "ALEXANDRIA_CAPTURE"
+CAPTURE_KINDS = frozenset({"code", "environment"})
+#: Seconds `end()` waits for a capture still running (a huge repository on a slow disk) before giving up on it.
+CAPTURE_WAIT = 60.0
+
+
+def _capture_kinds(capture: bool | Iterable[str] | None) -> frozenset[str]:
+    if capture is None:
+        text = os.environ.get(CAPTURE_ENV, "").strip().lower()
+        if text in ("", "1", "true", "on", "yes", "all"):
+            return CAPTURE_KINDS
+        if text in ("0", "false", "off", "no", "none"):
+            return frozenset()
+        kinds = frozenset(k.strip() for k in text.split(",") if k.strip())
+        where = f"${CAPTURE_ENV}={text!r}"
+    elif capture is True or capture is False:
+        return CAPTURE_KINDS if capture else frozenset()
+    elif isinstance(capture, str):
+        kinds, where = frozenset({capture}), f"capture={capture!r}"
+    else:
+        kinds, where = frozenset(capture), f"capture={capture!r}"
+    unknown = kinds - CAPTURE_KINDS
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: cannot capture {', '.join(sorted(unknown))}; say True, False, or any of 'code', 'environment'"
+        )
+    return kinds
+
+
+def _tag_texts(tags: Mapping[str, Any]) -> dict[str, str]:
+    return {_check_key(k, "tag"): _check_text(param_to_str(v), f"tag {k!r} value") for k, v in tags.items()}
 
 
 def _share_with_children(run: Run | None) -> None:
@@ -483,12 +667,14 @@ def active_run() -> Run | None:
         return None
     run_id, store = shared
     st = Store.open(store)
-    if st.run_has_ended(run_id):
+    st.require_run(run_id)
+    state = run_state(st, run_id)
+    if state.status in ENDED:  # never resumed from here: that is the parent's business
         raise NoActiveRunError(
             f"the run this process inherited from its parent ({run_id}) has already ended; "
             "start a run in this process, or create child processes while the run is active"
         )
-    return start_run(run_id=run_id, store=st)
+    return _activate(Run(st, run_id, None, owner=False, attempt=state.attempt))
 
 
 def _require_active() -> Run:
@@ -531,6 +717,10 @@ def set_tags(tags: Mapping[str, Any]) -> None:
 
 def log_artifact(path: str | os.PathLike[str], type: str | None = None, name: str | None = None) -> str:
     return _require_active().log_artifact(path, type=type, name=name)
+
+
+def log_dataset(data: Any, name: str | None = None, role: str = "train") -> DatasetInfo:
+    return _require_active().log_dataset(data, name=name, role=role)
 
 
 def flush() -> None:
@@ -643,12 +833,7 @@ def _watch_sigterm() -> None:
         os.close(write_fd)
         return
     _wakeup = (read_fd, write_fd)
-    watcher = threading.Thread(target=_resend_unseen_sigterm, args=(read_fd,), name="alexandria-signals", daemon=True)
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    try:
-        watcher.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    segment.start_thread(_resend_unseen_sigterm, "alexandria-signals", read_fd)
 
 
 def _resend_unseen_sigterm(read_fd: int) -> None:

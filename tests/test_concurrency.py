@@ -33,7 +33,9 @@ def rows(engine: Engine, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def segments_by_pid(store: Store, run_id: str) -> dict[int, list[dict[str, Any]]]:
-    """Each segment of the run, keyed by the pid its header names, with its events (parsed here)."""
+    """Each segment of the run, keyed by the pid its header names, with what it logged (parsed here): the
+    writer's own bookkeeping (`closed`, heartbeats) and the run's code/environment records (and the saved
+    diff of a dirty work tree) left out."""
     found: dict[int, list[dict[str, Any]]] = {}
     for segment in sorted(store.run_dir(run_id).glob("*.jsonl")):
         lines = complete_lines(segment)
@@ -41,7 +43,10 @@ def segments_by_pid(store: Store, run_id: str) -> dict[int, list[dict[str, Any]]
         assert header["event"] == "header" and header["run_id"] == run_id
         pid = header["writer"]["pid"]
         assert pid not in found, f"process {pid} wrote two segments"
-        found[pid] = [json.loads(line) for _, line in lines[1:]]
+        events = [json.loads(line) for _, line in lines[1:]]
+        assert events[-1]["event"] == "closed", f"process {pid} did not close its segment"
+        bookkeeping = ("closed", "heartbeat", "code", "environment")
+        found[pid] = [e for e in events if e["event"] not in bookkeeping and e.get("type") != "git-diff"]
     return found
 
 

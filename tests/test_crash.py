@@ -25,11 +25,11 @@ from sqlalchemy import Engine
 from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet, encode_float
 from alexandria.projector import Projector
 from alexandria.rebuild import open_database, rebuild
+from alexandria.schema import USER_TABLES  # every table a user queries: live must equal rebuilt
 from alexandria.segment import SegmentReader, SegmentWriter
 from alexandria.store import Store
 from tests.conftest import alex, child_env, complete_lines, python, run_python, table_rows
 
-USER_TABLES = ("run", "parameter", "metric", "tag", "artifact")
 T0 = 1_700_000_000.0
 
 
@@ -64,11 +64,13 @@ def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
 
 
 def write_segment(run_dir: Path, run_id: str, events: list[Any]) -> Path:
-    """A real segment written by the library's own writer (header first)."""
+    """A real segment written by the library's own writer (header first), whose last line is the last of
+    `events`: its writer vanishes after writing them (no `closed` line)."""
     writer = SegmentWriter(run_dir, run_id)
     for event in events:
         writer.put(event)
-    writer.close()
+    writer.drain()
+    writer.abandon()
     assert writer.path is not None
     return writer.path
 
@@ -200,13 +202,14 @@ def _value(v: Any) -> float | None:
 def fold_by_hand(store: Store) -> dict[str, Any]:
     """What the tables must hold, computed independently from every complete line on disk by the documented
     rules: all metric points; earliest parameter; latest tag (ties: greater text); latest artifact; run
-    experiment from the earliest start, status from the latest finish ("running" with none)."""
+    experiment from the earliest start, status from the latest start, resume or finish; a run whose latest
+    is a start or resume is "crashed", as every writer of these tests ends by SIGKILL."""
     metrics: Counter[tuple[Any, ...]] = Counter()
     params: dict[tuple[str, str], tuple[float, str]] = {}
     tags: dict[tuple[str, str], tuple[float, str]] = {}
     artifacts: dict[tuple[str, str], tuple[float, str]] = {}
     started: dict[str, tuple[float, str]] = {}
-    finished: dict[str, tuple[float, str]] = {}
+    life: dict[str, tuple[float, int, str]] = {}
     runs: set[str] = set()
     lines_by_type: Counter[str] = Counter()
     for segment in store.segments():
@@ -234,15 +237,20 @@ def fold_by_hand(store: Store) -> dict[str, Any]:
                 artifacts[k] = max(artifacts.get(k, (-math.inf, "")), (t, e["sha256"]))
             elif kind == "run_started":
                 started[run_id] = min(started.get(run_id, (math.inf, "")), (t, e["experiment"]))
+                life[run_id] = max(life.get(run_id, (-math.inf, 0, "")), (t, 0, "crashed"))
                 for key, value in e["tags"].items():
                     tags[(run_id, key)] = max(tags.get((run_id, key), (-math.inf, "")), (t, value))
+            elif kind == "run_resumed":
+                life[run_id] = max(life.get(run_id, (-math.inf, 0, "")), (t, 1, "crashed"))
             elif kind == "run_finished":
-                finished[run_id] = max(finished.get(run_id, (-math.inf, "")), (t, e["status"]))
+                life[run_id] = max(life.get(run_id, (-math.inf, 0, "")), (t, 2, e["status"]))
+            elif kind in ("heartbeat", "closed", "code", "environment"):
+                pass
             else:
                 raise AssertionError(f"unexpected event {kind!r} in {segment}")
 
     def status(r: str) -> str | None:
-        return finished[r][1] if r in finished else "running" if r in started else None
+        return life[r][2] if r in life else "crashed"
 
     return {
         "lines": lines_by_type,
@@ -354,10 +362,9 @@ def test_projector_killed_mid_batch_resumes_exactly_once(store: Store) -> None:
 
     key_of: dict[str, tuple[str, bytes]] = {}  # segment -> (its metric key, its bytes)
     for segment in store.segments():
-        lines = complete_lines(segment)
-        first = json.loads(lines[1][1])
-        if first["event"] == "metric":
-            key_of[store.relative(segment)] = (first["key"], segment.read_bytes())
+        found = [json.loads(line) for _, line in complete_lines(segment) if line.startswith(b'{"event":"metric"')]
+        if found:  # the writers resumed the finished run: a resume comes first, then their metrics
+            key_of[store.relative(segment)] = (found[0]["key"], segment.read_bytes())
     assert sorted(k for k, _ in key_of.values()) == keys
 
     def check_committed_prefix() -> int:
@@ -373,7 +380,7 @@ def test_projector_killed_mid_batch_resumes_exactly_once(store: Store) -> None:
         for rel, (key, data) in key_of.items():
             offset = positions.get(rel, 0)
             assert data[offset - 1 : offset] in (b"\n", b""), f"position {offset} of {rel} is not at a line end"
-            lines_before = max(data.count(b"\n", 0, offset) - 1, 0)  # minus the header
+            lines_before = data.count(b'\n{"event":"metric"', 0, offset)  # metric lines wholly before it
             assert counts.get(key, 0) == lines_before, f"{key}: {counts.get(key, 0)} rows, {lines_before} lines"
         return sum(counts.values())
 
@@ -414,7 +421,7 @@ CORRUPT_LINES = {
 
 LOGGED = """
 import sys, alexandria
-with alexandria.start_run(experiment="corrupt", tags={"team": "vision"}, store=sys.argv[1]) as run:
+with alexandria.start_run(experiment="corrupt", tags={"team": "vision"}, store=sys.argv[1], capture=False) as run:
     run.log_params({"lr": 0.01, "batch": 64})
     for step in range(20):
         run.log_metric("loss", 1.0 / (step + 1), step)
@@ -443,7 +450,7 @@ def test_corrupt_lines_mid_segment_are_reported_with_offset_and_skipped(store: S
     (segment,) = store.run_dir(run_id).glob("*.jsonl")
     rel = store.relative(segment)
     lines = [line for _, line in complete_lines(segment)]
-    assert len(lines) == 26  # header, start, 2 params, 20 metrics, tag, finish
+    assert len(lines) == 27  # header, start, 2 params, 20 metrics, tag, finish, closed
     bad = dict(zip((3, 8, 15, 21), (line for line, _ in CORRUPT_LINES.values()), strict=True))
     data, inserted = splice(lines, bad)
     kinds = {offset: dict(CORRUPT_LINES.values())[line] for offset, line in inserted.items()}
