@@ -160,14 +160,11 @@ def show(ctx: click.Context, run_id: str) -> None:
         console.print(f"parent run: {r['parent_id']}")
     if d["children"]:
         console.print(f"child runs: {len(d['children'])} ({', '.join(c[:8] for c in d['children'][:10])})")
-    if len(d["lifecycle"]) > 1 or r["attempt"]:
-        console.print(
-            "life: "
-            + " -> ".join(
-                f"{e['event']}{'' if e['status'] == 'running' else ' ' + e['status']} {_when(e['timestamp'])}"
-                for e in d["lifecycle"]
-            )
+    if r["attempt"]:  # resumed: show every start, resume and end
+        steps = (
+            f"{e['event'] if e['status'] == 'running' else e['status']} {_when(e['timestamp'])}" for e in d["lifecycle"]
         )
+        console.print("life: " + " -> ".join(steps))
     if d["code"]:
         c = d["code"]
         git = (

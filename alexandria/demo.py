@@ -2,10 +2,12 @@
 
 Logistic regression by mini-batch gradient descent (numpy) on a synthetic,
 seeded classification problem, for several learning rates. The parent
-process starts one run per learning rate and logs its parameters; a pool of
-worker processes attaches to those runs by id and logs loss, accuracy and
-gradient norm at every step, plus the learned weights as an artifact. Then
-the projection is brought up to date and summarised with SQL.
+process starts a sweep run and, nested under it, one run per learning rate
+with its parameters and datasets; a pool of worker processes attaches to
+those runs by id and logs loss, accuracy and gradient norm at every step,
+plus the learned weights as an artifact. Code and environment are captured
+for every run. Then the projection is brought up to date and summarised with
+SQL.
 """
 
 from __future__ import annotations
@@ -87,10 +89,14 @@ def run_demo(store: Store, *, steps: int = 3000, workers: int = 2, console: Cons
     console.print(f"training {len(LEARNING_RATES)} runs x {steps} steps in {workers} worker processes ...")
     pool = multiprocessing.get_context("spawn").Pool(workers)  # before any run is active: workers start clean
     runs = []
+    sweep = start_run(experiment=EXPERIMENT, store=store, tags={"source": "alex demo", "kind": "sweep"})
+    x, y, xv, yv = make_data()
     try:
         for lr in LEARNING_RATES:
-            run = start_run(experiment=EXPERIMENT, store=store, tags={"source": "alex demo"})
+            run = start_run(experiment=EXPERIMENT, store=store, tags={"source": "alex demo"}, parent=sweep)
             run.log_params({"lr": lr, "batch_size": 64, "steps": steps, "model": "logistic-regression"})
+            run.log_dataset(np.column_stack([x, y]), name="synthetic-train", role="train")
+            run.log_dataset(np.column_stack([xv, yv]), name="synthetic-val", role="eval")
             run.flush()
             runs.append(run)
         jobs = [(str(store.root), r.id, lr, steps, 64) for r, lr in zip(runs, LEARNING_RATES, strict=True)]
@@ -98,8 +104,9 @@ def run_demo(store: Store, *, steps: int = 3000, workers: int = 2, console: Cons
         for run, result in zip(runs, results, strict=True):
             run.set_tag("val_accuracy", f"{result['val_accuracy']:.4f}")
             run.end()
+        sweep.end()
     except BaseException:
-        for run in runs:
+        for run in [*runs, sweep]:
             run.end("failed", error="demo interrupted")
         raise
     finally:

@@ -5,9 +5,11 @@ does I/O per event. Processes and runs:
 
 * The process that calls `start_run(experiment=...)` owns the new run: ending
   its handle records the run's end (finished, failed or killed).
-* `start_run(run_id=...)` attaches to an existing run from any process. An
+* `start_run(run_id=...)` attaches to a running run from any process. An
   attached handle writes its own segment; ending it only flushes and closes
-  that segment, unless `end(status=...)` is given explicitly.
+  that segment, unless `end(status=...)` is given explicitly. On a run that
+  ended or crashed (life.py) it resumes it instead: this process owns the
+  new life, numbered by `attempt`.
 * A child started while a run is active logs to that run with no extra code:
   a forked child gets a fresh writer and segment of its own at fork time (it
   never touches the parent's buffer or file); a spawned or forkserver child
@@ -411,6 +413,7 @@ class Run:
         )
 
     def _capture_in_background(self, kinds: frozenset[str], entrypoint: str, script: Path | None) -> None:
+        time.sleep(0.001)  # hand the GIL straight back: start_run returns now, not after a switch interval
         from . import capture
 
         try:

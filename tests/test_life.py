@@ -186,6 +186,9 @@ def test_resume_continues_a_run_and_keeps_repeated_steps_apart(store: Store, how
         "previous_status": how,
         "time": resumed[1]["time"],
     }
+    shown = alex("show", run_id, env=child_env(ALEXANDRIA_STORE=str(store.root)))
+    assert "status finished" in shown.stdout and "life: started" in shown.stdout and "-> resumed" in shown.stdout
+    assert "(resumed 1x)" in alex("runs", env=child_env(ALEXANDRIA_STORE=str(store.root))).stdout
     live = run_rows(store)
     rebuild(store)
     assert run_rows(store) == live
