@@ -8,7 +8,7 @@ event type is reported and skipped, never fatal.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import msgspec
 
@@ -171,22 +171,7 @@ class DatasetLogged(_Event, tag="dataset"):
     size: Union[int, None] = None  # noqa: UP007
 
 
-_EVENT_CLASSES = (
-    Header,
-    RunStarted,
-    RunResumed,
-    ParamLogged,
-    MetricLogged,
-    TagSet,
-    ArtifactSaved,
-    RunFinished,
-    Heartbeat,
-    SegmentClosed,
-    EnvironmentCaptured,
-    CodeCaptured,
-    DatasetLogged,
-)
-Event = Union[  # noqa: UP007 - the same classes, spelled out for type checkers
+Event = Union[  # noqa: UP007
     Header,
     RunStarted,
     RunResumed,
@@ -202,7 +187,7 @@ Event = Union[  # noqa: UP007 - the same classes, spelled out for type checkers
     DatasetLogged,
 ]
 
-EVENT_TYPES = frozenset(cls.__struct_config__.tag for cls in _EVENT_CLASSES)
+EVENT_TYPES = frozenset(cls.__struct_config__.tag for cls in get_args(Event))
 
 encoder = msgspec.json.Encoder()
 decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)

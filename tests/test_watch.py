@@ -136,3 +136,33 @@ def test_watch_keeps_the_database_current_and_equal_to_a_rebuild(
         assert {t: table_rows(engine, t) for t in USER_TABLES} == watched
     finally:
         engine.dispose()
+
+
+def test_watch_marks_a_run_crashed_when_its_process_is_killed(store: Store) -> None:
+    """No new line is ever written after kill -9: the watcher's own periodic verdict finds the run crashed."""
+    env = child_env(ALEXANDRIA_STORE=str(store.root))
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "alexandria.cli", "watch", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        writer = python(
+            "import time, alexandria\n"
+            "run = alexandria.start_run(experiment='doomed', capture=False)\n"
+            "run.log_metric('loss', 1.0, 0); run.flush(); print(run.id, flush=True); time.sleep(60)",
+            env=env,
+        )
+        assert writer.stdout is not None
+        run_id = writer.stdout.readline().decode().strip()
+        db = store.db_path
+        wait_until(lambda: query(db, "SELECT status FROM run") == [("running",)], what="the running run")
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        wait_until(lambda: query(db, "SELECT status FROM run") == [("crashed",)], what="the crash verdict")
+        [(error,)] = query(db, f"SELECT error FROM run WHERE id = '{run_id}'") or [("",)]
+        assert f"pid {writer.pid}" in str(error)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        watcher.communicate(timeout=30)
