@@ -71,7 +71,7 @@ from .store import Store
 log = logging.getLogger("alexandria.projector")
 
 #: Bytes of log folded per transaction: bounds memory whatever the backlog.
-TRANSACTION_BYTES = 32 << 20
+TRANSACTION_BYTES = 16 << 20
 
 Progress = Callable[[int], None]
 
