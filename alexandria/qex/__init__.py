@@ -1,0 +1,1 @@
+"""qex: quantum experiments on the Alexandria store (see README, "qex")."""
