@@ -21,21 +21,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .errors import AlexandriaError, StoreError
+from .cli_base import ErrorsAsMessages
+from .errors import StoreError
+from .qex.cli import qex
 from .store import STORE_ENV, Store, resolve_store_path
 
 # Piped output is not cut to 80 columns: ids and queries stay whole for copying.
 # markup=False: what users logged (tags, keys, corrupt log bytes) is printed as it is, never as rich markup.
 console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
-
-
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AlexandriaError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(1)
 
 
 def _store(ctx: click.Context, *, create: bool = False) -> Store:
@@ -82,7 +75,7 @@ def _num(value: float | None) -> str:
     return f"{value:.6g}"
 
 
-@click.group(cls=_Group)
+@click.group(cls=ErrorsAsMessages)
 @click.option(
     "--store",
     envvar=STORE_ENV,
@@ -343,6 +336,9 @@ def demo(ctx: click.Context, steps: int, workers: int) -> None:
     from .demo import run_demo
 
     run_demo(_store(ctx, create=True), steps=steps, workers=workers, console=console)
+
+
+cli.add_command(qex)
 
 
 def main() -> None:

@@ -77,12 +77,15 @@ def schema_version(engine: Engine) -> int | None:
 
 
 def create_schema(engine: Engine, *, with_metric_index: bool = True) -> None:
-    from .schema import metric_index
+    from .schema import QEX_VIEWS, metric_index
 
     with engine.begin() as conn:
         tables = [t for t in metadata.sorted_tables]
         metadata.create_all(conn, tables=tables, checkfirst=True)
         if not with_metric_index:
             metric_index.drop(conn)
+        for name, select_sql in QEX_VIEWS.items():
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE VIEW {name} AS {select_sql}")
         conn.execute(meta.delete().where(meta.c.key == "schema_version"))
         conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))

@@ -2,7 +2,7 @@
 
 Layout::
 
-    <store>/alexandria.db                  the SQL projection (disposable)
+    <store>/alexandria.db                  the SQL projection (disposable); qex.db in a qex store
     <store>/runs/<run_id>/<segment>.jsonl  event logs, one segment per writing process
     <store>/artifacts/<run_id>/<name>      copies of logged artifacts
 
@@ -23,6 +23,8 @@ from .errors import RunNotFoundError, StoreError
 STORE_ENV = "ALEXANDRIA_STORE"
 DEFAULT_STORE = "alexandria_data"
 DB_NAME = "alexandria.db"
+#: The database of a qex store (the same projection, named as the qex seed names it).
+QEX_DB_NAME = "qex.db"
 SEGMENT_SUFFIX = ".jsonl"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -43,9 +45,13 @@ class Store:
     """A store directory and the paths inside it."""
 
     root: Path
+    #: The database file inside the store: alexandria.db, or qex.db for a store qex made (found by its file).
+    db_name: str = DB_NAME
 
     @classmethod
-    def open(cls, store: str | os.PathLike[str] | Store | None = None, *, create: bool = True) -> Store:
+    def open(
+        cls, store: str | os.PathLike[str] | Store | None = None, *, create: bool = True, db_name: str | None = None
+    ) -> Store:
         if isinstance(store, Store):
             return store
         try:
@@ -60,11 +66,13 @@ class Store:
                 (root / "artifacts").mkdir(exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
-        return cls(root)
+        if db_name is None:
+            db_name = QEX_DB_NAME if (root / QEX_DB_NAME).exists() and not (root / DB_NAME).exists() else DB_NAME
+        return cls(root, db_name)
 
     @property
     def db_path(self) -> Path:
-        return self.root / DB_NAME
+        return self.root / self.db_name
 
     @property
     def runs_dir(self) -> Path:

@@ -294,8 +294,12 @@ class Run:
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
             raise InvalidInputError(f"cannot copy artifact {str(src)!r} into the store: {exc}") from exc
+        return self._record_artifact(dest, name, kind, size, digest.hexdigest())
+
+    def _record_artifact(self, dest: Path, name: str, kind: str | None, size: int, sha256: str) -> str:
+        """Log a file that is already durably in place inside the store; returns its store-relative path."""
         rel = self.store.relative(dest)
-        self._put(ArtifactSaved(name=name, path=rel, type=kind, size=size, sha256=digest.hexdigest(), time=_time()))
+        self._put(ArtifactSaved(name=name, path=rel, type=kind, size=size, sha256=sha256, time=_time()))
         return rel
 
     def log_dataset(self, data: Any, name: str | None = None, role: str = "train") -> DatasetInfo:

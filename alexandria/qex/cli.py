@@ -1,0 +1,287 @@
+"""`qex` (also `alex qex`): run and sweep quantum experiments, list, show, compare and export their states.
+
+A thin adapter over `runner` and `states`; errors are the library's typed errors, printed as
+`Error: ...` by the group they are mounted in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..cli_base import ErrorsAsMessages
+from ..errors import InvalidInputError, RunNotFoundError
+from ..store import Store
+
+console = Console(markup=False, highlight=False)
+
+
+def _store(ctx: click.Context) -> Store:
+    from .runner import open_store
+
+    return open_store(ctx.obj.get("qex_store"))
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """key=value pairs; values parsed as JSON when they are (numbers, true/false), else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"parameter {pair!r} must be key=value, e.g. theta=0.5")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _backend(name: str, noise: str | None) -> Any:
+    from .backends import Noise, make_backend
+
+    return make_backend(name, Noise.parse(noise) if noise else Noise())
+
+
+def _runs(store: Store) -> list[dict[str, Any]]:
+    from ..rebuild import open_database
+
+    engine = open_database(store)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT * FROM runs ORDER BY timestamp DESC, run_id").mappings().all()
+            return [dict(r) for r in rows]
+    finally:
+        engine.dispose()
+
+
+def _run(store: Store, prefix: str) -> dict[str, Any]:
+    found = [r for r in _runs(store) if r["run_id"].startswith(prefix)]
+    if not found:
+        raise RunNotFoundError(f"no qex run {prefix!r} in {store.root}; `qex runs` lists them")
+    if len(found) > 1:
+        raise RunNotFoundError(f"qex run id prefix {prefix!r} is ambiguous; give more characters")
+    return found[0]
+
+
+def _vector(v: list[float]) -> str:
+    return "(" + ", ".join(f"{x:+.4f}" for x in v) + ")"
+
+
+@click.group(name="qex", cls=ErrorsAsMessages)
+@click.option(
+    "--store",
+    envvar="QEX_STORE",
+    type=click.Path(file_okay=False),
+    help="The qex store directory (default: $QEX_STORE, else ./qex_data; `alex --store` does not apply here).",
+)
+@click.pass_context
+def qex(ctx: click.Context, store: str | None) -> None:
+    """Quantum experiments: density matrices as .npy, Bloch spheres as HTML, all in one SQL store."""
+    ctx.ensure_object(dict)
+    ctx.obj["qex_store"] = store
+
+
+@qex.command("experiments")
+def experiments_cmd() -> None:
+    """List the ready experiments and their default parameters."""
+    from .experiments import EXPERIMENTS
+
+    table = Table(title="ready experiments")
+    for col in ("name", "defaults", "what"):
+        table.add_column(col)
+    for exp in EXPERIMENTS.values():
+        table.add_row(exp.name, json.dumps(exp.defaults), exp.description)
+    console.print(table)
+
+
+_backend_options = [
+    click.option("--backend", "-b", default="numpy_dm", show_default=True, help="numpy_dm or cirq_dm."),
+    click.option("--noise", help="Noise after every gate, e.g. depol=0.01,ad=0.02,pd=0.005."),
+]
+
+
+def _with_backend(f: Any) -> Any:
+    for option in reversed(_backend_options):
+        f = option(f)
+    return f
+
+
+@qex.command("run")
+@click.argument("experiment")
+@click.option("--param", "-p", "params", multiple=True, help="key=value, repeatable (theta=0.5, n=2).")
+@_with_backend
+@click.pass_context
+def run_cmd(ctx: click.Context, experiment: str, params: tuple[str, ...], backend: str, noise: str | None) -> None:
+    """Run one ready experiment and record it."""
+    from .runner import run_experiment
+
+    store = _store(ctx)
+    result = run_experiment(experiment, _params(params), _backend(backend, noise), store=store)
+    console.print(f"run {result.run_id}: {result.experiment} {json.dumps(result.params)} on {result.backend}")
+    _print_state(result.metadata)
+    console.print(f"density matrix: {store.root / result.density_matrix_path}")
+    console.print(f"Bloch spheres:  {store.root / result.bloch_path}")
+
+
+@qex.command("sweep")
+@click.argument("experiment")
+@click.option("--over", "over", multiple=True, required=True, help="name=start:stop:count or name=a,b,c (pi ok).")
+@click.option("--param", "-p", "params", multiple=True, help="Fixed key=value parameters.")
+@_with_backend
+@click.pass_context
+def sweep_cmd(
+    ctx: click.Context, experiment: str, over: tuple[str, ...], params: tuple[str, ...], backend: str, noise: str | None
+) -> None:
+    """Run an experiment over a grid of parameter values, as child runs of one parent run."""
+    from .runner import parse_range, sweep
+
+    grid = {}
+    for spec in over:
+        key, sep, values = spec.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"--over {spec!r} must be name=start:stop:count or name=a,b,c")
+        grid[key] = parse_range(values)
+    store = _store(ctx)
+    parent, results = sweep(experiment, grid, _params(params), _backend(backend, noise), store=store)
+    table = Table(title=f"sweep {parent}: {len(results)} runs on {results[0].backend}")
+    for col in ("run", *grid, "purity", "entropy (bits)", "fidelity to ideal"):
+        table.add_column(col, justify="right")
+    for r in results:
+        fid = r.metadata.get("fidelity_to_ideal")
+        table.add_row(
+            r.run_id[:12],
+            *(f"{r.params[k]:.4g}" if isinstance(r.params[k], float) else str(r.params[k]) for k in grid),
+            f"{r.metadata['purity']:.4f}",
+            f"{r.metadata['entropy_bits']:.4f}",
+            "-" if fid is None else f"{fid:.4f}",
+        )
+    console.print(table)
+    console.print(f"sweep plot: {store.root / 'artifacts' / f'{parent}_sweep.html'}")
+
+
+@qex.command("runs")
+@click.option("--experiment", "-e", help="Only runs of this experiment.")
+@click.pass_context
+def runs_cmd(ctx: click.Context, experiment: str | None) -> None:
+    """List qex runs (the seed's `runs` view), newest first."""
+    rows = [r for r in _runs(_store(ctx)) if experiment is None or r["experiment_name"] == experiment]
+    table = Table(title=f"{len(rows)} qex run(s)")
+    for col in ("run_id", "experiment", "params", "backend", "qubits", "purity", "density matrix"):
+        table.add_column(col)
+    for r in rows:
+        meta = json.loads(r["metadata"] or "{}")
+        table.add_row(
+            r["run_id"],
+            r["experiment_name"],
+            r["params"],
+            r["backend_name"],
+            str(meta.get("num_qubits", "?")),
+            f"{meta['purity']:.4f}" if "purity" in meta else "?",
+            r["density_matrix_path"],
+        )
+    console.print(table)
+
+
+@qex.command("show")
+@click.argument("run_id")
+@click.pass_context
+def show_cmd(ctx: click.Context, run_id: str) -> None:
+    """One qex run: parameters, backend, per-qubit Bloch vectors, purity, entropy, files."""
+    store = _store(ctx)
+    r = _run(store, run_id)
+    meta = json.loads(r["metadata"] or "{}")
+    console.print(f"run {r['run_id']}  experiment {r['experiment_name']}  backend {r['backend_name']}")
+    console.print(f"params {r['params']}  noise {meta.get('noise')}  simulator {meta.get('simulator')}")
+    _print_state(meta)
+    console.print(f"density matrix: {store.root / r['density_matrix_path']}")
+    bloch = store.root / "artifacts" / f"{r['run_id']}_bloch.html"
+    if bloch.exists():
+        console.print(f"Bloch spheres:  {bloch}")
+
+
+@qex.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.pass_context
+def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
+    """Fidelity and trace distance of two runs' states, and their Bloch vectors side by side."""
+    from . import states
+    from .runner import load_density_matrix
+
+    store = _store(ctx)
+    a, b = _run(store, run_a), _run(store, run_b)
+    rho_a, rho_b = (load_density_matrix(store, r["density_matrix_path"]) for r in (a, b))
+    if rho_a.shape != rho_b.shape:
+        raise InvalidInputError(
+            f"runs {a['run_id'][:8]} and {b['run_id'][:8]} have {states.num_qubits(rho_a)} and "
+            f"{states.num_qubits(rho_b)} qubits: only states of the same size compare"
+        )
+    console.print(f"A {a['run_id']}  {a['experiment_name']} {a['params']} on {a['backend_name']}")
+    console.print(f"B {b['run_id']}  {b['experiment_name']} {b['params']} on {b['backend_name']}")
+    console.print(f"fidelity (Uhlmann-Jozsa, squared): {states.fidelity(rho_a, rho_b):.6f}")
+    console.print(f"trace distance: {states.trace_distance(rho_a, rho_b):.6f}")
+    table = Table()
+    for col in ("qubit", "Bloch A", "Bloch B", "purity A", "purity B"):
+        table.add_column(col, justify="right")
+    for qa, qb in zip(states.qubit_summary(rho_a), states.qubit_summary(rho_b), strict=True):
+        table.add_row(
+            str(qa["qubit"]), _vector(qa["bloch"]), _vector(qb["bloch"]), f"{qa['purity']:.4f}", f"{qb['purity']:.4f}"
+        )
+    console.print(table)
+
+
+@qex.command("export")
+@click.argument("run_id")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.pass_context
+def export_cmd(ctx: click.Context, run_id: str, output: str) -> None:
+    """Write a run's density matrix to OUTPUT: .npy (exact copy), .json or .csv (real and imaginary parts)."""
+    from .runner import load_density_matrix
+
+    store = _store(ctx)
+    r = _run(store, run_id)
+    rho = load_density_matrix(store, r["density_matrix_path"])
+    suffix = os.path.splitext(output)[1].lower()
+    if suffix == ".npy":
+        shutil.copyfile(store.root / r["density_matrix_path"], output)
+    elif suffix == ".json":
+        with open(output, "w") as f:
+            json.dump({"run_id": r["run_id"], "real": rho.real.tolist(), "imag": rho.imag.tolist()}, f)
+    elif suffix == ".csv":
+        rows = [[f"{v.real!r}{v.imag:+}j" for v in row] for row in rho]
+        with open(output, "w") as f:
+            f.writelines(",".join(row) + "\n" for row in rows)
+    else:
+        raise InvalidInputError(f"export to {output!r}: the file name must end in .npy, .json or .csv")
+    console.print(f"wrote {output} ({rho.shape[0]}x{rho.shape[1]} complex)")
+
+
+def _print_state(meta: dict[str, Any]) -> None:
+    line = f"purity {meta['purity']:.6f}  entropy {meta['entropy_bits']:.6f} bits"
+    if "fidelity_to_ideal" in meta:
+        line += f"  fidelity to the noiseless state {meta['fidelity_to_ideal']:.6f}"
+    console.print(line)
+    table = Table()
+    for col in ("qubit", "Bloch vector (x, y, z)", "|r|", "purity", "entropy (bits)"):
+        table.add_column(col, justify="right")
+    for q in meta.get("qubits", []):
+        v = q["bloch"]
+        table.add_row(
+            str(q["qubit"]),
+            _vector(v),
+            f"{sum(x * x for x in v) ** 0.5:.4f}",
+            f"{q['purity']:.4f}",
+            f"{q['entropy_bits']:.4f}",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """The `qex` command: the same group as `alex qex`."""
+    qex(prog_name="qex")

@@ -1,0 +1,280 @@
+"""Running qex experiments as Alexandria runs, and the qex store they go to.
+
+A qex store is an Alexandria store whose database is named `qex.db`:
+
+    qex_data/qex.db                        the projection, with the seed's `runs` and `artifacts` views
+    qex_data/results/{run_id}_rho.npy      the final density matrix of each run
+    qex_data/artifacts/{run_id}_bloch.html one Bloch sphere per qubit (plotly, offline)
+    qex_data/artifacts/{run_id}_sweep.html a sweep's trajectory and purity / fidelity plot
+    qex_data/artifacts/plotly.min.js       the plotting library, written once for every page
+    qex_data/runs/{run_id}/*.jsonl         the event logs (the truth, as for any run)
+
+Paths in the database are relative to the database's directory. Every `alex`
+command works on a qex store too (`alex --store qex_data runs`).
+
+What a run records: its parameters (each one, plus `qex.params`, the exact
+JSON), `qex.backend`, metrics (`purity`, `entropy_bits`, per qubit
+`q{k}/bloch_x|y|z`, `q{k}/purity`, `q{k}/entropy_bits`, and for a noisy
+backend `fidelity_to_ideal` / `trace_distance_to_ideal` against the same
+circuit without noise), the tag `qex.metadata` (JSON: qubit count and order,
+noise, shots, wall time, simulator version, the circuit, and the numbers
+above) and two artifacts: `density_matrix` (written atomically: temporary
+file, fsync, rename; the event carrying its SHA-256 is logged only after the
+rename, so no row ever points to a partial or missing file, even after
+kill -9) and `bloch_sphere`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import tracking
+from ..errors import InvalidInputError
+from ..rebuild import open_database
+from ..store import QEX_DB_NAME, Store
+from . import bloch, states
+from .backends import Backend, NumpyDensityMatrix
+from .circuit import Circuit
+from .experiments import Experiment, get_experiment
+
+STORE_ENV = "QEX_STORE"
+DEFAULT_STORE = "qex_data"
+QUBIT_ORDER = "big-endian: qubit 0 is the leftmost tensor factor (most significant bit), as cirq.LineQubit.range(n)"
+
+
+def open_store(path: str | os.PathLike[str] | Store | None = None) -> Store:
+    """The qex store (default $QEX_STORE, else ./qex_data), its layout and database created on first use."""
+    if isinstance(path, Store):
+        store = path
+    else:
+        store = Store.open(path or os.environ.get(STORE_ENV) or DEFAULT_STORE, db_name=QEX_DB_NAME)
+    (store.root / "results").mkdir(exist_ok=True)
+    (store.root / "artifacts").mkdir(exist_ok=True)
+    open_database(store, catch_up=False).dispose()
+    return store
+
+
+@dataclass
+class QexResult:
+    """What one qex run produced."""
+
+    run_id: str
+    experiment: str
+    params: dict[str, Any]
+    backend: str
+    rho: np.ndarray
+    metadata: dict[str, Any]
+    density_matrix_path: str  # relative to the store
+    bloch_path: str
+
+
+def run_experiment(
+    experiment: Experiment | str,
+    params: Mapping[str, Any] | None = None,
+    backend: Backend | None = None,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    parent: tracking.Run | str | None = None,
+) -> QexResult:
+    """Build the experiment's circuit from its defaults overridden by `params`, run it, record the run."""
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    merged = {**exp.defaults, **(params or {})}
+    return run_circuit(exp.name, exp.build(merged), merged, backend, store=store, parent=parent)
+
+
+def run_circuit(
+    name: str,
+    circuit: Any,
+    params: Mapping[str, Any] | None = None,
+    backend: Backend | None = None,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    parent: tracking.Run | str | None = None,
+) -> QexResult:
+    """Run one circuit (a qex `Circuit`, or a `cirq.Circuit` on the Cirq backend) and record it as a run."""
+    st = open_store(store)
+    backend = backend or NumpyDensityMatrix()
+    params = dict(params or {})
+    params_json = _params_json(params)
+    run = tracking.start_run(experiment=name, store=st, parent=parent, tags={"qex": "run"})
+    with run:
+        run.log_params({k: v for k, v in params.items() if not k.startswith("qex.")})
+        run.log_params({"qex.backend": backend.name, "qex.params": params_json})
+        started = time.perf_counter()
+        rho = states.validate_density_matrix(backend.run(circuit))
+        wall = time.perf_counter() - started
+        measures = describe_state(rho)
+        noise = getattr(backend, "noise", None)
+        if noise is not None and not noise.is_noiseless and isinstance(circuit, Circuit):
+            ideal = NumpyDensityMatrix().run(circuit)
+            measures["fidelity_to_ideal"] = states.fidelity(rho, ideal)
+            measures["trace_distance_to_ideal"] = states.trace_distance(rho, ideal)
+        run.log_metrics(_metric_values(measures), step=0)
+        rho_path = _save_density_matrix(run, st, rho)
+        bloch_file = st.root / "artifacts" / f"{run.id}_bloch.html"
+        bloch.write_html(bloch.bloch_figure(rho, title=f"{name} {params_json} on {backend.name}"), bloch_file)
+        bloch_path = _record(run, bloch_file, "bloch_sphere", "text/html")
+        metadata = {
+            "num_qubits": states.num_qubits(rho),
+            "qubit_order": QUBIT_ORDER,
+            "noise": (noise.describe() or "none") if noise is not None else "unknown",
+            "shots": None,  # exact density matrices: no sampling
+            "wall_time_s": wall,
+            "simulator": backend.version,
+            "circuit": circuit.to_json() if isinstance(circuit, Circuit) else str(circuit),
+            **measures,
+        }
+        run.set_tag("qex.metadata", json.dumps(metadata, sort_keys=True))
+    return QexResult(run.id, name, params, backend.name, rho, metadata, rho_path, bloch_path)
+
+
+def sweep(
+    experiment: Experiment | str,
+    grid: Mapping[str, Sequence[Any]],
+    params: Mapping[str, Any] | None = None,
+    backend: Backend | None = None,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+) -> tuple[str, list[QexResult]]:
+    """Run the experiment over every combination of `grid` values, as child runs of one parent run.
+
+    The parent (tag `qex=sweep`) gets the sweep plot (`sweep_plot`: Bloch trajectory, purity and, on a
+    noisy backend, fidelity to the noiseless state against the first swept parameter) and the children's
+    purity as its metric `purity` (step = index of the child). Returns the parent's id and the results.
+    """
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    if not grid or any(len(values) == 0 for values in grid.values()):
+        raise InvalidInputError("a sweep needs at least one parameter with at least one value, e.g. theta=0:3.14:9")
+    st = open_store(store)
+    backend = backend or NumpyDensityMatrix()
+    keys = list(grid)
+    results: list[QexResult] = []
+    parent = tracking.start_run(experiment=exp.name, store=st, tags={"qex": "sweep"})
+    with parent:
+        parent.log_params({"qex.backend": backend.name, "qex.grid": _params_json(dict(grid))})
+        for i, combo in enumerate(itertools.product(*grid.values())):
+            point = {**(params or {}), **dict(zip(keys, combo, strict=True))}
+            result = run_experiment(exp, point, backend, store=st, parent=parent)
+            results.append(result)
+            parent.log_metric("purity", result.metadata["purity"], step=i)
+        values = [float(r.params[keys[0]]) for r in results]
+        reference = None
+        if any("fidelity_to_ideal" in r.metadata for r in results):
+            reference = [NumpyDensityMatrix().run(exp.build({**exp.defaults, **r.params})) for r in results]
+        figure = bloch.sweep_figure(keys[0], values, [r.rho for r in results], reference, title=f"{exp.name} sweep")
+        plot = st.root / "artifacts" / f"{parent.id}_sweep.html"
+        bloch.write_html(figure, plot)
+        _record(parent, plot, "sweep_plot", "text/html")
+    return parent.id, results
+
+
+def parse_range(text: str) -> list[float]:
+    """ "start:stop:count" (inclusive, evenly spaced) or "a,b,c" as a list of floats; "pi" and arithmetic
+    such as "pi/2" are allowed."""
+
+    def number(t: str) -> float:
+        t = t.strip()
+        if not t or not set(t) <= set("0123456789.eE+-*/() pi"):
+            raise InvalidInputError(f"{t!r} is not a number (numbers, pi, and * / + - are allowed: 3*pi/4)")
+        try:  # arithmetic on numbers and pi only: the character check above leaves no other name
+            return float(eval(t, {"__builtins__": {}}, {"pi": math.pi}))  # noqa: S307
+        except Exception as exc:
+            raise InvalidInputError(f"{t!r} is not a number (numbers, pi, and * / + - are allowed: 3*pi/4)") from exc
+
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise InvalidInputError(f"range {text!r} must be start:stop:count, e.g. 0:3.1416:9")
+        start, stop = number(parts[0]), number(parts[1])
+        try:
+            count = int(parts[2])
+        except ValueError:
+            raise InvalidInputError(f"range {text!r}: count {parts[2]!r} must be an integer") from None
+        if count < 1:
+            raise InvalidInputError(f"range {text!r}: count must be at least 1")
+        return [float(v) for v in np.linspace(start, stop, count)]
+    return [number(t) for t in text.split(",") if t.strip()]
+
+
+def describe_state(rho: np.ndarray) -> dict[str, Any]:
+    """The numbers a run logs about its final state (see states.py for the conventions)."""
+    per_qubit = states.qubit_summary(rho)
+    return {
+        "purity": states.purity(rho),
+        "entropy_bits": states.von_neumann_entropy(rho),
+        "qubits": per_qubit,
+    }
+
+
+def load_density_matrix(store: Store, density_matrix_path: str) -> np.ndarray:
+    """The matrix a run logged, checked to be a valid state."""
+    return states.validate_density_matrix(np.load(store.root / density_matrix_path, allow_pickle=False))
+
+
+def _metric_values(measures: dict[str, Any]) -> dict[str, float]:
+    values = {k: float(v) for k, v in measures.items() if isinstance(v, float)}
+    for q in measures["qubits"]:
+        k = q["qubit"]
+        for axis, v in zip("xyz", q["bloch"], strict=True):
+            values[f"q{k}/bloch_{axis}"] = v
+        values[f"q{k}/purity"] = q["purity"]
+        values[f"q{k}/entropy_bits"] = q["entropy_bits"]
+    return values
+
+
+def _params_json(params: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(params, sort_keys=True, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"qex parameters must be JSON-able (numbers, text, lists): {exc}") from exc
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()  # numpy scalars
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-able")
+
+
+def _save_density_matrix(run: tracking.Run, store: Store, rho: np.ndarray) -> str:
+    """results/{run_id}_rho.npy, atomically: no reader and no row ever sees a partial file."""
+    buffer = io.BytesIO()
+    np.save(buffer, rho.astype(np.complex128), allow_pickle=False)
+    data = buffer.getvalue()
+    dest = store.root / "results" / f"{run.id}_rho.npy"
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
+    _fsync_dir(dest.parent)
+    return run._record_artifact(
+        dest, "density_matrix", "application/x-npy", len(data), hashlib.sha256(data).hexdigest()
+    )
+
+
+def _record(run: tracking.Run, path: Path, name: str, kind: str) -> str:
+    data = path.read_bytes()
+    return run._record_artifact(path, name, kind, len(data), hashlib.sha256(data).hexdigest())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
