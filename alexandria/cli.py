@@ -21,14 +21,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .cli_base import ErrorsAsMessages
+from .cli_base import ErrorsAsMessages, console
 from .errors import StoreError
 from .qex.cli import qex
 from .store import STORE_ENV, Store, resolve_store_path
-
-# Piped output is not cut to 80 columns: ids and queries stay whole for copying.
-# markup=False: what users logged (tags, keys, corrupt log bytes) is printed as it is, never as rich markup.
-console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _store(ctx: click.Context, *, create: bool = False) -> Store:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
+from rich.console import Console
 
 from .errors import AlexandriaError
+
+# Piped output is not cut to 80 columns: ids and queries stay whole for copying.
+# markup=False: what users logged (tags, keys, corrupt log bytes) is printed as it is, never as rich markup.
+console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
 
 
 class ErrorsAsMessages(click.Group):

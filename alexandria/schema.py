@@ -215,7 +215,8 @@ meta = Table(
 
 # The qex seed's two relations, as views over the tables above (every qex run is an Alexandria run).
 # A qex run is a run with the parameter `qex.backend` and an artifact `density_matrix` (logged only once
-# its .npy file is durably in place, so no row ever points to a missing file). artifact_id numbers the
+# its .npy file is durably in place, so no row ever points to a missing file); `artifacts` holds the other
+# artifacts of those runs (a sweep's plot belongs to its parent run: see `artifact`). artifact_id numbers the
 # artifacts by (time, run, name): the same numbers after a rebuild. Portable SQL: no JSON functions.
 QEX_VIEWS = {
     "runs": """
@@ -241,6 +242,7 @@ SELECT ROW_NUMBER() OVER (ORDER BY a.timestamp, a.run_id, a.name) AS artifact_id
 FROM artifact a
 WHERE a.name <> 'density_matrix'
   AND EXISTS (SELECT 1 FROM parameter p WHERE p.run_id = a.run_id AND p.key = 'qex.backend')
+  AND EXISTS (SELECT 1 FROM artifact d WHERE d.run_id = a.run_id AND d.name = 'density_matrix')
 """,
 }
 

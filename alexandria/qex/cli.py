@@ -12,14 +12,11 @@ import shutil
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from ..cli_base import ErrorsAsMessages
+from ..cli_base import ErrorsAsMessages, console
 from ..errors import InvalidInputError, RunNotFoundError
 from ..store import Store
-
-console = Console(markup=False, highlight=False)
 
 
 def _store(ctx: click.Context) -> Store:

@@ -43,7 +43,7 @@ import numpy as np
 from .. import tracking
 from ..errors import InvalidInputError
 from ..rebuild import open_database
-from ..store import QEX_DB_NAME, Store
+from ..store import QEX_DB_NAME, Store, write_atomically
 from . import bloch, states
 from .backends import Backend, NumpyDensityMatrix
 from .circuit import Circuit
@@ -87,11 +87,12 @@ def run_experiment(
     *,
     store: str | os.PathLike[str] | Store | None = None,
     parent: tracking.Run | str | None = None,
+    capture: bool | None = None,
 ) -> QexResult:
     """Build the experiment's circuit from its defaults overridden by `params`, run it, record the run."""
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
-    merged = {**exp.defaults, **(params or {})}
-    return run_circuit(exp.name, exp.build(merged), merged, backend, store=store, parent=parent)
+    merged = exp.resolve(dict(params or {}))
+    return run_circuit(exp.name, exp.build(merged), merged, backend, store=store, parent=parent, capture=capture)
 
 
 def run_circuit(
@@ -102,13 +103,14 @@ def run_circuit(
     *,
     store: str | os.PathLike[str] | Store | None = None,
     parent: tracking.Run | str | None = None,
+    capture: bool | None = None,
 ) -> QexResult:
     """Run one circuit (a qex `Circuit`, or a `cirq.Circuit` on the Cirq backend) and record it as a run."""
     st = open_store(store)
     backend = backend or NumpyDensityMatrix()
     params = dict(params or {})
     params_json = _params_json(params)
-    run = tracking.start_run(experiment=name, store=st, parent=parent, tags={"qex": "run"})
+    run = tracking.start_run(experiment=name, store=st, parent=parent, tags={"qex": "run"}, capture=capture)
     with run:
         run.log_params({k: v for k, v in params.items() if not k.startswith("qex.")})
         run.log_params({"qex.backend": backend.name, "qex.params": params_json})
@@ -137,6 +139,7 @@ def run_circuit(
             **measures,
         }
         run.set_tag("qex.metadata", json.dumps(metadata, sort_keys=True))
+    open_database(st).dispose()  # fold it: qex.db answers for the run as soon as this returns
     return QexResult(run.id, name, params, backend.name, rho, metadata, rho_path, bloch_path)
 
 
@@ -152,7 +155,8 @@ def sweep(
 
     The parent (tag `qex=sweep`) gets the sweep plot (`sweep_plot`: Bloch trajectory, purity and, on a
     noisy backend, fidelity to the noiseless state against the first swept parameter) and the children's
-    purity as its metric `purity` (step = index of the child). Returns the parent's id and the results.
+    purity as its metric `purity` (step = index of the child); code and environment are captured once, for
+    the parent. Returns the parent's id and the results.
     """
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     if not grid or any(len(values) == 0 for values in grid.values()):
@@ -166,17 +170,18 @@ def sweep(
         parent.log_params({"qex.backend": backend.name, "qex.grid": _params_json(dict(grid))})
         for i, combo in enumerate(itertools.product(*grid.values())):
             point = {**(params or {}), **dict(zip(keys, combo, strict=True))}
-            result = run_experiment(exp, point, backend, store=st, parent=parent)
+            result = run_experiment(exp, point, backend, store=st, parent=parent, capture=False)  # the parent's
             results.append(result)
             parent.log_metric("purity", result.metadata["purity"], step=i)
         values = [float(r.params[keys[0]]) for r in results]
         reference = None
         if any("fidelity_to_ideal" in r.metadata for r in results):
-            reference = [NumpyDensityMatrix().run(exp.build({**exp.defaults, **r.params})) for r in results]
+            reference = [NumpyDensityMatrix().run(exp.build(r.params)) for r in results]
         figure = bloch.sweep_figure(keys[0], values, [r.rho for r in results], reference, title=f"{exp.name} sweep")
         plot = st.root / "artifacts" / f"{parent.id}_sweep.html"
         bloch.write_html(figure, plot)
         _record(parent, plot, "sweep_plot", "text/html")
+    open_database(st).dispose()
     return parent.id, results
 
 
@@ -255,13 +260,7 @@ def _save_density_matrix(run: tracking.Run, store: Store, rho: np.ndarray) -> st
     np.save(buffer, rho.astype(np.complex128), allow_pickle=False)
     data = buffer.getvalue()
     dest = store.root / "results" / f"{run.id}_rho.npy"
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    write_atomically(dest, data)
     return run._record_artifact(
         dest, "density_matrix", "application/x-npy", len(data), hashlib.sha256(data).hexdigest()
     )
@@ -270,11 +269,3 @@ def _save_density_matrix(run: tracking.Run, store: Store, rho: np.ndarray) -> st
 def _record(run: tracking.Run, path: Path, name: str, kind: str) -> str:
     data = path.read_bytes()
     return run._record_artifact(path, name, kind, len(data), hashlib.sha256(data).hexdigest())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,5 @@
+"""`python -m alexandria.qex`: the `qex` command."""
+
+from .cli import main
+
+main()

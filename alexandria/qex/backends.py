@@ -1,0 +1,305 @@
+"""Simulators that turn a Circuit into its final density matrix, with optional per-gate noise.
+
+Two backends that must agree (the tests hold them to 1e-7): `NumpyDensityMatrix`, always
+available, and `CirqBackend`, which needs `pip install 'alexandria[qex]'` and also runs a
+`cirq.Circuit` as the user already has it. Both start from |0...0> and return a complex128
+2**n x 2**n matrix, qubit 0 the most significant bit (see `states`).
+
+Noise model, applied per gate: after every gate (identity gates included: an `I` is how to model
+a qubit idling), each channel acts on each qubit the gate touched, in the order depolarizing,
+amplitude damping, phase damping. On one qubit with Bloch vector (x, y, z):
+
+* depolarizing(p): rho -> (1 - p) rho + p I/2, so (x, y, z) -> (1 - p)(x, y, z).
+  Cirq's `cirq.depolarize(p_cirq)` is the other common convention,
+  rho -> (1 - p_cirq) rho + p_cirq/3 (X rho X + Y rho Y + Z rho Z), which shrinks the vector by
+  (1 - 4 p_cirq / 3): ours with p equals Cirq's with p_cirq = 3p/4 (and Cirq's p_cirq is ours
+  with p = 4 p_cirq / 3). The Cirq backend converts, so both backends mean the same p.
+* amplitude damping(gamma): Kraus K0 = [[1, 0], [0, sqrt(1 - gamma)]], K1 = [[0, sqrt(gamma)], [0, 0]]
+  (Cirq's `cirq.amplitude_damp(gamma)`): the excited population decays by (1 - gamma) towards |0>,
+  (x, y, z) -> (sqrt(1 - gamma) x, sqrt(1 - gamma) y, gamma + (1 - gamma) z).
+* phase damping(lam): Kraus K0 = [[1, 0], [0, sqrt(1 - lam)]], K1 = [[0, 0], [0, sqrt(lam)]]
+  (Cirq's `cirq.phase_damp(lam)`): (x, y, z) -> (sqrt(1 - lam) x, sqrt(1 - lam) y, z).
+  (Cirq's `cirq.phase_flip(p)` is the same channel with lam = 1 - (1 - 2p)**2.)
+
+Size: an n-qubit density matrix holds 4**n complex128 entries, 16 MiB at 10 qubits and 4x
+more per extra qubit, so backends refuse more than `max_qubits` (default 10, at most 14:
+4 GiB) before allocating anything.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import BackendError, InvalidInputError, QubitLimitError
+from .circuit import Circuit, Gate, gate_unitary
+
+DEFAULT_MAX_QUBITS = 10
+HARD_MAX_QUBITS = 14
+
+_NOISE_FIELDS = ("depolarizing", "amplitude_damping", "phase_damping")
+_SHORT = {"depolarizing": "depol", "amplitude_damping": "ad", "phase_damping": "pd"}
+_ALIASES = {
+    "depol": "depolarizing",
+    "depolarizing": "depolarizing",
+    "ad": "amplitude_damping",
+    "amplitude_damping": "amplitude_damping",
+    "pd": "phase_damping",
+    "phase_damping": "phase_damping",
+}
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Per-gate noise strengths, each in [0, 1]; the conventions are in the module docstring."""
+
+    depolarizing: float = 0.0
+    amplitude_damping: float = 0.0
+    phase_damping: float = 0.0
+
+    def __post_init__(self) -> None:
+        for field in _NOISE_FIELDS:
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+                raise InvalidInputError(f"noise {field} must be a number in [0, 1], got {v!r}")
+            f = float(v)
+            if not (math.isfinite(f) and 0.0 <= f <= 1.0):
+                raise InvalidInputError(f"noise {field} must be in [0, 1], got {f!r}")
+            object.__setattr__(self, field, f)
+
+    @property
+    def is_noiseless(self) -> bool:
+        return all(getattr(self, f) == 0.0 for f in _NOISE_FIELDS)
+
+    def describe(self) -> str:
+        """'' when noiseless, else e.g. 'depol(0.01)+ad(0.02)+pd(0.03)' (nonzero ones only): names backends."""
+        return "+".join(f"{_SHORT[f]}({getattr(self, f)!r})" for f in _NOISE_FIELDS if getattr(self, f))
+
+    @classmethod
+    def parse(cls, text: str) -> Noise:
+        """'depol=0.01,ad=0.02,pd=0.03' (long names too; also what `describe` prints); '' or 'none' is no noise."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"noise must be a string like 'depol=0.01,ad=0.02', got {text!r}")
+        stripped = text.strip()
+        if stripped.lower() in ("", "none", "0"):
+            return cls()
+        values: dict[str, float] = {}
+        for item in re.split(r"[,+]", stripped):
+            item = item.strip()
+            m = re.fullmatch(r"([A-Za-z_]+)\s*(?:=\s*(\S+)|\(\s*([^()\s]+)\s*\))", item)
+            if not m:
+                raise InvalidInputError(f"cannot read noise item {item!r}: expected name=value, as in 'depol=0.01'")
+            key = m.group(1).lower()
+            if key not in _ALIASES:
+                raise InvalidInputError(f"unknown noise {m.group(1)!r}; known: {', '.join(_ALIASES)}")
+            field = _ALIASES[key]
+            if field in values:
+                raise InvalidInputError(f"noise {field} given twice in {text!r}")
+            raw = m.group(2) if m.group(2) is not None else m.group(3)
+            try:
+                values[field] = float(raw)
+            except ValueError:
+                raise InvalidInputError(f"noise {field}: {raw!r} is not a number") from None
+        return cls(**values)
+
+    def kraus(self) -> list[np.ndarray]:
+        """Kraus operators of the one-qubit channel applied after each gate (all three, composed)."""
+        p, g, lam = self.depolarizing, self.amplitude_damping, self.phase_damping
+        paulis = [np.eye(2), np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1.0, -1.0])]
+        weights = [1 - 3 * p / 4, p / 4, p / 4, p / 4]
+        dep = [math.sqrt(w) * P for w, P in zip(weights, paulis, strict=True) if w > 0]
+        ad = [np.array([[1, 0], [0, math.sqrt(1 - g)]]), np.array([[0, math.sqrt(g)], [0, 0]])]
+        pd = [np.array([[1, 0], [0, math.sqrt(1 - lam)]]), np.array([[0, 0], [0, math.sqrt(lam)]])]
+        return [(c @ b @ a).astype(np.complex128) for a in dep for b in ad for c in pd]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What qex needs of a simulator: names to record with a run, and the final density matrix."""
+
+    name: str
+    version: str
+    max_qubits: int
+
+    def run(self, circuit: Any) -> np.ndarray: ...
+
+
+def _check_max_qubits(max_qubits: Any) -> int:
+    if isinstance(max_qubits, bool) or not isinstance(max_qubits, int) or not 1 <= max_qubits <= HARD_MAX_QUBITS:
+        raise InvalidInputError(
+            f"max_qubits must be an integer from 1 to {HARD_MAX_QUBITS} "
+            f"(a {HARD_MAX_QUBITS}-qubit density matrix is 4 GiB), got {max_qubits!r}"
+        )
+    return max_qubits
+
+
+def _mib(n: int) -> str:
+    size = 16 * 4**n / 2**20
+    return f"{size:g} MiB" if size < 1024 else f"{size / 1024:g} GiB"
+
+
+def _check_size(n: int, limit: int, backend: str) -> None:
+    if n > limit:
+        raise QubitLimitError(
+            f"the circuit has {n} qubits, more than the {backend} backend's limit of {limit} "
+            f"(a {n}-qubit density matrix takes {_mib(n)}; {limit} qubits take {_mib(limit)}); "
+            f"raise it with max_qubits=, up to {HARD_MAX_QUBITS}"
+        )
+
+
+def _superop(kraus: list[np.ndarray]) -> np.ndarray:
+    """sum_K K (x) conj(K): the channel acting on a one-qubit rho flattened as (row, column)."""
+    out = np.zeros((4, 4), dtype=np.complex128)
+    for k in kraus:
+        out += np.kron(k, k.conj())
+    return out
+
+
+class NumpyDensityMatrix:
+    """Density-matrix simulation in numpy: each gate (and its noise) is one tensor contraction.
+
+    The state stays a (2,)*2n tensor, rows then columns; a k-qubit gate with its noise is a
+    4**k x 4**k superoperator contracted over that gate's 2k axes, never a 2**n x 2**n matrix.
+    """
+
+    def __init__(self, noise: Noise = Noise(), max_qubits: int = DEFAULT_MAX_QUBITS) -> None:  # noqa: B008
+        if not isinstance(noise, Noise):
+            raise InvalidInputError(f"noise must be a Noise, got {noise!r}")
+        self.noise = noise
+        self.max_qubits = _check_max_qubits(max_qubits)
+        self.name = "numpy_dm" + ("+" + noise.describe() if not noise.is_noiseless else "")
+        self.version = f"numpy {np.__version__}"
+        # one-qubit noise superoperator as a (r, c, r', c') tensor, and its two-qubit product
+        # reordered to (r1, r2, c1, c2, r1', r2', c1', c2') to match the gate superoperator
+        self._noise1: np.ndarray | None = None
+        self._noise2: np.ndarray | None = None
+        if not noise.is_noiseless:
+            n1 = _superop(noise.kraus()).reshape(2, 2, 2, 2)
+            self._noise1 = n1.reshape(4, 4)
+            self._noise2 = np.einsum("aecg,bfdh->abefcdgh", n1, n1).reshape(16, 16)
+
+    def _gate_superop(self, gate: Gate) -> np.ndarray:
+        u = gate_unitary(gate)
+        s = np.kron(u, u.conj())
+        noise = self._noise1 if len(gate.qubits) == 1 else self._noise2
+        return s if noise is None else noise @ s
+
+    def run(self, circuit: Any) -> np.ndarray:
+        if not isinstance(circuit, Circuit):
+            raise BackendError(
+                f"the numpy backend runs an alexandria.qex Circuit, not {type(circuit).__name__}"
+                " (use CirqBackend for a cirq.Circuit)"
+            )
+        n = circuit.num_qubits
+        _check_size(n, self.max_qubits, "numpy")
+        rho = np.zeros((2,) * (2 * n), dtype=np.complex128)
+        rho[(0,) * (2 * n)] = 1.0
+        for gate in circuit:
+            k = len(gate.qubits)
+            axes = list(gate.qubits) + [n + q for q in gate.qubits]
+            op = self._gate_superop(gate).reshape((2,) * (4 * k))
+            rho = np.tensordot(op, rho, axes=(list(range(2 * k, 4 * k)), axes))
+            rho = np.moveaxis(rho, list(range(2 * k)), axes)
+        return np.ascontiguousarray(rho).reshape(2**n, 2**n)
+
+
+def _import_cirq() -> Any:
+    try:
+        import cirq
+    except ImportError:
+        raise BackendError("the Cirq backend needs cirq: pip install 'alexandria[qex]'") from None
+    return cirq
+
+
+class CirqBackend:
+    """Cirq's DensityMatrixSimulator (complex128), with the same noise model as the numpy backend."""
+
+    def __init__(self, noise: Noise = Noise(), max_qubits: int = DEFAULT_MAX_QUBITS) -> None:  # noqa: B008
+        if not isinstance(noise, Noise):
+            raise InvalidInputError(f"noise must be a Noise, got {noise!r}")
+        self._cirq = _import_cirq()
+        self.noise = noise
+        self.max_qubits = _check_max_qubits(max_qubits)
+        self.name = "cirq_dm" + ("+" + noise.describe() if not noise.is_noiseless else "")
+        self.version = f"cirq {self._cirq.__version__}"
+
+    def _noise_ops(self, qubits: Any) -> list[Any]:
+        cirq, nz = self._cirq, self.noise
+        channels = []
+        if nz.depolarizing:
+            channels.append(cirq.depolarize(3 * nz.depolarizing / 4))  # ours p == Cirq's 3p/4
+        if nz.amplitude_damping:
+            channels.append(cirq.amplitude_damp(nz.amplitude_damping))
+        if nz.phase_damping:
+            channels.append(cirq.phase_damp(nz.phase_damping))
+        return [ch.on(q) for ch in channels for q in qubits]
+
+    def to_cirq(self, circuit: Circuit) -> tuple[Any, list[Any]]:
+        """(cirq.Circuit with the noise inserted, its qubits in order): our Circuit on LineQubit.range(n)."""
+        cirq = self._cirq
+        qs = cirq.LineQubit.range(circuit.num_qubits)
+        fixed = {"I": cirq.I, "X": cirq.X, "Y": cirq.Y, "Z": cirq.Z, "H": cirq.H, "S": cirq.S, "T": cirq.T}
+        fixed.update({"CNOT": cirq.CNOT, "CZ": cirq.CZ, "SWAP": cirq.SWAP})
+        rotations = {"RX": cirq.rx, "RY": cirq.ry, "RZ": cirq.rz}
+        ops: list[Any] = []
+        for g in circuit:
+            cirq_gate = fixed[g.name] if g.name in fixed else rotations[g.name](*g.params)
+            targets = [qs[q] for q in g.qubits]
+            ops.append(cirq_gate.on(*targets))
+            ops.extend(self._noise_ops(targets))
+        return cirq.Circuit(ops, strategy=cirq.InsertStrategy.EARLIEST), qs
+
+    def _prepare_native(self, circuit: Any) -> tuple[Any, list[Any]]:
+        """A user's cirq circuit: terminal measurements dropped; if noise is set, subcircuits are unrolled and
+        the channels follow every operation (the user's own channels included) on that operation's qubits."""
+        cirq = self._cirq
+        qubits = sorted(circuit.all_qubits())
+        if cirq.is_parameterized(circuit):
+            raise BackendError("the cirq circuit has unresolved symbols: resolve them first (cirq.resolve_parameters)")
+        if circuit.has_measurements():
+            if not circuit.are_all_measurements_terminal():
+                raise BackendError("the cirq circuit measures mid-circuit; the density-matrix backend cannot take it")
+            # the state before the final measurements is the one their statistics come from
+            circuit = cirq.Circuit(op for op in circuit.all_operations() if not cirq.is_measurement(op))
+        if not self.noise.is_noiseless:
+            flat = cirq.unroll_circuit_op(circuit, deep=True, tags_to_check=None)
+            ops: list[Any] = []
+            for op in flat.all_operations():
+                ops.append(op)
+                ops.extend(self._noise_ops(op.qubits))
+            circuit = cirq.Circuit(ops, strategy=cirq.InsertStrategy.EARLIEST)
+        return circuit, qubits
+
+    def run(self, circuit: Any) -> np.ndarray:
+        """Our Circuit, or a cirq.Circuit run as is (qubits in sorted order); terminal measurements are ignored."""
+        cirq = self._cirq
+        if isinstance(circuit, Circuit):
+            _check_size(circuit.num_qubits, self.max_qubits, "cirq")
+            program, qubits = self.to_cirq(circuit)
+        elif isinstance(circuit, cirq.AbstractCircuit):
+            n = len(circuit.all_qubits())
+            if n == 0:
+                raise InvalidInputError("the cirq circuit acts on no qubits")
+            _check_size(n, self.max_qubits, "cirq")
+            program, qubits = self._prepare_native(circuit)
+        else:
+            raise BackendError(f"the Cirq backend runs a Circuit or a cirq.Circuit, not {type(circuit).__name__}")
+        sim = cirq.DensityMatrixSimulator(dtype=np.complex128)
+        result = sim.simulate(program, qubit_order=qubits)
+        return np.array(result.final_density_matrix, dtype=np.complex128)
+
+
+BACKENDS = ("numpy_dm", "cirq_dm")
+
+
+def make_backend(name: str, noise: Noise = Noise()) -> Backend:  # noqa: B008
+    """The backend the CLI names: 'numpy_dm' or 'cirq_dm'."""
+    if name == "numpy_dm":
+        return NumpyDensityMatrix(noise)
+    if name == "cirq_dm":
+        return CirqBackend(noise)
+    raise InvalidInputError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

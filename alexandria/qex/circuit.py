@@ -1,0 +1,219 @@
+"""A tiny circuit model: a qubit count and a list of named gates, checked when added.
+
+Small on purpose: it is what qex records with a run (`to_json`), and what both
+backends take, so a circuit logged today can be rebuilt and rerun later.
+
+Gate set and matrices (Cirq's conventions, so a circuit means the same on both backends):
+
+* I, X, Y, Z: the Paulis; H: Hadamard; S = diag(1, i); T = diag(1, e^{i pi/4}).
+* RX(theta) = exp(-i theta X / 2), RY(theta) = exp(-i theta Y / 2), RZ(theta) = exp(-i theta Z / 2),
+  as `cirq.rx`, `cirq.ry`, `cirq.rz` (so RY(theta)|0> = cos(theta/2)|0> + sin(theta/2)|1>,
+  Bloch vector (sin theta, 0, cos theta)). Angles are in radians.
+* CNOT(control, target), CZ(a, b), SWAP(a, b). A multi-qubit gate's matrix is written in the
+  big-endian order of its own qubits: the first qubit listed is the most significant bit.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+# name -> (number of qubits, number of params)
+GATES: dict[str, tuple[int, int]] = {
+    "I": (1, 0),
+    "X": (1, 0),
+    "Y": (1, 0),
+    "Z": (1, 0),
+    "H": (1, 0),
+    "S": (1, 0),
+    "T": (1, 0),
+    "RX": (1, 1),
+    "RY": (1, 1),
+    "RZ": (1, 1),
+    "CNOT": (2, 0),
+    "CZ": (2, 0),
+    "SWAP": (2, 0),
+}
+
+_S2 = 1 / math.sqrt(2)
+_FIXED: dict[str, np.ndarray] = {
+    "I": np.eye(2, dtype=np.complex128),
+    "X": np.array([[0, 1], [1, 0]], dtype=np.complex128),
+    "Y": np.array([[0, -1j], [1j, 0]], dtype=np.complex128),
+    "Z": np.array([[1, 0], [0, -1]], dtype=np.complex128),
+    "H": np.array([[_S2, _S2], [_S2, -_S2]], dtype=np.complex128),
+    "S": np.array([[1, 0], [0, 1j]], dtype=np.complex128),
+    "T": np.array([[1, 0], [0, np.exp(1j * math.pi / 4)]], dtype=np.complex128),
+    "CNOT": np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=np.complex128),
+    "CZ": np.diag([1, 1, 1, -1]).astype(np.complex128),
+    "SWAP": np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.complex128),
+}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One gate: an upper-case name from GATES, the qubits it acts on (in order), its angles."""
+
+    name: str
+    qubits: tuple[int, ...]
+    params: tuple[float, ...] = ()
+
+
+def gate_unitary(gate: Gate) -> np.ndarray:
+    """The gate's 2**k x 2**k matrix, big-endian over `gate.qubits` (see the module docstring)."""
+    if gate.name in _FIXED:
+        return _FIXED[gate.name].copy()
+    (theta,) = gate.params
+    c, s = math.cos(theta / 2), math.sin(theta / 2)
+    if gate.name == "RX":
+        return np.array([[c, -1j * s], [-1j * s, c]], dtype=np.complex128)
+    if gate.name == "RY":
+        return np.array([[c, -s], [s, c]], dtype=np.complex128)
+    if gate.name == "RZ":
+        return np.diag([np.exp(-0.5j * theta), np.exp(0.5j * theta)]).astype(np.complex128)
+    raise InvalidInputError(f"unknown gate {gate.name!r}; known gates: {', '.join(GATES)}")
+
+
+def _check_qubit(q: Any, num_qubits: int, name: str) -> int:
+    if isinstance(q, bool):
+        raise InvalidInputError(f"{name}: qubit must be an integer index, got {q!r}")
+    try:
+        i = operator.index(q)
+    except TypeError:
+        raise InvalidInputError(f"{name}: qubit must be an integer index, got {q!r}") from None
+    if not 0 <= i < num_qubits:
+        raise InvalidInputError(
+            f"{name}: qubit {i} out of range for a {num_qubits}-qubit circuit (0..{num_qubits - 1})"
+        )
+    return i
+
+
+def _check_param(p: Any, name: str) -> float:
+    if isinstance(p, bool) or not isinstance(p, int | float | np.integer | np.floating):
+        raise InvalidInputError(f"{name}: angle must be a real number, got {p!r}")
+    f = float(p)
+    if not math.isfinite(f):
+        raise InvalidInputError(f"{name}: angle must be finite, got {f!r}")
+    return f
+
+
+def make_gate(name: Any, qubits: Sequence[Any], params: Sequence[Any], num_qubits: int) -> Gate:
+    """A checked Gate for a circuit of `num_qubits`, or InvalidInputError saying what is wrong."""
+    if not isinstance(name, str) or name.upper() not in GATES:
+        raise InvalidInputError(f"unknown gate {name!r}; known gates: {', '.join(GATES)}")
+    key = name.upper()
+    nq, npar = GATES[key]
+    if len(qubits) != nq:
+        raise InvalidInputError(f"{key} acts on {nq} qubit{'s' if nq > 1 else ''}, got {len(qubits)}: {list(qubits)}")
+    if len(params) != npar:
+        raise InvalidInputError(f"{key} takes {npar} parameter{'s' if npar != 1 else ''}, got {len(params)}")
+    qs = tuple(_check_qubit(q, num_qubits, key) for q in qubits)
+    if len(set(qs)) != len(qs):
+        raise InvalidInputError(f"{key} needs distinct qubits, got {list(qs)}")
+    return Gate(key, qs, tuple(_check_param(p, key) for p in params))
+
+
+class Circuit:
+    """`num_qubits` qubits, all starting in |0>, and the gates applied to them in order."""
+
+    def __init__(self, num_qubits: int, gates: Iterable[Gate] | None = None) -> None:
+        if isinstance(num_qubits, bool) or not isinstance(num_qubits, int | np.integer) or num_qubits < 1:
+            raise InvalidInputError(f"num_qubits must be a positive integer, got {num_qubits!r}")
+        self.num_qubits = int(num_qubits)
+        self._gates: list[Gate] = []
+        for g in gates or ():
+            if not isinstance(g, Gate):
+                raise InvalidInputError(f"expected a Gate, got {g!r}")
+            self._gates.append(make_gate(g.name, g.qubits, g.params, self.num_qubits))
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        return tuple(self._gates)
+
+    def add(self, name: str, *qubits: int, params: Sequence[float] = ()) -> Circuit:
+        self._gates.append(make_gate(name, qubits, tuple(params), self.num_qubits))
+        return self
+
+    def i(self, q: int) -> Circuit:
+        """Identity: does nothing to the state, but noise still acts (how to model idling)."""
+        return self.add("I", q)
+
+    def x(self, q: int) -> Circuit:
+        return self.add("X", q)
+
+    def y(self, q: int) -> Circuit:
+        return self.add("Y", q)
+
+    def z(self, q: int) -> Circuit:
+        return self.add("Z", q)
+
+    def h(self, q: int) -> Circuit:
+        return self.add("H", q)
+
+    def s(self, q: int) -> Circuit:
+        return self.add("S", q)
+
+    def t(self, q: int) -> Circuit:
+        return self.add("T", q)
+
+    def rx(self, q: int, theta: float) -> Circuit:
+        return self.add("RX", q, params=(theta,))
+
+    def ry(self, q: int, theta: float) -> Circuit:
+        return self.add("RY", q, params=(theta,))
+
+    def rz(self, q: int, theta: float) -> Circuit:
+        return self.add("RZ", q, params=(theta,))
+
+    def cnot(self, control: int, target: int) -> Circuit:
+        return self.add("CNOT", control, target)
+
+    def cz(self, a: int, b: int) -> Circuit:
+        return self.add("CZ", a, b)
+
+    def swap(self, a: int, b: int) -> Circuit:
+        return self.add("SWAP", a, b)
+
+    def to_json(self) -> list[list[Any]]:
+        """[[name, [qubits], [params]], ...]: what a run records; `from_json` reads it back."""
+        return [[g.name, list(g.qubits), list(g.params)] for g in self._gates]
+
+    @classmethod
+    def from_json(cls, num_qubits: int, data: Any) -> Circuit:
+        """The circuit `to_json` wrote; every gate is checked again (the JSON may come from anywhere)."""
+        if not isinstance(data, list | tuple):
+            raise InvalidInputError(f"circuit JSON must be a list of gates, got {type(data).__name__}")
+        c = cls(num_qubits)
+        for k, item in enumerate(data):
+            if (
+                not isinstance(item, list | tuple)
+                or len(item) not in (2, 3)
+                or not isinstance(item[1], list | tuple)
+                or (len(item) == 3 and not isinstance(item[2], list | tuple))
+            ):
+                raise InvalidInputError(f"gate #{k} must be [name, [qubits], [params]], got {item!r}")
+            c._gates.append(make_gate(item[0], item[1], item[2] if len(item) == 3 else (), c.num_qubits))
+        return c
+
+    def __len__(self) -> int:
+        return len(self._gates)
+
+    def __iter__(self) -> Iterator[Gate]:
+        return iter(self._gates)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Circuit):
+            return NotImplemented
+        return self.num_qubits == other.num_qubits and self._gates == other._gates
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: builders append in place
+
+    def __repr__(self) -> str:
+        return f"Circuit({self.num_qubits}, {self.to_json()!r})"
