@@ -46,6 +46,7 @@ __all__ = [
     "NoActiveRunError",
     "ParamConflictError",
     "QueryError",
+    "Reader",
     "ReadOnlyError",
     "Run",
     "RunEndedError",
@@ -67,3 +68,12 @@ __all__ = [
     "set_tags",
     "start_run",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`alexandria.Reader` is imported on first use: training code that only logs never loads SQLAlchemy."""
+    if name == "Reader":
+        from .query import Reader
+
+        return Reader
+    raise AttributeError(f"module 'alexandria' has no attribute {name!r}")

@@ -4,34 +4,105 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .errors import QueryError, ReadOnlyError, RunNotFoundError
-from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run
+from .db import reader_engine
+from .errors import QueryError, ReadOnlyError, RunNotFoundError, StoreError
+from .rebuild import open_database
+from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run, tag
+from .store import Store
 
 
 def list_runs(
-    engine: Engine, experiment: str | None = None, status: str | None = None, limit: int | None = None
+    engine: Engine,
+    experiment: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+    *,
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    metric_filter: tuple[str, str, float] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    parent_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs, newest first, with their parameter and metric counts (see `run_tree` for the nesting)."""
-    params = select(func.count()).where(parameter.c.run_id == run.c.id).scalar_subquery()
+    """Runs, newest first, with their parameter and metric counts (see `run_tree` for the nesting).
+
+    Filters combine with AND: `tags` and `params` match exact text (parameters as `param_to_str`
+    stores them, so `{"lr": 0.01}` works); `metric_filter=("val/acc", ">=", 0.9)` keeps runs whose
+    *last* value of the metric (highest step, then latest) passes; `since`/`until` bound the start
+    time (unix seconds); `parent_id` keeps one sweep's children.
+    """
+    from .tracking import param_to_str
+
+    nparams = select(func.count()).where(parameter.c.run_id == run.c.id).scalar_subquery()
     keys = select(func.count(func.distinct(metric.c.key))).where(metric.c.run_id == run.c.id).scalar_subquery()
-    q = select(run, params.label("num_params"), keys.label("num_metric_keys")).order_by(
+    q = select(run, nparams.label("num_params"), keys.label("num_metric_keys")).order_by(
         run.c.timestamp_start.desc().nulls_last(), run.c.id
     )
     if experiment is not None:
         q = q.where(run.c.experiment_name == experiment)
     if status is not None:
         q = q.where(run.c.status == status)
+    if parent_id is not None:
+        q = q.where(run.c.parent_id == parent_id)
+    if since is not None:
+        q = q.where(run.c.timestamp_start >= since)
+    if until is not None:
+        q = q.where(run.c.timestamp_start <= until)
+    for key, value in (tags or {}).items():
+        q = q.where(exists().where(tag.c.run_id == run.c.id, tag.c.key == key, tag.c.value == param_to_str(value)))
+    for key, value in (params or {}).items():
+        q = q.where(
+            exists().where(
+                parameter.c.run_id == run.c.id, parameter.c.key == key, parameter.c.value == param_to_str(value)
+            )
+        )
+    if metric_filter is not None:
+        key, op, threshold = metric_filter
+        if op not in _COMPARE:
+            raise QueryError(f"metric filter operator {op!r} is not one of {', '.join(_COMPARE)}")
+        m = metric.alias("m")
+        last = (
+            select(m.c.value)
+            .where(m.c.run_id == run.c.id, m.c.key == key)
+            .order_by(m.c.step.desc().nulls_last(), m.c.timestamp.desc(), m.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        q = q.where(_COMPARE[op](last, threshold))
     if limit is not None:
         q = q.limit(limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+_COMPARE: dict[str, Callable[[Any, float], Any]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "=": operator.eq,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def metric_keys(engine: Engine, run_id: str) -> list[str]:
+    """The metric keys a run logged, sorted."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(metric.c.key).where(metric.c.run_id == run_id).group_by(metric.c.key).order_by(metric.c.key)
+        )
+        return [r[0] for r in rows]
 
 
 def run_tree(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
@@ -214,3 +285,176 @@ def metric_history(engine: Engine, run_id: str, key: str, *, with_times: bool = 
     return History(
         steps=table[:, 0].copy(), values=table[:, 1].copy(), times=table[:, 2].copy() if with_times else None
     )
+
+
+@dataclass
+class Downsampled:
+    """A metric reduced to at most `buckets` buckets of equal width along x (step or wall-clock time).
+
+    Per bucket: `x` (the x of its last point), `first_x`/`last_x`, `min` and `max` of the values (NaN
+    ignored; NaN when every value is), `last` (the value at the highest x) and `count`. A chart that
+    draws min and max per bucket still shows a one-step spike among 10 million points. `total` is the
+    number of points in the range read; `exact` says no bucket holds more than one point (then `last`
+    is every value).
+    """
+
+    x: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    last: np.ndarray
+    count: np.ndarray
+    total: int
+
+    @property
+    def exact(self) -> bool:
+        return bool(len(self.count) == 0 or self.count.max() <= 1)
+
+
+def downsample(
+    engine: Engine,
+    run_id: str,
+    key: str,
+    buckets: int = 1000,
+    *,
+    x: str = "step",
+    start: float | None = None,
+    end: float | None = None,
+) -> Downsampled:
+    """Read one metric reduced to `buckets` buckets, only the rows with x in [start, end] (the whole
+    history by default): zooming in reads only the range shown. x is "step" (points without a step
+    are left out) or "time". SQLite does the grouping: no Python object per point."""
+    if x not in ("step", "time"):
+        raise QueryError(f"x must be 'step' or 'time', got {x!r}")
+    if buckets < 1:
+        raise QueryError(f"buckets must be at least 1, got {buckets}")
+    col = "step" if x == "step" else "timestamp"
+    where = f"run_id = ? AND key = ? AND {col} IS NOT NULL"
+    args: list[Any] = [run_id, key]
+    if start is not None:
+        where += f" AND {col} >= ?"
+        args.append(start)
+    if end is not None:
+        where += f" AND {col} <= ?"
+        args.append(end)
+    with engine.connect() as conn:
+        db: Any = conn.connection.driver_connection
+        lo, hi, total = db.execute(
+            f"SELECT min({col}), max({col}), count(*) FROM metric WHERE {where}", args
+        ).fetchone()
+        if not total:
+            empty = np.array([], dtype=np.float64)
+            return Downsampled(empty, empty, empty, empty, np.array([], dtype=np.int64), 0)
+        width = float(hi - lo) / buckets or 1.0
+        bucket = f"min(CAST(({col} - ?) / ? AS INTEGER), {buckets - 1})"  # x == hi falls in the last bucket
+        rows = db.execute(
+            f"SELECT {bucket} AS b, min(value), max(value), count(*), max({col}) "  # noqa: S608
+            f"FROM metric WHERE {where} GROUP BY b ORDER BY b",
+            [lo, width, *args],
+        ).fetchall()
+        xs = [r[4] for r in rows]
+        last: dict[float, float] = {}
+        for i in range(0, len(xs), 500):  # the value at each bucket's last x, through the index
+            chunk = xs[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for xv, value in db.execute(
+                f"SELECT {col}, value FROM metric WHERE run_id = ? AND key = ? AND {col} IN ({marks}) "  # noqa: S608
+                "ORDER BY id",
+                [run_id, key, *chunk],
+            ):
+                last[xv] = math.nan if value is None else value
+    nan = math.nan
+    return Downsampled(
+        x=np.array(xs, dtype=np.float64),
+        min=np.array([nan if r[1] is None else r[1] for r in rows], dtype=np.float64),
+        max=np.array([nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
+        last=np.array([last.get(v, nan) for v in xs], dtype=np.float64),
+        count=np.array([r[3] for r in rows], dtype=np.int64),
+        total=int(total),
+    )
+
+
+def runs_table(engine: Engine, run_ids: Sequence[str], metrics: Sequence[str] = ()) -> Any:
+    """One row per run: id, experiment, status, start, end, every parameter (`param.<key>`) and, for
+    each of `metrics`, its last, min and max value (`<key>.last`, ...). A pandas DataFrame when pandas
+    is installed, else a list of dicts with the same columns."""
+    rows: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        for rid in run_ids:
+            r = conn.execute(select(run).where(run.c.id == rid)).one_or_none()
+            if r is None:
+                raise RunNotFoundError(f"no run {rid!r}")
+            row: dict[str, Any] = {
+                "run_id": r.id,
+                "experiment": r.experiment_name,
+                "status": r.status,
+                "parent_id": r.parent_id,
+                "start": r.timestamp_start,
+                "end": r.timestamp_end,
+            }
+            for k, v in conn.execute(select(parameter.c.key, parameter.c.value).where(parameter.c.run_id == rid)):
+                row[f"param.{k}"] = v
+            for key in metrics:
+                lo, hi = conn.execute(
+                    select(func.min(metric.c.value), func.max(metric.c.value)).where(
+                        metric.c.run_id == rid, metric.c.key == key
+                    )
+                ).one()
+                last = conn.execute(
+                    select(metric.c.value)
+                    .where(metric.c.run_id == rid, metric.c.key == key)
+                    .order_by(metric.c.step.desc().nulls_last(), metric.c.timestamp.desc(), metric.c.id.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+                row[f"{key}.last"], row[f"{key}.min"], row[f"{key}.max"] = last, lo, hi
+            rows.append(row)
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows)
+
+
+class Reader:
+    """The reading API in one object: it folds what is new in the logs, then reads the projection through
+    a read-only connection. `refresh()` folds again (a live run keeps logging)."""
+
+    def __init__(self, store: str | os.PathLike[str] | Store | None = None) -> None:
+        self.store = Store.open(store, create=False)
+        if not self.store.runs_dir.is_dir():
+            raise StoreError(f"no Alexandria store at {self.store.root}; log a run there first")
+        self.refresh()
+        self.engine = reader_engine(self.store.db_path)
+
+    def refresh(self) -> None:
+        open_database(self.store).dispose()
+
+    def runs(self, **filters: Any) -> list[dict[str, Any]]:
+        """`list_runs` filters: experiment, status, limit, tags, params, metric_filter, since, until, parent_id."""
+        return list_runs(self.engine, **filters)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return run_details(self.engine, run_id)
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        return metric_keys(self.engine, resolve_run_id(self.engine, run_id))
+
+    def history(self, run_id: str, key: str, *, with_times: bool = False) -> History:
+        return metric_history(self.engine, resolve_run_id(self.engine, run_id), key, with_times=with_times)
+
+    def downsample(self, run_id: str, key: str, buckets: int = 1000, **kwargs: Any) -> Downsampled:
+        return downsample(self.engine, resolve_run_id(self.engine, run_id), key, buckets, **kwargs)
+
+    def table(self, run_ids: Sequence[str], metrics: Sequence[str] = ()) -> Any:
+        return runs_table(self.engine, [resolve_run_id(self.engine, r) for r in run_ids], metrics)
+
+    def sql(self, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        return execute_sql(self.engine, query)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
