@@ -22,16 +22,17 @@ from rich.console import Console
 from rich.table import Table
 
 from .cli_base import ErrorsAsMessages, console
+from .db import safe_target
 from .errors import StoreError
 from .qex.cli import qex
-from .store import STORE_ENV, Store, resolve_store_path
+from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
 
 
 def _store(ctx: click.Context, *, create: bool = False) -> Store:
     path = resolve_store_path(ctx.obj["store"])
     if not create and not (path / "runs").is_dir():
         raise StoreError(f"no Alexandria store at {path}; log a run there first, or pass --store / set {STORE_ENV}")
-    return Store.open(path)
+    return Store.open(path, db_url=ctx.obj.get("db"))
 
 
 def _fresh_reader(ctx: click.Context) -> Any:
@@ -41,7 +42,7 @@ def _fresh_reader(ctx: click.Context) -> Any:
 
     store = _store(ctx)
     open_database(store).dispose()
-    return reader_engine(store.db_path)
+    return reader_engine(store.database)
 
 
 def _when(ts: float | None) -> str:
@@ -78,12 +79,19 @@ def _num(value: float | None) -> str:
     type=click.Path(file_okay=False),
     help=f"Store directory (default: ${STORE_ENV}, else ./alexandria_data).",
 )
+@click.option(
+    "--db",
+    envvar=DB_ENV,
+    metavar="URL",
+    help=f"Database for the projection, e.g. postgresql://host/db (default: ${DB_ENV}, else the store's SQLite file).",
+)
 @click.version_option(package_name="alexandria")
 @click.pass_context
-def cli(ctx: click.Context, store: str | None) -> None:
+def cli(ctx: click.Context, store: str | None, db: str | None) -> None:
     """Alexandria: track experiments in append-only logs, query them with SQL."""
     ctx.ensure_object(dict)
     ctx.obj["store"] = store
+    ctx.obj["db"] = db
 
 
 @cli.command()
@@ -274,7 +282,7 @@ def watch(ctx: click.Context, poll: bool, interval: float) -> None:
     engine = open_database(store, catch_up=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    console.print(f"watching {store.runs_dir} -> {store.db_path} (Ctrl-C stops)")
+    console.print(f"watching {store.runs_dir} -> {safe_target(store.database)} (Ctrl-C stops)")
 
     def report(stats: Any) -> None:
         console.print(f"{_when(time.time())} folded {stats.events} event(s) from {stats.segments} segment(s)")
@@ -316,7 +324,7 @@ def rebuild(ctx: click.Context) -> None:
         stats = do_rebuild(store, progress=progress)
     seconds = time.perf_counter() - started
     console.print(
-        f"rebuilt {store.db_path}: {stats.events} events from {len(list(store.segments()))} segment(s) "
+        f"rebuilt {safe_target(store.database)}: {stats.events} events from {len(list(store.segments()))} segment(s) "
         f"in {seconds:.1f}s"
     )
     for p in stats.problems:
@@ -332,6 +340,214 @@ def demo(ctx: click.Context, steps: int, workers: int) -> None:
     from .demo import run_demo
 
     run_demo(_store(ctx, create=True), steps=steps, workers=workers, console=console)
+
+
+_embed_option = click.option(
+    "--embed", is_flag=True, help="Put the plotting library inside the page (one ~5 MB file to share)."
+)
+_x_option = click.option(
+    "--x",
+    "x_axis",
+    type=click.Choice(["step", "time"]),
+    default="step",
+    show_default=True,
+    help="x axis: the step, or the seconds since each run's start.",
+)
+_smoothing_option = click.option(
+    "--smoothing",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Initial EMA smoothing weight in [0, 1), as TensorBoard's; the page has a control to change it.",
+)
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option("--metric", "-m", "metrics", multiple=True, required=True, help="A metric key to plot (repeatable).")
+@_x_option
+@_smoothing_option
+@click.option("--log", "log_y", is_flag=True, help="Start with a log y axis (a button in the page switches).")
+@click.option("--buckets", type=click.IntRange(1), default=2000, show_default=True, help="Points per curve at most.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="The page to write (default plot-<run>.html).")
+@_embed_option
+@click.pass_context
+def plot(
+    ctx: click.Context,
+    run_ids: tuple[str, ...],
+    metrics: tuple[str, ...],
+    x_axis: str,
+    smoothing: float,
+    log_y: bool,
+    buckets: int,
+    output: str | None,
+    embed: bool,
+) -> None:
+    """Plot metrics of runs, overlaid, into an HTML page that opens offline; prints its path.
+
+    RUN is a run id or a unique prefix. Each curve is drawn from at most --buckets buckets: the line is
+    each bucket's last value, the band its min..max, so a one-step spike stays visible at any length.
+    """
+    from .report import select_runs, write_plot
+
+    engine = _fresh_reader(ctx)
+    ids = select_runs(engine, run_ids)
+    path = write_plot(
+        output or f"plot-{ids[0][:8]}.html",
+        engine,
+        ids,
+        metrics,
+        x=x_axis,
+        smoothing=smoothing,
+        log_y=log_y,
+        buckets=buckets,
+        embed=embed,
+    )
+    click.echo(str(path))
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, metavar="[RUN]...")
+@click.option("--sweep", metavar="PARENT_ID", help="Report on this parent run's child runs.")
+@click.option("--metric", "-m", "metrics", multiple=True, help="Only this metric (repeatable; default: every one).")
+@_x_option
+@_smoothing_option
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="The page to write (default report-<run>.html).")
+@_embed_option
+@click.pass_context
+def report(
+    ctx: click.Context,
+    run_ids: tuple[str, ...],
+    sweep: str | None,
+    metrics: tuple[str, ...],
+    x_axis: str,
+    smoothing: float,
+    output: str | None,
+    embed: bool,
+) -> None:
+    """Write one HTML page about runs: the runs, every metric's curves, parameters side by side and, for
+    runs with differing numeric parameters, parallel coordinates. Prints its path."""
+    from .errors import InvalidInputError
+    from .query import resolve_run_id
+    from .report import select_runs, write_report
+
+    if sweep is not None and run_ids:
+        raise InvalidInputError("give run ids or --sweep PARENT_ID, not both")
+    if sweep is None and not run_ids:
+        raise InvalidInputError("no runs selected: give run ids, or --sweep PARENT_ID for a sweep's child runs")
+    engine = _fresh_reader(ctx)
+    selection: Any = resolve_run_id(engine, sweep) if sweep is not None else select_runs(engine, run_ids)
+    first = selection if isinstance(selection, str) else selection[0]
+    path = write_report(
+        output or f"report-{first[:8]}.html",
+        engine,
+        selection,
+        list(metrics) or None,
+        x=x_axis,
+        smoothing=smoothing,
+        embed=embed,
+    )
+    click.echo(str(path))
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_A RUN_B [RUN]...")
+@click.option(
+    "--best",
+    type=click.Choice(["min", "max"]),
+    help='Which end is best for every metric (default: min for keys with "loss" or "error", else max).',
+)
+@click.pass_context
+def compare(ctx: click.Context, run_ids: tuple[str, ...], best: str | None) -> None:
+    """Compare runs: the parameters that differ, then each metric's final and best value per run."""
+    from .errors import InvalidInputError
+    from .report import compare_runs
+
+    if len(run_ids) < 2:
+        raise InvalidInputError("compare needs at least two runs")
+    c = compare_runs(_fresh_reader(ctx), run_ids, best=best)
+    runs = c["runs"]
+    if len(runs) < 2:
+        raise InvalidInputError("compare needs at least two different runs")
+    heads = [f"{r['id'][:8]}\n{r['experiment'] or '?'}" for r in runs]
+    t = Table(title=f"{len(c['params_differ'])} parameter(s) differ")
+    t.add_column("parameter")
+    for h in heads:
+        t.add_column(h)
+    for key, values in c["params_differ"].items():
+        t.add_row(key, *("-" if v is None else v for v in values))
+    console.print(t)
+    if c["params_equal"]:
+        same = ", ".join(f"{k}={v}" for k, v in c["params_equal"].items())
+        console.print(f"{len(c['params_equal'])} parameter(s) equal in every run: {same}")
+    t = Table(title="metrics (final: at the last step; best: * marks the best run)")
+    t.add_column("metric")
+    t.add_column("")
+    for h in heads:
+        t.add_column(h, justify="right")
+    for key, m in c["metrics"].items():
+        cells = m["runs"]
+        bests = [s["best"] for s in cells if s is not None and not math.isnan(s["best"])]
+        winner = (min if m["best_rule"] == "min" else max)(bests) if bests else None
+        finals = ("-" if s is None else _num(s["final"]) + _at_step(s["final_step"]) for s in cells)
+        best_cells = ("-" if s is None else _num(s["best"]) + (" *" if s["best"] == winner else "") for s in cells)
+        t.add_row(key, "final", *finals)
+        t.add_row("", f"best ({m['best_rule']})", *best_cells)
+        t.add_row("", "points", *("-" if s is None else str(s["points"]) for s in cells), end_section=True)
+    console.print(t)
+
+
+def _at_step(step: int | None) -> str:
+    return "" if step is None else f" @{step}"
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, metavar="[RUN]...")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory to write.")
+@click.pass_context
+def export(ctx: click.Context, run_ids: tuple[str, ...], fmt: str, out_dir: str) -> None:
+    """Export runs (every run when none is named) as runs, params and metrics tables in CSV or Parquet."""
+    from .report import export_runs
+
+    for path in export_runs(_fresh_reader(ctx), list(run_ids) or None, out_dir, fmt):
+        click.echo(str(path))
+
+
+@cli.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (the default: this machine only)."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: a free one).")
+@click.option(
+    "--interval", type=click.FloatRange(0.1), default=1.0, show_default=True, help="Seconds between folds and updates."
+)
+@click.option("--no-fold", is_flag=True, help="Only read: another process (`alex watch`) keeps the database current.")
+@click.pass_context
+def ui(ctx: click.Context, host: str, port: int, interval: float, no_fold: bool) -> None:
+    """Serve a live dashboard of the store in the browser (until Ctrl-C or SIGTERM).
+
+    Runs with filters and sorting, one page per run with a chart per metric that updates while the run
+    logs, and runs compared side by side. It folds new log lines itself unless --no-fold.
+    """
+    from .ui import serve
+
+    store = _store(ctx, create=not no_fold)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt  # the server has shut down gracefully when SIGTERM reaches this
+
+    signal.signal(signal.SIGTERM, stop)
+
+    def announce(url: str) -> None:
+        click.echo(f"Alexandria dashboard for {store.root} at {url} (Ctrl-C stops)")
+        sys.stdout.flush()
+
+    try:
+        serve(store, host=host, port=port, interval=interval, fold=not no_fold, announce=announce)
+    except KeyboardInterrupt:
+        pass
+    click.echo("dashboard stopped")
 
 
 cli.add_command(qex)

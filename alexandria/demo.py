@@ -114,7 +114,7 @@ def run_demo(store: Store, *, steps: int = 3000, workers: int = 2, console: Cons
         pool.join()
     logged = time.perf_counter() - started
     open_database(store).dispose()
-    columns, rows = execute_sql(reader_engine(store.db_path), SUMMARY_SQL)
+    columns, rows = execute_sql(reader_engine(store.database), SUMMARY_SQL)
     table = Table(title=f"{EXPERIMENT}: {len(runs)} runs tracked in {logged:.1f}s")
     for c in columns:
         table.add_column(c, justify="right")

@@ -30,10 +30,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, case, func, or_, select, update
 
+from .db import is_postgres, lock_runs, quote_ident, schema_lock
 from .events import (
     ArtifactSaved,
     CodeCaptured,
@@ -183,18 +185,35 @@ class Projector:
         self.store = store
         self.engine = engine
 
-    def catch_up(self, progress: Progress | None = None, transaction_bytes: int = TRANSACTION_BYTES) -> FoldStats:
-        """Fold everything complete that is not folded yet; returns what was done."""
+    def catch_up(
+        self, progress: Progress | None = None, transaction_bytes: int = TRANSACTION_BYTES, *, wait: bool = True
+    ) -> FoldStats:
+        """Fold everything complete that is not folded yet; returns what was done.
+
+        On PostgreSQL, segments another projector is folding right now are skipped at first; with `wait`
+        (the default) they are then waited for, so everything complete when this was called is committed
+        when it returns, as on SQLite. `watch` passes wait=False: a fleet of watchers never queues up."""
         total = FoldStats()
+        postgres = is_postgres(self.engine)
+        block = False
         while True:
-            stats, more = self._fold_once(transaction_bytes)
+            if postgres:
+                stats, more, skipped = self._fold_once_pg(transaction_bytes, block)
+            else:
+                (stats, more), skipped = self._fold_once(transaction_bytes), False
             total.add(stats)
             if progress is not None and stats.bytes:
                 progress(stats.bytes)
-            if not more:
+            if more:
+                block = False
+            elif skipped and wait and not block:
+                block = True  # once more, waiting for the segments other projectors hold
+            else:
                 return total
 
     def _fold_once(self, budget: int) -> tuple[FoldStats, bool]:
+        """One SQLite transaction: BEGIN IMMEDIATE (the write lock) serializes projectors, so the positions
+        read here stay ours until the commit."""
         stats = FoldStats()
         batch = _Batch()
         more = False
@@ -217,41 +236,141 @@ class Projector:
                 if budget <= 0:
                     more = True
                     break
-                want = size - offset
-                reader = SegmentReader(path, offset)
-                events = reader.read(max_bytes=min(want, budget))
-                if want > budget:
-                    more = True
-                consumed = reader.offset - offset
-                if consumed == 0 and not reader.problems:
-                    continue
-                budget -= consumed
-                run_id = path.parent.name
-                self._check_header(reader, run_id)
-                position: dict[str, Any] = {"path": rel, "run_id": run_id, "offset": reader.offset}
-                position["events"] = count + len(events)
-                position["last_time"] = events[-1].time if events else None
-                position["closed"] = type(events[-1]) is SegmentClosed if events else None
-                if offset == 0:
-                    header = reader.header
-                    attempt = header.attempt if header else 0
-                    position.update(_header_columns(header))
-                    if position["last_time"] is None and header is not None:
-                        position["last_time"] = header.time
-                batch.fold(run_id, attempt, events)
-                for p in reader.problems:
-                    batch.problems.append({"segment": rel, "offset": p.offset, "kind": p.kind, "detail": p.detail})
-                    msg = f"{p.kind} line in {p.segment} at byte {p.offset}: {p.detail}"
-                    stats.problems.append(msg)
-                    log.warning("%s (skipped)", msg)
-                batch.positions.append(position)
-                stats.events += len(events)
-                stats.bytes += consumed
-                stats.segments += 1
+                budget, cut = self._fold_segment(batch, stats, path, rel, size, offset, count, attempt, budget)
+                more = more or cut
             if batch.positions:
                 self._write(conn, batch)
             settle_runs(conn, batch.runs)
         return stats, more
+
+    def _fold_once_pg(self, budget: int, block: bool) -> tuple[FoldStats, bool, bool]:
+        """One PostgreSQL fold; returns (what was done, more to do, segments skipped as another's).
+
+        Several projectors (one per node, or a restarted one while the old one still runs) share the work
+        segment by segment. First, in a transaction of its own, every segment on disk gets its log_segment
+        row (offset 0; INSERT ... ON CONFLICT DO NOTHING), so that there is a row to lock. Then, in the fold
+        transaction: the rows of the segments with new bytes are locked with SELECT ... FOR UPDATE SKIP
+        LOCKED (in path order, a chunk at a time, about `budget` bytes in all); a row another projector
+        holds is skipped, it is folding that segment. The offset read with the lock is the committed one,
+        and no other projector can move it until we commit: the lines after it are read, their rows and the
+        new offsets are written, and all of it commits together (killed midway, the server rolls it back
+        and the locks go). With `block`, the rows are waited for instead of skipped.
+
+        Rows of a run that several segments touch (run, tag, parameter, artifact) are written under the
+        run's advisory lock (db.lock_runs), taken after every row lock and in one fixed order; the fold
+        rules (`_wins`, upserts) make the result independent of which projector commits first."""
+        segs = []
+        for path in self.store.segments():
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size:
+                segs.append((path, self.store.relative(path), size))
+        stats = FoldStats()
+        batch = _Batch()
+        more = skipped = False
+        with self.engine.connect() as conn:
+            with conn.begin():
+                schema_lock(conn, exclusive=False)
+                known = {row.path: row.offset for row in conn.execute(select(log_segment.c.path, log_segment.c.offset))}
+                missing = [{"path": r, "run_id": p.parent.name, "offset": 0, "events": 0} for p, r, _ in segs]
+                missing = [row for row in missing if row["path"] not in known]
+                if missing:
+                    conn.execute(_insert(conn, log_segment).on_conflict_do_nothing(), missing)
+            candidates = [(p, r, size) for p, r, size in segs if size > known.get(r, 0)]
+            with conn.begin():
+                schema_lock(conn, exclusive=False)  # no rebuild swaps the schema under this transaction
+                i = 0
+                while i < len(candidates):
+                    if budget <= 0:
+                        more = True
+                        break
+                    chunk: list[tuple[Path, str, int]] = []
+                    estimate = 0
+                    while i < len(candidates) and len(chunk) < 64 and estimate < budget:
+                        chunk.append(candidates[i])
+                        estimate += candidates[i][2] - known.get(candidates[i][1], 0)
+                        i += 1
+                    rels = [r for _, r, _ in chunk]
+                    seg = log_segment.c
+                    locked = {
+                        row.path: row
+                        for row in conn.execute(
+                            select(seg.path, seg.offset, seg.events, seg.attempt)
+                            .where(seg.path.in_(rels))
+                            .order_by(seg.path)
+                            .with_for_update(skip_locked=not block)
+                        )
+                    }
+                    absent = [r for r in rels if r not in locked]
+                    if absent:
+                        present = set(conn.execute(select(log_segment.c.path).where(log_segment.c.path.in_(absent))))
+                        skipped = skipped or bool(present)
+                        more = more or len(present) < len(absent)  # no row (a rebuild swapped the schema): again
+                    for path, rel, size in chunk:
+                        row = locked.get(rel)
+                        if row is None or size <= row.offset:
+                            continue
+                        if budget <= 0:
+                            more = True
+                            break
+                        budget, cut = self._fold_segment(
+                            batch, stats, path, rel, size, row.offset, row.events, row.attempt or 0, budget
+                        )
+                        more = more or cut
+                running = set(conn.execute(select(run.c.id).where(run.c.status == "running")).scalars())
+                held = lock_runs(conn, batch.runs, running - batch.runs)
+                if batch.positions:
+                    self._write(conn, batch)
+                settle_runs(conn, batch.runs, running=running & held)
+        return stats, more, skipped
+
+    def _fold_segment(
+        self,
+        batch: _Batch,
+        stats: FoldStats,
+        path: Path,
+        rel: str,
+        size: int,
+        offset: int,
+        count: int,
+        attempt: int,
+        budget: int,
+    ) -> tuple[int, bool]:
+        """Read the complete lines of one segment after `offset` (at most about `budget` bytes) into the batch;
+        returns the budget left and whether lines were left for a later transaction."""
+        want = size - offset
+        reader = SegmentReader(path, offset)
+        events = reader.read(max_bytes=min(want, budget))
+        cut = want > budget
+        consumed = reader.offset - offset
+        if consumed == 0 and not reader.problems:
+            return budget, cut
+        budget -= consumed
+        run_id = path.parent.name
+        self._check_header(reader, run_id)
+        position: dict[str, Any] = {"path": rel, "run_id": run_id, "offset": reader.offset}
+        position["events"] = count + len(events)
+        position["last_time"] = events[-1].time if events else None
+        position["closed"] = type(events[-1]) is SegmentClosed if events else None
+        if offset == 0:
+            header = reader.header
+            attempt = header.attempt if header else 0
+            position.update(_header_columns(header))
+            if position["last_time"] is None and header is not None:
+                position["last_time"] = header.time
+        batch.fold(run_id, attempt, events)
+        for p in reader.problems:
+            batch.problems.append({"segment": rel, "offset": p.offset, "kind": p.kind, "detail": p.detail})
+            msg = f"{p.kind} line in {p.segment} at byte {p.offset}: {p.detail}"
+            stats.problems.append(msg)
+            log.warning("%s (skipped)", msg)
+        batch.positions.append(position)
+        stats.events += len(events)
+        stats.bytes += consumed
+        stats.segments += 1
+        return budget, cut
 
     @staticmethod
     def _check_header(reader: SegmentReader, run_id: str) -> None:
@@ -331,7 +450,8 @@ class Projector:
         set_ = {"offset": x.offset, "events": x.events}
         set_ |= {c: func.coalesce(x[c], log_segment.c[c]) for c in ("last_time", "closed")}
         for group in _same_keys(b.positions):  # first folds carry the header's columns too
-            conn.execute(ins.on_conflict_do_update(index_elements=["path"], set_=set_), group)
+            header = {c: x[c] for c in _HEADER_COLUMNS if c in group[0]}  # over a row made beforehand (PostgreSQL)
+            conn.execute(ins.on_conflict_do_update(index_elements=["path"], set_=set_ | header), group)
 
     @staticmethod
     def _refresh_run_tags(conn: Connection, run_ids: set[str]) -> None:
@@ -345,6 +465,9 @@ class Projector:
             update(run).where(run.c.id == bindparam("rid")).values(tags=bindparam("tags")),
             [{"rid": rid, "tags": t} for rid, t in sorted(tags.items())],
         )
+
+
+_HEADER_COLUMNS = ("attempt", "host", "pid", "boot_id", "started", "heartbeat")
 
 
 def _header_columns(header: Header | None) -> dict[str, Any]:
@@ -373,12 +496,17 @@ def _same_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 _LIFE_ORDER = {"started": 0, "resumed": 1, "finished": 2}
 
 
-def settle_runs(conn: Connection, affected: set[str], now: float | None = None) -> None:
+def settle_runs(
+    conn: Connection, affected: set[str], now: float | None = None, *, running: set[str] | None = None
+) -> None:
     """Set status, error, end time, attempt and last_seen of the runs that changed and of every run still
-    running, from their lifecycle rows and the liveness of their writers (life.py). Deterministic: the same
-    rows give the same verdict whatever order they were folded in."""
+    running (`running`: those of them to settle, by default all), from their lifecycle rows and the
+    liveness of their writers (life.py). Deterministic: the same rows give the same verdict whatever order
+    they were folded in. On PostgreSQL the caller holds the lock of every one of these runs (db.lock_runs),
+    so what is read here is not changed by another projector before this transaction commits."""
     now = time.time() if now is None else now
-    running = set(conn.execute(select(run.c.id).where(run.c.status == "running")).scalars())
+    if running is None:
+        running = set(conn.execute(select(run.c.id).where(run.c.status == "running")).scalars())
     ids = sorted(affected | running)
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
@@ -388,7 +516,8 @@ def settle_runs(conn: Connection, affected: set[str], now: float | None = None) 
             if row.run_id not in latest or key > latest[row.run_id][0]:
                 latest[row.run_id] = (key, row)
         segments: dict[str, list[Any]] = {}
-        for row in conn.execute(select(log_segment).where(log_segment.c.run_id.in_(chunk))):
+        folded = log_segment.c.offset > 0  # a row made ahead of its first fold (PostgreSQL) says nothing yet
+        for row in conn.execute(select(log_segment).where(log_segment.c.run_id.in_(chunk), folded)):
             segments.setdefault(row.run_id, []).append(row)
         updates = []
         for rid, status, error, end, attempt, seen in conn.execute(
@@ -455,7 +584,16 @@ _INSERT_SQL: dict[tuple[str, str, tuple[str, ...]], str] = {}
 
 def _bulk_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """executemany straight on the DBAPI cursor: the statement comes from the one schema, the rows skip
-    SQLAlchemy's per-row processing (plain floats, ints and strings need none)."""
+    SQLAlchemy's per-row processing (plain floats, ints and strings need none). On PostgreSQL: COPY FROM
+    STDIN in the fold's transaction (the table is found through the connection's search_path)."""
+    if conn.dialect.name == "postgresql":
+        names = ", ".join(quote_ident(c) for c in columns)
+        driver: Any = conn.connection.driver_connection
+        with driver.cursor() as cur, cur.copy(f"COPY {quote_ident(table.name)} ({names}) FROM STDIN") as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+        return
     key = (conn.dialect.name, table.name, columns)
     sql = _INSERT_SQL.get(key)
     if sql is None:

@@ -16,12 +16,16 @@ alexandria_meta (schema version).
 
 Timestamps are unix seconds (REAL). A NaN metric value is stored as NULL
 (SQLite cannot hold NaN); +-inf are stored as they are.
+
+On PostgreSQL, integers that can outgrow 32 bits (metric ids and steps, byte offsets and sizes, row
+counts, clock ticks) are BIGINT (`Int64`); SQLite's INTEGER is 64-bit already, and its DDL is unchanged.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -40,6 +44,10 @@ from sqlalchemy import (
 SCHEMA_VERSION = 3
 
 metadata = MetaData()
+
+#: A 64-bit integer on every backend: INTEGER on SQLite (64-bit, and the rowid alias of a primary key), BIGINT
+#: (BIGSERIAL for a primary key) on PostgreSQL.
+Int64 = Integer().with_variant(BigInteger(), "postgresql")
 
 run = Table(
     "run",
@@ -87,11 +95,11 @@ parameter = Table(
 metric = Table(
     "metric",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Int64, primary_key=True),
     Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
     Column("key", Text, nullable=False),
     Column("value", Float),  # NULL means NaN
-    Column("step", Integer),
+    Column("step", Int64),
     Column("timestamp", Float),
     Column("attempt", Integer),  # which life of the run logged it: 0, or n after the n-th resume
 )
@@ -115,13 +123,13 @@ dataset = Table(
     Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
     Column("name", Text),
     Column("path", Text),
-    Column("num_rows", Integer),
+    Column("num_rows", Int64),
     Column("num_columns", Integer),
     Column("schema", JSON),
     Column("hash", String(64)),
     Column("role", Text),  # train, eval, test, ...: a run may use several datasets
     Column("format", Text),
-    Column("size", Integer),
+    Column("size", Int64),
     Column("timestamp", Float),
 )
 Index("ix_dataset_run", dataset.c.run_id)
@@ -171,7 +179,7 @@ artifact = Table(
     Column("name", Text, nullable=False),
     Column("type", Text),
     Column("path", Text, nullable=False),  # relative to the store directory
-    Column("size", Integer),
+    Column("size", Int64),
     Column("sha256", String(64)),
     Column("timestamp", Float),
     UniqueConstraint("run_id", "name", name="uq_artifact_run_name"),
@@ -182,14 +190,14 @@ log_segment = Table(
     metadata,
     Column("path", Text, primary_key=True),  # relative to the store directory
     Column("run_id", String(32), nullable=False),
-    Column("offset", Integer, nullable=False),  # bytes folded so far
-    Column("events", Integer, nullable=False),  # events folded so far
+    Column("offset", Int64, nullable=False),  # bytes folded so far
+    Column("events", Int64, nullable=False),  # events folded so far
     # From the header: who writes it (see life.py) and which life of the run it belongs to.
     Column("attempt", Integer),
     Column("host", Text),
     Column("pid", Integer),
     Column("boot_id", Text),
-    Column("started", Integer),
+    Column("started", Int64),
     Column("heartbeat", Float),
     Column("last_time", Float),  # time of its newest folded line
     Column("closed", Boolean),  # its writer ended cleanly
@@ -200,7 +208,7 @@ log_problem = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("segment", Text, nullable=False),
-    Column("offset", Integer, nullable=False),
+    Column("offset", Int64, nullable=False),
     Column("kind", Text, nullable=False),
     Column("detail", Text),
     UniqueConstraint("segment", "offset", name="uq_log_problem_place"),

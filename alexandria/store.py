@@ -8,6 +8,10 @@ Layout::
 
 Resolution order: the `store=` argument, else $ALEXANDRIA_STORE, else
 `./alexandria_data` in the current directory.
+
+The projection is the SQLite file inside the store unless a database URL is given: `Store.open(...,
+db_url="postgresql://...")`, else $ALEXANDRIA_DB (see db.py). The logs stay in the store directory either
+way: they are the truth, the database only their projection.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import RunNotFoundError, StoreError
 
 STORE_ENV = "ALEXANDRIA_STORE"
+#: A database URL (postgresql://...) for the projection instead of the store's SQLite file.
+DB_ENV = "ALEXANDRIA_DB"
 DEFAULT_STORE = "alexandria_data"
 DB_NAME = "alexandria.db"
 #: The database of a qex store (the same projection, named as the qex seed names it).
@@ -76,13 +82,21 @@ class Store:
     root: Path
     #: The database file inside the store: alexandria.db, or qex.db for a store qex made (found by its file).
     db_name: str = DB_NAME
+    #: The projection's database server (a URL, e.g. postgresql://host/db); None: the SQLite file `db_path`.
+    db_url: str | None = None
 
     @classmethod
     def open(
-        cls, store: str | os.PathLike[str] | Store | None = None, *, create: bool = True, db_name: str | None = None
+        cls,
+        store: str | os.PathLike[str] | Store | None = None,
+        *,
+        create: bool = True,
+        db_name: str | None = None,
+        db_url: str | None = None,
     ) -> Store:
+        """`db_url` (else $ALEXANDRIA_DB, else none: the SQLite file) is where the projection lives."""
         if isinstance(store, Store):
-            return store
+            return store if db_url is None else replace(store, db_url=db_url)
         try:
             root = resolve_store_path(store)
         except RuntimeError as exc:  # "~nouser/x": no such home directory
@@ -97,11 +111,17 @@ class Store:
                 raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
         if db_name is None:
             db_name = QEX_DB_NAME if (root / QEX_DB_NAME).exists() and not (root / DB_NAME).exists() else DB_NAME
-        return cls(root, db_name)
+        return cls(root, db_name, db_url or os.environ.get(DB_ENV) or None)
 
     @property
     def db_path(self) -> Path:
+        """The SQLite file of the projection (used only when `db_url` is None)."""
         return self.root / self.db_name
+
+    @property
+    def database(self) -> Path | str:
+        """Where the projection lives: the database URL, else the SQLite file (what db.py's engines take)."""
+        return self.db_url or self.db_path
 
     @property
     def runs_dir(self) -> Path:

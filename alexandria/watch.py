@@ -5,6 +5,13 @@ OS has it); a fold also runs every `interval` seconds whatever happens, which
 is what keeps network filesystems (no inotify) current. `poll=True` uses
 watchdog's polling observer outright; if the native observer cannot start
 (no inotify, watch limit reached) polling is used instead.
+
+Several watchers may fold one store into one PostgreSQL database at once
+(one per node, all pointed at the same store on shared storage): each
+segment is folded by one of them at a time (projector.py), a watcher skips
+the segments another is folding rather than waiting for them, and a lost
+connection or a server restart is logged and retried at the next fold
+instead of ending the watch.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import threading
 from collections.abc import Callable
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
@@ -68,9 +76,13 @@ def watch(
     projector = Projector(store, engine)
     try:
         while not stop.is_set():
-            stats = projector.catch_up()
-            if on_fold is not None and (stats.events or stats.problems):
-                on_fold(stats)
+            try:
+                stats = projector.catch_up(wait=False)
+            except OperationalError as exc:  # the server went away, a connection broke: the next fold retries
+                log.warning("fold failed, retrying in %.1fs: %s", interval, exc.orig)
+            else:
+                if on_fold is not None and (stats.events or stats.problems):
+                    on_fold(stats)
             if wake.wait(interval):
                 stop.wait(DEBOUNCE)
             wake.clear()

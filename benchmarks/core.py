@@ -431,6 +431,60 @@ def bench_start_end(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
+    """`alex ui`: a metric of N points served downsampled to a chart (1,000 buckets of min/max/last), through
+    the real app and a real HTTP request to its server in a thread. The run page and a status poll beside."""
+    import http.client
+
+    from alexandria.db import reader_engine
+    from alexandria.query import downsample
+    from alexandria.ui import BackgroundServer
+
+    n = 100_000 if quick else 1_000_000
+    requests = 10 if quick else 20
+    store, run = _logged_store(tmp / "ui", n)
+    open_database(store).dispose()
+
+    def median_ms(conn: http.client.HTTPConnection, path: str, times: int) -> tuple[float, int]:
+        samples = []
+        size = 0
+        for _ in range(times):
+            t0 = time.perf_counter()
+            conn.request("GET", path)
+            response = conn.getresponse()
+            size = len(response.read())
+            samples.append(time.perf_counter() - t0)
+            assert response.status == 200, (path, response.status)
+        return statistics.median(samples) * 1000, size
+
+    with BackgroundServer(store, fold=False) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        path = f"/api/run/{run.id}/metric/loss?buckets=1000"
+        metric_ms, size = median_ms(conn, path, requests)
+        zoom_ms, _ = median_ms(conn, f"{path}&start={n // 2}&end={n // 2 + n // 10}", requests)
+        status_ms, _ = median_ms(conn, f"/api/run/{run.id}/status", 5)
+        page_ms, _ = median_ms(conn, f"/run/{run.id}", 5)
+        conn.close()
+    engine = reader_engine(store.db_path)  # the same read without HTTP, JSON and the app: what serving adds
+    query_ms = statistics.median(_timed(lambda: downsample(engine, run.id, "loss", 1000)) for _ in range(requests))
+    engine.dispose()
+    return [
+        Result(
+            f"ui: metric of {n:,} points to a chart",
+            metric_ms,
+            "ms",
+            target="well under 1000 ms",
+            extra={
+                "query.downsample_alone_ms": query_ms * 1000,
+                "response_bytes": size,
+                "zoomed_10pct_ms": zoom_ms,
+                "status_poll_ms": status_ms,
+                "run_page_ms": page_ms,
+            },
+        )
+    ]
+
+
 ALL = {
     "log_metric": bench_log_metric,
     "latency": bench_latency,
@@ -441,6 +495,7 @@ ALL = {
     "freshness": bench_freshness,
     "start_end": bench_start_end,
     "memory": bench_writer_memory,
+    "ui_metric": bench_ui_metric,
 }
 
 

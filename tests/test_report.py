@@ -1,0 +1,398 @@
+"""Reports: curves from buckets that keep spikes, parameters side by side, parallel coordinates, offline
+pages with nothing unescaped, `alex compare`, and exports that equal the database."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import alexandria
+from alexandria import report
+from alexandria.cli import cli
+from alexandria.errors import InvalidInputError, QueryError, RunNotFoundError
+from alexandria.query import Reader
+from tests.conftest import alex
+
+XSS = "<script>alert(1)</script>"
+SPIKE_STEP, SPIKE = 123_457, 50.0
+N = 200_000
+
+
+@dataclass
+class World:
+    root: Path
+    reader: Reader
+    a: str  # 200,000 smooth loss points and one spike; acc; grad_norm with a NaN
+    b: str  # loss and acc; an experiment name with markup in it
+    parent: str  # a sweep of 4 child runs
+    children: list[str]
+
+    @property
+    def engine(self) -> Any:
+        return self.reader.engine
+
+
+def smooth_loss(step: int) -> float:
+    return math.exp(-step / 50_000)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("report") / "store"
+    with alexandria.start_run(experiment="curves", store=root, capture=False) as a:
+        a.log_params({"lr": 0.1, "layers": 3, "note": XSS})
+        for step in range(N):
+            a.log_metric("loss", SPIKE if step == SPIKE_STEP else smooth_loss(step), step=step)
+        for step in range(10):
+            a.log_metrics({"acc": step / 10, "grad_norm": math.nan if step == 5 else 1.0 + step}, step=step)
+    with alexandria.start_run(experiment=f"curves {XSS}", store=root, capture=False) as b:
+        b.log_params({"lr": 0.01, "layers": 3, "note": XSS})
+        for step in range(1000):
+            b.log_metric("loss", 2.0 - step / 1000, step=step)
+        for step, value in enumerate([0.5, 0.95, 0.7]):
+            b.log_metric("acc", value, step=step)
+    children = []
+    with alexandria.start_run(experiment="sweep", store=root, capture=False) as parent:
+        for i, (lr, batch, opt) in enumerate(
+            [(0.1, 32, "adam"), (0.03, 64, "sgd"), (0.01, 32, "adam"), (0.003, 64, "sgd")]
+        ):
+            with alexandria.start_run(experiment="sweep-child", store=root, capture=False, parent=parent) as child:
+                child.log_params({"lr": lr, "batch": batch, "opt": opt, "seed": 0})
+                for step in range(5):
+                    child.log_metric("val/acc", 0.5 + step * 0.05 + i * 0.01, step=step)
+            children.append(child.id)
+    reader = Reader(root)
+    yield World(root, reader, a.id, b.id, parent.id, children)
+    reader.close()
+
+
+def invoke(w: World, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--store", str(w.root), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def page_figures(path: Path) -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """Every figure of a page: div id -> (data, layout), as handed to Plotly.newPlot."""
+    return page_figures_text(path.read_text("utf-8"))
+
+
+def page_figures_text(text: str) -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
+    dec = json.JSONDecoder()
+    out = {}
+    for m in re.finditer(r'Plotly\.newPlot\("([^"]+)", ', text):
+        data, end = dec.raw_decode(text, m.end())
+        layout, _ = dec.raw_decode(text, text.index("{", end))
+        out[m.group(1)] = (data, layout)
+    return out
+
+
+def role(data: list[Any], which: str) -> list[Any]:
+    return [t for t in data if (t.get("meta") if isinstance(t, dict) else t.meta)["role"] == which]
+
+
+def assert_offline(path: Path) -> None:
+    text = path.read_text("utf-8")
+    assert re.findall(r"<script[^>]*\bsrc=\"([^\"]*)\"", text) == ["plotly.min.js"]
+    assert not re.search(r"https?://[^\"']*\.js", text) and "cdn.plot.ly" not in text
+    assert (path.parent / "plotly.min.js").stat().st_size > 1_000_000
+
+
+def test_a_spike_among_200k_points_stays_visible(world: World, tmp_path: Path) -> None:
+    fig = report.curves_figure(world.engine, [world.a], ["loss"], buckets=500)
+    (line,) = role(fig.data, "line")
+    (envelope,) = role(fig.data, "envelope")
+    assert len(line.x) <= 500 and sum(c[3] for c in line.customdata) == N  # every point is in a bucket
+    assert max(envelope.y) == SPIKE and max(line.y) < 1.01  # the bucket's last misses it; its max does not
+    assert min(envelope.y) == pytest.approx(smooth_loss(N - 1))
+    # the written page draws the same
+    page = report.write_plot(tmp_path / "p" / "plot.html", world.engine, [world.a], ["loss"], buckets=500)
+    ((data, layout),) = page_figures(page).values()
+    (line_json,) = role(data, "line")
+    (envelope_json,) = role(data, "envelope")
+    assert len(line_json["x"]) == len(line_json["y"]) <= 500
+    assert SPIKE in envelope_json["y"]
+    assert layout["xaxis"]["title"]["text"] == "step"
+    assert_offline(page)
+    assert sorted(p.name for p in page.parent.iterdir()) == ["plot.html", "plotly.min.js"]
+
+
+def test_two_runs_overlaid_with_their_names(world: World) -> None:
+    fig = report.curves_figure(world.engine, [world.a[:8], world.b], ["loss", "acc"], buckets=100)
+    shown = [t.name for t in fig.data if t.showlegend is not False]
+    b_exp = html.escape(f"curves {XSS}", quote=False)
+    assert shown == [
+        f"{world.a[:8]} loss (curves)",
+        f"{world.b[:8]} loss ({b_exp})",
+        f"{world.a[:8]} acc (curves)",
+        f"{world.b[:8]} acc ({b_exp})",
+    ]
+    acc_b = next(t for t in role(fig.data, "line") if t.meta["run_id"] == world.b and t.meta["metric"] == "acc")
+    assert list(acc_b.x) == [0, 1, 2] and list(acc_b.y) == [0.5, 0.95, 0.7]  # few points: exact
+    assert [a.text for a in fig.layout.annotations] == ["loss", "acc"]  # one subplot per metric
+
+
+def test_x_as_seconds_since_the_run_start(world: World) -> None:
+    fig = report.curves_figure(world.engine, [world.b], ["loss"], x="time")
+    (line,) = role(fig.data, "line")
+    start, last = world.reader.sql(
+        f"SELECT r.timestamp_start, max(m.timestamp) FROM run r JOIN metric m ON m.run_id = r.id "
+        f"WHERE r.id = '{world.b}' AND m.key = 'loss'"
+    )[1][0]
+    assert min(line.x) >= 0 and max(line.x) == pytest.approx(last - start)
+    assert fig.layout.xaxis.title.text == "seconds since the run's start"
+    with pytest.raises(InvalidInputError, match="x must be 'step' or 'time'"):
+        report.curves_figure(world.engine, [world.b], ["loss"], x="wall")
+
+
+def test_smoothing_and_log_controls(world: World, tmp_path: Path) -> None:
+    ys = [1.0, 0.0, math.nan, 1.0]
+    w = 0.6  # TensorBoard: last = last*w + (1-w)*y, shown as last / (1 - w**n); NaN passes through
+    first, second = 1.0, (w * 0.4 * 1.0 + 0.4 * 0.0) / (1 - w**2)
+    third = (w * (w * 0.4) + 0.4 * 1.0) / (1 - w**3)
+    out = report.smooth(ys, w)
+    assert out[0] == pytest.approx(first) and out[1] == pytest.approx(second)
+    assert math.isnan(out[2]) and out[3] == pytest.approx(third)
+    assert report.smooth(ys[:2], 0.0) == ys[:2]
+    with pytest.raises(InvalidInputError, match=r"smoothing must be a number in \[0, 1\)"):
+        report.smooth(ys, 1.0)
+
+    fig = report.curves_figure(world.engine, [world.b], ["acc"], smoothing=w, log_y=True)
+    (line,) = role(fig.data, "line")
+    assert list(line.y) == pytest.approx(report.smooth([c[0] for c in line.customdata], w))
+    assert fig.layout.yaxis.type == "log"
+    (menu,) = fig.layout.updatemenus
+    assert menu.active == 1 and [b.label for b in menu.buttons] == ["linear y", "log y"]
+    assert menu.buttons[1].args == ({"yaxis.type": "log"},) or menu.buttons[1].args[0] == {"yaxis.type": "log"}
+
+    code, out, err = invoke(
+        world, "plot", world.b, "-m", "acc", "--smoothing", "0.6", "--log", "-o", str(tmp_path / "s.html")
+    )
+    assert code == 0, err
+    page = Path(out.strip())
+    text = page.read_text("utf-8")
+    assert re.search(r'<input type="range" id="smoothing"[^>]*value="0.6"', text)
+    assert 'id="smoothing-value"' in text and "Plotly.restyle(gd, {y: ys}, idx)" in text
+    ((data, layout),) = page_figures(page).values()
+    assert layout["yaxis"]["type"] == "log"
+    assert [b["label"] for b in layout["updatemenus"][0]["buttons"]] == ["linear y", "log y"]
+    assert role(data, "line")[0]["y"] == pytest.approx(report.smooth([0.5, 0.95, 0.7], 0.6))
+    assert invoke(world, "plot", world.b, "-m", "acc", "--smoothing", "1")[0] == 2
+
+
+def test_parameters_side_by_side(world: World) -> None:
+    table = report.params_table_html(world.engine, [world.a, world.b])
+    body = table.split("<tbody>", 1)[1]
+    rows = re.findall(r"<tr( class=\"differs\")?><th>(.*?)</th>(.*?)</tr>", body)
+    by_key = {
+        re.sub(r"<.*", "", key).strip(): (bool(mark), re.findall(r"<td[^>]*>(.*?)</td>", cells))
+        for mark, key, cells in rows
+    }
+    assert by_key["lr"] == (True, ["0.1", "0.01"])
+    assert by_key["layers"] == (False, ["3", "3"])
+    assert by_key["note"] == (False, [html.escape(XSS)] * 2)
+    assert list(by_key)[0] == "lr"  # what differs comes first
+    assert XSS not in table
+
+
+def test_parallel_coordinates_of_a_sweep(world: World) -> None:
+    fig = report.parallel_coordinates_figure(world.engine, world.parent, "val/acc")  # a parent id: its children
+    (pc,) = fig.data
+    assert pc.type == "parcoords" and pc.meta["run_ids"] == world.children
+    dims = {d.label: d for d in pc.dimensions}
+    assert list(dims) == ["batch", "lr", "opt", "val/acc (last)"]  # seed is 0 in every run: left out
+    assert list(dims["lr"].values) == [0.1, 0.03, 0.01, 0.003] and list(dims["batch"].values) == [32, 64, 32, 64]
+    assert list(dims["opt"].ticktext) == ["adam", "sgd"] and list(dims["opt"].values) == [0, 1, 0, 1]
+    last = [0.5 + 4 * 0.05 + i * 0.01 for i in range(4)]
+    assert list(dims["val/acc (last)"].values) == pytest.approx(last)
+    assert list(pc.line.color) == pytest.approx(last)
+    best = report.parallel_coordinates_figure(world.engine, world.children, "val/acc", agg="min").data[0]
+    assert list(best.dimensions[-1].values) == pytest.approx([0.5 + i * 0.01 for i in range(4)])
+
+
+def test_sweep_report_page(world: World, tmp_path: Path) -> None:
+    code, out, err = invoke(world, "report", "--sweep", world.parent[:10], "-o", str(tmp_path / "sweep.html"))
+    assert code == 0, err
+    page = Path(out.strip())
+    figs = page_figures(page)
+    assert list(figs) == ["curves-1", "parallel"]
+    (pc,) = figs["parallel"][0]
+    assert pc["type"] == "parcoords" and all(len(d["values"]) == 4 for d in pc["dimensions"])
+    assert len(role(figs["curves-1"][0], "line")) == 4
+    text = page.read_text("utf-8")
+    assert f"sweep {world.parent[:8]} (sweep): 4 runs" in text
+    assert all(c in text for c in world.children)
+    assert_offline(page)
+
+
+def test_report_escapes_everything_and_is_offline(world: World, tmp_path: Path) -> None:
+    page = report.write_report(tmp_path / "r" / "report.html", world.engine, [world.a, world.b], buckets=200)
+    text = page.read_text("utf-8")
+    assert XSS not in text and "<script>alert" not in text
+    assert html.escape(XSS) in text  # shown as text in the parameters and runs tables
+    assert "alert(1)" in text
+    figs = page_figures(page)
+    assert list(figs) == ["curves-1", "curves-2", "curves-3", "parallel"]  # acc, grad_norm, loss
+    names = [t["name"] for t in figs["curves-1"][0] if t.get("showlegend") is not False]
+    assert names[1] == f"{world.b[:8]} acc (curves {html.escape(XSS, quote=False)})"
+    assert "not logged by " + world.b[:8] in text  # grad_norm
+    assert_offline(page)
+    assert re.search(r"<td>\d+(\.\d)?s</td>", text)  # durations
+
+    # parcoords tick labels are plain text to plotly: given as logged, and still no raw markup in the page
+    fig = report.parallel_coordinates_figure(world.engine, [world.a, world.b], "loss", varying_only=False)
+    block = report._figure_html(fig, "pc", "parallel")
+    assert XSS not in block
+    note = next(d for d in page_figures_text(block)["pc"][0][0]["dimensions"] if d["label"] == "note")
+    assert note["ticktext"] == [XSS] and note["values"] == [0, 0]
+
+    shared = report.write_report(tmp_path / "share" / "one.html", world.engine, [world.b], embed=True)
+    assert sorted(p.name for p in shared.parent.iterdir()) == ["one.html"]
+    body = shared.read_text("utf-8")
+    assert "<script src=" not in body and "plotly.js v" in body and len(body) > 1_000_000
+
+
+def test_compare_in_the_terminal(world: World) -> None:
+    c = report.compare_runs(world.engine, [world.a, world.b])
+    assert c["params_differ"] == {"lr": ["0.1", "0.01"]}
+    assert c["params_equal"] == {"layers": "3", "note": XSS}
+    loss = c["metrics"]["loss"]
+    assert loss["best_rule"] == "min" and loss["runs"][0]["points"] == N
+    assert loss["runs"][0]["final"] == pytest.approx(smooth_loss(N - 1)) and loss["runs"][1]["best"] == 1.001
+    assert c["metrics"]["acc"]["best_rule"] == "max" and c["metrics"]["grad_norm"]["runs"][1] is None
+    grad = c["metrics"]["grad_norm"]["runs"][0]
+    assert grad["final"] == 10.0 and grad["best"] == 10.0 and grad["points"] == 10  # the NaN is not best
+
+    code, out, err = invoke(world, "compare", world.a[:8], world.b[:8])
+    assert code == 0, err
+    assert re.search(r"lr\s+│\s+0\.1\s+│\s+0\.01\s+│", out)
+    assert "2 parameter(s) equal in every run: layers=3, note=" + XSS in out
+    assert re.search(r"loss\s+│ final\s+│\s+0\.018316 @199999 │\s+1\.001 @999 │", out)
+    assert re.search(r"│ best \(min\)\s+│\s+0\.018316 \* │\s+1\.001 │", out)
+    assert re.search(r"acc\s+│ final\s+│\s+0\.9 @9 │\s+0\.7 @2 │", out)
+    assert re.search(r"│ best \(max\)\s+│\s+0\.9 │\s+0\.95 \* │", out)
+    assert re.search(r"│ points\s+│\s+200000 │\s+1000 │", out)
+    code, out, _ = invoke(world, "compare", world.a, world.b, "--best", "min")
+    assert re.search(r"acc\s+│ final.*\n.*│ best \(min\)\s+│\s+0 \* │\s+0\.5 │", out)
+
+
+def _sql_rows(world: World, sql: str) -> list[tuple[Any, ...]]:
+    return world.reader.sql(sql)[1]
+
+
+def test_export_csv_equals_the_database(world: World, tmp_path: Path) -> None:
+    code, out, err = invoke(world, "export", "--format", "csv", "-o", str(tmp_path / "csv"))
+    assert code == 0, err
+    assert out.split() == [str(tmp_path / "csv" / f"{n}.csv") for n in ("runs", "params", "metrics")]
+    read = {
+        n: list(csv.DictReader((tmp_path / "csv" / f"{n}.csv").open(newline=""))) for n in ("runs", "params", "metrics")
+    }
+    for name, table in (("runs", "run"), ("params", "parameter"), ("metrics", "metric")):
+        assert len(read[name]) == _sql_rows(world, f"SELECT count(*) FROM {table}")[0][0]
+    assert len(read["runs"]) == 7 and len(read["metrics"]) == N + 20 + 1003 + 20
+    nan = [r for r in read["metrics"] if r["key"] == "grad_norm" and r["step"] == "5"]
+    assert nan == [
+        {
+            "run_id": world.a,
+            "key": "grad_norm",
+            "step": "5",
+            "value": "",
+            "timestamp": nan[0]["timestamp"],
+            "attempt": "0",
+        }
+    ]
+    spike = next(r for r in read["metrics"] if r["run_id"] == world.a and r["step"] == str(SPIKE_STEP))
+    assert float(spike["value"]) == SPIKE
+    child = next(r for r in read["runs"] if r["id"] == world.children[0])
+    assert child["parent_id"] == world.parent and child["status"] == "finished" and json.loads(child["tags"]) == {}
+    assert {"run_id": world.a, "key": "note", "value": XSS} in read["params"]
+
+    code, out, _ = invoke(world, "export", world.b[:8], "-o", str(tmp_path / "b"))
+    rows = list(csv.DictReader((tmp_path / "b" / "metrics.csv").open(newline="")))
+    assert len(rows) == 1003 and {r["run_id"] for r in rows} == {world.b}
+
+
+def test_export_parquet_reads_back_equal(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    monkeypatch.setattr(report, "FETCH_ROWS", 7_000)
+    monkeypatch.setattr(report, "ROW_GROUP_ROWS", 50_000)
+    paths = report.export_runs(world.engine, None, tmp_path / "pq", "parquet")
+    assert [p.name for p in paths] == ["runs.parquet", "params.parquet", "metrics.parquet"]
+    metrics = pq.ParquetFile(paths[2])
+    assert metrics.metadata.num_row_groups > 1
+    assert all(metrics.metadata.row_group(i).num_rows <= 50_000 for i in range(metrics.metadata.num_row_groups))
+    got = sorted(tuple(r.values()) for r in metrics.read().to_pylist())
+    want = sorted(_sql_rows(world, "SELECT run_id, key, step, value, timestamp, attempt FROM metric"))
+    assert got == want  # NaN (NULL) read back as None
+    assert (world.a, "grad_norm", 5, None) == got[[g[:3] for g in got].index((world.a, "grad_norm", 5))][:4]
+    params = sorted(tuple(r.values()) for r in pq.read_table(paths[1]).to_pylist())
+    assert params == sorted(_sql_rows(world, "SELECT run_id, key, value FROM parameter"))
+    runs = pq.read_table(paths[0]).to_pylist()
+    assert [r["id"] for r in runs] == [
+        r[0] for r in _sql_rows(world, "SELECT id FROM run ORDER BY timestamp_start, id")
+    ]
+    assert runs[0]["start"] == _sql_rows(world, f"SELECT timestamp_start FROM run WHERE id = '{runs[0]['id']}'")[0][0]
+
+
+def test_parquet_without_pyarrow_says_what_to_install(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    with pytest.raises(InvalidInputError, match=r"pip install 'alexandria\[data\]'"):
+        report.export_runs(world.engine, None, tmp_path, "parquet")
+
+
+def test_clear_errors(world: World, tmp_path: Path) -> None:
+    a, b = world.a, world.b
+    assert invoke(world, "plot", "0" * 8, "-m", "loss") == (
+        1,
+        "",
+        "Error: no run with id '00000000'; `alex runs` lists the runs\n",
+    )
+    code, _, err = invoke(world, "plot", a, b, "-m", "loss", "-m", "grad_norm")
+    assert (code, err) == (1, f"Error: metric 'grad_norm' is missing from run {b[:8]} (it has: acc, loss)\n")
+    code, _, err = invoke(world, "report", *world.children[:2], "-m", "loss", "-o", str(tmp_path / "x.html"))
+    c0, c1 = world.children[0][:8], world.children[1][:8]
+    assert (code, err) == (
+        1,
+        f"Error: metric 'loss' is missing from 2 runs: {c0} (it has: val/acc); {c1} (it has: val/acc)\n",
+    )
+    assert invoke(world, "report") == (
+        1,
+        "",
+        "Error: no runs selected: give run ids, or --sweep PARENT_ID for a sweep's child runs\n",
+    )
+    assert invoke(world, "report", "--sweep", b)[2] == (
+        f"Error: run {b} has no child runs: --sweep takes the parent run of a sweep\n"
+    )
+    assert invoke(world, "compare", a)[::2] == (1, "Error: compare needs at least two runs\n")
+    assert not list(tmp_path.iterdir())  # nothing written on an error
+    with pytest.raises(RunNotFoundError):
+        report.compare_runs(world.engine, ["abc", "zzz"])
+    with pytest.raises(QueryError):
+        report.parallel_coordinates_figure(world.engine, [a, b], "grad_norm")
+    # as a user meets it: a real process, one line on stderr, exit code 1
+    proc = alex("--store", str(world.root), "plot", a[:8], "-m", "nope")
+    assert (
+        proc.returncode == 1
+        and proc.stderr == f"Error: metric 'nope' is missing from run {a[:8]} (it has: acc, grad_norm, loss)\n"
+    )
+
+
+def test_plot_writes_to_the_current_directory_by_default(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke(world, "plot", world.b[:8], "-m", "loss", "--embed")
+    assert code == 0, err
+    assert out == f"plot-{world.b[:8]}.html\n" and (tmp_path / f"plot-{world.b[:8]}.html").is_file()
+    assert not (tmp_path / "plotly.min.js").exists()  # embedded

@@ -1,0 +1,477 @@
+"""`alex ui`: the dashboard as a real child process over a store real writer processes log to, driven by
+a real headless Chromium (Debian's, through Playwright), plus the security properties over plain HTTP.
+
+Under CI=true the browser test must run: a missing Chromium or Playwright fails it with a message saying
+how to install them. Elsewhere they skip it with the reason.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import select
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from tests.conftest import child_env, python, run_python, wait_until
+
+IN_CI = os.environ.get("CI") == "true"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+XSS_TAG = "<script>alert(1)</script>"
+XSS_ERROR = "<img src=x onerror=alert(2)>"
+
+# Two experiments: a sweep (a parent and two children) and a failed run whose experiment name, tag,
+# parameter and error are markup, with a file artifact and a directory artifact.
+SEED = """
+import json, math, pathlib, sys, alexandria
+store, scratch = sys.argv[1], pathlib.Path(sys.argv[2])
+ids = {}
+with alexandria.start_run(experiment="mnist", store=store, capture=False, tags={"team": "vision"}) as parent:
+    ids["parent"] = parent.id
+    for i, lr in enumerate((0.1, 0.01)):
+        with alexandria.start_run(experiment="mnist", store=store, parent=parent, capture=False) as r:
+            ids[f"child{i}"] = r.id
+            r.log_params({"lr": lr, "batch": 64})
+            for step in range(200):
+                r.log_metrics({"train/loss": math.exp(-lr * step), "val/acc": 1 - math.exp(-lr * step)}, step=step)
+try:
+    with alexandria.start_run(experiment="cifar <b>bold</b>", store=store, capture=False,
+                              tags={"xss": "<script>alert(1)</script>"}) as r:
+        ids["xss"] = r.id
+        r.log_param("<i>key</i>", "<u>value</u>")
+        r.log_metric("loss", 1.0, step=0)
+        (scratch / "model.txt").write_text("weights")
+        r.log_artifact(scratch / "model.txt", type="model")
+        (scratch / "ckpt").mkdir()
+        (scratch / "ckpt" / "a.bin").write_bytes(b"x")
+        r.log_artifact(scratch / "ckpt", type="checkpoint")
+        raise ValueError("<img src=x onerror=alert(2)>")
+except ValueError:
+    pass
+print(json.dumps(ids))
+"""
+
+# A run that keeps logging until the file named by argv[2] exists (at most 60 s).
+LIVE = """
+import math, os, sys, time, alexandria
+run = alexandria.start_run(experiment="live", store=sys.argv[1], capture=False, tags={"kind": "live"})
+run.log_param("lr", 0.003)
+print(run.id, flush=True)
+deadline = time.time() + 60
+step = 0
+while not os.path.exists(sys.argv[2]) and time.time() < deadline:
+    run.log_metric("loss", math.exp(-step / 300), step=step)
+    step += 1
+    time.sleep(0.01)
+run.end()
+"""
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    store: Path
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 0
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One raw HTTP request: the path is sent exactly as given (no normalisation of dots or escapes)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        status, _, body = self.request("GET", path)
+        return status, body
+
+    def json(self, path: str) -> Any:
+        status, body = self.get(path)
+        assert status == 200, (path, status, body[:300])
+        return json.loads(body)
+
+
+def start_ui(store: Path, *args: str) -> Server:
+    """`alex ui` as a child process on a free port; returns once it printed its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alexandria.cli", "--store", str(store), "ui", "--port", "0", *args],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    line = _read_line(proc, timeout=60)
+    if "http://" not in line:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"alex ui did not start: {line!r}\n{err.decode()}")
+    return Server(proc, line[line.index("http://") :].split()[0], store)
+
+
+def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The child's next line of output, or "" if it printed none within `timeout` seconds."""
+    assert proc.stdout is not None
+    if not select.select([proc.stdout], [], [], timeout)[0]:
+        return ""
+    return proc.stdout.readline().decode()
+
+
+def stop_ui(server: Server) -> tuple[int, str]:
+    server.proc.send_signal(signal.SIGTERM)
+    out, err = server.proc.communicate(timeout=20)
+    return server.proc.returncode, out.decode() + err.decode()
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    """A store with a sweep and a run full of markup (logged by a real writer process), and `alex ui` over it."""
+    root = tmp_path_factory.mktemp("ui")
+    store = root / "store"
+    scratch = root / "scratch"
+    scratch.mkdir()
+    ids = json.loads(run_python(SEED, str(store), str(scratch)).strip().splitlines()[-1])
+    server = start_ui(store, "--interval", "0.3")
+    try:
+        wait_until(lambda: server.json("/api/runs")["count"] == 4, timeout=30, what="the seeded runs in /api/runs")
+        yield server, ids
+    finally:
+        if server.proc.poll() is None:
+            stop_ui(server)
+
+
+# -- security -------------------------------------------------------------------------------------------
+
+
+def _add_artifact_row(store: Path, run_id: str, name: str, path: str) -> None:
+    """An artifact row as a tampered or foreign log could leave it (written straight into the projection)."""
+    db = sqlite3.connect(store / "alexandria.db", timeout=60)
+    try:
+        with db:
+            db.execute(
+                "INSERT INTO artifact (run_id, name, type, path, size, sha256, timestamp) "
+                "VALUES (?, ?, ?, ?, 1, '', 0)",
+                (run_id, name, "model", path),
+            )
+    finally:
+        db.close()
+
+
+def test_artifacts_only_files_inside_the_store(seeded: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
+    server, ids = seeded
+    rid = ids["xss"]
+    status, headers, body = server.request("GET", f"/artifact/{rid}/model.txt")
+    assert (status, body) == (200, b"weights")
+    assert headers["content-security-policy"] == "sandbox allow-scripts"  # its own opaque origin
+    status, headers, _ = server.request("GET", f"/artifact/{rid}/model.txt?download=1")
+    assert status == 200 and headers["content-disposition"].startswith("attachment")
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the store")
+    link_dir = server.store / "artifacts" / rid
+    (link_dir / "escape").symlink_to(secret)
+    (link_dir / "escape_dir").symlink_to(tmp_path, target_is_directory=True)
+    relative_secret = os.path.relpath(secret, server.store)
+    for name, path in {
+        "absolute": str(secret),
+        "etc_passwd": "/etc/passwd",
+        "dotdot": relative_secret,  # ../../...: resolves outside the store
+        "dotdot_inside": f"artifacts/{rid}/../{rid}/model.txt",  # stays inside, but `..` is refused outright
+        "symlink": f"artifacts/{rid}/escape",
+        "symlink_dir": f"artifacts/{rid}/escape_dir/secret.txt",
+        "the_root": ".",
+    }.items():
+        _add_artifact_row(server.store, rid, name, path)
+        status, body = server.get(f"/artifact/{rid}/{name}")
+        assert status == 404 and b"outside" not in body, (name, path, status)
+
+    for path in (
+        f"/artifact/{rid}/..%2F..%2Fetc%2Fpasswd",
+        f"/artifact/{rid}/../../etc/passwd",
+        f"/artifact/{rid}/%2Fetc%2Fpasswd",
+        f"/artifact/{rid}/ckpt",  # a directory artifact is not served
+        f"/artifact/{rid}/ckpt/a.bin",
+        f"/artifact/{'0' * 32}/model.txt",
+        "/artifact/..%2F..%2F..%2Fetc/passwd",
+        "/static/..%2F..%2Fui.py",
+        "/static/../ui.py",
+    ):
+        status, body = server.get(path)
+        assert status == 404, (path, status, body[:200])
+        assert b"root:" not in body
+
+
+def test_logged_text_is_escaped(seeded: tuple[Server, dict[str, str]]) -> None:
+    server, ids = seeded
+    status, body = server.get(f"/run/{ids['xss']}")
+    page = body.decode()
+    assert status == 200
+    for raw in (XSS_TAG, XSS_ERROR, "<b>bold</b>", "<i>key</i>", "<u>value</u>"):
+        assert raw not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "cifar &lt;b&gt;bold&lt;/b&gt;" in page
+    runs_page = server.get("/")[1].decode()
+    assert XSS_TAG not in runs_page and "xss=&lt;script&gt;alert(1)&lt;/script&gt;" in runs_page
+    compare = server.get(f"/compare?run={ids['xss']}&run={ids['child0']}")[1].decode()
+    assert XSS_TAG not in compare and "<i>key</i>" not in compare
+    _, headers, _ = server.request("GET", "/")
+    assert "script-src 'self'" in headers["content-security-policy"]  # and no inline script would run anyway
+
+
+def test_no_endpoint_accepts_writes(seeded: tuple[Server, dict[str, str]]) -> None:
+    server, ids = seeded
+    rid = ids["child0"]
+    paths = [
+        "/",
+        f"/run/{rid}",
+        f"/compare?run={rid}",
+        "/api/runs",
+        f"/api/run/{rid}/status",
+        f"/api/run/{rid}/metric/train%2Floss",
+        f"/artifact/{ids['xss']}/model.txt",
+        "/static/plotly.min.js",
+        "/static/ui.js",
+    ]
+    for path in paths:
+        assert server.request("GET", path)[0] == 200, path
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            assert server.request(method, path)[0] == 405, (method, path)
+
+
+def test_other_hosts_are_refused(seeded: tuple[Server, dict[str, str]]) -> None:
+    """A page on another site that rebinds its name to 127.0.0.1 still sends its own name as Host."""
+    server, _ = seeded
+    assert server.request("GET", "/api/runs", {"Host": "evil.example"})[0] == 400
+    assert server.request("GET", "/api/runs", {"Host": f"evil.example:{server.port}"})[0] == 400
+    for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "localhost", f"[::1]:{server.port}"):
+        assert server.request("GET", "/api/runs", {"Host": host})[0] == 200, host
+
+
+def test_requests_read_through_a_read_only_connection(seeded: tuple[Server, dict[str, str]]) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from alexandria.ui import Dashboard
+
+    server, _ = seeded
+    dashboard = Dashboard(server.store, fold=False)
+    try:
+        with pytest.raises(OperationalError), dashboard.engine.connect() as conn:
+            conn.exec_driver_sql("DELETE FROM run")
+    finally:
+        dashboard.engine.dispose()
+
+
+def test_json_endpoints(seeded: tuple[Server, dict[str, str]]) -> None:
+    server, ids = seeded
+    rid = ids["child0"]
+    d = server.json(f"/api/run/{rid}/metric/{quote('train/loss', safe='')}?buckets=10")
+    assert d["total"] == 200 and len(d["x"]) <= 10 and sum(d["count"]) == 200 and d["x_kind"] == "step"
+    assert d["x"][-1] == 199 and d["last"][-1] == pytest.approx(math.exp(-0.1 * 199))
+    d = server.json(f"/api/run/{rid}/metric/train%2Floss?after=150")
+    assert d["x"] == list(range(151, 200)) and d["exact"]
+    assert server.get(f"/api/run/{rid}/metric/nope")[0] == 404
+    assert server.get(f"/api/run/{rid}/metric/loss?buckets=0")[0] == 400
+    status = server.json(f"/api/run/{rid}/status")
+    assert status["status"] == "finished" and status["metrics"]["val/acc"]["count"] == 200
+    assert status["metrics"]["train/loss"]["last_step"] == 199
+    assert server.get(f"/api/run/{'f' * 32}/status")[0] == 404
+    runs = server.json("/api/runs?experiment=mnist&param=lr=0.1")["runs"]
+    assert [r["id"] for r in runs] == [rid]
+    assert {r["id"] for r in server.json("/api/runs?tag=team=vision&q=MNIST")["runs"]} == {ids["parent"]}
+    tree = server.json("/api/runs?experiment=mnist&sort=id&desc=0")["runs"]
+    assert [r["depth"] for r in tree] == [0, 1, 1]  # the children stay under their parent, whatever the sort
+    plotly = server.request("GET", "/static/plotly.min.js")
+    assert plotly[0] == 200 and b"plotly" in plotly[2][:2000].lower() and len(plotly[2]) > 1_000_000
+
+
+def test_binds_loopback_by_default_and_stops_cleanly(tmp_path: Path) -> None:
+    from alexandria.cli import ui
+
+    assert {p.name: p.default for p in ui.params}["host"] == "127.0.0.1"
+    run_python("import alexandria, sys; alexandria.start_run(experiment='e', store=sys.argv[1]).end()", str(tmp_path))
+    server = start_ui(tmp_path)
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        listening = _listening_addresses(server.port)
+        assert listening == {"127.0.0.1"}, listening
+        assert server.get("/")[0] == 200
+    finally:
+        code, output = stop_ui(server)
+    assert code == 0, output
+    assert "dashboard stopped" in output and "Traceback" not in output
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets listening on `port`, from the kernel's own tables."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        if not os.path.exists(table):
+            continue
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                address, hexport = fields[1].split(":")
+                if int(hexport, 16) == port and fields[3] == "0A":  # LISTEN
+                    if width == 8:
+                        found.add(".".join(str(b) for b in bytes.fromhex(address)[::-1]))
+                    else:
+                        found.add("ipv6:" + address)
+    return found
+
+
+# -- the browser --------------------------------------------------------------------------------------------
+
+
+def _browser_or_skip() -> tuple[Any, str]:
+    """Playwright's sync API and Debian's Chromium; under CI a missing one is a failure, elsewhere a skip."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        message = "Playwright is not installed: pip install -e '.[test]'"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    chromium = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    if chromium is None:
+        message = "no chromium: apt-get install -y chromium (Debian's package; Playwright never downloads one here)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return sync_playwright, chromium
+
+
+def _save_artifact(source: Path) -> Path:
+    target_dir = os.environ.get("ALEXANDRIA_TEST_ARTIFACTS")
+    if target_dir:
+        Path(target_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, Path(target_dir) / source.name)
+    return source
+
+
+def test_dashboard_in_a_real_browser(seeded: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
+    sync_playwright, chromium = _browser_or_skip()
+    server, ids = seeded
+    stop_file = tmp_path / "stop"
+    writer = python(LIVE, str(server.store), str(stop_file))
+    try:
+        live_id = _read_line(writer, timeout=60).strip()
+        assert len(live_id) == 32, writer.stderr.read().decode() if writer.stderr else ""
+        wait_until(
+            lambda: any(r["id"] == live_id for r in server.json("/api/runs")["runs"]),
+            timeout=30,
+            what="the live run in /api/runs",
+        )
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                str(tmp_path / "profile"),  # a fresh profile
+                executable_path=chromium,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 900},
+            )
+            try:
+                _drive(context, server, ids, live_id, stop_file, tmp_path)
+            finally:
+                context.close()
+    finally:
+        stop_file.touch()
+        try:
+            writer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            writer.wait()
+
+
+def _drive(context: Any, server: Server, ids: dict[str, str], live_id: str, stop_file: Path, tmp_path: Path) -> None:
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.set_default_timeout(20_000)
+
+    # The runs page: every run, then only one experiment's.
+    page.goto(server.url)
+    rows = page.locator("#runs-table tbody tr[data-run-id]")
+    assert rows.count() == 5
+    assert page.locator(f'tr[data-run-id="{ids["xss"]}"] .tags').inner_text() == f"xss={XSS_TAG}"  # shown as text
+    page.select_option("#f-experiment", "mnist")
+    page.click("#f-apply")
+    page.wait_for_url("**experiment=mnist**")
+    assert rows.count() == 3
+    assert set(page.locator("#runs-table td.experiment").all_inner_texts()) == {"mnist"}
+
+    # Compare the two children: the differing parameter is highlighted, one chart per metric, a trace per run.
+    for key in ("child0", "child1"):
+        page.check(f'tr[data-run-id="{ids[key]}"] input[type=checkbox]')
+    page.click("#compare-button")
+    page.wait_for_url("**/compare?**")
+    assert page.locator('#compare-params tr.differs[data-key="lr"]').count() == 1
+    assert page.locator('#compare-params tr.same[data-key="batch"]').count() == 1
+    loss = "document.querySelector('.chart[data-key=\"train/loss\"]')"
+    page.wait_for_function(f"() => {{ const d = {loss}; return d && d.data && d.data.length === 2; }}")
+    # Zooming in re-reads only the range shown.
+    page.evaluate(f"() => Plotly.relayout({loss}, {{'xaxis.range': [50, 80]}})")
+    page.wait_for_function(
+        f"() => {loss}.data.every(t => t.x.length === 31 && t.x[0] === 50 && t.x[t.x.length - 1] === 80)"
+    )
+
+    # The live run: its chart draws, then grows while the writer logs, without a reload.
+    page.goto(server.url)
+    page.click(f'a[href="/run/{live_id}"]')
+    page.wait_for_url(f"**/run/{live_id}")
+    chart = "document.querySelector('#charts .chart[data-key=\"loss\"]')"
+    page.wait_for_function(f"() => {{ const d = {chart}; return d && d.data && d.data.length === 3; }}")
+    page.evaluate("() => { window.notReloaded = true; }")
+    first = page.evaluate(f"() => {{ const x = {chart}.data[2].x; return x[x.length - 1]; }}")
+    first_points = int(page.locator('.points[data-key="loss"]').inner_text().split()[0])
+    page.wait_for_function(
+        f"last => {{ const x = {chart}.data[2].x; return x[x.length - 1] > last; }}", arg=first, timeout=20_000
+    )
+    page.wait_for_function(
+        "n => parseInt(document.querySelector('.points[data-key=\"loss\"]').textContent) > n", arg=first_points
+    )
+    assert page.evaluate("() => window.notReloaded === true")
+    assert page.locator("#run-status").inner_text() == "running"
+    shot = tmp_path / "ui-run.png"
+    page.screenshot(path=str(shot), full_page=True)
+    _save_artifact(shot)
+    assert shot.stat().st_size > 10_000
+
+    # The run ends: the page says so, still without a reload.
+    stop_file.touch()
+    page.wait_for_function("() => document.querySelector('#run-status').textContent === 'finished'")
+    assert page.evaluate("() => window.notReloaded === true")
+
+    # The run with markup: nothing it logged ran as script.
+    page.goto(f"{server.url}run/{ids['xss']}")
+    assert XSS_TAG in page.locator("#tags").inner_text()
+    assert XSS_ERROR in page.locator("#run-error").inner_text()
+    assert not problems, problems
