@@ -357,7 +357,7 @@ def downsample(
     with engine.connect() as conn:
         db: Any = conn.connection.driver_connection
         if not pg and col == "step":
-            rows = _buckets_by_index_range(db, where, args, buckets)
+            rows = _buckets_by_index_range(db, run_id, key, where, args, buckets)
         else:
             rows = _buckets_by_group(db, col, where, args, buckets, pg)
         if not rows:
@@ -392,7 +392,9 @@ def downsample(
     )
 
 
-def _buckets_by_index_range(db: Any, where: str, args: list[Any], buckets: int) -> list[tuple[Any, ...]]:
+def _buckets_by_index_range(
+    db: Any, run_id: str, key: str, where: str, args: list[Any], buckets: int
+) -> list[tuple[Any, ...]]:
     """SQLite, x = step: (bucket, min, max, count, last step) per non-empty bucket, each bucket read as one
     range of the (run_id, key, step) index. Twice as fast as one GROUP BY, which sorts the whole range."""
     lo = db.execute(f"SELECT min(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
@@ -402,12 +404,16 @@ def _buckets_by_index_range(db: Any, where: str, args: list[Any], buckets: int) 
     width = (hi - lo) / buckets or 1.0
     # bucket i holds the steps s with floor((s - lo) / width) == i: from lo + ceil(i * width) on
     edges = [lo + math.ceil(i * width) for i in range(buckets)] + [hi + 1]
-    sql = f"SELECT min(value), max(value), count(*), max(step) FROM metric WHERE {where} AND step >= ? AND step < ?"
+    # only the bucket's own bounds: with the range's bounds too, SQLite may scan the whole range per bucket
+    sql = (
+        "SELECT min(value), max(value), count(*), max(step) FROM metric "
+        "WHERE run_id = ? AND key = ? AND step >= ? AND step < ?"
+    )
     rows = []
     for i in range(buckets):
         if edges[i] >= edges[i + 1]:
             continue
-        found = db.execute(sql, [*args, edges[i], edges[i + 1]]).fetchone()  # noqa: S608
+        found = db.execute(sql, [run_id, key, edges[i], edges[i + 1]]).fetchone()
         if found[2]:
             rows.append((i, *found))
     return rows
