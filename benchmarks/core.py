@@ -208,6 +208,33 @@ PEAK_MB = (
 )
 
 
+def bench_projection_postgres(quick: bool, tmp: Path) -> list[Result]:
+    """The same fold into PostgreSQL (a throwaway server from the system's binaries, fsync off as in the
+    tests: a fair comparison with SQLite's synchronous=NORMAL), beside SQLite's fold of the same logs."""
+    from tests.pgserver import PostgresUnavailable, throwaway_postgres
+
+    n = 100_000 if quick else 1_000_000
+    store, _ = _logged_store(tmp / "pg", n)
+
+    def fold(target: Store) -> float:
+        engine = open_database(target, catch_up=False)
+        dt = _timed(lambda: Projector(target, engine).catch_up())
+        engine.dispose()
+        return (n + 2) / dt
+
+    sqlite_rate = fold(store)
+    try:
+        with throwaway_postgres() as server:
+            import psycopg
+
+            with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
+                admin.execute("CREATE DATABASE bench")
+            pg_rate = fold(Store(store.root, store.db_name, server.url("bench")))
+    except PostgresUnavailable as exc:
+        return [Result("projection into PostgreSQL", 0.0, "events/s", sqlite_rate, "SQLite", f"skipped: {exc}")]
+    return [Result("projection into PostgreSQL", pg_rate, "events/s", sqlite_rate, "SQLite, same logs", "reported")]
+
+
 def bench_rebuild(quick: bool, tmp: Path) -> list[Result]:
     """`alex rebuild` of N metric events in a child process: rate and peak memory."""
     n = 200_000 if quick else 10_000_000
@@ -489,6 +516,7 @@ ALL = {
     "log_metric": bench_log_metric,
     "latency": bench_latency,
     "projection": bench_projection,
+    "projection_postgres": bench_projection_postgres,
     "rebuild": bench_rebuild,
     "read": bench_read_history,
     "processes": bench_processes,
