@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import click
@@ -25,6 +24,7 @@ from .cli_base import ErrorsAsMessages, console
 from .db import safe_target
 from .errors import StoreError
 from .qex.cli import qex
+from .query import duration_text, when_text
 from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
 
 
@@ -43,20 +43,6 @@ def _fresh_reader(ctx: click.Context) -> Any:
     store = _store(ctx)
     open_database(store).dispose()
     return reader_engine(store.database)
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
-def _duration(start: float | None, end: float | None) -> str:
-    if not start:
-        return "-"
-    seconds = (end or time.time()) - start
-    text = (
-        f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
-    )
-    return text if end else text + "+"
 
 
 def _json_safe(value: Any) -> Any:
@@ -123,8 +109,8 @@ def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: 
             "  " * (depth - 1) + "└ " + r["id"] if depth else r["id"],
             r["experiment_name"] or "?",
             status_text,
-            _when(r["timestamp_start"]),
-            _duration(r["timestamp_start"], r["timestamp_end"]),
+            when_text(r["timestamp_start"]),
+            duration_text(r["timestamp_start"], r["timestamp_end"]),
             str(r["num_params"]),
             str(r["num_metric_keys"]),
             tags,
@@ -148,8 +134,8 @@ def show(ctx: click.Context, run_id: str) -> None:
     r = d["run"]
     console.print(f"run {r['id']}  experiment {r['experiment_name']}  status {r['status']}", style="bold")
     console.print(
-        f"started {_when(r['timestamp_start'])}  ended {_when(r['timestamp_end'])}  "
-        f"duration {_duration(r['timestamp_start'], r['timestamp_end'])}"
+        f"started {when_text(r['timestamp_start'])}  ended {when_text(r['timestamp_end'])}  "
+        f"duration {duration_text(r['timestamp_start'], r['timestamp_end'])}"
     )
     if r["error"]:
         console.print(f"error: {r['error']}")
@@ -159,7 +145,8 @@ def show(ctx: click.Context, run_id: str) -> None:
         console.print(f"child runs: {len(d['children'])} ({', '.join(c[:8] for c in d['children'][:10])})")
     if r["attempt"]:  # resumed: show every start, resume and end
         steps = (
-            f"{e['event'] if e['status'] == 'running' else e['status']} {_when(e['timestamp'])}" for e in d["lifecycle"]
+            f"{e['event'] if e['status'] == 'running' else e['status']} {when_text(e['timestamp'])}"
+            for e in d["lifecycle"]
         )
         console.print("life: " + " -> ".join(steps))
     if d["code"]:
@@ -285,7 +272,7 @@ def watch(ctx: click.Context, poll: bool, interval: float) -> None:
     console.print(f"watching {store.runs_dir} -> {safe_target(store.database)} (Ctrl-C stops)")
 
     def report(stats: Any) -> None:
-        console.print(f"{_when(time.time())} folded {stats.events} event(s) from {stats.segments} segment(s)")
+        console.print(f"{when_text(time.time())} folded {stats.events} event(s) from {stats.segments} segment(s)")
         for p in stats.problems:
             console.print(f"skipped {p}", style="yellow")
 

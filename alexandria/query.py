@@ -6,8 +6,10 @@ import itertools
 import math
 import operator
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -103,6 +105,22 @@ def metric_keys(engine: Engine, run_id: str) -> list[str]:
             select(metric.c.key).where(metric.c.run_id == run_id).group_by(metric.c.key).order_by(metric.c.key)
         )
         return [r[0] for r in rows]
+
+
+def when_text(ts: float | None) -> str:
+    """A unix time as local "YYYY-MM-DD HH:MM:SS" ("-" when unknown): how every view shows times."""
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def duration_text(start: float | None, end: float | None) -> str:
+    """ "12.3s", "4.5m" or "6.7h"; a run still going (no end) is timed until now and marked "+"."""
+    if not start:
+        return "-"
+    seconds = (end or time.time()) - start
+    text = (
+        f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+    )
+    return text if end else text + "+"
 
 
 def run_tree(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:

@@ -27,7 +27,6 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,7 +39,7 @@ from sqlalchemy import Engine, func, select
 
 from .errors import InvalidInputError, QueryError
 from .qex.bloch import PLOTLYJS_NAME, _ensure_plotlyjs
-from .query import downsample, resolve_run_id
+from .query import downsample, duration_text, resolve_run_id, when_text
 from .schema import metric, parameter, run
 from .store import write_atomically
 
@@ -420,20 +419,6 @@ def parallel_coordinates_figure(
 
 
 # -- tables --------------------------------------------------------------------------
-def _duration(start: float | None, end: float | None) -> str:
-    if not start:
-        return "-"
-    seconds = (end or time.time()) - start
-    text = (
-        f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
-    )
-    return text if end else text + "+"
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
 def _run_header(r: dict[str, Any]) -> str:
     e = html.escape
     return (
@@ -481,8 +466,8 @@ def _runs_table_html(runs: Sequence[dict[str, Any]]) -> str:
             status += f'<br><span class="error">{e(r["error"])}</span>'
         out.append(
             f'<tr><td class="id"><span class="swatch" style="background:{color}"></span>{e(r["id"])}</td>'
-            f"<td>{e(r['experiment_name'] or '?')}</td><td>{status}</td><td>{_when(r['timestamp_start'])}</td>"
-            f"<td>{_duration(r['timestamp_start'], r['timestamp_end'])}</td>"
+            f"<td>{e(r['experiment_name'] or '?')}</td><td>{status}</td><td>{when_text(r['timestamp_start'])}</td>"
+            f"<td>{duration_text(r['timestamp_start'], r['timestamp_end'])}</td>"
             f'<td class="id">{e((r["parent_id"] or "")[:8])}</td></tr>'
         )
     out.append("</tbody></table>")
@@ -574,7 +559,7 @@ def _page(title: str, body: Sequence[str], *, embed: bool, smoothing_js: bool) -
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n{lib}\n</head><body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
         + "\n".join(body)
-        + f'\n<p class="note">written {_when(time.time())} by alexandria</p>\n{tail}\n</body></html>\n'
+        + f'\n<p class="note">written {when_text(time.time())} by alexandria</p>\n{tail}\n</body></html>\n'
     )
 
 

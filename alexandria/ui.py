@@ -43,7 +43,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -61,7 +60,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db import reader_engine
 from .errors import AlexandriaError, RunNotFoundError, StoreError
-from .query import downsample, list_runs, resolve_run_id, run_details, run_tree
+from .query import downsample, duration_text, list_runs, resolve_run_id, run_details, run_tree, when_text
 from .schema import artifact, metric, run
 from .store import Store
 
@@ -89,10 +88,6 @@ _MIME = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+$")
 # -- formatting helpers, also used by the templates ------------------------------------------------
 
 
-def fmt_time(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
 def duration_seconds(r: Mapping[str, Any], now: float | None = None) -> float | None:
     start = r.get("timestamp_start")
     if not start:
@@ -102,13 +97,7 @@ def duration_seconds(r: Mapping[str, Any], now: float | None = None) -> float | 
 
 
 def fmt_duration(r: Mapping[str, Any]) -> str:
-    seconds = duration_seconds(r)
-    if seconds is None:
-        return "-"
-    text = (
-        f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
-    )
-    return text if r.get("timestamp_end") else text + "+"
+    return duration_text(r.get("timestamp_start"), r.get("timestamp_end"))
 
 
 def fmt_num(value: Any) -> str:
@@ -164,7 +153,7 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals.update(
-        fmt_time=fmt_time,
+        fmt_time=when_text,
         fmt_duration=fmt_duration,
         fmt_num=fmt_num,
         fmt_size=fmt_size,
@@ -285,8 +274,8 @@ def run_summary(r: Mapping[str, Any]) -> dict[str, Any]:
         "tags": r["tags"] or {},
         "timestamp_start": r["timestamp_start"],
         "timestamp_end": r["timestamp_end"],
-        "start": fmt_time(r["timestamp_start"]),
-        "end": fmt_time(r["timestamp_end"]),
+        "start": when_text(r["timestamp_start"]),
+        "end": when_text(r["timestamp_end"]),
         "duration": fmt_duration(r),
     }
 
