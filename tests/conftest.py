@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import secrets
 import subprocess
 import sys
@@ -11,11 +12,12 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Integer, select
 
+from alexandria.schema import USER_TABLES, metadata
 from alexandria.store import Store
 from tests.pgserver import PostgresServer, PostgresUnavailable, throwaway_postgres
 
@@ -127,16 +129,50 @@ def query(store: Store, sql: str) -> list[tuple[object, ...]]:
         engine.dispose()
 
 
-def table_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
-    """A table's rows without its surrogate integer id, sorted: what "row for row" compares."""
+def table_rows(engine: Engine, name: str) -> list[tuple[Any, ...]]:
+    """A table's rows as Python values (JSON decoded, booleans as bool) without its surrogate integer id,
+    sorted: what "row for row" compares, the same on SQLite and PostgreSQL for the same logs."""
+    table = metadata.tables[name]
+    cols = [c for c in table.columns if not (c.name == "id" and isinstance(c.type, Integer))]
     with engine.connect() as conn:
-        cols = [
-            r[1]
-            for r in conn.exec_driver_sql(f"PRAGMA table_info({table})")
-            if not (r[1] == "id" and r[2] == "INTEGER")
-        ]
-        rows = conn.exec_driver_sql(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
-    return sorted((tuple(r) for r in rows), key=repr)
+        found = conn.execute(select(*cols)).all()
+    return sorted((tuple(r) for r in found), key=repr)
+
+
+def snapshot(engine: Engine, tables: tuple[str, ...] = USER_TABLES) -> dict[str, list[tuple[Any, ...]]]:
+    return {t: table_rows(engine, t) for t in tables}
+
+
+def rebuilt_snapshot(
+    store: Store, tables: tuple[str, ...] = USER_TABLES, **kwargs: Any
+) -> dict[str, list[tuple[Any, ...]]]:
+    """`rebuild` into the same store (kwargs go to `rebuild`), then the tables it produced."""
+    from alexandria.rebuild import open_database, rebuild
+
+    rebuild(store, **kwargs)
+    engine = open_database(store, catch_up=False)
+    try:
+        return snapshot(engine, tables)
+    finally:
+        engine.dispose()
+
+
+def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    """Plain SQL that reads the same on both backends ("offset" is quoted: a reserved word in PostgreSQL;
+    no parameters, so that a % is just a %)."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execution_options(no_parameters=True).exec_driver_sql(sql)]
+
+
+def scalar(engine: Engine, sql: str) -> Any:
+    return rows(engine, sql)[0][0]
+
+
+def make_seed() -> int:
+    """A random seed for a randomized test, printed so that a failure can be replayed."""
+    seed = int(os.environ.get("ALEXANDRIA_TEST_SEED") or random.randrange(2**32))
+    print(f"random seed: {seed} (ALEXANDRIA_TEST_SEED={seed} replays it)")
+    return seed
 
 
 def wait_until(check: Callable[[], T], *, timeout: float = 90.0, what: str = "a condition", every: float = 0.05) -> T:

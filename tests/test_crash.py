@@ -24,43 +24,24 @@ from sqlalchemy import Engine
 
 from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet, encode_float
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database, rebuild
+from alexandria.rebuild import open_database
 from alexandria.schema import USER_TABLES  # every table a user queries: live must equal rebuilt
 from alexandria.segment import SegmentReader, SegmentWriter
 from alexandria.store import Store
-from tests.conftest import alex, child_env, complete_lines, python, run_python, table_rows
+from tests.conftest import (
+    alex,
+    child_env,
+    complete_lines,
+    make_seed,
+    python,
+    rebuilt_snapshot,
+    rows,
+    run_python,
+    scalar,
+    snapshot,
+)
 
 T0 = 1_700_000_000.0
-
-
-def make_seed() -> int:
-    seed = int(os.environ.get("ALEXANDRIA_TEST_SEED") or random.randrange(2**32))
-    print(f"random seed: {seed} (ALEXANDRIA_TEST_SEED={seed} replays it)")
-    return seed
-
-
-def snapshot(engine: Engine, tables: tuple[str, ...] = USER_TABLES) -> dict[str, list[tuple[object, ...]]]:
-    return {t: table_rows(engine, t) for t in tables}
-
-
-def rebuilt_snapshot(store: Store, tables: tuple[str, ...] = USER_TABLES) -> dict[str, list[tuple[object, ...]]]:
-    """`rebuild` into the same store, then the tables it produced."""
-    rebuild(store)
-    engine = open_database(store, catch_up=False)
-    try:
-        return snapshot(engine, tables)
-    finally:
-        engine.dispose()
-
-
-def scalar(engine: Engine, sql: str) -> Any:
-    with engine.connect() as conn:
-        return conn.exec_driver_sql(sql).scalar()
-
-
-def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(sql)]
 
 
 def write_segment(run_dir: Path, run_id: str, events: list[Any]) -> Path:
@@ -332,83 +313,7 @@ def test_writers_killed_at_random_moments_lose_only_unwritten_events(store: Stor
     assert rebuilt_snapshot(store) == live
 
 
-# -- 4. projector killed with SIGKILL mid-batch ---------------------------------------------------------
-BACKLOG = """
-import sys, alexandria
-store, run_id, key, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-run = alexandria.start_run(run_id=run_id, store=store)
-for step in range(n):
-    run.log_metric(key, step * 0.001, step)
-run.end()
-"""
-
-
-def test_projector_killed_mid_batch_resumes_exactly_once(store: Store) -> None:
-    """A catch-up projection with small transactions over a big backlog is SIGKILLed at random moments and
-    restarted. After every kill the committed rows match the committed positions exactly; in the end the
-    metric rows equal the metric lines on disk (none lost, none doubled) and the tables equal a rebuild."""
-    seed = make_seed()
-    rng = random.Random(seed)
-    per_writer = 100_000
-    keys = ["w0", "w1", "w2"]
-    run_id = run_python(
-        "import sys, alexandria; print(alexandria.start_run(experiment='backlog', store=sys.argv[1]).id)",
-        str(store.root),
-    ).strip()
-    writers = [python(BACKLOG, str(store.root), run_id, key, str(per_writer)) for key in keys]
-    for proc in writers:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err.decode()
-
-    key_of: dict[str, tuple[str, bytes]] = {}  # segment -> (its metric key, its bytes)
-    for segment in store.segments():
-        found = [json.loads(line) for _, line in complete_lines(segment) if line.startswith(b'{"event":"metric"')]
-        if found:  # the writers resumed the finished run: a resume comes first, then their metrics
-            key_of[store.relative(segment)] = (found[0]["key"], segment.read_bytes())
-    assert sorted(k for k, _ in key_of.values()) == keys
-
-    def check_committed_prefix() -> int:
-        """Every segment's committed position covers exactly the rows of its key; returns the metric rows."""
-        engine = open_database(store, catch_up=False)
-        try:
-            positions = dict(rows(engine, "SELECT path, offset FROM log_segment"))
-            counts = dict(rows(engine, "SELECT key, count(*) FROM metric GROUP BY key"))
-            duplicates = rows(engine, "SELECT key, step FROM metric GROUP BY key, step HAVING count(*) > 1 LIMIT 5")
-        finally:
-            engine.dispose()
-        assert duplicates == []
-        for rel, (key, data) in key_of.items():
-            offset = positions.get(rel, 0)
-            assert data[offset - 1 : offset] in (b"\n", b""), f"position {offset} of {rel} is not at a line end"
-            lines_before = data.count(b'\n{"event":"metric"', 0, offset)  # metric lines wholly before it
-            assert counts.get(key, 0) == lines_before, f"{key}: {counts.get(key, 0)} rows, {lines_before} lines"
-        return sum(counts.values())
-
-    open_database(store, catch_up=False).dispose()
-    progress = []
-    for _ in range(6):
-        proc = python(PROJECTOR, str(store.root), str(64 << 10))
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"folding\n", proc.communicate()[1].decode()
-        time.sleep(rng.uniform(0.0, 0.4))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-        progress.append((proc.returncode, check_committed_prefix()))
-    print(f"(exit code, metric rows) after each kill: {progress}")
-    assert any(code == -signal.SIGKILL and 0 < n < 3 * per_writer for code, n in progress), "no kill hit a fold"
-
-    proc = python(PROJECTOR, str(store.root), str(64 << 10))
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()
-    assert check_committed_prefix() == 3 * per_writer
-    engine = open_database(store)
-    try:
-        per_key = "SELECT key, count(*), count(DISTINCT step), min(step), max(step) FROM metric GROUP BY key"
-        assert rows(engine, per_key) == [(key, per_writer, per_writer, 0, per_writer - 1) for key in keys]
-        live = snapshot(engine)
-    finally:
-        engine.dispose()
-    assert rebuilt_snapshot(store) == live
+# -- 4. a projector killed mid-batch: tests/test_postgres.py, on both backends ----------------------------
 
 
 # -- 5. corrupt lines in the middle of a segment ---------------------------------------------------------

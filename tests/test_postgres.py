@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, Integer, select
+from sqlalchemy import Engine
 
 import alexandria
 from alexandria import db
@@ -32,51 +32,20 @@ from alexandria.db import engines, live_schema, reader_engine, writer_engine
 from alexandria.errors import ReadOnlyError
 from alexandria.projector import Projector
 from alexandria.rebuild import open_database, rebuild
-from alexandria.schema import USER_TABLES, metadata
+from alexandria.schema import USER_TABLES
 from alexandria.store import Store
-from tests.conftest import complete_lines, python, run_python
+from tests.conftest import (
+    complete_lines,
+    make_seed,
+    python,
+    rebuilt_snapshot,
+    rows,
+    run_python,
+    scalar,
+    snapshot,
+)
 
 # -- helpers shared by both backends -------------------------------------------------------------------------
-
-
-def make_seed() -> int:
-    seed = int(os.environ.get("ALEXANDRIA_TEST_SEED") or random.randrange(2**32))
-    print(f"random seed: {seed} (ALEXANDRIA_TEST_SEED={seed} replays it)")
-    return seed
-
-
-def table_rows(engine: Engine, name: str) -> list[tuple[Any, ...]]:
-    """A table's rows as Python values (JSON decoded, booleans as bool) without its surrogate integer id,
-    sorted: the same on SQLite and PostgreSQL for the same logs."""
-    table = metadata.tables[name]
-    cols = [c for c in table.columns if not (c.name == "id" and isinstance(c.type, Integer))]
-    with engine.connect() as conn:
-        found = conn.execute(select(*cols)).all()
-    return sorted((tuple(r) for r in found), key=repr)
-
-
-def snapshot(engine: Engine, tables: tuple[str, ...] = USER_TABLES) -> dict[str, list[tuple[Any, ...]]]:
-    return {t: table_rows(engine, t) for t in tables}
-
-
-def rebuilt_snapshot(store: Store, **kwargs: Any) -> dict[str, list[tuple[Any, ...]]]:
-    rebuild(store, **kwargs)
-    engine = open_database(store, catch_up=False)
-    try:
-        return snapshot(engine)
-    finally:
-        engine.dispose()
-
-
-def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
-    """Plain SQL that reads the same on both backends ("offset" is quoted: a reserved word in PostgreSQL;
-    no parameters, so that a % is just a %)."""
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.execution_options(no_parameters=True).exec_driver_sql(sql)]
-
-
-def scalar(engine: Engine, sql: str) -> Any:
-    return rows(engine, sql)[0][0]
 
 
 def _value(v: Any) -> float | None:
