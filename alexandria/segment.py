@@ -9,7 +9,9 @@ atomicity is never relied on, which keeps network filesystems safe.
 Reading: `SegmentReader` yields complete lines only. A last line without its
 newline is "not written yet": it is left for a later read (TensorBoard's rule).
 A complete line that does not decode is corruption: it is reported with the
-file and byte offset, skipped, and reading goes on.
+file and byte offset, skipped, and reading goes on; except a line holding NUL
+bytes in a segment modified less than `ZERO_WAIT` seconds ago, which is "not
+written yet" too (network filesystems show unarrived bytes as zeros).
 
 No per-line checksum: the failure the log must survive is a process dying
 mid-write, which newline framing plus strict JSON decoding detects; a CRC would
@@ -41,6 +43,11 @@ from .store import SEGMENT_SUFFIX
 
 #: How often the background writer appends what was logged (seconds); $ALEXANDRIA_FLUSH_INTERVAL.
 FLUSH_INTERVAL = float(os.environ.get("ALEXANDRIA_FLUSH_INTERVAL", "0.2"))
+#: Seconds a segment must have been quiet before a line holding NUL bytes counts as corrupt. On a network
+#: filesystem another node can see a file longer than the bytes that have arrived, the gap reading as
+#: zeros: until then such a line is "not written yet" (read again later), as a last partial line is.
+#: Zeros that stay (a power loss) are reported as corruption once the file has been quiet this long.
+ZERO_WAIT = 60.0
 #: Queued events that wake the writer before its interval is up.
 BATCH_SIZE = 10_000
 #: Queued events at which a logging call stops to write them itself (backpressure: memory stays bounded).
@@ -361,6 +368,7 @@ class SegmentReader:
     def read(self, max_bytes: int = 64 << 20) -> list[Event]:
         """Events of the complete lines written since the last read (at most about `max_bytes`)."""
         with open(self.path, "rb") as f:
+            fresh = time.time() - os.fstat(f.fileno()).st_mtime < ZERO_WAIT
             f.seek(self.offset)
             data = f.read(max_bytes)
             while data and b"\n" not in data:  # one line longer than max_bytes: read on to its end
@@ -383,9 +391,9 @@ class SegmentReader:
         try:
             events = decoder.decode_lines(chunk)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return self._decode_each(chunk, base)
+            return self._decode_each(chunk, base, fresh)
         if Header in set(map(type, events)):  # a header mid-segment: rare, checked at C speed
-            return self._decode_each(chunk, base)
+            return self._decode_each(chunk, base, fresh)
         return events
 
     def _read_header(self, line: bytes) -> None:
@@ -399,7 +407,7 @@ class SegmentReader:
             return
         self.header = event
 
-    def _decode_each(self, chunk: bytes, base: int) -> list[Event]:
+    def _decode_each(self, chunk: bytes, base: int, fresh: bool = False) -> list[Event]:
         events: list[Event] = []
         pos = 0
         while pos < len(chunk):
@@ -412,6 +420,9 @@ class SegmentReader:
             try:
                 event = decoder.decode(line)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                if fresh and b"\0" in line:  # zeros in a file still being written: bytes not arrived yet
+                    self.offset = offset
+                    return events
                 self.problems.append(self._classify(line, offset, exc))
                 continue
             if type(event) is Header:

@@ -26,7 +26,7 @@ from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet, enc
 from alexandria.projector import Projector
 from alexandria.rebuild import open_database
 from alexandria.schema import USER_TABLES  # every table a user queries: live must equal rebuilt
-from alexandria.segment import SegmentReader, SegmentWriter
+from alexandria.segment import ZERO_WAIT, SegmentReader, SegmentWriter
 from alexandria.store import Store
 from tests.conftest import (
     alex,
@@ -34,6 +34,7 @@ from tests.conftest import (
     complete_lines,
     make_seed,
     python,
+    query,
     rebuilt_snapshot,
     rows,
     run_python,
@@ -363,10 +364,12 @@ def test_corrupt_lines_mid_segment_are_reported_with_offset_and_skipped(store: S
     # The projector first sees the segment up to the middle, then the rest: two catch-ups, one rebuild.
     half = sorted(inserted)[2]
     segment.write_bytes(data[:half])
+    quiet(segment)  # zeros in a quiet segment are corruption (in a fresh one: bytes not arrived yet)
     first = alex("--store", str(store.root), "problems")
     assert first.returncode == 0, first.stderr
     with open(segment, "ab") as f:
         f.write(data[half:])
+    quiet(segment)
 
     runs = alex("--store", str(store.root), "runs")
     assert runs.returncode == 0, runs.stderr
@@ -425,6 +428,43 @@ def test_blank_line_is_treated_the_same_live_and_by_rebuild(store: Store) -> Non
     assert rebuilt_snapshot(store, ("metric", "log_problem")) == live
 
 
+def quiet(segment: Path) -> None:
+    """Make a segment look untouched for longer than the zero grace (segment.ZERO_WAIT)."""
+    past = time.time() - 2 * ZERO_WAIT
+    os.utime(segment, (past, past))
+
+
+def test_zeros_in_a_fresh_segment_wait_for_their_bytes_and_are_corrupt_once_it_is_quiet(store: Store) -> None:
+    """On a network filesystem another node may see a file longer than the bytes that have arrived, the gap
+    reading as zeros. In a segment modified moments ago such a line is "not written yet": nothing after it
+    is folded, nothing is reported, and once the real bytes are there every line is folded exactly once.
+    Zeros that stay (a power loss) are reported as corrupt once the segment has been quiet for ZERO_WAIT."""
+    run_id = uuid.uuid4().hex
+    events = [(T0 + i, "loss", 1.0 / (i + 1), i) for i in range(6)]
+    segment = write_segment(store.run_dir(run_id), run_id, events)
+    data = segment.read_bytes()
+    lines = [line for _, line in complete_lines(segment)]
+    gap_start = data.index(lines[3])  # metric step 2 has not arrived: zeros where it will be
+    gap = bytes(len(lines[3]))
+    segment.write_bytes(data[:gap_start] + gap + data[gap_start + len(lines[3]) :])
+    assert query(store, "SELECT step FROM metric ORDER BY step") == [(0,), (1,)]
+    assert query(store, "SELECT count(*) FROM log_problem") == [(0,)]
+    assert query(store, "SELECT offset FROM log_segment") == [(gap_start,)]
+    segment.write_bytes(data)  # the bytes arrive
+    assert query(store, "SELECT step FROM metric ORDER BY step") == [(s,) for s in range(6)]
+    assert query(store, "SELECT count(*) FROM log_problem") == [(0,)]
+
+    other = uuid.uuid4().hex
+    segment = write_segment(store.run_dir(other), other, events)
+    data = segment.read_bytes()
+    segment.write_bytes(data[:gap_start] + gap + data[gap_start + len(lines[3]) :])
+    quiet(segment)  # they never arrive
+    assert query(store, f"SELECT step FROM metric WHERE run_id = '{other}' ORDER BY step") == [
+        (s,) for s in (0, 1, 3, 4, 5)
+    ]
+    assert query(store, "SELECT kind, offset FROM log_problem") == [("corrupt", gap_start)]
+
+
 def test_problems_lists_corrupt_bytes_verbatim_even_when_they_look_like_markup(store: Store) -> None:
     """`alex problems` exists to show unreadable lines: whatever bytes a corrupt line holds (here some that
     look like console markup), it must list it with its offset and exit 0, not crash on it."""
@@ -433,6 +473,7 @@ def test_problems_lists_corrupt_bytes_verbatim_even_when_they_look_like_markup(s
     lines = [line for _, line in complete_lines(segment)]
     data, inserted = splice(lines, {5: b"\x00\x17[/] [red]torn\xff"})
     segment.write_bytes(data)
+    quiet(segment)
     (offset,) = inserted
     out = alex("--store", str(store.root), "problems")
     assert out.returncode == 0, out.stderr
