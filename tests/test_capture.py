@@ -389,8 +389,8 @@ def test_entrypoint_interactive_notebook_and_unknown(tmp_path: Path) -> None:
     assert describe_entrypoint(["/x/ipykernel_launcher.py", "-f", "k.json"], kernel) == ("notebook", None)
     kernel.__session__ = str(tmp_path / "nb.ipynb")  # type: ignore[attr-defined]
     assert describe_entrypoint([], kernel) == (f"notebook {tmp_path / 'nb.ipynb'}", tmp_path / "nb.ipynb")
-    kernel.__vsc_ipynb_file__ = "/work/vs.ipynb"  # type: ignore[attr-defined]
-    assert describe_entrypoint([], kernel) == ("notebook /work/vs.ipynb", Path("/work/vs.ipynb"))
+    kernel.__vsc_ipynb_file__ = "/home/user/vs.ipynb"  # type: ignore[attr-defined]
+    assert describe_entrypoint([], kernel) == ("notebook /home/user/vs.ipynb", Path("/home/user/vs.ipynb"))
 
     script = types.ModuleType("__main__")
     script.__file__ = str(tmp_path / "t.py")
