@@ -38,7 +38,6 @@ from plotly.subplots import make_subplots
 from sqlalchemy import Engine, func, select
 
 from .errors import InvalidInputError, QueryError
-from .qex.bloch import PLOTLYJS_NAME, _ensure_plotlyjs
 from .query import downsample, duration_text, resolve_run_id, when_text
 from .schema import metric, parameter, run
 from .store import write_atomically
@@ -563,13 +562,37 @@ def _page(title: str, body: Sequence[str], *, embed: bool, smoothing_js: bool) -
     )
 
 
-def _write_page(path: str | os.PathLike[str], page: str, *, embed: bool) -> Path:
+#: The plotting library's file beside offline pages (written once per folder, see `write_page`).
+PLOTLYJS_NAME = "plotly.min.js"
+
+
+def ensure_plotlyjs(directory: Path) -> None:
+    """Put this plotly's plotly.min.js in `directory` unless the very same library is already there.
+
+    Kept when it matches (the common case: no 4.8 MB rewrite per page). Replaced
+    when it does not: a truncated copy, or one from another plotly version, would
+    break every page in the folder (older plotly.js cannot read the typed arrays
+    that newer plotly writes into the figure JSON).
+    """
+    bundle = get_plotlyjs()
+    target = directory / PLOTLYJS_NAME
+    try:
+        if target.stat().st_size == len(bundle.encode("utf-8")) and target.read_text("utf-8") == bundle:
+            return
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    write_atomically(target, bundle.encode("utf-8"))
+
+
+def write_page(path: str | os.PathLike[str], page: str, *, embed: bool) -> Path:
+    """Write an offline HTML page atomically; unless the page embeds plotly.js (`embed`), put the library
+    beside it once: one ~4.8 MB copy per folder instead of one per page (keep the folder together)."""
     target = Path(path)
     if target.name == PLOTLYJS_NAME:
         raise InvalidInputError(f"{target}: that name is reserved for the plotting library beside the pages")
     target.parent.mkdir(parents=True, exist_ok=True)
     if not embed:
-        _ensure_plotlyjs(target.parent)
+        ensure_plotlyjs(target.parent)
     write_atomically(target, page.encode("utf-8"))
     return target
 
@@ -592,7 +615,7 @@ def write_plot(
     title = f"{', '.join(dict.fromkeys(metrics))}: {len(ids)} run(s)"
     runs = _run_rows(engine, ids)
     body = [_runs_table_html(runs), _smoothing_control(smoothing), _figure_html(fig, "curves-1", "curves")]
-    return _write_page(path, _page(title, body, embed=embed, smoothing_js=True), embed=embed)
+    return write_page(path, _page(title, body, embed=embed, smoothing_js=True), embed=embed)
 
 
 def write_report(
@@ -657,7 +680,7 @@ def write_report(
         body += ["<h2>Parameters against " + html.escape(f"{target} ({parallel_agg})") + "</h2>"]
         body.append(_figure_html(fig, "parallel", "parallel"))
     page = _page(title, body, embed=embed, smoothing_js=bool(chosen))
-    return _write_page(path, page, embed=embed)
+    return write_page(path, page, embed=embed)
 
 
 def _parallel_default(engine: Engine, ids: Sequence[str], common: Sequence[str], agg: str) -> str | None:

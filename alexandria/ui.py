@@ -61,6 +61,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .db import reader_engine
 from .errors import AlexandriaError, RunNotFoundError, StoreError
 from .query import downsample, duration_text, list_runs, resolve_run_id, run_details, run_tree, when_text
+from .report import PLOTLYJS_NAME
 from .schema import artifact, metric, run
 from .store import Store
 
@@ -70,7 +71,6 @@ HERE = Path(__file__).resolve().parent
 STATUSES = ("running", "finished", "failed", "killed", "crashed")
 #: Artifacts shown in the run page as embedded pages (qex's pictures), by name.
 EMBEDDED = {"bloch_sphere": "Bloch spheres", "sweep_plot": "Sweep"}
-PLOTLYJS_NAME = "plotly.min.js"
 MAX_BUCKETS = 20_000
 SORT_KEYS = ("id", "experiment", "status", "start", "duration", "parent", "params", "metrics")
 PAGE_LIMIT = 1000
@@ -112,11 +112,11 @@ def fmt_size(n: int | None) -> str:
     if n is None:
         return "-"
     size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
-    return f"{n} B"  # pragma: no cover
+    return f"{size:.1f} GB"
 
 
 def url_part(text: str) -> str:

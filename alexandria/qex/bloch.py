@@ -24,13 +24,11 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from ..store import write_atomically
+from ..report import write_page
 from .states import fidelity, num_qubits, purity, qubit_summary, validate_density_matrix
 
-PLOTLYJS_NAME = "plotly.min.js"
 SPHERES_PER_ROW = 4
 # One-qubit purity lies in [1/2, 1]: a fixed scale, so the same colour means the same purity in every picture.
 PURITY_COLORSCALE = "Viridis"
@@ -342,24 +340,6 @@ def sweep_figure(
     return fig
 
 
-def _ensure_plotlyjs(directory: Path) -> None:
-    """Put this plotly's plotly.min.js in `directory` unless the very same library is already there.
-
-    Kept when it matches (the common case: no 4.8 MB rewrite per page). Replaced
-    when it does not: a truncated copy, or one from another plotly version, would
-    break every page in the folder (older plotly.js cannot read the typed arrays
-    that newer plotly writes into the figure JSON).
-    """
-    bundle = get_plotlyjs()
-    target = directory / PLOTLYJS_NAME
-    try:
-        if target.stat().st_size == len(bundle.encode("utf-8")) and target.read_text("utf-8") == bundle:
-            return
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    write_atomically(target, bundle.encode("utf-8"))
-
-
 def write_html(fig: Any, path: Path, embed: bool = False) -> None:
     """Write `fig` as a full HTML page that opens offline (no CDN, no network at view time), atomically.
 
@@ -374,14 +354,7 @@ def write_html(fig: Any, path: Path, embed: bool = False) -> None:
     The page goes to a temporary name in the same folder, is flushed and
     fsynced, then renamed onto `path`, so a crash never leaves a half page.
     """
-    path = Path(path)
-    if path.name == PLOTLYJS_NAME:
-        raise ValueError(f"{path}: that name is reserved for the plotting library beside the pages")
-    path.parent.mkdir(parents=True, exist_ok=True)
     include: bool | str = True if embed else "directory"
     # to_html, not fig.write_html(path): plotly writes its bundle copy in place (a crash
     # there leaves a truncated library that it would then keep forever), and the page non-atomically.
-    page = fig.to_html(include_plotlyjs=include, full_html=True)
-    if not embed:
-        _ensure_plotlyjs(path.parent)
-    write_atomically(path, page.encode("utf-8"))
+    write_page(path, fig.to_html(include_plotlyjs=include, full_html=True), embed=embed)
