@@ -23,7 +23,7 @@ from rich.table import Table
 from .cli_base import ErrorsAsMessages, console
 from .db import safe_target
 from .errors import StoreError
-from .qex.cli import qex
+from .plugins import register_commands
 from .query import duration_text, when_text
 from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
 
@@ -537,7 +537,7 @@ def ui(ctx: click.Context, host: str, port: int, interval: float, no_fold: bool)
     click.echo("dashboard stopped")
 
 
-cli.add_command(qex)
+register_commands(cli)  # plug-ins' commands (qex's `alex qex`): see hookspecs.py
 
 
 def main() -> None:

@@ -273,7 +273,8 @@ def has_tables(engine: Engine) -> bool:
 
 
 def create_schema(engine: Engine, *, with_metric_index: bool = True) -> None:
-    from .schema import QEX_VIEWS, metric_index
+    from .plugins import sql_views
+    from .schema import metric_index
 
     with engine.begin() as conn:
         if is_postgres(conn):
@@ -284,7 +285,7 @@ def create_schema(engine: Engine, *, with_metric_index: bool = True) -> None:
         metadata.create_all(conn, tables=tables, checkfirst=True)
         if not with_metric_index:
             metric_index.drop(conn)
-        for name, select_sql in QEX_VIEWS.items():
+        for name, select_sql in sql_views().items():
             conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
             conn.exec_driver_sql(f"CREATE VIEW {name} AS {select_sql}")
         conn.execute(meta.delete().where(meta.c.key == "schema_version"))

@@ -2,7 +2,7 @@
 
 Layout::
 
-    <store>/alexandria.db                  the SQL projection (disposable); qex.db in a qex store
+    <store>/alexandria.db                  the SQL projection (disposable; a plug-in may name it otherwise)
     <store>/runs/<run_id>/<segment>.jsonl  event logs, one segment per writing process
     <store>/artifacts/<run_id>/<name>      copies of logged artifacts
 
@@ -30,8 +30,6 @@ STORE_ENV = "ALEXANDRIA_STORE"
 DB_ENV = "ALEXANDRIA_DB"
 DEFAULT_STORE = "alexandria_data"
 DB_NAME = "alexandria.db"
-#: The database of a qex store (the same projection, named as the qex seed names it).
-QEX_DB_NAME = "qex.db"
 SEGMENT_SUFFIX = ".jsonl"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -80,8 +78,9 @@ class Store:
     """A store directory and the paths inside it."""
 
     root: Path
-    #: The database file inside the store: alexandria.db, or qex.db for a store qex made (found by its file).
-    db_name: str = DB_NAME
+    #: The database file inside the store; None: alexandria.db, or a name a plug-in gives (`database_names`,
+    #: qex's qex.db) when only a file of that name is there. Resolved when first needed: never on the logging path.
+    db_name: str | None = None
     #: The projection's database server (a URL, e.g. postgresql://host/db); None: the SQLite file `db_path`.
     db_url: str | None = None
 
@@ -109,14 +108,21 @@ class Store:
                 (root / "artifacts").mkdir(exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
-        if db_name is None:
-            db_name = QEX_DB_NAME if (root / QEX_DB_NAME).exists() and not (root / DB_NAME).exists() else DB_NAME
         return cls(root, db_name, db_url or os.environ.get(DB_ENV) or None)
 
     @property
     def db_path(self) -> Path:
         """The SQLite file of the projection (used only when `db_url` is None)."""
-        return self.root / self.db_name
+        if self.db_name is not None:
+            return self.root / self.db_name
+        default = self.root / DB_NAME
+        if not default.exists():
+            from .plugins import database_names
+
+            for name in database_names():
+                if (self.root / name).exists():
+                    return self.root / name
+        return default
 
     @property
     def database(self) -> Path | str:

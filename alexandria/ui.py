@@ -14,7 +14,7 @@ user logged is shown as text; `static/ui.js` then polls the JSON endpoints and u
   (``experiment``, ``status``, ``tag=k=v``, ``param=k=v``, ``q`` (text), ``sort``, ``desc``);
 * ``/run/<id>``: one run, with a plotly chart per metric (min/max envelope and last value per
   bucket, from `query.downsample`), refreshed every ``interval`` while the run is running;
-  a qex run's ``bloch_sphere`` artifact is embedded;
+  artifacts a plug-in names (`embedded_artifacts`, qex's Bloch spheres) are embedded;
 * ``/compare?run=<id>&run=<id>``: parameters side by side, one chart per metric with the runs
   overlaid;
 * ``/api/runs``, ``/api/run/<id>/status``, ``/api/run/<id>/metric/<key>``: what the pages poll;
@@ -60,6 +60,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db import reader_engine
 from .errors import AlexandriaError, RunNotFoundError, StoreError
+from .plugins import embedded_artifacts
 from .query import downsample, duration_text, list_runs, resolve_run_id, run_details, run_tree, when_text
 from .report import PLOTLYJS_NAME
 from .schema import artifact, metric, run
@@ -69,8 +70,6 @@ log = logging.getLogger("alexandria.ui")
 
 HERE = Path(__file__).resolve().parent
 STATUSES = ("running", "finished", "failed", "killed", "crashed")
-#: Artifacts shown in the run page as embedded pages (qex's pictures), by name.
-EMBEDDED = {"bloch_sphere": "Bloch spheres", "sweep_plot": "Sweep"}
 MAX_BUCKETS = 20_000
 SORT_KEYS = ("id", "experiment", "status", "start", "duration", "parent", "params", "metrics")
 PAGE_LIMIT = 1000
@@ -560,13 +559,14 @@ class Dashboard:
         children.sort(key=lambda c: (c["timestamp_start"] or 0.0, c["id"]))
         artifacts = []
         embedded = []
+        panels = embedded_artifacts()
         for a in d["artifacts"]:
             real = store_file(self.store.root, a["path"])
             kind = "missing" if real is None else "directory" if real.is_dir() else "file"
             url = f"/artifact/{run_id}/{url_part(a['name'])}"
             artifacts.append({**a, "kind": kind, "url": url})
-            if kind == "file" and a["name"] in EMBEDDED:
-                embedded.append({"title": EMBEDDED[a["name"]], "name": a["name"], "url": url})
+            if kind == "file" and a["name"] in panels:
+                embedded.append({"title": panels[a["name"]], "name": a["name"], "url": url})
         env = d["environment"]
         metrics = [
             {
@@ -722,7 +722,7 @@ class Dashboard:
                 select(artifact.c.path, artifact.c.type).where(artifact.c.run_id == run_id, artifact.c.name == name)
             ).first()
         if row is None:
-            if name == PLOTLYJS_NAME:  # qex pages load the library beside them: the bundled copy, no store file
+            if name == PLOTLYJS_NAME:  # plug-ins' pages load the library beside them: the bundled copy, no store file
                 return self.plotlyjs(request)
             return PlainTextResponse("Not Found", status_code=404)
         real = store_file(self.store.root, row.path)

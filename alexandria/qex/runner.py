@@ -43,11 +43,12 @@ import numpy as np
 from .. import tracking
 from ..errors import InvalidInputError
 from ..rebuild import open_database
-from ..store import QEX_DB_NAME, Store, write_atomically
+from ..store import Store, write_atomically
 from . import bloch, states
 from .backends import Backend, NumpyDensityMatrix
 from .circuit import Circuit
 from .experiments import Experiment, get_experiment
+from .plugin import QEX_DB_NAME
 
 STORE_ENV = "QEX_STORE"
 DEFAULT_STORE = "qex_data"
