@@ -23,12 +23,10 @@ import html
 import json
 import math
 import os
-import secrets
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -38,9 +36,9 @@ from plotly.subplots import make_subplots
 from sqlalchemy import Engine, func, select
 
 from .errors import InvalidInputError, QueryError
+from .files import atomic_file, write_atomically
 from .query import downsample, duration_text, resolve_run_id, when_text
 from .schema import metric, parameter, run
-from .store import write_atomically
 
 #: One colour per run, the same in every figure of a page.
 PALETTE = qualitative.Plotly + qualitative.D3
@@ -771,22 +769,6 @@ _PARAM_COLUMNS = ("run_id", "key", "value")
 _METRIC_COLUMNS = ("run_id", "key", "step", "value", "timestamp", "attempt")
 
 
-@contextmanager
-def _atomic_file(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Stream into a temporary file beside `path`, fsync, rename over it: a reader never sees half a file."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    kwargs: dict[str, Any] = {"newline": "", "encoding": "utf-8"} if "b" not in mode else {}
-    try:
-        with open(tmp, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _export_rows(db: Any, ids: Sequence[str], mark: str) -> dict[str, Iterator[Sequence[list[Any]]]]:
     """Per file, an iterator of row chunks from the DBAPI cursor (never a whole table in memory); `mark` is
     the driver's placeholder."""
@@ -827,7 +809,7 @@ def _tags_json(raw: Any) -> str:
 
 
 def _write_csv(path: Path, columns: Sequence[str], chunks: Iterator[Sequence[Any]]) -> None:
-    with _atomic_file(path, "w") as f:
+    with atomic_file(path, "w") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(columns)
         for chunk in chunks:
@@ -838,7 +820,7 @@ def _write_parquet(path: Path, schema: Any, chunks: Iterator[Sequence[Any]]) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with _atomic_file(path) as f, pq.ParquetWriter(f, schema) as writer:  # no rows: a valid file, schema only
+    with atomic_file(path) as f, pq.ParquetWriter(f, schema) as writer:  # no rows: a valid file, schema only
         batches: list[Any] = []
         pending = 0
         for chunk in chunks:

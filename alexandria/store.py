@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,34 +38,6 @@ def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:
     if store is None:
         store = os.environ.get(STORE_ENV) or DEFAULT_STORE
     return Path(store).expanduser().resolve()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a file inside the store so that no reader ever sees half of it: a temporary name beside
-    `path`, fsync, rename over it, fsync the directory. A process killed midway leaves at most a
-    `.<name>.<pid>.<random>.tmp` file, never a partial `path`. (Not mkstemp: its mode 0600 would make
-    the file unreadable to others; 0666 minus the umask, like any new file.)"""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return  # directories cannot be opened here: the rename is as durable as this system makes it
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def is_run_id(text: str) -> bool:

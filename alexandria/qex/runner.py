@@ -42,8 +42,9 @@ import numpy as np
 
 from .. import tracking
 from ..errors import InvalidInputError
+from ..files import write_atomically
 from ..rebuild import open_database
-from ..store import Store, write_atomically
+from ..store import Store
 from . import bloch, states
 from .backends import Backend, NumpyDensityMatrix
 from .circuit import Circuit
