@@ -34,11 +34,11 @@ from .tracking import (  # noqa: E402
     log_metrics,
     log_param,
     log_params,
-    param_to_str,
     set_tag,
     set_tags,
     start_run,
 )
+from .values import param_to_str  # noqa: E402
 
 __all__ = [
     "AlexandriaError",

@@ -7,39 +7,14 @@ event type is reported and skipped, never fatal.
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Union, get_args
 
 import msgspec
 
+from .values import STEP_MAX, STEP_MIN, NonFinite
+
 FORMAT_VERSION = 1
 
-NonFinite = Literal["NaN", "Infinity", "-Infinity"]
-
-# Non-finite floats are not JSON; they travel as these strings.
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def encode_float(value: float) -> float | NonFinite:
-    """Return `value` itself when finite, else its JSON-safe string spelling."""
-    if value - value == 0.0:
-        return value
-    if value != value:
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
-
-
-def decode_float(value: float | str) -> float:
-    """Invert `encode_float`."""
-    if type(value) is float:
-        return value
-    if isinstance(value, str):
-        return _NONFINITE[value]
-    return float(value)
-
-
-#: SQL's INTEGER range: a step outside it could never be stored.
-STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1
 Step = Annotated[int, msgspec.Meta(ge=STEP_MIN, le=STEP_MAX)]
 
 

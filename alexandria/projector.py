@@ -51,7 +51,6 @@ from .events import (
     SegmentClosed,
     TagSet,
     WriterInfo,
-    decode_float,
 )
 from .life import writer_alive
 from .schema import (
@@ -69,6 +68,7 @@ from .schema import (
 )
 from .segment import Problem, SegmentReader
 from .store import Store
+from .values import decode_float
 
 log = logging.getLogger("alexandria.projector")
 

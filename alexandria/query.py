@@ -43,7 +43,7 @@ def list_runs(
     *last* value of the metric (highest step, then latest) passes; `since`/`until` bound the start
     time (unix seconds); `parent_id` keeps one sweep's children.
     """
-    from .tracking import param_to_str
+    from .values import param_to_str
 
     nparams = select(func.count()).where(parameter.c.run_id == run.c.id).scalar_subquery()
     keys = select(func.count(func.distinct(metric.c.key))).where(metric.c.run_id == run.c.id).scalar_subquery()

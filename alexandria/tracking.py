@@ -24,8 +24,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import hashlib
-import math
-import operator
 import os
 import shutil
 import signal
@@ -41,8 +39,6 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-import msgspec
-
 from . import segment
 from .dataset import DatasetInfo, describe_dataset
 from .errors import (
@@ -53,8 +49,6 @@ from .errors import (
     RunEndedError,
 )
 from .events import (
-    STEP_MAX,
-    STEP_MIN,
     ArtifactSaved,
     CodeCaptured,
     DatasetLogged,
@@ -64,52 +58,18 @@ from .events import (
     RunResumed,
     RunStarted,
     TagSet,
-    encode_float,
 )
 from .life import ENDED, run_state
 from .segment import BATCH_SIZE, SegmentWriter
-from .store import Store, is_run_id
+from .store import STORE_ENV, Store, is_run_id
+from .values import STEP_MAX, STEP_MIN, check_key, check_text, metric_step, metric_value, param_to_str
 
 RUN_ENV = "ALEXANDRIA_RUN_ID"
 _MP_CONFIG_KEY = "alexandria_run"
-STORE_ENV = "ALEXANDRIA_STORE"
-MAX_KEY_LENGTH = 250
 # log_metric spells the step bounds as literals (a constant load is cheaper than a global one).
 assert (STEP_MIN, STEP_MAX) == (-9223372036854775808, 9223372036854775807)
 
 _time = time.time
-
-
-def param_to_str(value: Any) -> str:
-    """The stable text a parameter value is stored as.
-
-    str as is; bool as "true"/"false"; int in decimal; float as its shortest
-    round-trip repr ("0.1", "1e-05"), non-finite as "nan", "inf", "-inf";
-    None as "null"; numpy scalars as the Python scalar they hold; lists,
-    tuples and dicts as compact JSON with sorted keys; anything else as str().
-    """
-    if isinstance(value, str):
-        return value
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
-        value = value.item()  # numpy / torch scalar
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, (list, tuple, dict)):
-        try:
-            return msgspec.json.encode(value, order="sorted").decode()
-        except (TypeError, msgspec.EncodeError):
-            return str(value)
-    return str(value)
 
 
 def _hash_file(path: Path, digest: Any) -> int:
@@ -120,48 +80,6 @@ def _hash_file(path: Path, digest: Any) -> int:
             digest.update(chunk)
             size += len(chunk)
     return size
-
-
-def _check_text(text: str, what: str) -> str:
-    """Text must be encodable as UTF-8 (a lone surrogate, as surrogateescape leaves, is not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError(
-            f"{what} {text[:40]!r} is not valid Unicode text (it holds a lone surrogate, as undecodable "
-            "bytes from a file name or argv leave); clean it with .encode('utf-8', 'replace').decode()"
-        ) from None
-    return text
-
-
-def _check_key(key: Any, what: str) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidInputError(f"{what} key must be a non-empty string, got {key!r}")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidInputError(f"{what} key {key[:40]!r}... is {len(key)} characters; the limit is {MAX_KEY_LENGTH}")
-    return _check_text(key, f"{what} key")
-
-
-def _to_float(key: str, value: Any) -> float | str:
-    """A metric value as the event carries it: a float, or the JSON-safe spelling of NaN / +-inf."""
-    if isinstance(value, (str, bytes)):
-        raise InvalidInputError(f"metric {key!r}: value must be a number, got the string {value!r}")
-    try:
-        return encode_float(float(value))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metric {key!r}: value {value!r} cannot be converted to float ({exc})") from exc
-
-
-def _to_step(step: Any) -> int:
-    if isinstance(step, bool):
-        raise InvalidInputError(f"step must be an integer or None, got {step!r}")
-    try:
-        step = operator.index(step)
-    except TypeError:
-        raise InvalidInputError(f"step must be an integer or None, got {step!r}") from None
-    if not STEP_MIN <= step <= STEP_MAX:
-        raise InvalidInputError(f"step {step} is outside the 64-bit integer range SQL can store")
-    return int(step)
 
 
 class Run:
@@ -194,12 +112,12 @@ class Run:
         if writer.error is not None:
             writer.raise_error()
         if key not in self._metric_keys:
-            self._metric_keys.add(_check_key(key, "metric"))
+            self._metric_keys.add(check_key(key, "metric"))
         if type(value) is not float or value - value != 0.0:  # not a float, or NaN / +-inf
-            value = _to_float(key, value)  # type: ignore[assignment]  # may become "NaN" etc.
+            value = metric_value(key, value)  # type: ignore[assignment]  # may become "NaN" etc.
         # the literal bounds are STEP_MIN and STEP_MAX (constants are cheaper than globals here)
         if step is not None and (type(step) is not int or not -9223372036854775808 <= step <= 9223372036854775807):
-            step = _to_step(step)
+            step = metric_step(step)
         queue = self._queue
         queue.append((_time(), key, value, step))
         if len(queue) >= BATCH_SIZE:
@@ -211,15 +129,15 @@ class Run:
         if writer.error is not None:
             writer.raise_error()
         if step is not None and (type(step) is not int or not STEP_MIN <= step <= STEP_MAX):
-            step = _to_step(step)
+            step = metric_step(step)
         now = _time()
         keys = self._metric_keys
         points = []
         for key, value in metrics.items():
             if key not in keys:
-                keys.add(_check_key(key, "metric"))
+                keys.add(check_key(key, "metric"))
             if type(value) is not float or value - value != 0.0:
-                value = _to_float(key, value)  # type: ignore[assignment]
+                value = metric_value(key, value)  # type: ignore[assignment]
             points.append((now, key, value, step))
         self._queue.extend(points)
         writer.kick()
@@ -232,8 +150,8 @@ class Run:
         """Record several parameters: all are checked before any is logged."""
         events: dict[str, ParamLogged] = {}
         for key, value in params.items():
-            _check_key(key, "parameter")
-            text = _check_text(param_to_str(value), f"parameter {key!r} value")
+            check_key(key, "parameter")
+            text = check_text(param_to_str(value), f"parameter {key!r} value")
             old = self._params.get(key)
             if old is not None and old != text:
                 raise ParamConflictError(
@@ -248,8 +166,8 @@ class Run:
 
     def set_tag(self, key: str, value: Any) -> None:
         """Set a tag (last value wins); tags are for labels that may change."""
-        text = _check_text(param_to_str(value), f"tag {key!r} value")
-        self._put(TagSet(key=_check_key(key, "tag"), value=text, time=_time()))
+        text = check_text(param_to_str(value), f"tag {key!r} value")
+        self._put(TagSet(key=check_key(key, "tag"), value=text, time=_time()))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
@@ -314,9 +232,9 @@ class Run:
         info = describe_dataset(data, name)
         self._put(
             DatasetLogged(
-                name=_check_text(info.name, "dataset name"),
-                role=_check_text(role, "dataset role"),
-                path=None if info.path is None else _check_text(info.path, "dataset path"),
+                name=check_text(info.name, "dataset name"),
+                role=check_text(role, "dataset role"),
+                path=None if info.path is None else check_text(info.path, "dataset path"),
                 format=info.format,
                 num_rows=info.num_rows,
                 num_columns=info.num_columns,
@@ -345,7 +263,7 @@ class Run:
         """
         if self._ended:
             return
-        if status is not None and status not in ("finished", "failed", "killed"):
+        if status is not None and status not in ENDED:
             raise InvalidInputError(f"status must be 'finished', 'failed' or 'killed', got {status!r}")
         if status is None and self.owner:
             status = "finished"
@@ -392,7 +310,7 @@ class Run:
     def _start(self, experiment: str, tags: Mapping[str, Any], parent_id: str | None) -> None:
         tag_text = _tag_texts(tags)
         event = RunStarted(
-            experiment=_check_text(experiment, "experiment"), tags=tag_text, parent_id=parent_id, time=_time()
+            experiment=check_text(experiment, "experiment"), tags=tag_text, parent_id=parent_id, time=_time()
         )
         self.parent_id = parent_id
         self._writer.put(event)
@@ -622,7 +540,7 @@ def _capture_kinds(capture: bool | Iterable[str] | None) -> frozenset[str]:
 
 
 def _tag_texts(tags: Mapping[str, Any]) -> dict[str, str]:
-    return {_check_key(k, "tag"): _check_text(param_to_str(v), f"tag {k!r} value") for k, v in tags.items()}
+    return {check_key(k, "tag"): check_text(param_to_str(v), f"tag {k!r} value") for k, v in tags.items()}
 
 
 def _share_with_children(run: Run | None) -> None:

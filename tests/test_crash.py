@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet, encode_float
+from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet
 from alexandria.projector import Projector
 from alexandria.rebuild import open_database
 from alexandria.schema import USER_TABLES  # every table a user queries: live must equal rebuilt
 from alexandria.segment import ZERO_WAIT, SegmentReader, SegmentWriter
 from alexandria.store import Store
+from alexandria.values import encode_float
 from tests.conftest import (
     alex,
     child_env,
