@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ import msgspec
 
 from .errors import WriterError
 from .events import EVENT_TYPES, FORMAT_VERSION, Event, Header, Heartbeat, MetricLogged, SegmentClosed, decoder, encoder
+from .hooks import critical, start_thread
 from .life import HEARTBEAT_INTERVAL, this_writer
 from .store import SEGMENT_SUFFIX
 
@@ -52,49 +51,6 @@ ZERO_WAIT = 60.0
 BATCH_SIZE = 10_000
 #: Queued events at which a logging call stops to write them itself (backpressure: memory stays bounded).
 MAX_PENDING = 100_000
-
-# Signal safety. Our SIGTERM and SIGINT handlers run on the main thread,
-# between any two bytecodes of whatever it was doing. While the main thread is
-# inside one of Alexandria's critical sections (a drain, a run's end) a handler
-# that wrote or unwound there would re-enter a lock or lose track of bytes
-# already written, so the handlers queue their work here and the section runs
-# it as it leaves.
-deferred_signals: list[Callable[[], None]] = []
-_busy = 0
-
-
-def main_thread_is_busy() -> bool:
-    return _busy > 0
-
-
-class critical:
-    """Marks a main-thread critical section (no-op on other threads); runs deferred signal work on leaving."""
-
-    __slots__ = ("entered",)
-
-    def __enter__(self) -> None:
-        global _busy
-        self.entered = threading.current_thread() is threading.main_thread()
-        if self.entered:
-            _busy += 1
-
-    def __exit__(self, *exc: object) -> None:
-        global _busy
-        if not self.entered:
-            return
-        _busy -= 1
-        if _busy == 0 and deferred_signals:
-            work = deferred_signals[:]
-            deferred_signals.clear()
-            for handle in work:
-                handle()
-
-
-def reset_after_fork() -> None:
-    """In a forked child: the parent's critical sections are not the child's."""
-    global _busy
-    _busy = 0
-    deferred_signals.clear()
 
 
 class _Wake:
@@ -118,22 +74,8 @@ class _Wake:
 
 
 _ENCODE_ERRORS = (msgspec.EncodeError, TypeError, ValueError, OverflowError, UnicodeEncodeError)
-_BLOCKED_IN_WRITER = {signal.SIGTERM, signal.SIGINT}
 
 _O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-
-
-def start_thread(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
-    """Start a daemon thread born with SIGTERM and SIGINT blocked, so the kernel hands them to a thread
-    that lets Python run its handlers: a signal taken by a helper thread would leave a main thread
-    blocked in a C wait (a Pool worker's queue lock) unaware of it, and the process would never die."""
-    thread = threading.Thread(target=target, name=name, args=args, daemon=True)
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_IN_WRITER)
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    return thread
 
 
 def _safe_host() -> str:
@@ -151,7 +93,7 @@ class SegmentWriter:
 
     `queue` is the hot path: callers append either an event Struct or, for a
     metric, a `(time, key, value, step)` tuple (the cheapest thing to build)
-    whose value is already JSON-safe (`encode_float`).
+    whose value is already JSON-safe (`values.encode_float`).
     A background thread drains it every `flush_interval` seconds or when
     `BATCH_SIZE` events wait; at `MAX_PENDING` the logging call drains itself.
     """

@@ -16,17 +16,15 @@ does I/O per event. Processes and runs:
   finds the run through $ALEXANDRIA_RUN_ID and $ALEXANDRIA_STORE, which
   `start_run` sets, and attaches on its first module-level logging call.
 * Pending events are written on `flush()`, `end()`, interpreter exit, the exit
-  of a multiprocessing child, and SIGTERM.
+  of a multiprocessing child, and SIGTERM (hooks.py).
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import hashlib
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -36,10 +34,10 @@ import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
-from . import segment
+from . import hooks
 from .dataset import DatasetInfo, describe_dataset
 from .errors import (
     AlexandriaError,
@@ -270,7 +268,7 @@ class Run:
         capture = self._capture_thread
         if capture is not None and capture is not threading.current_thread():
             capture.join(CAPTURE_WAIT)  # the run's code and environment records belong in its log
-        with segment.critical():  # a SIGTERM now waits until the run is written
+        with hooks.critical():  # a SIGTERM now waits until the run is written
             writer = self._writer
             if isinstance(writer, _EndedWriter):  # a retry after a failed close
                 writer = writer.closing
@@ -330,7 +328,7 @@ class Run:
         from . import capture  # imported on first use: a run with capture off never pays for it
 
         entrypoint, script = capture.describe_entrypoint()  # argv as it is now, on the calling thread
-        self._capture_thread = segment.start_thread(
+        self._capture_thread = hooks.start_thread(
             self._capture_in_background, f"alexandria-capture-{self.id[:8]}", kinds, entrypoint, script
         )
 
@@ -423,9 +421,6 @@ _open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 _active: list[Run] = []  # stack: the innermost open run is the active one; read without the lock
 _state_lock = threading.RLock()  # re-entrant: a signal handler may end runs while the main thread holds it
 _saved_env: tuple[str | None, str | None] = (None, None)  # the variables as they were before the first run
-_hooks_installed = False
-_signals_installed = False
-_failure: str | None = None
 
 
 def start_run(
@@ -484,7 +479,7 @@ def start_run(
 
 
 def _activate(run: Run) -> Run:
-    _install_hooks()
+    hooks.install(_end_all, _reset_in_child)
     global _saved_env
     with _state_lock:
         if not _active:
@@ -659,8 +654,9 @@ def end_run(status: str | None = None) -> None:
     _require_active().end(status)
 
 
-# -- process life: exit, uncaught exceptions, SIGTERM, Ctrl-C, fork ---------------
-def _end_all(status: str, error: str | None = None) -> None:
+# -- process life (hooks.py calls these) -------------------------------------------
+def _end_all(status: str, error: str | None) -> None:
+    """End every open handle of this process: at exit, on an uncaught exception, SIGTERM or Ctrl-C."""
     for run in list(_open_runs):
         try:
             run.end(status if run.owner else None, error=error)
@@ -668,165 +664,10 @@ def _end_all(status: str, error: str | None = None) -> None:
             print(f"alexandria: could not end run {run.id}: {exc}", file=sys.stderr)
 
 
-def _at_exit() -> None:
-    _end_all("failed" if _failure else "finished", _failure)
-
-
-def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-    global _failure
-    if issubclass(exc_type, KeyboardInterrupt):
-        _end_all("killed", "KeyboardInterrupt")
-    else:
-        _failure = f"{exc_type.__name__}: {exc}"
-    _previous_excepthook(exc_type, exc, tb)
-
-
-_previous_excepthook = sys.excepthook
-_previous_sigterm: Any = None
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    global _sigterm_seen
-    _sigterm_seen = True
-    if segment.main_thread_is_busy():  # inside a drain or an end(): handled when it leaves
-        segment.deferred_signals.append(lambda: _on_sigterm(signum, frame))
-        return
-    _end_all("killed", "SIGTERM")
-    previous = _previous_sigterm
-    if callable(previous):
-        previous(signum, frame)
-        return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _on_sigint(signum: int, frame: FrameType | None) -> None:
-    if segment.main_thread_is_busy():
-        segment.deferred_signals.append(lambda: _on_sigint(signum, frame))
-        return
-    raise KeyboardInterrupt
-
-
-def _install_hooks() -> None:
-    """Once per process: flush at exit (also a multiprocessing child's exit), on SIGTERM and Ctrl-C."""
-    global _hooks_installed, _signals_installed, _previous_sigterm, _previous_excepthook
-    if not _hooks_installed:
-        _hooks_installed = True
-        atexit.register(_at_exit)
-        if sys.excepthook is not _excepthook:
-            _previous_excepthook = sys.excepthook
-            sys.excepthook = _excepthook
-        from multiprocessing import util
-
-        _register_mp_finalizer()
-        util.register_after_fork(_fork_token, _register_mp_finalizer)
-    # Signal handlers can only be set from the main thread: retried until a run starts there.
-    if not _signals_installed and threading.current_thread() is threading.main_thread():
-        _signals_installed = True
-        current = signal.getsignal(signal.SIGTERM)
-        if current in (signal.SIG_DFL, None) or callable(current):
-            _previous_sigterm = current if callable(current) else None
-            signal.signal(signal.SIGTERM, _on_sigterm)
-            _watch_sigterm()
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, _on_sigint)
-
-
-# A Python signal handler runs only when the main thread runs Python. A SIGTERM that lands between
-# CPython's check for pending signals and a blocking C call (a Pool worker taking its queue's lock)
-# is never seen by the handler: the process would ignore SIGTERM and its parent would wait forever.
-# CPython also writes every signal it catches to the "wakeup fd"; a watcher thread reads it, and if
-# the handler has not run shortly after a SIGTERM, it sends SIGTERM to the main thread again, which
-# interrupts the blocking call. (Only where no one else, such as asyncio, set a wakeup fd.)
-_wakeup: tuple[int, int] | None = None
-_sigterm_seen = False
-
-
-def _watch_sigterm() -> None:
-    global _wakeup
-    _wakeup = None
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
-    try:
-        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    except ValueError:  # not the main thread
-        previous = -2
-    if previous != -1:
-        if previous >= 0:
-            signal.set_wakeup_fd(previous)  # someone else's: theirs stays
-        os.close(read_fd)
-        os.close(write_fd)
-        return
-    _wakeup = (read_fd, write_fd)
-    segment.start_thread(_resend_unseen_sigterm, "alexandria-signals", read_fd)
-
-
-def _resend_unseen_sigterm(read_fd: int) -> None:
-    main = threading.main_thread().ident
-    while True:
-        try:
-            caught = os.read(read_fd, 64)
-        except OSError:
-            return
-        if not caught:
-            return
-        if signal.SIGTERM in caught:
-            time.sleep(0.05)
-            if not _sigterm_seen and main is not None:
-                try:
-                    signal.pthread_kill(main, signal.SIGTERM)
-                except (OSError, ProcessLookupError):
-                    return
-
-
-# CPython drops the signals a child receives between fork() and its own reinitialisation. A
-# multiprocessing Pool can SIGTERM a worker that young (terminate() right after map()); with our
-# handler in place of the default action the worker would then never die. So SIGTERM and SIGINT are
-# blocked across fork: a signal that early stays pending and is handled once the child is ready.
-_mask_before_fork: set[int | signal.Signals] | None = None
-
-
-def _before_fork() -> None:
-    global _mask_before_fork
-    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-
-
-def _after_fork_in_parent() -> None:
-    if _mask_before_fork is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
-
-
-def _after_fork_in_child() -> None:
-    global _state_lock, _sigterm_seen
-    try:
-        _state_lock = threading.RLock()  # the parent's may have been held at fork time
-        _sigterm_seen = False
-        segment.reset_after_fork()
-        for run in list(_open_runs):
-            run._after_fork_in_child()
-        if _wakeup is not None:  # the parent's pipe and watcher are the parent's: get our own
-            signal.set_wakeup_fd(-1)
-            for fd in _wakeup:
-                os.close(fd)
-            _watch_sigterm()
-    finally:
-        _after_fork_in_parent()  # unblock: a SIGTERM that came early is handled now
-
-
-class _ForkToken:
-    """Anchor for multiprocessing's after-fork registry (it needs a weak-referenceable object)."""
-
-
-_fork_token = _ForkToken()
-
-
-def _register_mp_finalizer(_token: object = None) -> None:
-    # Multiprocessing children leave through os._exit, so atexit never runs
-    # there; a Finalize does. A forked child's finalizer registry is cleared
-    # after fork, so multiprocessing's after-fork hook registers it again.
-    from multiprocessing import util
-
-    util.Finalize(None, _at_exit, exitpriority=100)
-
-
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+def _reset_in_child() -> None:
+    """In a forked child: a lock of its own (the parent's may have been held at fork time), and a writer of
+    its own for every open handle."""
+    global _state_lock
+    _state_lock = threading.RLock()
+    for run in list(_open_runs):
+        run._after_fork_in_child()

@@ -1,0 +1,263 @@
+"""Process hooks: what Alexandria does when its process exits, forks, fails, or is sent SIGTERM or Ctrl-C.
+
+The promise is that nothing logged is lost and every run records how it ended, however the process goes:
+
+* a normal exit: `atexit` ends the open runs ("finished", or "failed" with the uncaught exception that
+  `sys.excepthook` saw); a multiprocessing child leaves through `os._exit`, so a multiprocessing
+  `Finalize` does it there;
+* SIGTERM: the runs are recorded "killed", then the previous handler (or the default action) runs;
+* Ctrl-C: KeyboardInterrupt, which the run's `with` block or the excepthook records as "killed";
+* fork: the child gets fresh writers of its own (the run module's callback), never the parent's buffers.
+
+This is the riskiest code of the library: signal handlers run between any two bytecodes of the main
+thread, and a forked child starts with whatever locks other threads of its parent held. Each measure
+below says the failure it prevents. The run module (tracking.py) hands its two callbacks to `install`;
+this module knows nothing of runs, so segment.py's writer can use its critical sections and threads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import Any
+
+# -- critical sections -----------------------------------------------------------------
+# Signal safety. Our SIGTERM and SIGINT handlers run on the main thread,
+# between any two bytecodes of whatever it was doing. While the main thread is
+# inside one of Alexandria's critical sections (a drain, a run's end) a handler
+# that wrote or unwound there would re-enter a lock or lose track of bytes
+# already written, so the handlers queue their work here and the section runs
+# it as it leaves.
+_deferred_signals: list[Callable[[], None]] = []
+_busy = 0
+
+
+class critical:
+    """Marks a main-thread critical section (no-op on other threads); runs deferred signal work on leaving."""
+
+    __slots__ = ("entered",)
+
+    def __enter__(self) -> None:
+        global _busy
+        self.entered = threading.current_thread() is threading.main_thread()
+        if self.entered:
+            _busy += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _busy
+        if not self.entered:
+            return
+        _busy -= 1
+        if _busy == 0 and _deferred_signals:
+            work = _deferred_signals[:]
+            _deferred_signals.clear()
+            for handle in work:
+                handle()
+
+
+# -- threads ---------------------------------------------------------------------------
+_HANDLED = {signal.SIGTERM, signal.SIGINT}  # the signals Alexandria handles: blocked in helper threads and across fork
+
+
+def start_thread(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
+    """Start a daemon thread born with SIGTERM and SIGINT blocked, so the kernel hands them to a thread
+    that lets Python run its handlers: a signal taken by a helper thread would leave a main thread
+    blocked in a C wait (a Pool worker's queue lock) unaware of it, and the process would never die."""
+    thread = threading.Thread(target=target, name=name, args=args, daemon=True)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return thread
+
+
+# -- exit and uncaught exceptions --------------------------------------------------------
+def _no_runs(*args: object) -> None:
+    """Stands in for `install`'s callbacks until a run starts: there is no run to end or reset yet."""
+
+
+_end_runs: Callable[[str, str | None], None] = _no_runs
+_reset_runs_in_child: Callable[[], None] = _no_runs
+_hooks_installed = False
+_signals_installed = False
+_failure: str | None = None  # the uncaught exception the excepthook saw: the runs failed
+
+
+def install(end_runs: Callable[[str, str | None], None], reset_runs_in_child: Callable[[], None]) -> None:
+    """Once per process (called at every run's start): flush at exit (also a multiprocessing child's exit),
+    on SIGTERM and Ctrl-C.
+
+    `end_runs(status, error)` ends every open run of the process; `reset_runs_in_child()` gives a forked
+    child writers of its own. They are called back rather than registered on their own so that the
+    order in a forked child stays: the runs are reset first, and only then are signals unblocked.
+    """
+    global _hooks_installed, _signals_installed, _previous_sigterm, _previous_excepthook
+    global _end_runs, _reset_runs_in_child
+    if not _hooks_installed:
+        _hooks_installed = True
+        _end_runs, _reset_runs_in_child = end_runs, reset_runs_in_child
+        atexit.register(_at_exit)
+        if sys.excepthook is not _excepthook:
+            _previous_excepthook = sys.excepthook
+            sys.excepthook = _excepthook
+        from multiprocessing import util
+
+        _register_mp_finalizer()
+        util.register_after_fork(_fork_token, _register_mp_finalizer)
+    # Signal handlers can only be set from the main thread: retried until a run starts there.
+    if not _signals_installed and threading.current_thread() is threading.main_thread():
+        _signals_installed = True
+        current = signal.getsignal(signal.SIGTERM)
+        if current in (signal.SIG_DFL, None) or callable(current):
+            _previous_sigterm = current if callable(current) else None
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _watch_sigterm()
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _at_exit() -> None:
+    _end_runs("failed" if _failure else "finished", _failure)
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    global _failure
+    if issubclass(exc_type, KeyboardInterrupt):
+        _end_runs("killed", "KeyboardInterrupt")
+    else:
+        _failure = f"{exc_type.__name__}: {exc}"
+    _previous_excepthook(exc_type, exc, tb)
+
+
+class _ForkToken:
+    """Anchor for multiprocessing's after-fork registry (it needs a weak-referenceable object)."""
+
+
+_fork_token = _ForkToken()
+
+
+def _register_mp_finalizer(_token: object = None) -> None:
+    # Multiprocessing children leave through os._exit, so atexit never runs
+    # there; a Finalize does. A forked child's finalizer registry is cleared
+    # after fork, so multiprocessing's after-fork hook registers it again.
+    from multiprocessing import util
+
+    util.Finalize(None, _at_exit, exitpriority=100)
+
+
+# -- SIGTERM and Ctrl-C ------------------------------------------------------------------
+_previous_excepthook = sys.excepthook
+_previous_sigterm: Any = None
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _sigterm_seen
+    _sigterm_seen = True
+    if _busy > 0:  # inside a drain or an end(): handled when it leaves
+        _deferred_signals.append(lambda: _on_sigterm(signum, frame))
+        return
+    _end_runs("killed", "SIGTERM")
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    if _busy > 0:
+        _deferred_signals.append(lambda: _on_sigint(signum, frame))
+        return
+    raise KeyboardInterrupt
+
+
+# A Python signal handler runs only when the main thread runs Python. A SIGTERM that lands between
+# CPython's check for pending signals and a blocking C call (a Pool worker taking its queue's lock)
+# is never seen by the handler: the process would ignore SIGTERM and its parent would wait forever.
+# CPython also writes every signal it catches to the "wakeup fd"; a watcher thread reads it, and if
+# the handler has not run shortly after a SIGTERM, it sends SIGTERM to the main thread again, which
+# interrupts the blocking call. (Only where no one else, such as asyncio, set a wakeup fd.)
+_wakeup: tuple[int, int] | None = None
+_sigterm_seen = False
+
+
+def _watch_sigterm() -> None:
+    global _wakeup
+    _wakeup = None
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread
+        previous = -2
+    if previous != -1:
+        if previous >= 0:
+            signal.set_wakeup_fd(previous)  # someone else's: theirs stays
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    _wakeup = (read_fd, write_fd)
+    start_thread(_resend_unseen_sigterm, "alexandria-signals", read_fd)
+
+
+def _resend_unseen_sigterm(read_fd: int) -> None:
+    main = threading.main_thread().ident
+    while True:
+        try:
+            caught = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not caught:
+            return
+        if signal.SIGTERM in caught:
+            time.sleep(0.05)
+            if not _sigterm_seen and main is not None:
+                try:
+                    signal.pthread_kill(main, signal.SIGTERM)
+                except (OSError, ProcessLookupError):
+                    return
+
+
+# -- fork ------------------------------------------------------------------------------
+# CPython drops the signals a child receives between fork() and its own reinitialisation. A
+# multiprocessing Pool can SIGTERM a worker that young (terminate() right after map()); with our
+# handler in place of the default action the worker would then never die. So SIGTERM and SIGINT are
+# blocked across fork: a signal that early stays pending and is handled once the child is ready.
+_mask_before_fork: set[int | signal.Signals] | None = None
+
+
+def _before_fork() -> None:
+    global _mask_before_fork
+    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+
+
+def _after_fork_in_parent() -> None:
+    if _mask_before_fork is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
+
+
+def _after_fork_in_child() -> None:
+    global _sigterm_seen, _busy
+    try:
+        _sigterm_seen = False
+        _busy = 0  # the parent's critical sections are not the child's
+        _deferred_signals.clear()
+        _reset_runs_in_child()
+        if _wakeup is not None:  # the parent's pipe and watcher are the parent's: get our own
+            signal.set_wakeup_fd(-1)
+            for fd in _wakeup:
+                os.close(fd)
+            _watch_sigterm()
+    finally:
+        _after_fork_in_parent()  # unblock: a SIGTERM that came early is handled now
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
