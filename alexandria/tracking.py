@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -68,6 +69,7 @@ _MP_CONFIG_KEY = "alexandria_run"
 assert (STEP_MIN, STEP_MAX) == (-9223372036854775808, 9223372036854775807)
 
 _time = time.time
+_log = logging.getLogger(__name__)
 
 
 def _hash_file(path: Path, digest: Any) -> int:
@@ -349,7 +351,7 @@ class Run:
         except RunEndedError:
             pass  # ended before capture was done (end() waited CAPTURE_WAIT seconds)
         except Exception as exc:  # never into the training: say so and go on
-            print(f"alexandria: capturing code/environment of run {self.id} failed: {exc!r}", file=sys.stderr)
+            _log.warning("alexandria: capturing code/environment of run %s failed: %r", self.id, exc)
 
     def _save_diff(self, diff: bytes) -> str | None:
         """Keep the uncommitted diff as an artifact (`git_diff.patch`, `git_diff.1.patch` after a resume)."""
@@ -360,7 +362,7 @@ class Run:
             try:
                 return self.log_artifact(path, type="git-diff")
             except InvalidInputError as exc:
-                print(f"alexandria: could not keep the diff of run {self.id}: {exc}", file=sys.stderr)
+                _log.warning("alexandria: could not keep the diff of run %s: %s", self.id, exc)
                 return None
 
     def _after_fork_in_child(self) -> None:
@@ -661,7 +663,7 @@ def _end_all(status: str, error: str | None) -> None:
         try:
             run.end(status if run.owner else None, error=error)
         except AlexandriaError as exc:
-            print(f"alexandria: could not end run {run.id}: {exc}", file=sys.stderr)
+            _log.warning("alexandria: could not end run %s: %s", run.id, exc)
 
 
 def _reset_in_child() -> None:
