@@ -29,6 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .files import CHUNK_SIZE, hash_file
+
 MAX_FILES = 5000  # files hashed per record; past this the note says where the list was cut
 MAX_BYTES = 200 << 20  # total bytes hashed per record (200 MiB); hashing stops before the file that would pass it
 MAX_FILE_BYTES = 50 << 20  # a single file bigger than this (50 MiB) is not hashed, only counted in the note
@@ -36,7 +38,6 @@ MAX_DIFF_BYTES = 1 << 20  # the uncommitted diff is kept when at most this big (
 GIT_TIMEOUT = 10.0  # seconds per git command
 MAX_UNTRACKED_NAMES = 20  # untracked names listed in the note
 
-_CHUNK = 1 << 20
 _PRUNED_DIRS = frozenset({"__pycache__", "site-packages", "dist-packages", "node_modules"})
 # Modules whose versions matter for reproducing a number, and the distributions that may provide each (first wins).
 # A fixed map rather than packages_distributions(), which reads every distribution's file list.
@@ -468,7 +469,7 @@ class _Git:
         timer.start()
         try:
             assert proc.stdout is not None
-            while chunk := proc.stdout.read(_CHUNK):
+            while chunk := proc.stdout.read(CHUNK_SIZE):
                 feed(chunk)
             returncode = proc.wait()
         finally:
@@ -650,7 +651,7 @@ def _hash_files(
             if hashed_bytes + st.st_size > limits.bytes:
                 cut = "max_bytes"
                 break
-            digest, size = _hash_file(full, limits.file_bytes)
+            digest, size = hash_file(full, limit=limits.file_bytes)
         except (FileNotFoundError, NotADirectoryError):
             missing += 1
             continue
@@ -675,16 +676,3 @@ def _hash_files(
     if other:
         notes.append(f"{other} {what} not regular files")
     return dict(sorted(files.items()))
-
-
-def _hash_file(path: bytes, limit: int) -> tuple[str | None, int]:
-    """SHA-256 of a file read in 1 MiB chunks, and the bytes read; None when it holds more than `limit`."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                return None, size
-            digest.update(chunk)
-    return digest.hexdigest(), size

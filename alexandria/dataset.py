@@ -78,12 +78,12 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from .errors import InvalidInputError
+from .files import CHUNK_SIZE, hash_file
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
     from numpy import dtype, ndarray
 
-CHUNK_SIZE = 1 << 20
 ACCEPTED = "a CSV (.csv), TSV (.tsv, .tab), NumPy (.npy, .npz) or Parquet (.parquet, .pq) file"
 FORMATS = {
     ".csv": "csv",
@@ -169,14 +169,6 @@ class _HashingReader(io.RawIOBase):
             self.size += n
         self._start = self._end = 0
         return self._digest.hexdigest()
-
-
-def _hash_file(path: str) -> tuple[str, int]:
-    """SHA-256 hex digest and size of a file, read in 1 MiB chunks."""
-    with open(path, "rb", buffering=0) as raw:
-        reader = _HashingReader(raw)
-        digest = reader.finish()
-    return digest, reader.size
 
 
 def _describe_file(data: str | os.PathLike[Any], name: str | None) -> DatasetInfo:
@@ -382,7 +374,7 @@ def _describe_npy(path: str, fmt: str, name: str) -> DatasetInfo:
     if dt.hasobject:
         raise _object_error(repr(path))
     rows, columns = _array_counts(shape, dt)
-    digest, size = _hash_file(path)
+    digest, size = hash_file(path)
     return DatasetInfo(name, path, fmt, rows, columns, _array_schema(shape, dt), digest, size)
 
 
@@ -415,7 +407,7 @@ def _describe_npz(path: str, fmt: str, name: str) -> DatasetInfo:
         raise
     except (ValueError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
         raise InvalidInputError(f"cannot describe {path!r}: not a valid .npz file ({exc})") from exc
-    digest, size = _hash_file(path)
+    digest, size = hash_file(path)
     rows = first_dims.pop() if len(first_dims) == 1 else None
     return DatasetInfo(name, path, fmt, rows, len(schema), schema, digest, size)
 
@@ -462,7 +454,7 @@ def _describe_parquet(path: str, fmt: str, name: str) -> DatasetInfo:
     except (ValueError, pyarrow.ArrowException) as exc:
         raise InvalidInputError(f"cannot describe {path!r}: not a valid Parquet file ({exc})") from exc
     schema = dict(zip(_unique_names(n for n, _ in fields), (t for _, t in fields), strict=True))
-    digest, size = _hash_file(path)
+    digest, size = hash_file(path)
     return DatasetInfo(name, path, fmt, num_rows, len(fields), schema, digest, size)
 
 

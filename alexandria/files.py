@@ -1,17 +1,29 @@
-"""Files written so that no reader ever sees half of one: a temporary name beside the target, fsync of the
-file, a rename over the target, fsync of the directory. A process killed midway leaves at most a
-`.<name>.<pid>.<random>.tmp` file, never a partial target. Used for artifacts, captured code, reports,
-exports and qex's states. (Not mkstemp: its mode 0600 would make the file unreadable to others; new files
-get 0666 minus the umask, like any other.)"""
+"""Files written so that no reader ever sees half of one, and the one way files are hashed.
+
+Atomic writes: a temporary name beside the target, fsync of the file, a rename over the target, fsync of
+the directory. A process killed midway leaves at most a `.<name>.<pid>.<random>.tmp` file, never a partial
+target. Used for artifacts, captured code, reports, exports and qex's states. (Not mkstemp: its mode 0600
+would make the file unreadable to others; new files get 0666 minus the umask, like any other.)
+
+Hashes are SHA-256 of a file's bytes (what `sha256sum` prints), read in `CHUNK_SIZE` pieces so that a
+file of any size costs one chunk of memory: artifacts, datasets and captured code all use `hash_file`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
+
+#: Bytes read at a time when hashing or copying a file.
+CHUNK_SIZE = 1 << 20
+
+_PathLike = str | bytes | os.PathLike[Any]
 
 
 def temporary_name(path: Path) -> Path:
@@ -56,3 +68,60 @@ def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` as the whole content of `path` (see the module's docstring)."""
     with atomic_file(path) as f:
         f.write(data)
+
+
+def copy_atomically(src: Path, dest: Path) -> tuple[int, str]:
+    """Copy the file or directory `src` to `dest`, replacing what is there; returns its size and SHA-256.
+
+    A file is hashed as it streams through `atomic_file`. A directory is copied beside `dest` and renamed
+    into place; its hash covers each file's relative path ("/"-separated, NUL-ended) and bytes, in path
+    order, and its size is the sum of its files'. On failure (OSError) `dest` is untouched.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    if src.is_dir():
+        tmp = temporary_name(dest)
+        try:
+            shutil.copytree(src, tmp)
+            for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+                digest.update(f.relative_to(tmp).as_posix().encode() + b"\0")
+                size += hash_file(f, digest)[1]
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return size, digest.hexdigest()
+    with open(src, "rb") as fin, atomic_file(dest) as fout:
+        while chunk := fin.read(CHUNK_SIZE):
+            digest.update(chunk)
+            fout.write(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+@overload
+def hash_file(path: _PathLike, digest: Any = None, *, limit: None = None) -> tuple[str, int]: ...
+@overload
+def hash_file(path: _PathLike, digest: Any = None, *, limit: int) -> tuple[str | None, int]: ...
+def hash_file(path: _PathLike, digest: Any = None, *, limit: int | None = None) -> tuple[str | None, int]:
+    """The SHA-256 of a file's bytes in hex, and its size.
+
+    `digest` (a hashlib object) is fed instead of a fresh SHA-256, for one hash over several files; the hex
+    is then that digest's so far. With `limit`, reading stops as soon as the file proves longer than
+    `limit` bytes (it may have grown since it was measured): the hex is then None and the size the bytes
+    read.
+    """
+    if digest is None:
+        digest = hashlib.sha256()
+    size = 0
+    chunk = bytearray(CHUNK_SIZE)
+    view = memoryview(chunk)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(chunk):
+            size += n
+            if limit is not None and size > limit:
+                return None, size
+            digest.update(view[:n])
+    return digest.hexdigest(), size

@@ -17,15 +17,16 @@ does I/O per event. Processes and runs:
   `start_run` sets, and attaches on its first module-level logging call.
 * Pending events are written on `flush()`, `end()`, interpreter exit, the exit
   of a multiprocessing child, and SIGTERM (hooks.py).
+
+What a value may be and how it is stored is values.py's; copying and hashing
+artifacts is files.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -58,6 +59,7 @@ from .events import (
     RunStarted,
     TagSet,
 )
+from .files import copy_atomically, hash_file
 from .life import ENDED, run_state
 from .segment import BATCH_SIZE, SegmentWriter
 from .store import STORE_ENV, Store, is_run_id
@@ -70,16 +72,6 @@ assert (STEP_MIN, STEP_MAX) == (-9223372036854775808, 9223372036854775807)
 
 _time = time.time
 _log = logging.getLogger(__name__)
-
-
-def _hash_file(path: Path, digest: Any) -> int:
-    """Feed a file to `digest` in 1 MiB chunks; returns its size."""
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size
 
 
 class Run:
@@ -186,38 +178,43 @@ class Run:
             raise InvalidInputError(f"artifact name {name!r} must be a plain file name")
         dest_dir = self.store.artifact_dir(self.id)
         dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = dest_dir / name
-        tmp = dest_dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        digest = hashlib.sha256()
-        size = 0
+        kind = type or ("directory" if src.is_dir() else "file")
         try:
-            if src.is_dir():
-                shutil.copytree(src, tmp)
-                for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                    digest.update(f.relative_to(tmp).as_posix().encode() + b"\0")
-                    size += _hash_file(f, digest)
-                if dest.is_dir():
-                    shutil.rmtree(dest)
-                kind = type or "directory"
-            else:
-                with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                    while chunk := fin.read(1 << 20):
-                        digest.update(chunk)
-                        fout.write(chunk)
-                        size += len(chunk)
-                    fout.flush()
-                    os.fsync(fout.fileno())
-                kind = type or "file"
-            os.replace(tmp, dest)
+            size, sha256 = copy_atomically(src, dest_dir / name)
         except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
             raise InvalidInputError(f"cannot copy artifact {str(src)!r} into the store: {exc}") from exc
-        return self._record_artifact(dest, name, kind, size, digest.hexdigest())
+        return self.record_artifact(dest_dir / name, type=kind, name=name, size=size, sha256=sha256)
 
-    def _record_artifact(self, dest: Path, name: str, kind: str | None, size: int, sha256: str) -> str:
-        """Log a file that is already durably in place inside the store; returns its store-relative path."""
-        rel = self.store.relative(dest)
-        self._put(ArtifactSaved(name=name, path=rel, type=kind, size=size, sha256=sha256, time=_time()))
+    def record_artifact(
+        self,
+        path: str | os.PathLike[str],
+        type: str | None = None,
+        name: str | None = None,
+        *,
+        size: int | None = None,
+        sha256: str | None = None,
+    ) -> str:
+        """Record as an artifact a file already durably in place inside the store (`files.write_atomically`
+        writes one so); nothing is copied. Returns its path in the store.
+
+        `name` defaults to the file's name; `size` and `sha256`, unless both are given, are read from the
+        file. A second artifact with the same name replaces the first, as with `log_artifact`.
+        """
+        dest = Path(os.path.abspath(path))
+        try:
+            rel = self.store.relative(dest)
+        except ValueError:
+            raise InvalidInputError(
+                f"artifact {str(dest)!r} is not inside the store {self.store.root}; log_artifact copies it in"
+            ) from None
+        try:
+            if sha256 is None or size is None:
+                sha256, size = hash_file(dest)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read artifact {str(dest)!r}: {exc}") from exc
+        self._put(
+            ArtifactSaved(name=name or dest.name, path=rel, type=type, size=size, sha256=sha256, time=_time())
+        )
         return rel
 
     def log_dataset(self, data: Any, name: str | None = None, role: str = "train") -> DatasetInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import alexandria
+from alexandria.files import write_atomically
 from alexandria.store import Store
 from tests.conftest import query
 
@@ -212,6 +214,28 @@ def test_artifact_directory_and_replacement(store: Store, tmp_path: Path) -> Non
     assert rows == [("ckpt", "directory", 3), ("notes.txt", "log", 14)]
     assert (store.root / path).read_text() == "second version"
     assert (store.root / "artifacts" / run.id / "ckpt" / "sub" / "b.txt").read_text() == "bb"
+
+
+def test_record_artifact_of_a_file_already_in_the_store(store: Store, tmp_path: Path) -> None:
+    """A file the program wrote into the store itself (as qex writes its results) is recorded, not copied;
+    its size and SHA-256 are read from it unless both are given."""
+    data = b"results" * 10
+    (store.root / "results").mkdir()
+    inside = store.root / "results" / "rho.npy"
+    write_atomically(inside, data)
+    outside = tmp_path / "elsewhere.bin"
+    outside.write_bytes(data)
+    with alexandria.start_run(experiment="recorded", capture=False) as run:
+        path = run.record_artifact(inside, type="application/x-npy", name="density_matrix")
+        run.record_artifact(inside, name="given", size=1, sha256="0" * 64)
+        with pytest.raises(alexandria.InvalidInputError, match="is not inside the store"):
+            run.record_artifact(outside)
+    assert path == "results/rho.npy"
+    assert query(store, "SELECT name, type, path, size, sha256 FROM artifact ORDER BY name") == [
+        ("density_matrix", "application/x-npy", "results/rho.npy", 70, hashlib.sha256(data).hexdigest()),
+        ("given", None, "results/rho.npy", 1, "0" * 64),
+    ]
+    assert list((store.root / "artifacts").iterdir()) == []  # nothing was copied
 
 
 def test_writer_failure_is_raised_on_the_next_call_and_nothing_is_lost(store: Store) -> None:

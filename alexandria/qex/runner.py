@@ -26,7 +26,6 @@ kill -9) and `bloch_sphere`.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import json
@@ -263,11 +262,8 @@ def _save_density_matrix(run: tracking.Run, store: Store, rho: np.ndarray) -> st
     data = buffer.getvalue()
     dest = store.root / "results" / f"{run.id}_rho.npy"
     write_atomically(dest, data)
-    return run._record_artifact(
-        dest, "density_matrix", "application/x-npy", len(data), hashlib.sha256(data).hexdigest()
-    )
+    return run.record_artifact(dest, type="application/x-npy", name="density_matrix")
 
 
 def _record(run: tracking.Run, path: Path, name: str, kind: str) -> str:
-    data = path.read_bytes()
-    return run._record_artifact(path, name, kind, len(data), hashlib.sha256(data).hexdigest())
+    return run.record_artifact(path, type=kind, name=name)
