@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -72,6 +73,30 @@ assert (STEP_MIN, STEP_MAX) == (-9223372036854775808, 9223372036854775807)
 
 _time = time.time
 _log = logging.getLogger(__name__)
+
+
+# -- event times ------------------------------------------------------------------
+_last_time = 0.0  # of the last event _ordered_time gave a time
+_clock_lock = threading.RLock()  # re-entrant: a signal handler may end runs while the main thread holds it
+
+
+def _ordered_time() -> float:
+    """The time of an event whose fold rule compares times (a parameter, a tag, an artifact, a run's start,
+    resume or end): strictly later than the previous such event of this process.
+
+    time.time() can return the same float twice (a float's resolution at today's epoch is ~240 ns, and
+    some clocks are coarser or step back): set_tag("stage", "tuned") then set_tag("stage", "final")
+    would tie, and the projector breaks a tie by value, so "tuned" could win. One float step past the
+    previous time keeps the order the calls were made in. Metric points are all kept, whatever their
+    times, so log_metric's hot path does not pay for this.
+    """
+    global _last_time
+    with _clock_lock:
+        now = _time()
+        if now <= _last_time:
+            now = math.nextafter(_last_time, math.inf)
+        _last_time = now
+        return now
 
 
 class Run:
@@ -151,7 +176,7 @@ class Run:
                     "Parameters are fixed inputs: log a metric or a tag for values that change"
                 )
             if old is None:
-                events[key] = ParamLogged(key=key, value=text, time=_time())
+                events[key] = ParamLogged(key=key, value=text, time=_ordered_time())
         for key, event in events.items():
             self._put(event)
             self._params[key] = event.value  # only once it is queued
@@ -159,7 +184,7 @@ class Run:
     def set_tag(self, key: str, value: Any) -> None:
         """Set a tag (last value wins); tags are for labels that may change."""
         text = check_text(param_to_str(value), f"tag {key!r} value")
-        self._put(TagSet(key=check_key(key, "tag"), value=text, time=_time()))
+        self._put(TagSet(key=check_key(key, "tag"), value=text, time=_ordered_time()))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
@@ -213,7 +238,7 @@ class Run:
         except OSError as exc:
             raise InvalidInputError(f"cannot read artifact {str(dest)!r}: {exc}") from exc
         self._put(
-            ArtifactSaved(name=name or dest.name, path=rel, type=type, size=size, sha256=sha256, time=_time())
+            ArtifactSaved(name=name or dest.name, path=rel, type=type, size=size, sha256=sha256, time=_ordered_time())
         )
         return rel
 
@@ -273,7 +298,7 @@ class Run:
                 writer = writer.closing
             else:
                 if status is not None:
-                    writer.queue.append(RunFinished(status=status, error=error, time=_time()))
+                    writer.queue.append(RunFinished(status=status, error=error, time=_ordered_time()))
                 ended = _EndedWriter(writer, self.id)
                 self._writer = ended  # type: ignore[assignment]
                 self._queue = ended.queue  # calls racing end() from other threads now fail loudly
@@ -307,7 +332,7 @@ class Run:
     def _start(self, experiment: str, tags: Mapping[str, Any], parent_id: str | None) -> None:
         tag_text = _tag_texts(tags)
         event = RunStarted(
-            experiment=check_text(experiment, "experiment"), tags=tag_text, parent_id=parent_id, time=_time()
+            experiment=check_text(experiment, "experiment"), tags=tag_text, parent_id=parent_id, time=_ordered_time()
         )
         self.parent_id = parent_id
         self._writer.put(event)
@@ -315,9 +340,9 @@ class Run:
 
     def _resume(self, previous_status: str, tags: Mapping[str, Any]) -> None:
         tag_text = _tag_texts(tags)
-        self._writer.put(RunResumed(attempt=self.attempt, previous_status=previous_status, time=_time()))
+        self._writer.put(RunResumed(attempt=self.attempt, previous_status=previous_status, time=_ordered_time()))
         for key, value in tag_text.items():
-            self._writer.put(TagSet(key=key, value=value, time=_time()))
+            self._writer.put(TagSet(key=key, value=value, time=_ordered_time()))
         self._writer.drain()
 
     def _capture(self, kinds: frozenset[str]) -> None:
@@ -664,9 +689,10 @@ def _end_all(status: str, error: str | None) -> None:
 
 
 def _reset_in_child() -> None:
-    """In a forked child: a lock of its own (the parent's may have been held at fork time), and a writer of
+    """In a forked child: locks of its own (the parent's may have been held at fork time), and a writer of
     its own for every open handle."""
-    global _state_lock
+    global _state_lock, _clock_lock
     _state_lock = threading.RLock()
+    _clock_lock = threading.RLock()
     for run in list(_open_runs):
         run._after_fork_in_child()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import alexandria
+from alexandria import tracking
 from alexandria.files import write_atomically
 from alexandria.store import Store
 from tests.conftest import query
@@ -54,6 +56,31 @@ def test_round_trip_through_sql(store: Store, tmp_path: Path) -> None:
     ]
     assert query(store, "SELECT name, type, path, size FROM artifact") == [("model.pt", "model", stored, 700)]
     assert (store.root / stored).read_bytes() == model.read_bytes()
+
+
+def test_later_calls_win_when_the_clock_stands_still(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """time.time() may return the same float twice (its resolution at today's epoch is ~240 ns), and the
+    projector breaks a tie of times by value: "tuned" > "final" would let the earlier tag win, and the
+    larger SHA-256 the earlier artifact. So every event whose fold rule compares times gets a time strictly
+    later than the previous one of its process. Pinned here with a clock that never moves."""
+    now = time.time()
+    monkeypatch.setattr(tracking, "_time", lambda: now)
+    # the earlier file's hash is the larger: it would win a tie
+    earlier, later = sorted((b"weights-1", b"weights-2"), key=lambda c: hashlib.sha256(c).hexdigest(), reverse=True)
+    (tmp_path / "earlier").write_bytes(earlier)
+    (tmp_path / "later").write_bytes(later)
+    with alexandria.start_run(experiment="frozen", capture=False) as run:
+        run.set_tag("stage", "tuned")
+        run.set_tag("stage", "final")
+        run.log_artifact(tmp_path / "earlier", name="model.bin")
+        run.log_artifact(tmp_path / "later", name="model.bin")
+    assert query(store, "SELECT value FROM tag WHERE key = 'stage'") == [("final",)]
+    assert query(store, "SELECT json_extract(tags, '$.stage') FROM run") == [("final",)]
+    assert query(store, "SELECT sha256 FROM artifact") == [(hashlib.sha256(later).hexdigest(),)]
+    ((start, end),) = query(store, "SELECT timestamp_start, timestamp_end FROM run")
+    assert now <= start < end
 
 
 def test_nan_and_infinities_are_kept(store: Store) -> None:
