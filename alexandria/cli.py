@@ -23,8 +23,8 @@ from rich.table import Table
 from .cli_base import ErrorsAsMessages, console
 from .db import safe_target
 from .errors import StoreError
+from .formatting import duration_text, when_text
 from .plugins import register_commands
-from .query import duration_text, when_text
 from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
 
 
@@ -375,7 +375,8 @@ def plot(
     RUN is a run id or a unique prefix. Each curve is drawn from at most --buckets buckets: the line is
     each bucket's last value, the band its min..max, so a one-step spike stays visible at any length.
     """
-    from .report import select_runs, write_plot
+    from .query import select_runs
+    from .report import write_plot
 
     engine = _fresh_reader(ctx)
     ids = select_runs(engine, run_ids)
@@ -415,8 +416,8 @@ def report(
     """Write one HTML page about runs: the runs, every metric's curves, parameters side by side and, for
     runs with differing numeric parameters, parallel coordinates. Prints its path."""
     from .errors import InvalidInputError
-    from .query import resolve_run_id
-    from .report import select_runs, write_report
+    from .query import resolve_run_id, select_runs
+    from .report import write_report
 
     if sweep is not None and run_ids:
         raise InvalidInputError("give run ids or --sweep PARENT_ID, not both")

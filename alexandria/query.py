@@ -1,4 +1,6 @@
-"""Read-side queries over the projection, shared by the CLI and any Python caller."""
+"""The read model: every question the CLI, the reports, the dashboard and Python callers ask of the
+projection, answered here (and in summaries.py, which defines a metric's last value), over a read-only
+engine. Views format what these return; they hold no SQL of their own."""
 
 from __future__ import annotations
 
@@ -6,10 +8,9 @@ import itertools
 import math
 import operator
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -17,10 +18,14 @@ from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .db import reader_engine
-from .errors import QueryError, ReadOnlyError, RunNotFoundError, StoreError
+from .errors import InvalidInputError, QueryError, ReadOnlyError, RunNotFoundError, StoreError
 from .rebuild import open_database
 from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run, tag
 from .store import Store
+from .summaries import MetricSummary, id_chunks, last_value, metric_summaries
+
+#: Runs given as ids or unique id prefixes; a single string instead names a sweep's parent run: its children.
+RunSelection = Sequence[str] | str
 
 
 def list_runs(
@@ -40,7 +45,7 @@ def list_runs(
 
     Filters combine with AND: `tags` and `params` match exact text (parameters as `param_to_str`
     stores them, so `{"lr": 0.01}` works); `metric_filter=("val/acc", ">=", 0.9)` keeps runs whose
-    *last* value of the metric (highest step, then latest) passes; `since`/`until` bound the start
+    *last* value of the metric (see summaries.py) passes; `since`/`until` bound the start
     time (unix seconds); `parent_id` keeps one sweep's children.
     """
     from .values import param_to_str
@@ -72,15 +77,7 @@ def list_runs(
         key, op, threshold = metric_filter
         if op not in _COMPARE:
             raise QueryError(f"metric filter operator {op!r} is not one of {', '.join(_COMPARE)}")
-        m = metric.alias("m")
-        last = (
-            select(m.c.value)
-            .where(m.c.run_id == run.c.id, m.c.key == key)
-            .order_by(m.c.step.desc().nulls_last(), m.c.timestamp.desc(), m.c.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        q = q.where(_COMPARE[op](last, threshold))
+        q = q.where(_COMPARE[op](last_value(run.c.id, key), threshold))
     if limit is not None:
         q = q.limit(limit)
     with engine.connect() as conn:
@@ -100,27 +97,14 @@ _COMPARE: dict[str, Callable[[Any, float], Any]] = {
 
 def metric_keys(engine: Engine, run_id: str) -> list[str]:
     """The metric keys a run logged, sorted."""
+    return run_metric_keys(engine, [run_id])[run_id]
+
+
+def experiments(engine: Engine) -> list[str]:
+    """Every experiment name, sorted (runs without one are not counted)."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(metric.c.key).where(metric.c.run_id == run_id).group_by(metric.c.key).order_by(metric.c.key)
-        )
-        return [r[0] for r in rows]
-
-
-def when_text(ts: float | None) -> str:
-    """A unix time as local "YYYY-MM-DD HH:MM:SS" ("-" when unknown): how every view shows times."""
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
-def duration_text(start: float | None, end: float | None) -> str:
-    """ "12.3s", "4.5m" or "6.7h"; a run still going (no end) is timed until now and marked "+"."""
-    if not start:
-        return "-"
-    seconds = (end or time.time()) - start
-    text = (
-        f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
-    )
-    return text if end else text + "+"
+        names = conn.execute(select(run.c.experiment_name).distinct().order_by(run.c.experiment_name))
+        return [e for e in names.scalars() if e is not None]
 
 
 def run_tree(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
@@ -157,14 +141,124 @@ def resolve_run_id(engine: Engine, prefix: str) -> str:
     return ids[0]
 
 
-@dataclass
-class MetricSummary:
-    key: str
-    count: int
-    last_value: float
-    last_step: int | None
-    min: float | None
-    max: float | None
+# -- many runs at once: a fixed number of queries per chunk of ids ----------------------------------------------
+def resolve_run_ids(engine: Engine, prefixes: Sequence[str], *, errors: list[str] | None = None) -> list[str]:
+    """`resolve_run_id` of each prefix, in order: full ids are looked up in one query per chunk, only shorter
+    prefixes cost a query each. One that names no run raises `RunNotFoundError`, or, given `errors`, is left
+    out and its message appended there."""
+    full = [p for p in prefixes if len(p) == 32 and all(c in "0123456789abcdef" for c in p)]
+    known: set[str] = set()
+    with engine.connect() as conn:
+        for chunk in id_chunks(full):
+            known.update(conn.execute(select(run.c.id).where(run.c.id.in_(chunk))).scalars())
+    out = []
+    for prefix in prefixes:
+        try:
+            out.append(prefix if prefix in known else resolve_run_id(engine, prefix))
+        except RunNotFoundError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+    return out
+
+
+def select_runs(engine: Engine, run_ids: RunSelection) -> list[str]:
+    """Full run ids, in the order given, without repeats. A string is a sweep's parent run: its children."""
+    if isinstance(run_ids, str):
+        return sweep_children(engine, run_ids)
+    ids = list(dict.fromkeys(resolve_run_ids(engine, run_ids)))
+    if not ids:
+        raise InvalidInputError("no runs selected: give at least one run id (or a unique prefix of one)")
+    return ids
+
+
+def sweep_children(engine: Engine, parent: str) -> list[str]:
+    """The child runs of `parent` (an id or unique prefix), oldest first."""
+    parent_id = resolve_run_id(engine, parent)
+    with engine.connect() as conn:
+        children = (
+            conn.execute(
+                select(run.c.id)
+                .where(run.c.parent_id == parent_id)
+                .order_by(run.c.timestamp_start.nulls_last(), run.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    if not children:
+        raise InvalidInputError(f"run {parent_id} has no child runs: --sweep takes the parent run of a sweep")
+    return list(children)
+
+
+def run_rows(engine: Engine, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The `run` rows of full run ids, in the order given."""
+    found: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for chunk in id_chunks(run_ids):
+            found.update((r.id, dict(r._mapping)) for r in conn.execute(select(run).where(run.c.id.in_(chunk))))
+    missing = [rid for rid in run_ids if rid not in found]
+    if missing:
+        raise RunNotFoundError(f"no run {missing[0]!r}")
+    return [found[rid] for rid in run_ids]
+
+
+def run_params(engine: Engine, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Per run id, its parameters (key -> stored text), keys sorted."""
+    out: dict[str, dict[str, str]] = {rid: {} for rid in run_ids}
+    with engine.connect() as conn:
+        for chunk in id_chunks(run_ids):
+            q = select(parameter.c.run_id, parameter.c.key, parameter.c.value).where(parameter.c.run_id.in_(chunk))
+            for rid, key, value in conn.execute(q.order_by(parameter.c.run_id, parameter.c.key)):
+                out[rid][key] = value
+    return out
+
+
+def run_metric_keys(engine: Engine, run_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Per run id, the metric keys it logged, sorted (read from the (run_id, key, step) index alone)."""
+    out: dict[str, list[str]] = {rid: [] for rid in run_ids}
+    with engine.connect() as conn:
+        for chunk in id_chunks(run_ids):
+            q = select(metric.c.run_id, metric.c.key).where(metric.c.run_id.in_(chunk))
+            q = q.group_by(metric.c.run_id, metric.c.key).order_by(metric.c.run_id, metric.c.key)
+            for rid, key in conn.execute(q):
+                out[rid].append(key)
+    return out
+
+
+def run_metrics(
+    engine: Engine, run_ids: Sequence[str], keys: Sequence[str] | None = None, *, extremes: bool = True
+) -> dict[str, dict[str, MetricSummary]]:
+    """Per run id, per metric key (sorted), its `MetricSummary`: see summaries.py for the last value."""
+    with engine.connect() as conn:
+        return metric_summaries(conn, run_ids, keys, extremes=extremes)
+
+
+def metric_by_run(engine: Engine, run_ids: Sequence[str], key: str, agg: str) -> list[float | None]:
+    """One number per run for metric `key`: its last value, min or max (`agg`); None where it is not finite."""
+    if agg not in ("last", "min", "max"):
+        raise InvalidInputError(f"agg must be 'last', 'min' or 'max', got {agg!r}")
+    summaries = run_metrics(engine, run_ids, [key], extremes=agg != "last")
+    out: list[float | None] = []
+    for rid in run_ids:
+        s = summaries[rid].get(key)
+        value = None if s is None else {"last": s.last_value, "min": s.min, "max": s.max}[agg]
+        out.append(None if value is None or not math.isfinite(value) else float(value))
+    return out
+
+
+def has_metric(engine: Engine, run_id: str, key: str) -> bool:
+    """Whether the run logged at least one point of `key`."""
+    q = select(metric.c.id).where(metric.c.run_id == run_id, metric.c.key == key).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(q).first() is not None
+
+
+def artifact_record(engine: Engine, run_id: str, name: str) -> dict[str, Any] | None:
+    """The artifact row (path as recorded, type) of a run's artifact `name`, or None."""
+    q = select(artifact.c.path, artifact.c.type).where(artifact.c.run_id == run_id, artifact.c.name == name)
+    with engine.connect() as conn:
+        row = conn.execute(q).first()
+    return None if row is None else dict(row._mapping)
 
 
 def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -178,19 +272,7 @@ def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
                 select(parameter.c.key, parameter.c.value).where(parameter.c.run_id == run_id).order_by(parameter.c.key)
             )
         }
-        stats = conn.execute(
-            select(
-                metric.c.key, func.count(), func.min(metric.c.value), func.max(metric.c.value), func.max(metric.c.id)
-            )
-            .where(metric.c.run_id == run_id)
-            .group_by(metric.c.key)
-            .order_by(metric.c.key)
-        ).all()
-        metrics = []
-        for key, count, lo, hi, last_id in stats:
-            last = conn.execute(select(metric.c.value, metric.c.step).where(metric.c.id == last_id)).one()
-            value = math.nan if last.value is None else last.value
-            metrics.append(MetricSummary(key, count, value, last.step, lo, hi))
+        metrics = list(metric_summaries(conn, [run_id])[run_id].values())
         arts = [
             dict(r._mapping)
             for r in conn.execute(
@@ -458,38 +540,28 @@ def _buckets_by_group(db: Any, col: str, where: str, args: list[Any], buckets: i
 
 def runs_table(engine: Engine, run_ids: Sequence[str], metrics: Sequence[str] = ()) -> Any:
     """One row per run: id, experiment, status, start, end, every parameter (`param.<key>`) and, for
-    each of `metrics`, its last, min and max value (`<key>.last`, ...). A pandas DataFrame when pandas
-    is installed, else a list of dicts with the same columns."""
+    each of `metrics`, its last, min and max value (`<key>.last`, ...; None where not logged or NaN). A
+    pandas DataFrame when pandas is installed, else a list of dicts with the same columns."""
+    runs = run_rows(engine, run_ids)
+    params = run_params(engine, run_ids)
+    summaries = run_metrics(engine, run_ids, list(metrics)) if metrics else {}
     rows: list[dict[str, Any]] = []
-    with engine.connect() as conn:
-        for rid in run_ids:
-            r = conn.execute(select(run).where(run.c.id == rid)).one_or_none()
-            if r is None:
-                raise RunNotFoundError(f"no run {rid!r}")
-            row: dict[str, Any] = {
-                "run_id": r.id,
-                "experiment": r.experiment_name,
-                "status": r.status,
-                "parent_id": r.parent_id,
-                "start": r.timestamp_start,
-                "end": r.timestamp_end,
-            }
-            for k, v in conn.execute(select(parameter.c.key, parameter.c.value).where(parameter.c.run_id == rid)):
-                row[f"param.{k}"] = v
-            for key in metrics:
-                lo, hi = conn.execute(
-                    select(func.min(metric.c.value), func.max(metric.c.value)).where(
-                        metric.c.run_id == rid, metric.c.key == key
-                    )
-                ).one()
-                last = conn.execute(
-                    select(metric.c.value)
-                    .where(metric.c.run_id == rid, metric.c.key == key)
-                    .order_by(metric.c.step.desc().nulls_last(), metric.c.timestamp.desc(), metric.c.id.desc())
-                    .limit(1)
-                ).scalar_one_or_none()
-                row[f"{key}.last"], row[f"{key}.min"], row[f"{key}.max"] = last, lo, hi
-            rows.append(row)
+    for r in runs:
+        row: dict[str, Any] = {
+            "run_id": r["id"],
+            "experiment": r["experiment_name"],
+            "status": r["status"],
+            "parent_id": r["parent_id"],
+            "start": r["timestamp_start"],
+            "end": r["timestamp_end"],
+        }
+        for k, v in params[r["id"]].items():
+            row[f"param.{k}"] = v
+        for key in metrics:
+            s = summaries[r["id"]].get(key)
+            last = None if s is None or math.isnan(s.last_value) else s.last_value
+            row[f"{key}.last"], row[f"{key}.min"], row[f"{key}.max"] = last, s and s.min, s and s.max
+        rows.append(row)
     try:
         import pandas as pd
     except ImportError:
@@ -497,15 +569,70 @@ def runs_table(engine: Engine, run_ids: Sequence[str], metrics: Sequence[str] = 
     return pd.DataFrame(rows)
 
 
-class Reader:
-    """The reading API in one object: it folds what is new in the logs, then reads the projection through
-    a read-only connection. `refresh()` folds again (a live run keeps logging)."""
+#: What `export_rows` yields per table, column by column (the `run` table's tags: as stored).
+EXPORT_COLUMNS = {
+    "runs": ("id", "experiment", "status", "start", "end", "parent_id", "tags"),
+    "params": ("run_id", "key", "value"),
+    "metrics": ("run_id", "key", "step", "value", "timestamp", "attempt"),
+}
 
-    def __init__(self, store: str | os.PathLike[str] | Store | None = None) -> None:
+
+@contextmanager
+def export_rows(
+    engine: Engine, run_ids: Sequence[str] | None, fetch_rows: int
+) -> Iterator[dict[str, Iterator[Sequence[Sequence[Any]]]]]:
+    """The runs (every run, oldest first, when `run_ids` is None), their parameters and their metric points
+    as row chunks of at most `fetch_rows` rows (`EXPORT_COLUMNS`), straight from the DBAPI cursor: never a
+    whole table in memory. All three read in one read transaction, a consistent snapshot while runs keep
+    logging; the iterators are valid inside the `with` only."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1").all()  # opens the read transaction: one snapshot for all three tables
+        db: Any = conn.connection.driver_connection
+        if run_ids is None:
+            run_ids = [r[0] for r in db.execute("SELECT id FROM run ORDER BY timestamp_start, id")]
+            if not run_ids:
+                raise InvalidInputError("no runs in the store: nothing to export")
+        ids = list(run_ids)
+        mark = "%s" if engine.dialect.name == "postgresql" else "?"  # the driver's own placeholder
+
+        def runs() -> Iterator[Sequence[Sequence[Any]]]:
+            for chunk in id_chunks(ids):
+                marks = ",".join([mark] * len(chunk))
+                sql = "SELECT id, experiment_name, status, timestamp_start, timestamp_end, parent_id, tags FROM run"
+                found = {r[0]: r for r in db.execute(f"{sql} WHERE id IN ({marks})", chunk)}  # noqa: S608
+                yield [found[rid] for rid in chunk]
+
+        def per_run(sql: str) -> Iterator[Sequence[Sequence[Any]]]:
+            for rid in ids:  # per run: the rows come in index order, without a sort of the whole table
+                cursor = db.execute(sql, (rid,))
+                while chunk := cursor.fetchmany(fetch_rows):
+                    yield chunk
+
+        yield {
+            "runs": runs(),
+            "params": per_run(f"SELECT run_id, key, value FROM parameter WHERE run_id = {mark} ORDER BY key"),  # noqa: S608
+            "metrics": per_run(
+                f"SELECT run_id, key, step, value, timestamp, attempt FROM metric WHERE run_id = {mark} "  # noqa: S608
+                "ORDER BY key, step, id"
+            ),
+        }
+
+
+class Reader:
+    """The reading API in one object, over a read-only connection to the projection: the one way to get a
+    fresh reader (the CLI, the dashboard and Python callers open one; the reports take its `engine`).
+
+    `Reader(store, fold=True)`, the default, first folds what is new in the logs into the projection, so what
+    it reads is current when it is made: users rely on that. `fold=False` only reads: for a dashboard
+    started with --no-fold, or a caller that keeps the projection current itself (`alex watch`, its own
+    fold). `refresh()` folds again, whatever `fold` said (a live run keeps logging)."""
+
+    def __init__(self, store: str | os.PathLike[str] | Store | None = None, *, fold: bool = True) -> None:
         self.store = Store.open(store, create=False)
         if not self.store.runs_dir.is_dir():
             raise StoreError(f"no Alexandria store at {self.store.root}; log a run there first")
-        self.refresh()
+        if fold:
+            self.refresh()
         self.engine = reader_engine(self.store.database)
 
     def refresh(self) -> None:
@@ -528,7 +655,13 @@ class Reader:
         return downsample(self.engine, resolve_run_id(self.engine, run_id), key, buckets, **kwargs)
 
     def table(self, run_ids: Sequence[str], metrics: Sequence[str] = ()) -> Any:
-        return runs_table(self.engine, [resolve_run_id(self.engine, r) for r in run_ids], metrics)
+        return runs_table(self.engine, resolve_run_ids(self.engine, run_ids), metrics)
+
+    def compare(self, run_ids: RunSelection, *, best: str | None = None) -> dict[str, Any]:
+        """`compare.compare_runs`: what differs between the runs, and each metric's last and best value per run."""
+        from .compare import compare_runs  # compare.py reads through this module
+
+        return compare_runs(self.engine, run_ids, best=best)
 
     def sql(self, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         return execute_sql(self.engine, query)

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import alexandria
-from alexandria import report
+from alexandria import export, figures, pages, report
 from alexandria.cli import cli
 from alexandria.errors import InvalidInputError, QueryError, RunNotFoundError
 from alexandria.query import Reader
@@ -159,16 +159,16 @@ def test_smoothing_and_log_controls(world: World, tmp_path: Path) -> None:
     w = 0.6  # TensorBoard: last = last*w + (1-w)*y, shown as last / (1 - w**n); NaN passes through
     first, second = 1.0, (w * 0.4 * 1.0 + 0.4 * 0.0) / (1 - w**2)
     third = (w * (w * 0.4) + 0.4 * 1.0) / (1 - w**3)
-    out = report.smooth(ys, w)
+    out = figures.smooth(ys, w)
     assert out[0] == pytest.approx(first) and out[1] == pytest.approx(second)
     assert math.isnan(out[2]) and out[3] == pytest.approx(third)
-    assert report.smooth(ys[:2], 0.0) == ys[:2]
+    assert figures.smooth(ys[:2], 0.0) == ys[:2]
     with pytest.raises(InvalidInputError, match=r"smoothing must be a number in \[0, 1\)"):
-        report.smooth(ys, 1.0)
+        figures.smooth(ys, 1.0)
 
     fig = report.curves_figure(world.engine, [world.b], ["acc"], smoothing=w, log_y=True)
     (line,) = role(fig.data, "line")
-    assert list(line.y) == pytest.approx(report.smooth([c[0] for c in line.customdata], w))
+    assert list(line.y) == pytest.approx(figures.smooth([c[0] for c in line.customdata], w))
     assert fig.layout.yaxis.type == "log"
     (menu,) = fig.layout.updatemenus
     assert menu.active == 1 and [b.label for b in menu.buttons] == ["linear y", "log y"]
@@ -185,7 +185,7 @@ def test_smoothing_and_log_controls(world: World, tmp_path: Path) -> None:
     ((data, layout),) = page_figures(page).values()
     assert layout["yaxis"]["type"] == "log"
     assert [b["label"] for b in layout["updatemenus"][0]["buttons"]] == ["linear y", "log y"]
-    assert role(data, "line")[0]["y"] == pytest.approx(report.smooth([0.5, 0.95, 0.7], 0.6))
+    assert role(data, "line")[0]["y"] == pytest.approx(figures.smooth([0.5, 0.95, 0.7], 0.6))
     assert invoke(world, "plot", world.b, "-m", "acc", "--smoothing", "1")[0] == 2
 
 
@@ -250,7 +250,7 @@ def test_report_escapes_everything_and_is_offline(world: World, tmp_path: Path) 
 
     # parcoords tick labels are plain text to plotly: given as logged, and still no raw markup in the page
     fig = report.parallel_coordinates_figure(world.engine, [world.a, world.b], "loss", varying_only=False)
-    block = report._figure_html(fig, "pc", "parallel")
+    block = pages.figure_html(fig, "pc", "parallel")
     assert XSS not in block
     note = next(d for d in page_figures_text(block)["pc"][0][0]["dimensions"] if d["label"] == "note")
     assert note["ticktext"] == [XSS] and note["values"] == [0, 0]
@@ -323,8 +323,8 @@ def test_export_csv_equals_the_database(world: World, tmp_path: Path) -> None:
 
 def test_export_parquet_reads_back_equal(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
-    monkeypatch.setattr(report, "FETCH_ROWS", 7_000)
-    monkeypatch.setattr(report, "ROW_GROUP_ROWS", 50_000)
+    monkeypatch.setattr(export, "FETCH_ROWS", 7_000)
+    monkeypatch.setattr(export, "ROW_GROUP_ROWS", 50_000)
     paths = report.export_runs(world.engine, None, tmp_path / "pq", "parquet")
     assert [p.name for p in paths] == ["runs.parquet", "params.parquet", "metrics.parquet"]
     metrics = pq.ParquetFile(paths[2])

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from ..report import write_page
+from ..pages import write_page
 from .states import fidelity, num_qubits, purity, qubit_summary, validate_density_matrix
 
 SPHERES_PER_ROW = 4

@@ -1,0 +1,72 @@
+"""What differs between runs, as plain data: the parameters that differ and those equal in every run, and per
+metric each run's last value (summaries.py), best value and point count. What `alex compare` prints and
+`Reader.compare` returns; read through the read model (query.py), a fixed number of queries for N runs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import Engine
+
+from .errors import InvalidInputError
+from .query import RunSelection, run_metrics, run_params, run_rows, select_runs
+
+
+def best_direction(key: str, override: str | None = None) -> str:
+    """Whether lower or higher is better for a metric: `override` ("min"/"max") when given; else "min" for
+    keys containing "loss" or "error" (any case), "max" for every other key (accuracy, reward, ...)."""
+    if override is not None:
+        if override not in ("min", "max"):
+            raise InvalidInputError(f"best must be 'min' or 'max', got {override!r}")
+        return override
+    k = key.lower()
+    return "min" if "loss" in k or "error" in k else "max"
+
+
+def compare_runs(engine: Engine, run_ids: RunSelection, *, best: str | None = None) -> dict[str, Any]:
+    """What differs between runs, as plain data (what `alex compare` prints).
+
+    Returns ``{"runs": [{"id", "experiment", "status"}...], "params_differ": {key: [value or None per run]},
+    "params_equal": {key: value}, "metrics": {key: {"best_rule": "min"|"max", "runs": [None (not logged) or
+    {"final", "final_step", "best", "points"} per run]}}}``. `final` is the metric's last value (summaries.py:
+    the highest step; NaN when NaN was logged last); `best` is the min or max over the run's non-NaN values,
+    by `best_direction`.
+    """
+    ids = select_runs(engine, run_ids)
+    runs = run_rows(engine, ids)
+    params = run_params(engine, ids)
+    differ: dict[str, list[str | None]] = {}
+    equal: dict[str, str] = {}
+    for key in sorted(set().union(*params.values())):
+        column = [params[rid].get(key) for rid in ids]
+        if len(set(column)) > 1:
+            differ[key] = column
+        else:
+            equal[key] = column[0]  # type: ignore[assignment]  # the same, and present, in every run
+    summaries = run_metrics(engine, ids)
+    metrics: dict[str, Any] = {}
+    for key in sorted(set().union(*summaries.values())):
+        rule = best_direction(key, best)
+        per_run: list[dict[str, Any] | None] = []
+        for rid in ids:
+            s = summaries[rid].get(key)
+            if s is None:
+                per_run.append(None)
+                continue
+            found = s.min if rule == "min" else s.max
+            per_run.append(
+                {
+                    "final": s.last_value,
+                    "final_step": s.last_step,
+                    "best": math.nan if found is None else float(found),
+                    "points": s.count,
+                }
+            )
+        metrics[key] = {"best_rule": rule, "runs": per_run}
+    return {
+        "runs": [{"id": r["id"], "experiment": r["experiment_name"], "status": r["status"]} for r in runs],
+        "params_differ": differ,
+        "params_equal": equal,
+        "metrics": metrics,
+    }

@@ -1,0 +1,302 @@
+"""Plotly figures of runs: metric curves (drawn from buckets, smoothed) and parallel coordinates.
+
+Curves are drawn from `query.downsample`, never from the raw points: per bucket, the line is the bucket's
+`last` value and a filled envelope spans the bucket's min..max, so a one-step spike among millions of points
+stays visible. Logged text reaches the figures escaped for plotly's pseudo-HTML (`_text`).
+
+Where tests and tools find the data (stable): a curves trace has `meta = {"role": "line" | "envelope",
+"run_id": ..., "metric": ...}`; a line's `customdata` rows are `[last, min, max, count]` per bucket
+(`last` unsmoothed: the page's smoothing control recomputes the line from it).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+from sqlalchemy import Engine
+
+from .errors import InvalidInputError, QueryError
+from .query import RunSelection, downsample, metric_by_run, run_metric_keys, run_params, run_rows, select_runs
+
+#: One colour per run, the same in every figure of a page.
+PALETTE = qualitative.Plotly + qualitative.D3
+DEFAULT_BUCKETS = 2000
+
+
+def require_metrics(keys: dict[str, list[str]], metrics: Sequence[str]) -> None:
+    """Every run must have every metric; else say which runs lack which, and what they have instead."""
+    for key in metrics:
+        lacking = [rid for rid, have in keys.items() if key not in have]
+        if lacking:
+            parts = [f"{rid[:8]} (it has: {_key_list(keys[rid])})" for rid in lacking]
+            which = "run" if len(lacking) == 1 else f"{len(lacking)} runs:"
+            raise QueryError(f"metric {key!r} is missing from {which} {'; '.join(parts)}")
+
+
+def _key_list(keys: Sequence[str], limit: int = 20) -> str:
+    if not keys:
+        return "no metrics"
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_smoothing(weight: float) -> float:
+    if not (isinstance(weight, int | float) and 0.0 <= weight < 1.0):
+        raise InvalidInputError(f"smoothing must be a number in [0, 1), got {weight!r}")
+    return float(weight)
+
+
+def smooth(values: Sequence[float | None], weight: float) -> list[float | None]:
+    """TensorBoard's smoothing: an exponential moving average with `weight` in [0, 1), debiased (divided by
+    1 - weight**n, so the first points are not pulled towards 0). NaN, infinities and None pass through
+    unchanged and do not enter the average. The page's smoothing control runs the same code in JavaScript."""
+    check_smoothing(weight)
+    out: list[float | None] = []
+    last, n = 0.0, 0
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(v)
+            continue
+        last = last * weight + (1 - weight) * v
+        n += 1
+        out.append(last / (1 - weight**n))
+    return out
+
+
+def _text(s: str) -> str:
+    """User text for plotly's pseudo-HTML (trace names, titles, parcoords labels): &, <, > escaped (not
+    quotes: plotly.js does not decode &quot;). Parcoords tick labels are plain text to plotly: not for them."""
+    return html.escape(s, quote=False)
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _rgba(color: str, alpha: float) -> str:
+    c = color.lstrip("#")
+    r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def trace_name(run_row: dict[str, Any], key: str) -> str:
+    """A curve's legend name, as drawn: the run id's first 8 characters, the metric, the experiment."""
+    return _text(f"{run_row['id'][:8]} {key} ({run_row['experiment_name'] or '?'})")
+
+
+def _curve_traces(
+    engine: Engine, run_row: dict[str, Any], key: str, color: str, *, x: str, smoothing: float, buckets: int
+) -> list[Any]:
+    """The envelope (bucket min..max, filled) and the line (bucket last, smoothed) of one run's metric."""
+    d = downsample(engine, run_row["id"], key, buckets, x=x)
+    xs = d.x
+    if x == "time":  # seconds since the run's start: runs started at different times overlay
+        origin = run_row["timestamp_start"] if run_row["timestamp_start"] is not None else (xs[0] if len(xs) else 0)
+        xs = xs - origin
+    xl = [float(v) if x == "time" else int(v) for v in xs]
+    name = trace_name(run_row, key)
+    group = f"{run_row['id']}/{key}"
+    meta = {"run_id": run_row["id"], "metric": key}
+    band = [i for i in range(len(xl)) if math.isfinite(d.min[i]) and math.isfinite(d.max[i])]
+    envelope = go.Scatter(
+        x=[xl[i] for i in band] + [xl[i] for i in reversed(band)],
+        y=[float(d.max[i]) for i in band] + [float(d.min[i]) for i in reversed(band)],
+        fill="toself",
+        fillcolor=_rgba(color, 0.18),
+        line={"color": _rgba(color, 0.45), "width": 0.6},
+        mode="lines",
+        name=name + " min..max",
+        legendgroup=group,
+        showlegend=False,
+        hoverinfo="skip",
+        meta={**meta, "role": "envelope"},
+    )
+    raw = [_finite(v) for v in d.last]
+    x_label = "t+%{x:.3~f}s" if x == "time" else "step %{x}"
+    line = go.Scatter(
+        x=xl,
+        y=smooth(raw, smoothing) if smoothing else raw,
+        customdata=[[raw[i], _finite(d.min[i]), _finite(d.max[i]), int(d.count[i])] for i in range(len(xl))],
+        mode="lines",
+        line={"color": color, "width": 1.6},
+        name=name,
+        legendgroup=group,
+        meta={**meta, "role": "line"},
+        hovertemplate=(
+            f"%{{fullData.name}}<br>{x_label}<br>value %{{customdata[0]:.6g}}, smoothed %{{y:.6g}}"
+            "<br>bucket of %{customdata[3]} point(s): min %{customdata[1]:.6g}, max %{customdata[2]:.6g}"
+            "<extra></extra>"
+        ),
+    )
+    return [envelope, line]
+
+
+def curves(
+    engine: Engine,
+    runs: Sequence[dict[str, Any]],
+    keys: dict[str, list[str]],
+    metrics: Sequence[str],
+    *,
+    x: str,
+    smoothing: float,
+    log_y: bool,
+    buckets: int,
+) -> Any:
+    """The curves figure (see `curves_figure`) of `runs` (their `run` rows) over `metrics`, already checked;
+    a run whose `keys` lack a metric has no curve in that metric's subplot."""
+    rows = len(metrics)
+    fig = make_subplots(rows=rows, cols=1, subplot_titles=[_text(m) for m in metrics], shared_xaxes=False)
+    for row, key in enumerate(metrics, 1):
+        for i, r in enumerate(runs):
+            if key not in keys[r["id"]]:
+                continue
+            color = PALETTE[i % len(PALETTE)]
+            for trace in _curve_traces(engine, r, key, color, x=x, smoothing=smoothing, buckets=buckets):
+                fig.add_trace(trace, row=row, col=1)
+        fig.update_xaxes(title_text="seconds since the run's start" if x == "time" else "step", row=row, col=1)
+    axes = ["yaxis" if i == 1 else f"yaxis{i}" for i in range(1, rows + 1)]
+    fig.update_yaxes(type="log" if log_y else "linear")
+    fig.update_layout(
+        height=320 * rows + 110,
+        margin={"l": 60, "r": 20, "t": 70, "b": 50},
+        hovermode="closest",
+        template="plotly_white",
+        meta={"alexandria": "curves", "x": x, "smoothing": smoothing, "buckets": buckets},
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "right",
+                "active": 1 if log_y else 0,
+                "showactive": True,
+                "x": 0,
+                "xanchor": "left",
+                "y": 1.0,
+                "yanchor": "bottom",
+                "pad": {"b": 28},
+                "buttons": [
+                    {"label": "linear y", "method": "relayout", "args": [{f"{a}.type": "linear" for a in axes}]},
+                    {"label": "log y", "method": "relayout", "args": [{f"{a}.type": "log" for a in axes}]},
+                ],
+            }
+        ],
+    )
+    return fig
+
+
+def curves_figure(
+    engine: Engine,
+    run_ids: RunSelection,
+    metrics: Sequence[str],
+    *,
+    x: str = "step",
+    smoothing: float = 0.0,
+    log_y: bool = False,
+    buckets: int = DEFAULT_BUCKETS,
+) -> Any:
+    """Metric curves, one subplot per metric, the runs overlaid (a colour per run).
+
+    Per (run, metric) two traces: the line (named ``"<id[:8]> <metric> (<experiment>)"``, at most `buckets`
+    points: each bucket's last value, smoothed with `smoothing`) and its envelope (each bucket's min..max,
+    filled, not in the legend). x is the step, or with ``x="time"`` the seconds since the run's start
+    (so runs started at different times overlay). Every run must have every metric. Buttons switch the y
+    axes between linear and log; `log_y` starts on log.
+    """
+    if x not in ("step", "time"):
+        raise InvalidInputError(f"x must be 'step' or 'time', got {x!r}")
+    check_smoothing(smoothing)
+    if buckets < 1:
+        raise InvalidInputError(f"buckets must be at least 1, got {buckets}")
+    metrics = list(dict.fromkeys(metrics))
+    if not metrics:
+        raise InvalidInputError("no metric given: name at least one metric key")
+    ids = select_runs(engine, run_ids)
+    keys = run_metric_keys(engine, ids)
+    require_metrics(keys, metrics)
+    return curves(
+        engine, run_rows(engine, ids), keys, metrics, x=x, smoothing=smoothing, log_y=log_y, buckets=buckets
+    )
+
+
+def as_numbers(values: Sequence[str | None]) -> list[float] | None:
+    """The parameter's values as floats when every run has a finite number, else None (categorical)."""
+    out = []
+    for v in values:
+        try:
+            f = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(f):
+            return None
+        out.append(f)
+    return out
+
+
+def _short(s: str, limit: int = 32) -> str:
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def parallel_coordinates_figure(
+    engine: Engine, run_ids: RunSelection, metric_key: str, *, agg: str = "last", varying_only: bool = True
+) -> Any:
+    """One line per run across its parameters, the metric last and colouring the lines.
+
+    A parameter whose value is a finite number in every run is a numeric axis; any other (text, booleans,
+    a run without it, shown as "-") is categorical, its values sorted and shown as tick labels. With
+    `varying_only` (the default, and when there are at least 2 runs) parameters equal in every run are left
+    out: they explain nothing. The metric is reduced per run by `agg`: "last" (the value at the highest step),
+    "min" or "max"; a run whose value is NaN has a null there. Pass a parent run id as `run_ids` for a sweep.
+    """
+    if agg not in ("last", "min", "max"):
+        raise InvalidInputError(f"agg must be 'last', 'min' or 'max', got {agg!r}")
+    ids = select_runs(engine, run_ids)
+    require_metrics(run_metric_keys(engine, ids), [metric_key])
+    params = run_params(engine, ids)
+    dims: list[dict[str, Any]] = []
+    for key in sorted(set().union(*params.values())):
+        column = [params[rid].get(key) for rid in ids]
+        if varying_only and len(ids) > 1 and len(set(column)) == 1:
+            continue
+        numbers = as_numbers(column)
+        if numbers is not None:
+            dim: dict[str, Any] = {"label": _text(key), "values": numbers}
+            if min(numbers) == max(numbers):
+                dim["range"] = [numbers[0] - 1, numbers[0] + 1]
+        else:
+            texts = ["-" if v is None else v for v in column]
+            levels = sorted(set(texts))
+            code = {v: i for i, v in enumerate(levels)}
+            dim = {
+                "label": _text(key),
+                "values": [code[v] for v in texts],
+                "tickvals": list(range(len(levels))),
+                "ticktext": [_short(v) for v in levels],  # plain text to plotly: not escaped (the JSON is)
+                "range": [-0.5, len(levels) - 0.5] if len(levels) == 1 else [0, len(levels) - 1],
+            }
+        dims.append(dim)
+    values = metric_by_run(engine, ids, metric_key, agg)
+    label = _text(f"{metric_key} ({agg})")
+    dims.append({"label": label, "values": values})
+    finite = [v for v in values if v is not None]
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=dims,
+            line={
+                "color": [math.nan if v is None else v for v in values],
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": {"text": label}},
+                **({"cmin": min(finite), "cmax": max(finite)} if finite else {}),
+            },
+            meta={"run_ids": ids, "metric": metric_key, "agg": agg},
+        )
+    )
+    fig.update_layout(height=460, margin={"l": 80, "r": 80, "t": 60, "b": 40}, template="plotly_white")
+    return fig
+
+

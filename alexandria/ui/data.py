@@ -1,0 +1,278 @@
+"""The data the dashboard's pages and JSON endpoints serve, from the read model (query.py): the runs
+table's filters and sorting, and what a run page, the compare page and the polls show. No SQL here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import Engine
+from starlette.datastructures import QueryParams
+
+from ..formatting import duration_seconds, run_duration_text, when_text
+from ..plugins import embedded_artifacts
+from ..query import (
+    downsample,
+    has_metric,
+    list_runs,
+    run_details,
+    run_metric_keys,
+    run_metrics,
+    run_params,
+    run_rows,
+    run_tree,
+)
+from .render import STATUSES, floats, url_part
+from .security import store_file
+
+SORT_KEYS = ("id", "experiment", "status", "start", "duration", "parent", "params", "metrics")
+PAGE_LIMIT = 1000
+
+
+@dataclass
+class RunFilter:
+    """The runs table's filters and sort, read from the query string (`from_query`) and written back into links
+    (`items`, `sort_url`); what it cannot use is said in `errors`, not refused."""
+
+    experiment: str | None = None
+    status: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+    sort: str = "start"
+    desc: bool = True
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_query(cls, qp: QueryParams) -> RunFilter:
+        f = cls(experiment=qp.get("experiment") or None, status=qp.get("status") or None, text=qp.get("q", ""))
+        if f.status is not None and f.status not in STATUSES:
+            f.errors.append(f"unknown status {f.status!r}: one of {', '.join(STATUSES)}")
+            f.status = None
+        for name, target in (("tag", f.tags), ("param", f.params)):
+            for item in qp.getlist(name):
+                if not item.strip():
+                    continue
+                key, sep, value = item.partition("=")
+                if not sep or not key.strip():
+                    f.errors.append(f"{name} filter {item!r} is not key=value; ignored")
+                    continue
+                target[key.strip()] = value.strip()
+        sort = qp.get("sort")
+        if sort is not None:
+            if sort in SORT_KEYS:
+                f.sort = sort
+                f.desc = qp.get("desc", "0") not in ("", "0", "false")
+            else:
+                f.errors.append(f"cannot sort by {sort!r}: one of {', '.join(SORT_KEYS)}")
+        return f
+
+    def items(self, **override: Any) -> list[tuple[str, str]]:
+        """The query string that gives this filter (with `override`s)."""
+        values: dict[str, Any] = {
+            "experiment": self.experiment,
+            "status": self.status,
+            "q": self.text,
+            "sort": self.sort,
+            "desc": self.desc,
+        }
+        values.update(override)
+        out: list[tuple[str, str]] = []
+        for key in ("experiment", "status", "q"):
+            if values[key]:
+                out.append((key, str(values[key])))
+        out += [("tag", f"{k}={v}") for k, v in self.tags.items()]
+        out += [("param", f"{k}={v}") for k, v in self.params.items()]
+        out += [("sort", values["sort"]), ("desc", "1" if values["desc"] else "0")]
+        return out
+
+    def sort_url(self, column: str) -> str:
+        # Clicking the sorted column flips its order; another column starts ascending (start: newest first).
+        desc = (not self.desc) if column == self.sort else column == "start"
+        return "/?" + urlencode(self.items(sort=column, desc=desc))
+
+
+def _sort_value(r: Mapping[str, Any], key: str) -> Any:
+    if key == "id":
+        return r["id"]
+    if key == "experiment":
+        return r["experiment_name"]
+    if key == "status":
+        return r["status"]
+    if key == "start":
+        return r["timestamp_start"]
+    if key == "duration":
+        return duration_seconds(r)
+    if key == "parent":
+        return r["parent_id"]
+    if key == "params":
+        return r["num_params"]
+    return r["num_metric_keys"]
+
+
+def _matches(r: Mapping[str, Any], text: str) -> bool:
+    hay = [r["id"], r["experiment_name"], r["status"], r["error"], r["parent_id"]]
+    hay += [f"{k}={v}" for k, v in (r["tags"] or {}).items()]
+    return any(text in str(h).lower() for h in hay if h)
+
+
+def runs_tree(engine: Engine, f: RunFilter) -> list[tuple[int, dict[str, Any]]]:
+    """The runs the filter keeps, sorted, each child right under its parent: (depth, row)."""
+    rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params)
+    if f.text:
+        needle = f.text.lower()
+        rows = [r for r in rows if _matches(r, needle)]
+    known = [r for r in rows if _sort_value(r, f.sort) is not None]
+    unknown = [r for r in rows if _sort_value(r, f.sort) is None]  # missing values last, either way
+    known.sort(key=lambda r: (_sort_value(r, f.sort), r["id"]), reverse=f.desc)
+    return run_tree(known + unknown)
+
+
+
+def run_summary(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A run row as the pages' JSON has it."""
+    return {
+        "id": r["id"],
+        "experiment": r["experiment_name"],
+        "status": r["status"],
+        "attempt": r["attempt"] or 0,
+        "error": r["error"],
+        "parent_id": r["parent_id"],
+        "tags": r["tags"] or {},
+        "timestamp_start": r["timestamp_start"],
+        "timestamp_end": r["timestamp_end"],
+        "start": when_text(r["timestamp_start"]),
+        "end": when_text(r["timestamp_end"]),
+        "duration": run_duration_text(r),
+    }
+
+
+def run_page(engine: Engine, store_root: Path, run_id: str, interval: float) -> dict[str, Any]:
+    """The run page's context: what `alex show` prints, its children, its artifacts (with whether the
+    store holds each as a file) and those a plug-in embeds, and its metrics' summaries."""
+    d = run_details(engine, run_id)
+    r = d["run"]
+    children = list_runs(engine, parent_id=run_id)
+    children.sort(key=lambda c: (c["timestamp_start"] or 0.0, c["id"]))
+    artifacts = []
+    embedded = []
+    panels = embedded_artifacts()
+    for a in d["artifacts"]:
+        real = store_file(store_root, a["path"])
+        kind = "missing" if real is None else "directory" if real.is_dir() else "file"
+        url = f"/artifact/{run_id}/{url_part(a['name'])}"
+        artifacts.append({**a, "kind": kind, "url": url})
+        if kind == "file" and a["name"] in panels:
+            embedded.append({"title": panels[a["name"]], "name": a["name"], "url": url})
+    env = d["environment"]
+    metrics = [
+        {
+            "key": m.key,
+            "count": m.count,
+            "last_value": m.last_value,
+            "last_step": m.last_step,
+            "min": m.min,
+            "max": m.max,
+            "dom": f"m{i}",
+        }
+        for i, m in enumerate(d["metrics"])
+    ]
+    return {
+        "title": f"Run {run_id[:8]}",
+        "r": r,
+        "summary": run_summary(r),
+        "d": d,
+        "children": children,
+        "artifacts": artifacts,
+        "embedded": embedded,
+        "metrics": metrics,
+        "packages": len(env["pip_freeze"] or {}) if env else 0,
+        "page_data": {
+            "page": "run",
+            "run_id": run_id,
+            "status": r["status"],
+            "interval": interval,
+            "metrics": [{"key": m["key"], "dom": m["dom"], "count": m["count"]} for m in metrics],
+        },
+    }
+
+
+def _side_by_side(keys: set[str], per_run: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for k in sorted(keys):
+        values = [m.get(k) for m in per_run]
+        rows.append({"key": k, "cells": values, "differs": len(set(values)) > 1})
+    return rows
+
+
+def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: float) -> dict[str, Any]:
+    """The compare page's context: the runs' parameters and tags side by side, and every metric key any of
+    them logged (one chart each). A fixed number of queries however many runs."""
+    rows = run_rows(engine, ids)
+    params = run_params(engine, ids)
+    keys = run_metric_keys(engine, ids)
+    tags = [r["tags"] or {} for r in rows]
+    metric_keys = sorted({k for rid in ids for k in keys[rid]})
+    runs = [run_summary(r) for r in rows]
+    return {
+        "title": "Compare runs",
+        "runs": runs,
+        "params": _side_by_side({k for p in params.values() for k in p}, [params[rid] for rid in ids]),
+        "tags": _side_by_side({k for t in tags for k in t}, tags),
+        "errors": errors,
+        "metric_keys": [{"key": k, "dom": f"c{i}"} for i, k in enumerate(metric_keys)],
+        "page_data": {
+            "page": "compare",
+            "interval": max(interval, 2.0),
+            "runs": [
+                {
+                    "id": r["id"],
+                    "label": f"{r['id'][:8]} {r['experiment'] or ''}".strip(),
+                    "status": r["status"],
+                    "keys": keys[r["id"]],
+                }
+                for r in runs
+            ],
+            "metrics": [{"key": k, "dom": f"c{i}"} for i, k in enumerate(metric_keys)],
+        },
+    }
+
+
+def run_status(engine: Engine, run_id: str, *, with_metrics: bool) -> dict[str, Any]:
+    """What a run page polls: the run, and per metric key its point count and last value and step (read
+    from the index and the last points only; the pages take min and max from the chart's buckets)."""
+    row = run_rows(engine, [run_id])[0]
+    stats = {}
+    if with_metrics:
+        for key, s in run_metrics(engine, [run_id], extremes=False)[run_id].items():
+            stats[key] = {"count": s.count, "last_value": s.last_value, "last_step": s.last_step}
+    return {**run_summary(row), "metrics": stats}
+
+
+def metric_buckets(
+    engine: Engine, run_id: str, key: str, buckets: int, x: str, start: float | None, end: float | None
+) -> dict[str, Any] | None:
+    """A chart's data: the metric in at most `buckets` buckets over x in [start, end] (x "auto": by step,
+    or by time when no point has a step); None when the run has no such metric."""
+    if not has_metric(engine, run_id, key):
+        return None
+    kind = "time" if x == "time" else "step"
+    ds = downsample(engine, run_id, key, buckets, x=kind, start=start, end=end)
+    if ds.total == 0 and x == "auto" and start is None and end is None:  # no point has a step: use time
+        kind = "time"
+        ds = downsample(engine, run_id, key, buckets, x=kind)
+    return {
+        "run_id": run_id,
+        "key": key,
+        "x_kind": kind,
+        "x": floats(ds.x),
+        "min": floats(ds.min),
+        "max": floats(ds.max),
+        "last": floats(ds.last),
+        "count": ds.count.tolist(),
+        "total": ds.total,
+        "exact": ds.exact,
+    }
