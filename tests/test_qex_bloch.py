@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alexandria.errors import InvalidStateError
+from alexandria.qex.errors import InvalidStateError
 from alexandria.qex import bloch
 
 # States built by hand (kron of single-qubit vectors): these tests must not lean on any simulator.

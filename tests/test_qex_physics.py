@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import sympy
 
-from alexandria.errors import BackendError, InvalidInputError, QubitLimitError
+from alexandria.errors import InvalidInputError
+from alexandria.qex.errors import BackendError, QubitLimitError
 from alexandria.qex.backends import (
     Backend,
     CirqBackend,

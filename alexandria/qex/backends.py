@@ -35,7 +35,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import BackendError, InvalidInputError, QubitLimitError
+from ..errors import InvalidInputError
+from .errors import BackendError, QubitLimitError
 from .circuit import Circuit, Gate, gate_unitary
 
 DEFAULT_MAX_QUBITS = 10
