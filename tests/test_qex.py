@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import random
@@ -222,3 +224,35 @@ def test_show_compare_export_and_errors(tmp_path: Path) -> None:
     assert noise.returncode == 1 and "Error: " in noise.stderr
     assert qex(root, "show", "f" * 32).stderr.startswith("Error: no qex run")
     assert (REPO / "README.md").read_text().count("qex sweep") >= 1
+
+
+def test_runs_and_show_in_csv_and_json(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from alexandria.qex.cli import RUN_COLUMNS
+    from alexandria.qex.cli import qex as qex_group
+
+    root = tmp_path / "qex_data"
+    store = open_store(root)
+    a = run_experiment("x", store=store)
+    b = run_experiment("ry", {"theta": 0.5, "n": 2}, store=store)
+
+    def out(*args: str) -> str:
+        result = CliRunner().invoke(qex_group, ["--store", str(root), *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    listed = out("runs", "--format", "csv")
+    header, *rows = list(csv.reader(io.StringIO(listed)))
+    assert "\r" not in listed and header == list(RUN_COLUMNS)
+    assert [r[0] for r in rows] == [b.run_id, a.run_id]
+    assert json.loads(rows[0][header.index("params")]) == {"n": 2, "theta": 0.5}
+    [row_b, row_a] = json.loads(out("runs", "--format", "json"))
+    assert row_b["params"] == {"n": 2, "theta": 0.5} and row_b["metadata"]["num_qubits"] == 2
+    assert row_a["run_id"] == a.run_id and row_a["density_matrix_path"] == f"results/{a.run_id}_rho.npy"
+    assert json.loads(out("show", b.run_id[:10], "--format", "json")) == row_b
+    header, *qubits = list(csv.reader(io.StringIO(out("show", a.run_id, "--format", "csv"))))
+    assert header == ["qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bits"]
+    [(qubit, x, y, z, purity, _)] = qubits
+    assert qubit == "0" and [float(v) for v in (x, y, z)] == pytest.approx([0, 0, -1], abs=1e-12)
+    assert float(purity) == pytest.approx(1.0)

@@ -36,8 +36,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import InvalidInputError
-from .errors import BackendError, QubitLimitError
 from .circuit import Circuit, Gate, gate_unitary
+from .errors import BackendError, QubitLimitError
 
 DEFAULT_MAX_QUBITS = 10
 HARD_MAX_QUBITS = 14
