@@ -379,9 +379,26 @@ def rebuild(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, steps: int, workers: int) -> None:
     """Train a small model for several learning rates in worker processes, tracking everything."""
-    from .demo import run_demo
+    from pathlib import Path
 
-    run_demo(_store(ctx, create=True), steps=steps, workers=workers, console=console)
+    from .demo import EXPERIMENT, LEARNING_RATES, SUMMARY_SQL, run_demo
+
+    store = _store(ctx, create=True)
+    console.print(f"store: {store.root}")
+    console.print(f"training {len(LEARNING_RATES)} runs x {steps} steps in {workers} worker processes ...")
+    done = run_demo(store, steps=steps, workers=workers)
+    table = Table(title=f"{EXPERIMENT}: {len(done.run_ids)} runs tracked in {done.seconds:.1f}s")
+    for c in done.columns:
+        table.add_column(c, justify="right")
+    for r in done.rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r))
+    console.print(table)
+    console.print("Query it yourself:")
+    store_opt = f"--store {store.root} " if store.root != Path.cwd() / "alexandria_data" else ""
+    console.print(f"  alex {store_opt}runs --experiment {EXPERIMENT}")
+    console.print(f"  alex {store_opt}show {done.run_ids[-1]}")
+    one_line = " ".join(SUMMARY_SQL.split())
+    console.print(f'  alex {store_opt}sql "{one_line}"', soft_wrap=True)
 
 
 _embed_option = click.option(
