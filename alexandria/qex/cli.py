@@ -1,7 +1,8 @@
 """`qex` (also `alex qex`): run and sweep quantum experiments, list, show, compare and export their states.
 
 A thin adapter over `runner` and `states`; errors are the library's typed errors, printed as
-`Error: ...` by the group they are mounted in.
+`Error: ...` by the group they are mounted in; `runs` and `show` print through `output.emit`
+(`--format table|csv|json`), as the core's read commands do.
 """
 
 from __future__ import annotations
