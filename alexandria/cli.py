@@ -2,18 +2,18 @@
 
 Library errors (`AlexandriaError`) become one `Error: ...` line and exit code
 1; usage errors are click's (exit code 2). Every read command first folds
-what is new in the logs, so users never start anything to see their data.
+what is new in the logs, so users never start anything to see their data,
+and prints through `output.emit` (`--format table|csv|json`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
@@ -24,6 +24,7 @@ from .cli_base import ErrorsAsMessages, console
 from .db import safe_target
 from .errors import StoreError
 from .formatting import duration_text, when_text
+from .output import emit, format_option, note
 from .plugins import register_commands
 from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
 
@@ -43,13 +44,6 @@ def _fresh_reader(ctx: click.Context) -> Any:
     store = _store(ctx)
     open_database(store).dispose()
     return reader_engine(store.database)
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity: they are written as the strings "nan", "inf", "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
 
 
 def _num(value: float | None) -> str:
@@ -80,6 +74,22 @@ def cli(ctx: click.Context, store: str | None, db: str | None) -> None:
     ctx.obj["db"] = db
 
 
+#: What `alex runs --format csv|json` gives per run: the database's names, so scripts can join with SQL.
+RUN_COLUMNS = (
+    "id",
+    "experiment_name",
+    "status",
+    "attempt",
+    "parent_id",
+    "timestamp_start",
+    "timestamp_end",
+    "error",
+    "num_params",
+    "num_metric_keys",
+    "tags",
+)
+
+
 @cli.command()
 @click.option("--experiment", "-e", help="Only runs of this experiment.")
 @click.option(
@@ -88,17 +98,30 @@ def cli(ctx: click.Context, store: str | None, db: str | None) -> None:
     help="Only runs with this status.",
 )
 @click.option("--limit", "-n", type=int, default=None, help="At most this many runs (newest first).")
+@format_option(
+    f"a header, then one line per run, newest first: {', '.join(RUN_COLUMNS)} (times in unix seconds, tags as JSON).",
+    "a list of objects with those keys.",
+)
 @click.pass_context
-def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: int | None) -> None:
+def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: int | None, fmt: str) -> None:
     """List runs, newest first, each sweep's child runs indented under their parent.
 
     Status is running, finished, failed, killed, or crashed (the process vanished without ending the
     run: kill -9, out of memory, power loss); a resumed run shows how many times it was resumed.
     """
-    from .query import list_runs, problems, run_tree
+    from .query import list_runs, problems
 
     engine = _fresh_reader(ctx)
     rows = list_runs(engine, experiment=experiment, status=status, limit=limit)
+    emit(fmt, columns=RUN_COLUMNS, rows=([r[c] for c in RUN_COLUMNS] for r in rows), table=lambda: _runs_table(rows))
+    found = problems(engine)
+    if found:
+        note(fmt, f"{len(found)} unreadable line(s) in the logs were skipped: `alex problems` lists them")
+
+
+def _runs_table(rows: list[dict[str, Any]]) -> None:
+    from .query import run_tree
+
     table = Table(title=f"{len(rows)} run(s)")
     for col in ("id", "experiment", "status", "started", "duration", "params", "metrics", "tags"):
         table.add_column(col, no_wrap=col in ("id", "started"))
@@ -116,21 +139,50 @@ def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: 
             tags,
         )
     console.print(table)
-    found = problems(engine)
-    if found:
-        console.print(
-            f"{len(found)} unreadable line(s) in the logs were skipped: `alex problems` lists them", style="yellow"
-        )
+
+
+#: `alex show --format csv`: one table of the run's fields, parameters, tags, metrics and artifacts.
+SHOW_COLUMNS = ("section", "key", "value", "count", "last_step", "min", "max")
 
 
 @cli.command()
 @click.argument("run_id")
+@format_option(
+    "one table, "
+    + ",".join(SHOW_COLUMNS)
+    + ": a row per run field (section run), parameter (param), tag (tag), metric (metric: value is its last "
+    "value, with its point count, last step, min and max) and artifact (artifact: key its name, value its path).",
+    "one object: run, params, tags, metrics, artifacts, datasets, code, environment, lifecycle, children, problems.",
+)
 @click.pass_context
-def show(ctx: click.Context, run_id: str) -> None:
+def show(ctx: click.Context, run_id: str, fmt: str) -> None:
     """Show one run: status, parameters, tags, metrics, artifacts. RUN_ID may be a unique prefix."""
+    from dataclasses import asdict
+
     from .query import run_details
 
     d = run_details(_fresh_reader(ctx), run_id)
+    document = {"run": d["run"], "params": d["params"], "tags": d["run"]["tags"] or {}, **d}
+    document["metrics"] = [asdict(m) for m in d["metrics"]]
+    emit(fmt, columns=SHOW_COLUMNS, rows=_show_rows(d), table=lambda: _show_table(d), document=document)
+    if fmt == "csv":
+        for p in d["problems"]:
+            note(fmt, _skipped(p))
+
+
+def _show_rows(d: dict[str, Any]) -> Iterable[tuple[Any, ...]]:
+    yield from (("run", k, v, None, None, None, None) for k, v in d["run"].items() if k != "tags")
+    yield from (("param", k, v, None, None, None, None) for k, v in d["params"].items())
+    yield from (("tag", k, v, None, None, None, None) for k, v in (d["run"]["tags"] or {}).items())
+    yield from (("metric", m.key, m.last_value, m.count, m.last_step, m.min, m.max) for m in d["metrics"])
+    yield from (("artifact", a["name"], a["path"], None, None, None, None) for a in d["artifacts"])
+
+
+def _skipped(p: dict[str, Any]) -> str:
+    return f"skipped {p['kind']} line in {p['segment']} at byte {p['offset']}: {p['detail']}"
+
+
+def _show_table(d: dict[str, Any]) -> None:
     r = d["run"]
     console.print(f"run {r['id']}  experiment {r['experiment_name']}  status {r['status']}", style="bold")
     console.print(
@@ -206,29 +258,20 @@ def show(ctx: click.Context, run_id: str) -> None:
             t.add_row(a["name"], a["type"] or "", str(a["size"]), a["path"])
         console.print(t)
     for p in d["problems"]:
-        console.print(
-            f"skipped {p['kind']} line in {p['segment']} at byte {p['offset']}: {p['detail']}", style="yellow"
-        )
+        console.print(_skipped(p), style="yellow")
 
 
 @cli.command()
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", help="Output format.")
+@format_option("a header of the column names, then one line per row.", "a list of objects, one per row.")
 @click.pass_context
 def sql(ctx: click.Context, query: str, fmt: str) -> None:
     """Run one read-only SQL query against the projection."""
     from .query import execute_sql
 
     columns, rows = execute_sql(_fresh_reader(ctx), query)
-    if fmt == "json":
-        click.echo(json.dumps([dict(zip(columns, map(_json_safe, r), strict=True)) for r in rows], default=str))
-    elif fmt == "csv":
-        import csv
 
-        w = csv.writer(sys.stdout)
-        w.writerow(columns)
-        w.writerows(rows)
-    else:
+    def table() -> None:
         t = Table(title=f"{len(rows)} row(s)")
         for c in columns:
             t.add_column(c)
@@ -236,18 +279,30 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
             t.add_row(*("NULL" if v is None else str(v) for v in r))
         console.print(t)
 
+    emit(fmt, columns=columns, rows=rows, table=table)
+
+
+PROBLEM_COLUMNS = ("segment", "offset", "kind", "detail")
+
 
 @cli.command()
+@format_option(
+    f"a header, then one line per skipped log line: {', '.join(PROBLEM_COLUMNS)}.", "a list of objects with those keys."
+)
 @click.pass_context
-def problems(ctx: click.Context) -> None:
+def problems(ctx: click.Context, fmt: str) -> None:
     """List log lines that could not be projected (corrupt or from a newer version), with file and byte offset."""
     from .query import problems as list_problems
 
     found = list_problems(_fresh_reader(ctx))
-    if not found:
-        console.print("no problems: every complete line in the logs is projected")
-    for p in found:
-        console.print(f"{p['segment']} at byte {p['offset']}: {p['kind']}: {p['detail']}")
+
+    def table() -> None:
+        if not found:
+            console.print("no problems: every complete line in the logs is projected")
+        for p in found:
+            console.print(f"{p['segment']} at byte {p['offset']}: {p['kind']}: {p['detail']}")
+
+    emit(fmt, columns=PROBLEM_COLUMNS, rows=([p[c] for c in PROBLEM_COLUMNS] for p in found), table=table)
 
 
 @cli.command()
@@ -324,9 +379,26 @@ def rebuild(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, steps: int, workers: int) -> None:
     """Train a small model for several learning rates in worker processes, tracking everything."""
-    from .demo import run_demo
+    from pathlib import Path
 
-    run_demo(_store(ctx, create=True), steps=steps, workers=workers, console=console)
+    from .demo import EXPERIMENT, LEARNING_RATES, SUMMARY_SQL, run_demo
+
+    store = _store(ctx, create=True)
+    console.print(f"store: {store.root}")
+    console.print(f"training {len(LEARNING_RATES)} runs x {steps} steps in {workers} worker processes ...")
+    done = run_demo(store, steps=steps, workers=workers)
+    table = Table(title=f"{EXPERIMENT}: {len(done.run_ids)} runs tracked in {done.seconds:.1f}s")
+    for c in done.columns:
+        table.add_column(c, justify="right")
+    for r in done.rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r))
+    console.print(table)
+    console.print("Query it yourself:")
+    store_opt = f"--store {store.root} " if store.root != Path.cwd() / "alexandria_data" else ""
+    console.print(f"  alex {store_opt}runs --experiment {EXPERIMENT}")
+    console.print(f"  alex {store_opt}show {done.run_ids[-1]}")
+    one_line = " ".join(SUMMARY_SQL.split())
+    console.print(f'  alex {store_opt}sql "{one_line}"', soft_wrap=True)
 
 
 _embed_option = click.option(
@@ -445,8 +517,14 @@ def report(
     type=click.Choice(["min", "max"]),
     help='Which end is best for every metric (default: min for keys with "loss" or "error", else max).',
 )
+@format_option(
+    "a header section,key,<each run's id>, then a row per parameter that differs (section param; an empty "
+    "cell: not logged) and, per metric, its final, final_step, best, points and best_rule (min or max) rows.",
+    "one object: runs, params_differ, params_equal, metrics (per key its best_rule and, per run, null or "
+    "final, final_step, best, points).",
+)
 @click.pass_context
-def compare(ctx: click.Context, run_ids: tuple[str, ...], best: str | None) -> None:
+def compare(ctx: click.Context, run_ids: tuple[str, ...], best: str | None, fmt: str) -> None:
     """Compare runs: the parameters that differ, then each metric's final and best value per run."""
     from .errors import InvalidInputError
     from .report import compare_runs
@@ -454,9 +532,22 @@ def compare(ctx: click.Context, run_ids: tuple[str, ...], best: str | None) -> N
     if len(run_ids) < 2:
         raise InvalidInputError("compare needs at least two runs")
     c = compare_runs(_fresh_reader(ctx), run_ids, best=best)
-    runs = c["runs"]
-    if len(runs) < 2:
+    if len(c["runs"]) < 2:
         raise InvalidInputError("compare needs at least two different runs")
+    columns = ("section", "key", *(r["id"] for r in c["runs"]))
+    emit(fmt, columns=columns, rows=_compare_rows(c), table=lambda: _compare_table(c), document=c)
+
+
+def _compare_rows(c: dict[str, Any]) -> Iterable[tuple[Any, ...]]:
+    yield from (("param", key, *values) for key, values in c["params_differ"].items())
+    for key, m in c["metrics"].items():
+        for field in ("final", "final_step", "best", "points"):
+            yield (field, key, *(None if s is None else s[field] for s in m["runs"]))
+        yield ("best_rule", key, *(None if s is None else m["best_rule"] for s in m["runs"]))
+
+
+def _compare_table(c: dict[str, Any]) -> None:
+    runs = c["runs"]
     heads = [f"{r['id'][:8]}\n{r['experiment'] or '?'}" for r in runs]
     t = Table(title=f"{len(c['params_differ'])} parameter(s) differ")
     t.add_column("parameter")
@@ -538,7 +629,7 @@ def ui(ctx: click.Context, host: str, port: int, interval: float, no_fold: bool)
     click.echo("dashboard stopped")
 
 
-register_commands(cli)  # plug-ins' commands (qex's `alex qex`): see hookspecs.py
+register_commands(cli)  # installed plug-ins' commands and groups: see hookspecs.py
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""What both command lines (`alex`, `qex`) share: library errors become one `Error: ...` line, exit code 1."""
+"""What every command line shares (`alex`, and a plug-in's own, mounted under it or run alone): library
+errors become one `Error: ...` line, exit code 1, and one console prints."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ with its parameters and datasets; a pool of worker processes attaches to
 those runs by id and logs loss, accuracy and gradient norm at every step,
 plus the learned weights as an artifact. Code and environment are captured
 for every run. Then the projection is brought up to date and summarised with
-SQL.
+SQL. `run_demo` returns what it did; the `alex demo` command prints it.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 from . import start_run
 from .db import reader_engine
@@ -81,12 +80,19 @@ def train(job: tuple[str, str, float, int, int]) -> dict[str, Any]:
     return {"run_id": run_id, "lr": lr, "val_accuracy": _loss_acc(w, xv, yv)[1]}
 
 
-def run_demo(store: Store, *, steps: int = 3000, workers: int = 2, console: Console | None = None) -> list[str]:
-    """Run the sweep; print a summary and a query to paste. Returns the run ids."""
-    console = console or Console()
+@dataclass(frozen=True)
+class DemoResult:
+    """What a demo sweep did: its runs, how long they took, and `SUMMARY_SQL`'s answer about them."""
+
+    run_ids: list[str]  # one per learning rate, in LEARNING_RATES' order
+    seconds: float  # from the first run's start to the last one's end
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def run_demo(store: Store, *, steps: int = 3000, workers: int = 2) -> DemoResult:
+    """Run the sweep in `workers` processes, fold it, and query its summary."""
     started = time.perf_counter()
-    console.print(f"store: {store.root}")
-    console.print(f"training {len(LEARNING_RATES)} runs x {steps} steps in {workers} worker processes ...")
     pool = multiprocessing.get_context("spawn").Pool(workers)  # before any run is active: workers start clean
     runs = []
     sweep = start_run(experiment=EXPERIMENT, store=store, tags={"source": "alex demo", "kind": "sweep"})
@@ -114,17 +120,9 @@ def run_demo(store: Store, *, steps: int = 3000, workers: int = 2, console: Cons
         pool.join()
     logged = time.perf_counter() - started
     open_database(store).dispose()
-    columns, rows = execute_sql(reader_engine(store.database), SUMMARY_SQL)
-    table = Table(title=f"{EXPERIMENT}: {len(runs)} runs tracked in {logged:.1f}s")
-    for c in columns:
-        table.add_column(c, justify="right")
-    for r in rows:
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r))
-    console.print(table)
-    console.print("Query it yourself:")
-    store_opt = f"--store {store.root} " if store.root != Path.cwd() / "alexandria_data" else ""
-    console.print(f"  alex {store_opt}runs --experiment {EXPERIMENT}")
-    console.print(f"  alex {store_opt}show {runs[-1].id}")
-    one_line = " ".join(SUMMARY_SQL.split())
-    console.print(f'  alex {store_opt}sql "{one_line}"', soft_wrap=True)
-    return [r.id for r in runs]
+    engine = reader_engine(store.database)
+    try:
+        columns, rows = execute_sql(engine, SUMMARY_SQL)
+    finally:
+        engine.dispose()
+    return DemoResult([r.id for r in runs], logged, columns, rows)

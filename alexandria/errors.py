@@ -42,14 +42,3 @@ class ReadOnlyError(AlexandriaError):
 class QueryError(AlexandriaError):
     """A SQL query handed to `alex sql` failed."""
 
-
-class InvalidStateError(AlexandriaError, ValueError):
-    """A matrix is not a valid density matrix (qex): which test failed, and by how much."""
-
-
-class QubitLimitError(AlexandriaError, ValueError):
-    """A circuit has more qubits than a backend can simulate (qex)."""
-
-
-class BackendError(AlexandriaError):
-    """A qex backend cannot run (an optional package is missing, a circuit it cannot take)."""

@@ -2,7 +2,7 @@
 
 A plug-in is a module (or object) with functions marked `@hookimpl` and named as below, announced
 through the `alexandria` entry-point group of its package (`[project.entry-points.alexandria]`).
-qex, shipped inside this package, is one: `alexandria/qex/plugin.py`. See docs/plugins.md.
+It implements only the hooks it needs; the core never names a plug-in. See docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def sql_views() -> dict[str, str]:  # type: ignore[empty-body]
 @hookspec
 def database_names() -> list[str]:  # type: ignore[empty-body]
     """Other file names a store's SQLite projection may have: a store holding one of these files and no
-    `alexandria.db` projects into it (qex's stores name theirs `qex.db`)."""
+    `alexandria.db` projects into it (for a plug-in whose stores name their database otherwise)."""
 
 
 @hookspec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import sqlite3
@@ -10,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import alexandria
-from alexandria.cli import cli
+from alexandria.cli import RUN_COLUMNS, cli
 from alexandria.store import Store
 from tests.conftest import REPO, alex, complete_lines
 
@@ -148,3 +150,109 @@ def test_sql_cannot_attach_other_files_and_json_stays_json(store: Store, tmp_pat
     assert not (tmp_path / "other.db").exists()  # type: ignore[operator]
     code, out, _ = invoke(store, "sql", "SELECT step, value FROM metric ORDER BY step", "--format", "json")
     assert json.loads(out) == [{"step": 0, "value": "inf"}, {"step": 1, "value": None}]
+
+
+def test_runs_in_every_format(store: Store, two_runs: tuple[str, str]) -> None:
+    a, b = two_runs
+    code, out, _ = invoke(store, "runs", "--format", "csv")
+    assert code == 0 and "\r" not in out
+    header, *rows = list(csv.reader(io.StringIO(out)))
+    assert header == list(RUN_COLUMNS)
+    assert [r[0] for r in rows] == [b, a]  # newest first: the ids, whole and clean
+    assert rows[1][header.index("tags")] == '{"team": "vision"}' and rows[0][header.index("parent_id")] == ""
+    code, out, _ = invoke(store, "runs", "--format", "json")
+    listed = json.loads(out)
+    assert [r["id"] for r in listed] == [b, a] and set(listed[0]) == set(RUN_COLUMNS)
+    assert listed[1]["tags"] == {"team": "vision"} and listed[1]["num_params"] == 2 and listed[0]["status"] == "failed"
+    code, out, _ = invoke(store, "runs", "--status", "crashed", "--format", "csv")
+    assert out == ",".join(RUN_COLUMNS) + "\n"  # the header even when nothing matches
+
+
+def test_show_in_every_format(store: Store, two_runs: tuple[str, str]) -> None:
+    a, _ = two_runs
+    code, out, _ = invoke(store, "show", a[:8], "--format", "csv")
+    assert code == 0 and "\r" not in out
+    header, *rows = list(csv.reader(io.StringIO(out)))
+    assert header == ["section", "key", "value", "count", "last_step", "min", "max"]
+    assert ["run", "id", a, "", "", "", ""] in rows and ["run", "status", "finished", "", "", "", ""] in rows
+    assert [r for r in rows if r[0] in ("param", "tag", "metric")] == [
+        ["param", "layers", "3", "", "", "", ""],
+        ["param", "lr", "0.1", "", "", "", ""],
+        ["tag", "team", "vision", "", "", "", ""],
+        ["metric", "loss", "0.1", "10", "9", "0.1", "1.0"],
+    ]
+    code, out, _ = invoke(store, "show", a, "--format", "json")
+    shown = json.loads(out)
+    assert list(shown)[:4] == ["run", "params", "tags", "metrics"]
+    assert shown["run"]["id"] == a and shown["params"] == {"layers": "3", "lr": "0.1"}
+    assert shown["tags"] == {"team": "vision"}
+    assert shown["metrics"] == [{"key": "loss", "count": 10, "last_value": 0.1, "last_step": 9, "min": 0.1, "max": 1.0}]
+    assert shown["code"]["run_id"] == a and shown["environment"]["python_version"]
+    assert shown["artifacts"] == [] and shown["children"] == [] and shown["problems"] == []
+    assert [e["event"] for e in shown["lifecycle"]] == ["started", "finished"]
+
+
+def test_compare_in_every_format(store: Store, two_runs: tuple[str, str]) -> None:
+    a, b = two_runs
+    with alexandria.start_run(experiment="mnist") as c:
+        c.log_params({"lr": 0.1, "layers": 4})
+        c.log_metric("loss", float("nan"), step=0)
+    code, out, _ = invoke(store, "compare", a, c.id, "--format", "csv")
+    assert code == 0 and "\r" not in out
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["section", "key", a, c.id],
+        ["param", "layers", "3", "4"],
+        ["final", "loss", "0.1", "nan"],
+        ["final_step", "loss", "9", "0"],
+        ["best", "loss", "0.1", "nan"],
+        ["points", "loss", "10", "1"],
+        ["best_rule", "loss", "min", "min"],
+    ]
+    code, out, _ = invoke(store, "compare", a, b, "--format", "json")
+    assert json.loads(out) == {
+        "runs": [
+            {"id": a, "experiment": "mnist", "status": "finished"},
+            {"id": b, "experiment": "cifar", "status": "failed"},
+        ],
+        "params_differ": {"layers": ["3", None], "lr": ["0.1", None]},
+        "params_equal": {},
+        "metrics": {
+            "acc": {"best_rule": "max", "runs": [None, {"final": 0.5, "final_step": 0, "best": 0.5, "points": 1}]},
+            "loss": {"best_rule": "min", "runs": [{"final": 0.1, "final_step": 9, "best": 0.1, "points": 10}, None]},
+        },
+    }
+    code, out, _ = invoke(store, "compare", a, c.id, "--format", "json")
+    assert json.loads(out)["metrics"]["loss"]["runs"][1] == {
+        "final": "nan",
+        "final_step": 0,
+        "best": "nan",
+        "points": 1,
+    }
+
+
+def test_sql_and_problems_in_every_format(store: Store, two_runs: tuple[str, str]) -> None:
+    a, b = two_runs
+    code, out, _ = invoke(store, "sql", "SELECT id, attempt, parent_id FROM run ORDER BY id", "--format", "csv")
+    assert code == 0 and out == "id,attempt,parent_id\n" + "".join(f"{i},0,\n" for i in sorted((a, b)))
+    code, out, _ = invoke(store, "problems", "--format", "csv")
+    assert (code, out) == (0, "segment,offset,kind,detail\n")
+    assert json.loads(invoke(store, "problems", "--format", "json")[1]) == []
+    [segment] = (store.runs_dir / a).glob("*.jsonl")
+    with segment.open("ab") as f:
+        f.write(b"not json\n")
+    code, out, err = invoke(store, "problems", "--format", "json")
+    [found] = json.loads(out)
+    assert found["segment"] == f"runs/{a}/{segment.name}" and found["kind"] == "corrupt" and found["offset"] > 0
+    code, out, err = invoke(store, "problems", "--format", "csv")
+    assert list(csv.reader(io.StringIO(out)))[1] == [found["segment"], str(found["offset"]), "corrupt", found["detail"]]
+    code, out, err = invoke(store, "problems")
+    assert out == f"{found['segment']} at byte {found['offset']}: corrupt: {found['detail']}\n"
+    # beside CSV and JSON, the remark about skipped lines goes to stderr: stdout stays one document
+    code, out, err = invoke(store, "runs", "--format", "json")
+    assert len(json.loads(out)) == 2 and "1 unreadable line(s)" in err
+
+
+def test_format_help_says_what_csv_and_json_hold() -> None:
+    for name in ("runs", "show", "compare", "sql", "problems"):
+        out = CliRunner().invoke(cli, [name, "--help"]).stdout
+        assert "--format [table|csv|json]" in out and "csv:" in out and "json:" in out, name

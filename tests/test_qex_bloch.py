@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alexandria.errors import InvalidStateError
 from alexandria.qex import bloch
+from alexandria.qex.errors import InvalidStateError
 
 # States built by hand (kron of single-qubit vectors): these tests must not lean on any simulator.
 KET0 = np.array([1, 0], dtype=complex)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sympy
 
-from alexandria.errors import BackendError, InvalidInputError, QubitLimitError
+from alexandria.errors import InvalidInputError
 from alexandria.qex.backends import (
     Backend,
     CirqBackend,
@@ -18,6 +18,7 @@ from alexandria.qex.backends import (
     make_backend,
 )
 from alexandria.qex.circuit import GATES, Circuit, Gate
+from alexandria.qex.errors import BackendError, QubitLimitError
 from alexandria.qex.experiments import EXPERIMENTS, get_experiment
 from alexandria.qex.states import (
     bloch_vector,

@@ -35,8 +35,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import BackendError, InvalidInputError, QubitLimitError
+from ..errors import InvalidInputError
 from .circuit import Circuit, Gate, gate_unitary
+from .errors import BackendError, QubitLimitError
 
 DEFAULT_MAX_QUBITS = 10
 HARD_MAX_QUBITS = 14

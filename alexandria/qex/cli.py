@@ -1,7 +1,8 @@
 """`qex` (also `alex qex`): run and sweep quantum experiments, list, show, compare and export their states.
 
 A thin adapter over `runner` and `states`; errors are the library's typed errors, printed as
-`Error: ...` by the group they are mounted in.
+`Error: ...` by the group they are mounted in; `runs` and `show` print through `output.emit`
+(`--format table|csv|json`), as the core's read commands do.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from ..cli_base import ErrorsAsMessages, console
 from ..errors import InvalidInputError, RunNotFoundError
+from ..output import emit, format_option
 from ..store import Store
 
 
@@ -162,44 +164,75 @@ def sweep_cmd(
     console.print(f"sweep plot: {store.root / 'artifacts' / f'{parent}_sweep.html'}")
 
 
+#: The seed's `runs` view, column by column: what `qex runs --format csv|json` gives per run.
+RUN_COLUMNS = ("run_id", "experiment_name", "params", "backend_name", "timestamp", "density_matrix_path", "metadata")
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A `runs` row for JSON: its params and metadata as objects, not JSON text."""
+    return {**row, "params": json.loads(row["params"] or "{}"), "metadata": json.loads(row["metadata"] or "{}")}
+
+
 @qex.command("runs")
 @click.option("--experiment", "-e", help="Only runs of this experiment.")
+@format_option(
+    f"a header, then one line per run, newest first: {', '.join(RUN_COLUMNS)} (params and metadata as JSON).",
+    "a list of objects with those keys (params and metadata as objects).",
+)
 @click.pass_context
-def runs_cmd(ctx: click.Context, experiment: str | None) -> None:
+def runs_cmd(ctx: click.Context, experiment: str | None, fmt: str) -> None:
     """List qex runs (the seed's `runs` view), newest first."""
     rows = [r for r in _runs(_store(ctx)) if experiment is None or r["experiment_name"] == experiment]
-    table = Table(title=f"{len(rows)} qex run(s)")
-    for col in ("run_id", "experiment", "params", "backend", "qubits", "purity", "density matrix"):
-        table.add_column(col)
-    for r in rows:
-        meta = json.loads(r["metadata"] or "{}")
-        table.add_row(
-            r["run_id"],
-            r["experiment_name"],
-            r["params"],
-            r["backend_name"],
-            str(meta.get("num_qubits", "?")),
-            f"{meta['purity']:.4f}" if "purity" in meta else "?",
-            r["density_matrix_path"],
-        )
-    console.print(table)
+
+    def table() -> None:
+        t = Table(title=f"{len(rows)} qex run(s)")
+        for col in ("run_id", "experiment", "params", "backend", "qubits", "purity", "density matrix"):
+            t.add_column(col)
+        for r in rows:
+            meta = json.loads(r["metadata"] or "{}")
+            t.add_row(
+                r["run_id"],
+                r["experiment_name"],
+                r["params"],
+                r["backend_name"],
+                str(meta.get("num_qubits", "?")),
+                f"{meta['purity']:.4f}" if "purity" in meta else "?",
+                r["density_matrix_path"],
+            )
+        console.print(t)
+
+    rows_out = ([r[c] for c in RUN_COLUMNS] for r in rows)
+    emit(fmt, columns=RUN_COLUMNS, rows=rows_out, table=table, document=[_decoded(r) for r in rows])
+
+
+#: `qex show --format csv`: one line per qubit.
+QUBIT_COLUMNS = ("qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bits")
 
 
 @qex.command("show")
 @click.argument("run_id")
+@format_option(
+    f"a header, then one line per qubit: {', '.join(QUBIT_COLUMNS)}.",
+    "one object: the run's `runs` row, params and metadata (purity, entropy, qubits, ...) as objects.",
+)
 @click.pass_context
-def show_cmd(ctx: click.Context, run_id: str) -> None:
+def show_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
     """One qex run: parameters, backend, per-qubit Bloch vectors, purity, entropy, files."""
     store = _store(ctx)
     r = _run(store, run_id)
     meta = json.loads(r["metadata"] or "{}")
-    console.print(f"run {r['run_id']}  experiment {r['experiment_name']}  backend {r['backend_name']}")
-    console.print(f"params {r['params']}  noise {meta.get('noise')}  simulator {meta.get('simulator')}")
-    _print_state(meta)
-    console.print(f"density matrix: {store.root / r['density_matrix_path']}")
-    bloch = store.root / "artifacts" / f"{r['run_id']}_bloch.html"
-    if bloch.exists():
-        console.print(f"Bloch spheres:  {bloch}")
+
+    def table() -> None:
+        console.print(f"run {r['run_id']}  experiment {r['experiment_name']}  backend {r['backend_name']}")
+        console.print(f"params {r['params']}  noise {meta.get('noise')}  simulator {meta.get('simulator')}")
+        _print_state(meta)
+        console.print(f"density matrix: {store.root / r['density_matrix_path']}")
+        bloch = store.root / "artifacts" / f"{r['run_id']}_bloch.html"
+        if bloch.exists():
+            console.print(f"Bloch spheres:  {bloch}")
+
+    qubits = ((q["qubit"], *q["bloch"], q["purity"], q["entropy_bits"]) for q in meta.get("qubits", []))
+    emit(fmt, columns=QUBIT_COLUMNS, rows=qubits, table=table, document=_decoded(r))
 
 
 @qex.command("compare")

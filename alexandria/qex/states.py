@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidStateError
+from .errors import InvalidStateError
 
 DEFAULT_ATOL = 1e-8
 

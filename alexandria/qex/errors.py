@@ -1,0 +1,18 @@
+"""The quantum plug-in's typed errors: branches of the one `AlexandriaError` tree, so both command
+lines print them as `Error: ...` like any library error."""
+
+from __future__ import annotations
+
+from ..errors import AlexandriaError
+
+
+class InvalidStateError(AlexandriaError, ValueError):
+    """A matrix is not a valid density matrix: which test failed, and by how much."""
+
+
+class QubitLimitError(AlexandriaError, ValueError):
+    """A circuit has more qubits than a backend can simulate."""
+
+
+class BackendError(AlexandriaError):
+    """A backend cannot run (an optional package is missing, a circuit it cannot take)."""
