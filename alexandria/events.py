@@ -41,16 +41,20 @@ class WriterInfo(msgspec.Struct, omit_defaults=True):
 
 
 class Header(_Event, tag="header"):
-    """First line of every segment."""
+    """First line of every segment: who wrote it, in which format, for which life of the run."""
 
+    #: The log format's version (1).
     format: int
     run_id: str
+    #: `boot_id` and `started` tell the writer apart from a later process with the same pid.
     writer: WriterInfo
     #: 0 for the run's first life, n after its n-th resume: every row from this segment carries it.
     attempt: int = 0
 
 
 class RunStarted(_Event, tag="run_started"):
+    """The run began: written once, by the process that started it, before `start_run` returns."""
+
     experiment: str
     tags: dict[str, str] = {}
     parent_id: Union[str, None] = None  # noqa: UP007 - a sweep's child names its parent run
@@ -59,6 +63,7 @@ class RunStarted(_Event, tag="run_started"):
 class RunResumed(_Event, tag="run_resumed"):
     """A finished, failed, killed or crashed run continues (`start_run(run_id=...)`)."""
 
+    #: The new life's number; the headers of its segments carry the same.
     attempt: int
     previous_status: Union[str, None] = None  # noqa: UP007
 
@@ -72,6 +77,8 @@ class SegmentClosed(_Event, tag="closed"):
 
 
 class ParamLogged(_Event, tag="param"):
+    """A parameter: its value as text (see `values.param_to_str`)."""
+
     key: str
     value: str
 
@@ -88,12 +95,17 @@ class MetricLogged(msgspec.Struct, tag="metric", tag_field="event", omit_default
 
 
 class TagSet(_Event, tag="tag"):
+    """A tag set (a later value of the same key replaces it)."""
+
     key: str
     value: str
 
 
 class ArtifactSaved(_Event, tag="artifact"):
+    """A file or directory copied into the store (a later artifact of the same name replaces it)."""
+
     name: str
+    #: Relative to the store directory.
     path: str
     type: Union[str, None] = None  # noqa: UP007
     size: int = 0
@@ -101,6 +113,9 @@ class ArtifactSaved(_Event, tag="artifact"):
 
 
 class RunFinished(_Event, tag="run_finished"):
+    """The run ended."""
+
+    #: `finished`, `failed` or `killed`.
     status: str
     error: Union[str, None] = None  # noqa: UP007
 
@@ -128,6 +143,7 @@ class CodeCaptured(_Event, tag="code"):
     git_dirty: Union[bool, None] = None  # noqa: UP007
     diff_sha256: Union[str, None] = None  # noqa: UP007
     diff_artifact: Union[str, None] = None  # noqa: UP007 - store path of the saved diff, when small enough
+    #: Path -> SHA-256 of each file the code consists of.
     tracked_files: dict[str, str] = {}
     note: Union[str, None] = None  # noqa: UP007
 
