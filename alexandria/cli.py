@@ -23,7 +23,7 @@ from rich.table import Table
 from .cli_base import ErrorsAsMessages, console
 from .db import safe_target
 from .errors import StoreError
-from .formatting import duration_text, when_text
+from .formatting import duration_text, number_text, when_text
 from .output import emit, format_option, note
 from .plugins import register_commands
 from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
@@ -37,19 +37,10 @@ def _store(ctx: click.Context, *, create: bool = False) -> Store:
 
 
 def _fresh_reader(ctx: click.Context) -> Any:
-    """Fold what is new, then hand back a read-only engine."""
-    from .db import reader_engine
-    from .rebuild import open_database
+    """The store's read-only engine, with what is new in the logs folded in first (`Reader`)."""
+    from .query import Reader
 
-    store = _store(ctx)
-    open_database(store).dispose()
-    return reader_engine(store.database)
-
-
-def _num(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    return f"{value:.6g}"
+    return Reader(_store(ctx)).engine
 
 
 @click.group(cls=ErrorsAsMessages)
@@ -248,7 +239,7 @@ def _show_table(d: dict[str, Any]) -> None:
             t.add_column(col, justify="left" if col == "key" else "right")
         for m in d["metrics"]:
             step = "-" if m.last_step is None else str(m.last_step)
-            t.add_row(m.key, str(m.count), step, _num(m.last_value), _num(m.min), _num(m.max))
+            t.add_row(m.key, str(m.count), step, number_text(m.last_value), number_text(m.min), number_text(m.max))
         console.print(t)
     if d["artifacts"]:
         t = Table(title="artifacts")
@@ -526,8 +517,8 @@ def report(
 @click.pass_context
 def compare(ctx: click.Context, run_ids: tuple[str, ...], best: str | None, fmt: str) -> None:
     """Compare runs: the parameters that differ, then each metric's final and best value per run."""
+    from .compare import compare_runs
     from .errors import InvalidInputError
-    from .report import compare_runs
 
     if len(run_ids) < 2:
         raise InvalidInputError("compare needs at least two runs")
@@ -568,8 +559,10 @@ def _compare_table(c: dict[str, Any]) -> None:
         cells = m["runs"]
         bests = [s["best"] for s in cells if s is not None and not math.isnan(s["best"])]
         winner = (min if m["best_rule"] == "min" else max)(bests) if bests else None
-        finals = ("-" if s is None else _num(s["final"]) + _at_step(s["final_step"]) for s in cells)
-        best_cells = ("-" if s is None else _num(s["best"]) + (" *" if s["best"] == winner else "") for s in cells)
+        finals = ("-" if s is None else number_text(s["final"]) + _at_step(s["final_step"]) for s in cells)
+        best_cells = (
+            "-" if s is None else number_text(s["best"]) + (" *" if s["best"] == winner else "") for s in cells
+        )
         t.add_row(key, "final", *finals)
         t.add_row("", f"best ({m['best_rule']})", *best_cells)
         t.add_row("", "points", *("-" if s is None else str(s["points"]) for s in cells), end_section=True)
@@ -587,7 +580,7 @@ def _at_step(step: int | None) -> str:
 @click.pass_context
 def export(ctx: click.Context, run_ids: tuple[str, ...], fmt: str, out_dir: str) -> None:
     """Export runs (every run when none is named) as runs, params and metrics tables in CSV or Parquet."""
-    from .report import export_runs
+    from .export import export_runs
 
     for path in export_runs(_fresh_reader(ctx), list(run_ids) or None, out_dir, fmt):
         click.echo(str(path))

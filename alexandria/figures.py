@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from .errors import InvalidInputError, QueryError
 from .query import RunSelection, downsample, metric_by_run, run_metric_keys, run_params, run_rows, select_runs
+from .values import finite_or_none
 
 #: One colour per run, the same in every figure of a page.
 PALETTE = qualitative.Plotly + qualitative.D3
@@ -75,10 +76,6 @@ def _text(s: str) -> str:
     return html.escape(s, quote=False)
 
 
-def _finite(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None
-
-
 def _rgba(color: str, alpha: float) -> str:
     c = color.lstrip("#")
     r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4))
@@ -117,12 +114,14 @@ def _curve_traces(
         hoverinfo="skip",
         meta={**meta, "role": "envelope"},
     )
-    raw = [_finite(v) for v in d.last]
+    raw = [finite_or_none(v) for v in d.last]
     x_label = "t+%{x:.3~f}s" if x == "time" else "step %{x}"
     line = go.Scatter(
         x=xl,
         y=smooth(raw, smoothing) if smoothing else raw,
-        customdata=[[raw[i], _finite(d.min[i]), _finite(d.max[i]), int(d.count[i])] for i in range(len(xl))],
+        customdata=[
+            [raw[i], finite_or_none(d.min[i]), finite_or_none(d.max[i]), int(d.count[i])] for i in range(len(xl))
+        ],
         mode="lines",
         line={"color": color, "width": 1.6},
         name=name,

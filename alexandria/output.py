@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from .cli_base import console
+from .values import float_text
 
 FORMATS = ("table", "csv", "json")
 
@@ -41,7 +42,7 @@ def format_option(csv_help: str, json_help: str) -> Callable[[Any], Any]:
 def json_safe(value: Any) -> Any:
     """`value` with every non-finite float, at any depth, spelled "nan", "inf" or "-inf"."""
     if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return float_text(value)
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -23,6 +23,7 @@ from .rebuild import open_database
 from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run, tag
 from .store import Store
 from .summaries import MetricSummary, id_chunks, last_value, metric_summaries
+from .values import finite_or_none, param_to_str
 
 #: Runs given as ids or unique id prefixes; a single string instead names a sweep's parent run: its children.
 RunSelection = Sequence[str] | str
@@ -48,7 +49,6 @@ def list_runs(
     *last* value of the metric (see summaries.py) passes; `since`/`until` bound the start
     time (unix seconds); `parent_id` keeps one sweep's children.
     """
-    from .values import param_to_str
 
     nparams = select(func.count()).where(parameter.c.run_id == run.c.id).scalar_subquery()
     keys = select(func.count(func.distinct(metric.c.key))).where(metric.c.run_id == run.c.id).scalar_subquery()
@@ -242,7 +242,7 @@ def metric_by_run(engine: Engine, run_ids: Sequence[str], key: str, agg: str) ->
     for rid in run_ids:
         s = summaries[rid].get(key)
         value = None if s is None else {"last": s.last_value, "min": s.min, "max": s.max}[agg]
-        out.append(None if value is None or not math.isfinite(value) else float(value))
+        out.append(finite_or_none(value))
     return out
 
 

@@ -58,6 +58,11 @@ def float_text(value: float) -> str:
     return repr(value)
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """A float where it is finite, else None: what a chart draws as a gap and JSON can carry as null."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
 def param_to_str(value: Any) -> str:
     """The stable text a parameter value is stored as.
 

@@ -14,6 +14,7 @@ import numpy as np
 from starlette.responses import Response
 
 from ..formatting import number_text, run_duration_text, size_text, when_text
+from ..values import finite_or_none
 
 PACKAGE = Path(__file__).resolve().parent.parent
 STATUSES = ("running", "finished", "failed", "killed", "crashed")
@@ -37,7 +38,7 @@ def _finite(value: Any) -> Any:
 
 def floats(a: np.ndarray) -> list[float | None]:
     """An array as JSON numbers, None where not finite."""
-    return [v if math.isfinite(v) else None for v in a.tolist()]
+    return [finite_or_none(v) for v in a.tolist()]
 
 
 def json_response(data: Any, status_code: int = 200) -> Response:
