@@ -37,8 +37,7 @@ def _store(ctx: click.Context, *, create: bool = False) -> Store:
 
 def _fresh_reader(ctx: click.Context) -> Any:
     """Fold what is new, then hand back a read-only engine."""
-    from .db import reader_engine
-    from .rebuild import open_database
+    from .db import open_database, reader_engine
 
     store = _store(ctx)
     open_database(store).dispose()
@@ -262,7 +261,7 @@ def problems(ctx: click.Context) -> None:
 @click.pass_context
 def watch(ctx: click.Context, poll: bool, interval: float) -> None:
     """Keep the database current while runs log (until Ctrl-C or SIGTERM)."""
-    from .rebuild import open_database
+    from .db import open_database
     from .watch import watch as run_watch
 
     store = _store(ctx, create=True)

@@ -23,9 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import start_run
-from .db import reader_engine
+from .db import open_database, reader_engine
 from .query import execute_sql
-from .rebuild import open_database
 from .store import Store
 
 EXPERIMENT = "demo-logreg"

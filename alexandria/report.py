@@ -35,6 +35,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 from sqlalchemy import Engine, func, select
 
+from .backends import backend_of
 from .errors import InvalidInputError, QueryError
 from .files import atomic_file, write_atomically
 from .query import downsample, duration_text, resolve_run_id, when_text
@@ -881,7 +882,7 @@ def export_runs(
             ids = [r[0] for r in db.execute("SELECT id FROM run ORDER BY timestamp_start, id")]
             if not ids:
                 raise InvalidInputError("no runs in the store: nothing to export")
-        mark = "%s" if engine.dialect.name == "postgresql" else "?"
+        mark = backend_of(engine).placeholder
         for name, chunks in _export_rows(db, ids, mark).items():
             path = out / f"{name}.{fmt}"
             if fmt == "csv":

@@ -119,7 +119,7 @@ def alex(*args: str, env: dict[str, str] | None = None, timeout: float = 120) ->
 
 def query(store: Store, sql: str) -> list[tuple[object, ...]]:
     """Fold what is new, then run one SQL statement on the store's database."""
-    from alexandria.rebuild import open_database
+    from alexandria.db import open_database
 
     engine = open_database(store)
     try:
@@ -147,7 +147,8 @@ def rebuilt_snapshot(
     store: Store, tables: tuple[str, ...] = USER_TABLES, **kwargs: Any
 ) -> dict[str, list[tuple[Any, ...]]]:
     """`rebuild` into the same store (kwargs go to `rebuild`), then the tables it produced."""
-    from alexandria.rebuild import open_database, rebuild
+    from alexandria.db import open_database
+    from alexandria.rebuild import rebuild
 
     rebuild(store, **kwargs)
     engine = open_database(store, catch_up=False)

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from alexandria.db import open_database
 from alexandria.events import MetricLogged, ParamLogged, RunStarted, TagSet, encode_float
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database
 from alexandria.schema import USER_TABLES  # every table a user queries: live must equal rebuilt
 from alexandria.segment import ZERO_WAIT, SegmentReader, SegmentWriter
 from alexandria.store import Store
@@ -165,7 +165,7 @@ while True:
 PROJECTOR = """
 import sys
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database
+from alexandria.db import open_database
 from alexandria.store import Store
 
 store = Store.open(sys.argv[1])

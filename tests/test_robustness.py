@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import alexandria
+from alexandria.db import open_database
 from alexandria.events import Header, ParamLogged, WriterInfo, encoder
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database, rebuild
+from alexandria.rebuild import rebuild
 from alexandria.segment import SegmentReader
 from alexandria.store import Store
 from tests.conftest import child_env, complete_lines, python, query, run_python, table_rows
