@@ -210,9 +210,9 @@ def settle_runs(
     """Set status, error, end time, attempt and last_seen of the runs that changed and of every run still
     running (`running`: those of them to settle, by default all), from their lifecycle rows and the
     liveness of their writers (life.py). Deterministic: the same rows give the same verdict whatever order
-    they were folded in. Where several projectors share a database, the caller holds the lock of every one of these runs
-    (backends/postgres.py's lock_runs),
-    so what is read here is not changed by another projector before this transaction commits."""
+    they were folded in. Where several projectors share a database, the caller holds the lock of every one
+    of these runs (the backend's run locks), so what is read here is not changed by another projector before
+    this transaction commits."""
     now = time.time() if now is None else now
     if running is None:
         running = set(conn.execute(select(run.c.id).where(run.c.status == "running")).scalars())
