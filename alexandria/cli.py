@@ -308,7 +308,7 @@ def problems(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 def watch(ctx: click.Context, poll: bool, interval: float) -> None:
     """Keep the database current while runs log (until Ctrl-C or SIGTERM)."""
-    from .rebuild import open_database
+    from .db import open_database
     from .watch import watch as run_watch
 
     store = _store(ctx, create=True)

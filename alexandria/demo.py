@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from . import start_run
-from .db import reader_engine
+from .db import open_database, reader_engine
 from .query import execute_sql
-from .rebuild import open_database
 from .store import Store
 
 EXPERIMENT = "demo-logreg"

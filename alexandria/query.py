@@ -4,7 +4,6 @@ engine. Views format what these return; they hold no SQL of their own."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import operator
 import os
@@ -15,11 +14,11 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, exists, func, select
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .db import reader_engine
-from .errors import InvalidInputError, QueryError, ReadOnlyError, RunNotFoundError, StoreError
-from .rebuild import open_database
+from .backends import backend_of, sqlite
+from .backends.base import Backend
+from .db import open_database, reader_engine
+from .errors import InvalidInputError, QueryError, RunNotFoundError, StoreError
 from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run, tag
 from .store import Store
 from .summaries import MetricSummary, id_chunks, last_value, metric_summaries
@@ -337,31 +336,7 @@ def problems(engine: Engine) -> list[dict[str, Any]]:
 
 def execute_sql(engine: Engine, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one statement on a read-only engine; returns column names and rows."""
-    try:
-        with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":  # the text as written: a % in it is no placeholder for psycopg
-                conn = conn.execution_options(no_parameters=True)
-            result = conn.exec_driver_sql(sql)
-            if not result.returns_rows:
-                return [], []
-            return list(result.keys()), [tuple(r) for r in result]
-    except OperationalError as exc:
-        msg = str(exc.orig)
-        if "readonly" in msg or "read-only" in msg or "not authorized" in msg:
-            raise ReadOnlyError(
-                "the database is opened read-only: the logs are the truth and the tables are their projection, "
-                "so change data by logging events (queries only here)"
-            ) from exc
-        raise QueryError(f"query failed: {msg}") from exc
-    except DBAPIError as exc:
-        if "not authorized" in str(exc.orig):
-            raise ReadOnlyError("ATTACH and DETACH are refused: queries here read the store's database only") from exc
-        if "read-only transaction" in str(exc.orig):  # PostgreSQL's reader sessions are read-only
-            raise ReadOnlyError(
-                "the database is opened read-only: the logs are the truth and the tables are their projection, "
-                "so change data by logging events (queries only here)"
-            ) from exc
-        raise QueryError(f"query failed: {exc.orig}") from exc
+    return backend_of(engine).execute_sql(engine, sql)
 
 
 @dataclass
@@ -379,25 +354,8 @@ class History:
 
 def metric_history(engine: Engine, run_id: str, key: str, *, with_times: bool = False) -> History:
     """Read a metric's whole history straight into numpy, without a Python object per point."""
-    width = 3 if with_times else 2
-    pg = engine.dialect.name == "postgresql"
-    if pg:
-        # Steps are BIGINT there, and NULLs sort last unless told: same order as SQLite's (no step first).
-        columns = "COALESCE(CAST(step AS float8), 'NaN'), COALESCE(value, 'NaN')"
-        columns += ", timestamp" if with_times else ""
-        sql = f"SELECT {columns} FROM metric WHERE run_id = %s AND key = %s ORDER BY step NULLS FIRST, id"  # noqa: S608
-    else:
-        columns = "IFNULL(step, 'NaN'), IFNULL(value, 'NaN')" + (", timestamp" if with_times else "")
-        sql = (
-            f"SELECT {columns} FROM metric WHERE run_id = ? AND key = ? "  # noqa: S608 - fixed column list
-            "ORDER BY step"  # the (run_id, key, step) index already holds this order: no sort
-        )
-    with engine.connect() as conn:
-        driver: Any = conn.connection.driver_connection
-        # psycopg: binary results, float8 straight from the wire (a third faster than parsing text)
-        cursor = driver.execute(sql, (run_id, key), binary=True) if pg else driver.execute(sql, (run_id, key))
-        flat = np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.float64)
-    table = flat.reshape(-1, width)
+    flat = backend_of(engine).metric_history(engine, run_id, key, with_times=with_times)
+    table = flat.reshape(-1, 3 if with_times else 2)
     return History(
         steps=table[:, 0].copy(), values=table[:, 1].copy(), times=table[:, 2].copy() if with_times else None
     )
@@ -444,43 +402,19 @@ def downsample(
     if buckets < 1:
         raise QueryError(f"buckets must be at least 1, got {buckets}")
     col = "step" if x == "step" else "timestamp"
-    pg = engine.dialect.name == "postgresql"
-    mark = "%s" if pg else "?"  # the driver's own placeholder: psycopg's, sqlite3's
-    where = f"run_id = {mark} AND key = {mark} AND {col} IS NOT NULL"
-    args: list[Any] = [run_id, key]
-    if start is not None:
-        where += f" AND {col} >= {mark}"
-        args.append(start)
-    if end is not None:
-        where += f" AND {col} <= {mark}"
-        args.append(end)
+    backend = backend_of(engine)
+    where, args = backend.metric_filter(run_id, key, col, start, end)
     with engine.connect() as conn:
         db: Any = conn.connection.driver_connection
-        if not pg and col == "step":
+        if backend.buckets_by_index and col == "step":
             rows = _buckets_by_index_range(db, run_id, key, where, args, buckets)
         else:
-            rows = _buckets_by_group(db, col, where, args, buckets, pg)
+            rows = _buckets_by_group(db, col, where, args, buckets, backend)
         if not rows:
             empty = np.array([], dtype=np.float64)
             return Downsampled(empty, empty, empty, empty, np.array([], dtype=np.int64), 0)
         xs = [r[4] for r in rows]
-        last: dict[float, float] = {}
-        step = 100_000 if pg else 500  # SQLite caps the number of bound parameters
-        for i in range(0, len(xs), step):  # the value at each bucket's last x, through the index
-            chunk = xs[i : i + step]
-            if pg:  # an array of the column's own type: PostgreSQL hashes it (a mixed-type ANY is a linear scan)
-                array = "bigint[]" if col == "step" else "float8[]"
-                sql = f"SELECT {col}, value FROM metric WHERE run_id = %s AND key = %s"  # noqa: S608
-                found = db.execute(f"{sql} AND {col} = ANY(CAST(%s AS {array})) ORDER BY id", [run_id, key, chunk])
-            else:
-                marks = ",".join("?" * len(chunk))
-                found = db.execute(
-                    f"SELECT {col}, value FROM metric WHERE run_id = ? AND key = ? AND {col} IN ({marks}) "  # noqa: S608
-                    "ORDER BY id",
-                    [run_id, key, *chunk],
-                )
-            for xv, value in found:
-                last[xv] = math.nan if value is None else value
+        last = backend.last_values(db, run_id, key, col, xs)  # the value at each bucket's last x
     nan = math.nan
     return Downsampled(
         x=np.array(xs, dtype=np.float64),
@@ -497,45 +431,14 @@ def _buckets_by_index_range(
 ) -> list[tuple[Any, ...]]:
     """SQLite, x = step: (bucket, min, max, count, last step) per non-empty bucket, each bucket read as one
     range of the (run_id, key, step) index. Twice as fast as one GROUP BY, which sorts the whole range."""
-    lo = db.execute(f"SELECT min(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
-    if lo is None:
-        return []
-    hi = db.execute(f"SELECT max(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
-    width = (hi - lo) / buckets or 1.0
-    # bucket i holds the steps s with floor((s - lo) / width) == i: from lo + ceil(i * width) on
-    edges = [lo + math.ceil(i * width) for i in range(buckets)] + [hi + 1]
-    # only the bucket's own bounds: with the range's bounds too, SQLite may scan the whole range per bucket
-    sql = (
-        "SELECT min(value), max(value), count(*), max(step) FROM metric "
-        "WHERE run_id = ? AND key = ? AND step >= ? AND step < ?"
-    )
-    rows = []
-    for i in range(buckets):
-        if edges[i] >= edges[i + 1]:
-            continue
-        found = db.execute(sql, [run_id, key, edges[i], edges[i + 1]]).fetchone()
-        if found[2]:
-            rows.append((i, *found))
-    return rows
+    return sqlite.buckets_by_index_range(db, run_id, key, where, args, buckets)
 
 
-def _buckets_by_group(db: Any, col: str, where: str, args: list[Any], buckets: int, pg: bool) -> list[tuple[Any, ...]]:
-    """(bucket, min, max, count, last x) per non-empty bucket, in one GROUP BY (any x, either database)."""
-    lo, hi, total = db.execute(f"SELECT min({col}), max({col}), count(*) FROM metric WHERE {where}", args).fetchone()  # noqa: S608
-    if not total:
-        return []
-    width = float(hi - lo) / buckets or 1.0
-    if pg:  # CAST rounds there, SQLite's truncates: floor (x >= lo, so the same); LEAST is SQLite's min(a, b)
-        bucket = f"LEAST(CAST(FLOOR(({col} - %s) / CAST(%s AS float8)) AS integer), {buckets - 1})"
-    else:
-        bucket = f"min(CAST(({col} - ?) / ? AS INTEGER), {buckets - 1})"  # x == hi falls in the last bucket
-    return list(
-        db.execute(
-            f"SELECT {bucket} AS b, min(value), max(value), count(*), max({col}) "  # noqa: S608
-            f"FROM metric WHERE {where} GROUP BY b ORDER BY b",
-            [lo, width, *args],
-        ).fetchall()
-    )
+def _buckets_by_group(
+    db: Any, col: str, where: str, args: list[Any], buckets: int, backend: Backend
+) -> list[tuple[Any, ...]]:
+    """(bucket, min, max, count, last x) per non-empty bucket, in one GROUP BY (any x, any database)."""
+    return backend.buckets_by_group(db, col, where, args, buckets)
 
 
 def runs_table(engine: Engine, run_ids: Sequence[str], metrics: Sequence[str] = ()) -> Any:
@@ -593,7 +496,7 @@ def export_rows(
             if not run_ids:
                 raise InvalidInputError("no runs in the store: nothing to export")
         ids = list(run_ids)
-        mark = "%s" if engine.dialect.name == "postgresql" else "?"  # the driver's own placeholder
+        mark = backend_of(engine).placeholder  # the driver's own placeholder
 
         def runs() -> Iterator[Sequence[Sequence[Any]]]:
             for chunk in id_chunks(ids):

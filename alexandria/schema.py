@@ -17,7 +17,7 @@ alexandria_meta (schema version).
 Timestamps are unix seconds (REAL). A NaN metric value is stored as NULL
 (SQLite cannot hold NaN); +-inf are stored as they are.
 
-On PostgreSQL, integers that can outgrow 32 bits (metric ids and steps, byte offsets and sizes, row
+On a database server, integers that can outgrow 32 bits (metric ids and steps, byte offsets and sizes, row
 counts, clock ticks) are BIGINT (`Int64`); SQLite's INTEGER is 64-bit already, and its DDL is unchanged.
 """
 
@@ -46,8 +46,8 @@ SCHEMA_VERSION = 3
 metadata = MetaData()
 
 #: A 64-bit integer on every backend: INTEGER on SQLite (64-bit, and the rowid alias of a primary key), BIGINT
-#: (BIGSERIAL for a primary key) on PostgreSQL.
-Int64 = Integer().with_variant(BigInteger(), "postgresql")
+#: (BIGSERIAL for a primary key) elsewhere.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 run = Table(
     "run",

@@ -8,7 +8,7 @@ watchdog's polling observer outright; if the native observer cannot start
 
 Several watchers may fold one store into one PostgreSQL database at once
 (one per node, all pointed at the same store on shared storage): each
-segment is folded by one of them at a time (projector.py), a watcher skips
+segment is folded by one of them at a time (backends/postgres.py), a watcher skips
 the segments another is folding rather than waiting for them, and a lost
 connection or a server restart is logged and retried at the next fold
 instead of ending the watch.

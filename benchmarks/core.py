@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import alexandria
+from alexandria.db import open_database
 from alexandria.events import MetricLogged, encoder
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database
 from alexandria.store import Store
 
 

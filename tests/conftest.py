@@ -32,15 +32,6 @@ def _projection_in_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ALEXANDRIA_DB", raising=False)
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    """An empty store; also the process's default store, so spawned children find it."""
-    st = Store.open(tmp_path / "store")
-    monkeypatch.setenv("ALEXANDRIA_STORE", str(st.root))
-    monkeypatch.delenv("ALEXANDRIA_RUN_ID", raising=False)
-    return st
-
-
 # -- PostgreSQL: a throwaway server for the session, a fresh database per test ---------------------------------
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
@@ -71,13 +62,52 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend_store(request: pytest.FixtureRequest, store: Store) -> Store:
-    """The `store` fixture with its projection on each backend in turn: its SQLite file, then a fresh
-    PostgreSQL database (`Store.db_url`; skipped with the reason where there is no PostgreSQL)."""
-    if request.param == "sqlite":
-        return dataclasses.replace(store, db_url=None)
-    return dataclasses.replace(store, db_url=request.getfixturevalue("postgres_url"))
+# -- the backends: one fixture, every database --------------------------------------------------------------
+#: The databases a store's projection can live in: each name, and the fixture giving the URL of a fresh,
+#: empty database of it (None: the store's own SQLite file). A new backend is one more entry here.
+BACKENDS: dict[str, str | None] = {"sqlite": None, "postgresql": "postgres_url"}
+
+#: Marks a test (or, as `pytestmark`, a module) to run once per backend: its `store` projects into each.
+every_backend = pytest.mark.every_backend
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "every_backend: run once per database in BACKENDS (the `store` fixture)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `every_backend`, and those taking `backend_store`, run once per backend."""
+    marked = metafunc.definition.get_closest_marker("every_backend") is not None
+    if "backend" in metafunc.fixturenames and (marked or "backend_store" in metafunc.fixturenames):
+        metafunc.parametrize("backend", list(BACKENDS), indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database the test's store projects into: "sqlite" unless the test runs on every backend."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, backend: str) -> Store:
+    """An empty store; also the process's default store, so spawned children find it. On a backend other
+    than SQLite, its projection is a fresh database of that backend (`Store.db_url`, and $ALEXANDRIA_DB for
+    the children; skipped with the reason where that backend cannot run, failed under CI=true)."""
+    st = Store.open(tmp_path / "store")
+    monkeypatch.setenv("ALEXANDRIA_STORE", str(st.root))
+    monkeypatch.delenv("ALEXANDRIA_RUN_ID", raising=False)
+    url_fixture = BACKENDS[backend]
+    if url_fixture is not None:
+        url = request.getfixturevalue(url_fixture)
+        monkeypatch.setenv("ALEXANDRIA_DB", url)
+        st = dataclasses.replace(st, db_url=url)
+    return st
+
+
+@pytest.fixture
+def backend_store(store: Store) -> Store:
+    """The `store` fixture with its projection on each backend in turn (BACKENDS)."""
+    return store
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -119,7 +149,7 @@ def alex(*args: str, env: dict[str, str] | None = None, timeout: float = 120) ->
 
 def query(store: Store, sql: str) -> list[tuple[object, ...]]:
     """Fold what is new, then run one SQL statement on the store's database."""
-    from alexandria.rebuild import open_database
+    from alexandria.db import open_database
 
     engine = open_database(store)
     try:
@@ -147,7 +177,8 @@ def rebuilt_snapshot(
     store: Store, tables: tuple[str, ...] = USER_TABLES, **kwargs: Any
 ) -> dict[str, list[tuple[Any, ...]]]:
     """`rebuild` into the same store (kwargs go to `rebuild`), then the tables it produced."""
-    from alexandria.rebuild import open_database, rebuild
+    from alexandria.db import open_database
+    from alexandria.rebuild import rebuild
 
     rebuild(store, **kwargs)
     engine = open_database(store, catch_up=False)

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from alexandria.db import open_database
 from alexandria.events import ArtifactSaved, MetricLogged, ParamLogged, RunFinished, RunStarted, TagSet
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database, rebuild
+from alexandria.rebuild import rebuild
 from alexandria.segment import SegmentWriter
 from alexandria.store import Store
 from tests.conftest import child_env, complete_lines, python, table_rows

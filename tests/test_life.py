@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 import alexandria
+from alexandria.db import open_database
 from alexandria.events import Header, Heartbeat, MetricLogged, RunStarted, WriterInfo, encoder
 from alexandria.life import process_start, run_state
-from alexandria.rebuild import open_database, rebuild
+from alexandria.rebuild import rebuild
 from alexandria.store import Store
 from tests.conftest import alex, child_env, complete_lines, python, query, table_rows, wait_until
 

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from alexandria.rebuild import open_database
+from alexandria.db import open_database
 from alexandria.store import Store
 from tests.conftest import child_env, python
 

@@ -87,7 +87,7 @@ def test_a_plugins_view_is_created_with_the_schema(throwaway: Throwaway, tmp_pat
 
 
 def test_a_store_projects_into_a_database_a_plugin_names(throwaway: Throwaway, tmp_path: Path) -> None:
-    from alexandria.rebuild import open_database
+    from alexandria.db import open_database
 
     root = tmp_path / "store"
     root.mkdir()
@@ -107,7 +107,7 @@ def test_a_store_projects_into_a_database_a_plugin_names(throwaway: Throwaway, t
 
 
 def test_a_plugins_artifact_is_a_dashboard_panel(throwaway: Throwaway, tmp_path: Path) -> None:
-    from alexandria.rebuild import open_database
+    from alexandria.db import open_database
     from alexandria.ui import BackgroundServer
 
     page = tmp_path / "notes.html"

@@ -27,11 +27,12 @@ import pytest
 from sqlalchemy import Engine
 
 import alexandria
-from alexandria import db
-from alexandria.db import engines, live_schema, reader_engine, writer_engine
+from alexandria.backends import backend_for
+from alexandria.backends.postgres import live_schema
+from alexandria.db import engines, open_database, reader_engine, writer_engine
 from alexandria.errors import ReadOnlyError
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database, rebuild
+from alexandria.rebuild import rebuild
 from alexandria.schema import USER_TABLES
 from alexandria.store import Store
 from tests.conftest import (
@@ -136,7 +137,7 @@ time.sleep(120)
 PROJECTOR = """
 import sys
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database
+from alexandria.db import open_database
 from alexandria.store import Store
 
 store = Store.open(sys.argv[1], db_url=sys.argv[3] or None)
@@ -148,7 +149,7 @@ Projector(store, engine).catch_up(transaction_bytes=int(sys.argv[2]))
 RACER = """
 import os, sys, time
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database
+from alexandria.db import open_database
 from alexandria.store import Store
 
 store = Store.open(sys.argv[1], db_url=sys.argv[3] or None)
@@ -514,9 +515,7 @@ def test_a_store_takes_its_database_from_alexandria_db_and_the_url_names_the_sch
 
 
 def postgres_url_obj(url: str) -> Any:
-    found = db.postgres_url(url)
-    assert found is not None
-    return found
+    return backend_for(url).url
 
 
 def postgres_url_driver(url: str) -> str:

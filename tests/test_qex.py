@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from alexandria.db import open_database
 from alexandria.qex import states
 from alexandria.qex.backends import Noise, NumpyDensityMatrix
 from alexandria.qex.runner import open_store, run_experiment, sweep
-from alexandria.rebuild import open_database, rebuild
+from alexandria.rebuild import rebuild
 from alexandria.store import Store
 from tests.conftest import REPO, child_env, make_seed, python, wait_until
 

@@ -10,6 +10,10 @@ import pytest
 
 import alexandria
 from alexandria.store import Store
+from tests.conftest import every_backend
+
+#: Reading is the backends' own SQL (history and bucket queries): every test runs on each.
+pytestmark = every_backend
 
 
 @pytest.fixture

@@ -117,6 +117,9 @@ def test_every_view_agrees_on_the_last_value(store: Store, tmp_path: Path) -> No
         status, body = _get(server.url, f"/api/run/{a}/metric/loss?buckets=100")  # what the compare chart draws
         chart = json.loads(body)
         assert status == 200 and (chart["last"][-1], chart["x"][-1]) == (0.5, 5)
+        status, body = _get(server.url, f"/api/run/{a}/metric/tie?buckets=100")  # a tie on step: the latest time
+        chart = json.loads(body)
+        assert status == 200 and (chart["last"][-1], chart["x"][-1]) == (1.0, 3)
 
     export = alex("--store", str(store.root), "export", a, "-o", str(tmp_path / "out"))
     assert export.returncode == 0, export.stderr

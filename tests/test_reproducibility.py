@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import alexandria
-from alexandria.rebuild import open_database, rebuild
+from alexandria.db import open_database
+from alexandria.rebuild import rebuild
 from alexandria.store import Store
 from tests.conftest import REPO, alex, child_env, query, table_rows
 from tests.test_capture import git, hermetic_git, make_repo, sha  # noqa: F401 - hermetic_git is a fixture

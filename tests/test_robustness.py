@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 import alexandria
+from alexandria.db import open_database
 from alexandria.events import Header, ParamLogged, WriterInfo, encoder
 from alexandria.projector import Projector
-from alexandria.rebuild import open_database, rebuild
+from alexandria.rebuild import rebuild
 from alexandria.segment import SegmentReader
 from alexandria.store import Store
-from tests.conftest import child_env, complete_lines, python, query, run_python, table_rows
+from tests.conftest import child_env, complete_lines, every_backend, python, query, run_python, table_rows
 
 
 def test_text_that_cannot_be_encoded_is_refused_before_it_reaches_the_log(store: Store) -> None:
@@ -38,6 +39,7 @@ def test_text_that_cannot_be_encoded_is_refused_before_it_reaches_the_log(store:
     assert query(store, "SELECT count(*) FROM log_problem") == [(0,)]
 
 
+@every_backend
 def test_steps_outside_the_sql_integer_range_are_refused(store: Store) -> None:
     with alexandria.start_run(experiment="steps") as run:
         for step in (2**63, -(2**63) - 1, 10**20):
@@ -48,6 +50,7 @@ def test_steps_outside_the_sql_integer_range_are_refused(store: Store) -> None:
     assert query(store, "SELECT key, step FROM metric ORDER BY key") == [("x", 2**63 - 1), ("y", -(2**63))]
 
 
+@every_backend
 def test_lines_that_decode_but_cannot_be_stored_are_problems_not_crashes(store: Store) -> None:
     with alexandria.start_run(experiment="bad-lines") as run:
         run.log_metric("ok", 1.0, step=0)
@@ -72,6 +75,7 @@ def test_a_line_longer_than_the_read_size_is_read_whole(tmp_path: Path) -> None:
     assert reader.offset == path.stat().st_size
 
 
+@every_backend
 def test_fold_rules_do_not_depend_on_folding_order(store: Store) -> None:
     """Equal timestamps in different segments: the tie-breaks decide, not which segment came first."""
     run_id = "b" * 32

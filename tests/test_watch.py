@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from alexandria.db import reader_engine
 from alexandria.schema import USER_TABLES  # every table a user queries: live must equal rebuilt
 from alexandria.store import Store
-from tests.conftest import alex, child_env, python, table_rows, wait_until
+from tests.conftest import alex, child_env, every_backend, python, table_rows, wait_until
 
 POINTS = 3000
 
@@ -51,8 +52,18 @@ sys.stdin.readline()  # stays alive: what the reader sees was folded by the watc
 """
 
 
-def query(db: Path, sql: str) -> list[tuple[Any, ...]] | None:
-    """A separate, plain read-only SQLite reader; None while the watcher has not created the database yet."""
+def query(db: Path | str, sql: str) -> list[tuple[Any, ...]] | None:
+    """A separate, plain read-only reader of an SQLite file (or of a database URL, through the library's
+    reader); None while the watcher has not created the database yet."""
+    if isinstance(db, str):
+        engine = reader_engine(db)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.exec_driver_sql(sql)]
+        except DBAPIError:  # no such table: the schema is not there yet
+            return None
+        finally:
+            engine.dispose()
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     except sqlite3.OperationalError:
@@ -138,6 +149,7 @@ def test_watch_keeps_the_database_current_and_equal_to_a_rebuild(
         engine.dispose()
 
 
+@every_backend
 def test_watch_marks_a_run_crashed_when_its_process_is_killed(store: Store) -> None:
     """No new line is ever written after kill -9: the watcher's own periodic verdict finds the run crashed."""
     env = child_env(ALEXANDRIA_STORE=str(store.root))
@@ -156,7 +168,7 @@ def test_watch_marks_a_run_crashed_when_its_process_is_killed(store: Store) -> N
         )
         assert writer.stdout is not None
         run_id = writer.stdout.readline().decode().strip()
-        db = store.db_path
+        db = store.database
         wait_until(lambda: query(db, "SELECT status FROM run") == [("running",)], what="the running run")
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=30)

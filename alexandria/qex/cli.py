@@ -48,7 +48,7 @@ def _backend(name: str, noise: str | None) -> Any:
 
 
 def _runs(store: Store) -> list[dict[str, Any]]:
-    from ..rebuild import open_database
+    from ..db import open_database
 
     engine = open_database(store)
     try:

@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 
 from .. import tracking
+from ..db import open_database
 from ..errors import InvalidInputError
 from ..files import write_atomically
-from ..rebuild import open_database
 from ..store import Store
 from . import bloch, states
 from .backends import Backend, NumpyDensityMatrix

@@ -47,7 +47,7 @@ class _Folder:
         self.thread.start()
 
     def _run(self) -> None:
-        from ..rebuild import open_database
+        from ..db import open_database
         from ..watch import watch
 
         while not self.stop_event.is_set():
@@ -81,7 +81,7 @@ class Dashboard:
         self.interval = max(0.1, float(interval))
         self.store = Store.open(store, create=fold)
         if fold:
-            from ..rebuild import open_database
+            from ..db import open_database
 
             # the schema must exist before the first read; folding itself happens in the background
             open_database(self.store, catch_up=False).dispose()

@@ -1,0 +1,234 @@
+"""The contract every database backend implements: one class per database, chosen by URL scheme.
+
+Everything that differs between databases lives behind this seam, so that the projector, the rebuild and
+the read functions are written once: the engines (writer, reader, a rebuild's bulk scratch), the dialect's
+INSERT with ON CONFLICT, bulk inserts, the fold transaction's locking, the rebuild and its atomic swap,
+the SQL of the read paths that need the driver's own speed, and the translation of a user's failed query
+into the `AlexandriaError` tree. Modelled on eventsourcing's persistence module: an abstract recorder per
+concern, one concrete module per database.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+from ..errors import QueryError, ReadOnlyError
+from ..schema import SCHEMA_VERSION, meta, metadata, metric_index
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..projector import FoldStats
+    from ..store import Store
+
+#: Plain rows for `bulk_insert`.
+Rows = list[tuple[Any, ...]]
+
+#: What a user is told when a query tries to write.
+READ_ONLY_MESSAGE = (
+    "the database is opened read-only: the logs are the truth and the tables are their projection, "
+    "so change data by logging events (queries only here)"
+)
+
+
+class FoldTransaction(Protocol):
+    """What a backend's fold loop drives: one transaction's worth of segments (projector.py)."""
+
+    @property
+    def runs(self) -> set[str]:
+        """The runs whose rows this transaction writes."""
+
+    def fold_segment(
+        self, path: Path, rel: str, size: int, offset: int, count: int, attempt: int, budget: int
+    ) -> tuple[int, bool]:
+        """Read one segment after `offset` into the transaction; returns (budget left, lines left over)."""
+
+    def write(self, conn: Connection, running: set[str] | None = None) -> None:
+        """Write the rows gathered and settle the runs they touch (`running`: which running runs to settle)."""
+
+
+def segment_sizes(store: Store) -> Iterator[tuple[Path, str, int]]:
+    """(path, path relative to the store, size) of every segment on disk now."""
+    for path in store.segments():
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        yield path, store.relative(path), size
+
+
+class Backend(ABC):
+    """One database: how to connect to it, write the projection into it, rebuild it and read it fast."""
+
+    #: SQLAlchemy's dialect name, which also names the backend in `backends.by_dialect`.
+    dialect: ClassVar[str]
+    #: The DBAPI driver's placeholder for raw SQL on `conn.connection.driver_connection`.
+    placeholder: ClassVar[str]
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+
+    # -- engines ----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def writer_engine(self, *, bulk: bool = False, schema: str | None = None) -> Engine:
+        """An engine for the projector (`bulk`: a rebuild's scratch copy, durability traded for speed;
+        `schema`: where the tables are, for a database that has schemas)."""
+
+    @abstractmethod
+    def reader_engine(self) -> Engine:
+        """An engine whose sessions the database itself keeps from writing."""
+
+    # -- writing the projection -------------------------------------------------------------------------------
+    @abstractmethod
+    def insert(self, table: Table) -> Any:
+        """The dialect's INSERT, which knows ON CONFLICT (`on_conflict_do_nothing`, `..._do_update`)."""
+
+    @abstractmethod
+    def bulk_insert(self, conn: Connection, table: Table, columns: tuple[str, ...], rows: Rows) -> None:
+        """Append plain rows (floats, ints, strings) as fast as the driver can, in the caller's transaction."""
+
+    @abstractmethod
+    def fold_once(
+        self, engine: Engine, store: Store, fold: FoldTransaction, budget: int, block: bool
+    ) -> tuple[bool, bool]:
+        """One fold transaction of about `budget` bytes, exactly once however many projectors run; returns
+        (more to do, segments skipped because another projector holds them). `block`: wait for those."""
+
+    # -- schema and rebuild -----------------------------------------------------------------------------------
+    @abstractmethod
+    def has_tables(self, engine: Engine) -> bool:
+        """Whether the database (or the store's schema in it) holds any table."""
+
+    def create_schema(self, engine: Engine, *, with_metric_index: bool = True) -> None:
+        """Create the tables, the plug-ins' views and the version row (what exists already is kept)."""
+        from ..plugins import sql_views
+
+        with engine.begin() as conn:
+            self.prepare_schema(conn)
+            metadata.create_all(conn, tables=list(metadata.sorted_tables), checkfirst=True)
+            if not with_metric_index:
+                metric_index.drop(conn)
+            for name, select_sql in sql_views().items():
+                conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+                conn.exec_driver_sql(f"CREATE VIEW {name} AS {select_sql}")
+            conn.execute(meta.delete().where(meta.c.key == "schema_version"))
+            conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    @abstractmethod
+    def prepare_schema(self, conn: Connection) -> None:
+        """Run first in the transaction that creates the tables (a database with schemas makes its own)."""
+
+    def schema_version(self, engine: Engine) -> int | None:
+        """The schema version a database was written with (None: empty or not ours)."""
+        try:
+            with engine.connect() as conn:
+                value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        except (OperationalError, ProgrammingError):  # no such table
+            return None
+        return int(value) if value is not None else None
+
+    def is_unreadable(self, exc: DBAPIError) -> bool:
+        """Whether the database is no database at all (overwritten, truncated), to be rebuilt from the logs
+        rather than reported."""
+        return False
+
+    @abstractmethod
+    def rebuild(self, store: Store, load: Callable[[Engine], FoldStats]) -> FoldStats:
+        """Build a fresh copy of the tables beside the live ones (`load` folds every log into an engine on
+        it), then swap it in atomically: readers see the old tables or the new ones, never half."""
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def metric_history(self, engine: Engine, run_id: str, key: str, *, with_times: bool) -> np.ndarray:
+        """One metric's (step, value[, time]) rows ordered by step, points without a step first, as one
+        flat float64 array (NaN for no step and for NaN)."""
+
+    def metric_filter(
+        self, run_id: str, key: str, col: str, start: float | None, end: float | None
+    ) -> tuple[str, list[Any]]:
+        """The WHERE clause (the driver's placeholders) and its arguments for one metric's rows with `col`
+        in [start, end]."""
+        mark = self.placeholder
+        where = f"run_id = {mark} AND key = {mark} AND {col} IS NOT NULL"
+        args: list[Any] = [run_id, key]
+        if start is not None:
+            where += f" AND {col} >= {mark}"
+            args.append(start)
+        if end is not None:
+            where += f" AND {col} <= {mark}"
+            args.append(end)
+        return where, args
+
+    #: Whether `buckets_by_index_range` beats one GROUP BY for x = step.
+    buckets_by_index: ClassVar[bool] = False
+
+    def buckets_by_group(self, db: Any, col: str, where: str, args: list[Any], buckets: int) -> list[tuple[Any, ...]]:
+        """(bucket, min, max, count, last x) per non-empty bucket, in one GROUP BY (any x)."""
+        lo, hi, total = db.execute(
+            f"SELECT min({col}), max({col}), count(*) FROM metric WHERE {where}",  # noqa: S608
+            args,
+        ).fetchone()
+        if not total:
+            return []
+        width = float(hi - lo) / buckets or 1.0
+        return list(
+            db.execute(
+                f"SELECT {self.bucket_of(col, buckets)} AS b, min(value), max(value), count(*), max({col}) "  # noqa: S608
+                f"FROM metric WHERE {where} GROUP BY b ORDER BY b",
+                [lo, width, *args],
+            ).fetchall()
+        )
+
+    @abstractmethod
+    def bucket_of(self, col: str, buckets: int) -> str:
+        """SQL for the bucket (0 to buckets - 1) of a row's `col`; its two placeholders take the range's
+        low end and the bucket width."""
+
+    def last_values(self, db: Any, run_id: str, key: str, col: str, xs: list[Any]) -> dict[Any, float]:
+        """The value at each of `xs` (the latest logged there), read through the index a chunk at a time."""
+        last: dict[Any, float] = {}
+        step = self.max_parameters
+        for i in range(0, len(xs), step):
+            for xv, value in db.execute(*self._values_at(run_id, key, col, xs[i : i + step])):
+                last[xv] = math.nan if value is None else value
+        return last
+
+    #: The most values bound in one statement.
+    max_parameters: ClassVar[int] = 500
+
+    @abstractmethod
+    def _values_at(self, run_id: str, key: str, col: str, chunk: list[Any]) -> tuple[str, list[Any]]:
+        """The SQL and arguments selecting (x, value) of the rows at the x's of `chunk`, the last point of each x
+        (summaries.py's rule: latest time, then latest attempt, then last folded) last."""
+
+    def execute_sql(self, engine: Engine, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one statement of a user's on a read-only engine; returns column names and rows. A write is a
+        ReadOnlyError, any other failure a QueryError."""
+        try:
+            with engine.connect() as conn:
+                result = self.raw(conn).exec_driver_sql(sql)
+                if not result.returns_rows:
+                    return [], []
+                return list(result.keys()), [tuple(r) for r in result]
+        except DBAPIError as exc:
+            refused = self.refusal(exc)
+            if refused is not None:
+                raise ReadOnlyError(refused) from exc
+            raise QueryError(f"query failed: {exc.orig}") from exc
+
+    def raw(self, conn: Connection) -> Connection:
+        """The connection set to pass a user's SQL to the driver as written."""
+        return conn
+
+    @abstractmethod
+    def refusal(self, exc: DBAPIError) -> str | None:
+        """Why the database refused a statement as a write (the message for a ReadOnlyError), by the
+        driver's error code; None when it failed otherwise."""

@@ -1,0 +1,281 @@
+"""How each event folds into the tables: one registry, read by the live projector and by `alex rebuild`.
+
+Every event type of the log (`events.Event`) has an entry in `FOLDS`: the rows it makes and the rule each
+row is written by. Importing this module checks that every type of the union has one, so an event type
+added to events.py and forgotten here fails loudly instead of being dropped.
+
+The rules do not depend on the order segments are folded in, so a live projection and a rebuild give the
+same rows (only the integer surrogate `id`s, numbered in fold order, may differ):
+
+* `Append`: every row is kept (metric points, datasets, code and environment records; each carries the
+  `attempt`, the life of the run, of its segment);
+* `Keep`: one row per key, the earliest or the latest by time (ties broken by a column, so the outcome is
+  the same whichever row comes first): a parameter keeps its earliest value (the API refuses a second
+  value in one process; if two processes disagree the earliest wins), a tag and an artifact name their
+  latest, and a run its earliest RunStarted's start time, experiment and parent;
+* `Lifecycle`: every start, resume and end is a row; the run's status and end time are then settled from
+  the latest of them (projector.settle_runs);
+* `BOOKKEEPING`: nothing but the segment's position row (last_time, closed, the header's columns).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, get_args
+
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
+
+from .backends.base import Backend
+from .events import (
+    ArtifactSaved,
+    CodeCaptured,
+    DatasetLogged,
+    EnvironmentCaptured,
+    Event,
+    Header,
+    Heartbeat,
+    MetricLogged,
+    ParamLogged,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    SegmentClosed,
+    TagSet,
+)
+from .schema import artifact, code, dataset, environment, lifecycle, metric, parameter, run, tag
+from .values import decode_float
+
+Row = dict[str, Any]
+#: An event's rows for one rule: (run id, attempt of its segment, the event) -> rows.
+RowsOf = Callable[[str, int, Any], list[Row]]
+
+
+class Rule(ABC):
+    """How the rows of one table are written, in the fold's transaction."""
+
+    table: Table | None
+
+    @abstractmethod
+    def write(self, conn: Connection, backend: Backend, rows: list[Any]) -> None:
+        """Write `rows` (never empty)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Append(Rule):
+    """Every row is a new row."""
+
+    table: Table
+
+    def write(self, conn: Connection, backend: Backend, rows: list[Any]) -> None:
+        conn.execute(self.table.insert(), rows)
+
+
+@dataclass(frozen=True, eq=False)
+class Lifecycle(Append):
+    """Every start, resume and end of a run is a row; the run's status is settled from the latest."""
+
+
+@dataclass(frozen=True, eq=False)
+class BulkAppend(Rule):
+    """Every row is a new row, given as a plain tuple of `columns` and written the backend's fastest way."""
+
+    table: Table
+    columns: tuple[str, ...]
+
+    def write(self, conn: Connection, backend: Backend, rows: list[Any]) -> None:
+        backend.bulk_insert(conn, self.table, self.columns, rows)
+
+
+@dataclass(frozen=True, eq=False)
+class Keep(Rule):
+    """One row per `key`: a new row replaces the one there when it is later (`latest`) or earlier than it by
+    `time`, ties broken by the greater (latest) or smaller `tiebreak`. `then` runs after the write with the
+    runs whose rows were written."""
+
+    table: Table
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+    tiebreak: str
+    latest: bool
+    time: str = "timestamp"
+    then: Callable[[Connection, set[str]], None] | None = field(default=None)
+
+    def write(self, conn: Connection, backend: Backend, rows: list[Any]) -> None:
+        ins = backend.insert(self.table)
+        x, old = ins.excluded, self.table.c
+        new_time, old_time, new_key, old_key = x[self.time], old[self.time], x[self.tiebreak], old[self.tiebreak]
+        if self.latest:
+            wins = or_(old_time.is_(None), new_time > old_time, and_(new_time == old_time, new_key > old_key))
+        else:
+            wins = or_(old_time.is_(None), new_time < old_time, and_(new_time == old_time, new_key < old_key))
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=list(self.key), set_={c: x[c] for c in self.columns}, where=wins
+            ),
+            rows,
+        )
+        if self.then is not None:
+            self.then(conn, {row[self.key[0]] for row in rows})
+
+
+@dataclass(frozen=True, eq=False)
+class _Bookkeeping(Rule):
+    """No rows of its own: what the event says is read from its segment's position row."""
+
+    table: None = None
+
+    def write(self, conn: Connection, backend: Backend, rows: list[Any]) -> None:
+        """Nothing to write."""
+
+
+def refresh_run_tags(conn: Connection, run_ids: set[str]) -> None:
+    """Keep run.tags (JSON) in step with the tag table."""
+    tags: dict[str, dict[str, str]] = {r: {} for r in run_ids}
+    rows = conn.execute(
+        select(tag.c.run_id, tag.c.key, tag.c.value).where(tag.c.run_id.in_(sorted(run_ids))).order_by(tag.c.key)
+    )
+    for rid, key, value in rows:
+        tags[rid][key] = value
+    conn.execute(
+        update(run).where(run.c.id == bindparam("rid")).values(tags=bindparam("tags")),
+        [{"rid": rid, "tags": t} for rid, t in sorted(tags.items())],
+    )
+
+
+RUN_START = Keep(
+    run, ("id",), ("experiment_name", "parent_id", "timestamp_start"), "experiment_name", False, "timestamp_start"
+)
+LIFECYCLE = Lifecycle(lifecycle)
+DATASET = Append(dataset)
+CODE = Append(code)
+ENVIRONMENT = Append(environment)
+PARAMETER = Keep(parameter, ("run_id", "key"), ("value", "timestamp"), "value", latest=False)
+TAG = Keep(tag, ("run_id", "key"), ("value", "timestamp"), "value", latest=True, then=refresh_run_tags)
+ARTIFACT = Keep(
+    artifact, ("run_id", "name"), ("type", "path", "size", "sha256", "timestamp"), "sha256", latest=True
+)
+METRIC = BulkAppend(metric, ("run_id", "key", "value", "step", "timestamp", "attempt"))
+BOOKKEEPING = _Bookkeeping()
+
+#: Every rule with rows, in the order a transaction writes them (foreign keys: the run rows come first).
+RULES: tuple[Rule, ...] = (RUN_START, LIFECYCLE, DATASET, CODE, ENVIRONMENT, PARAMETER, TAG, ARTIFACT, METRIC)
+
+
+def _life(event: str, status: str, error: str | None, attempt: int, e: Any, run_id: str) -> list[Row]:
+    return [
+        {"run_id": run_id, "event": event, "status": status, "error": error, "attempt": attempt, "timestamp": e.time}
+    ]
+
+
+def _record(with_attempt: bool) -> RowsOf:
+    """Rows of an event whose fields are its table's columns (`time` is `timestamp`)."""
+
+    def rows(run_id: str, attempt: int, e: Any) -> list[Row]:
+        row = {f: getattr(e, f) for f in e.__struct_fields__}
+        row["timestamp"] = row.pop("time")
+        row["run_id"] = run_id
+        if with_attempt:
+            row["attempt"] = attempt
+        return [row]
+
+    return rows
+
+
+def _keyed(run_id: str, attempt: int, e: Any) -> list[Row]:
+    return [{"run_id": run_id, "key": e.key, "value": e.value, "timestamp": e.time}]
+
+
+def _artifact(run_id: str, attempt: int, e: Any) -> list[Row]:
+    return [
+        {
+            "run_id": run_id,
+            "name": e.name,
+            "type": e.type,
+            "path": e.path,
+            "size": e.size,
+            "sha256": e.sha256,
+            "timestamp": e.time,
+        }
+    ]
+
+
+def _start(run_id: str, attempt: int, e: Any) -> list[Row]:
+    return [{"id": run_id, "experiment_name": e.experiment, "parent_id": e.parent_id, "timestamp_start": e.time}]
+
+
+def _start_tags(run_id: str, attempt: int, e: Any) -> list[Row]:
+    return [{"run_id": run_id, "key": k, "value": v, "timestamp": e.time} for k, v in e.tags.items()]
+
+
+#: Event type -> the rules its rows are written by, each with the function making those rows (None: no
+#: rows, or made inline by the fold loop).
+FOLDS: dict[type, tuple[tuple[Rule, RowsOf | None], ...]] = {
+    MetricLogged: ((METRIC, None),),  # the hot path: Batch.fold makes its tuples inline
+    ParamLogged: ((PARAMETER, _keyed),),
+    TagSet: ((TAG, _keyed),),
+    ArtifactSaved: ((ARTIFACT, _artifact),),
+    RunStarted: (
+        (RUN_START, _start),
+        (LIFECYCLE, lambda rid, attempt, e: _life("started", "running", None, attempt, e, rid)),
+        (TAG, _start_tags),
+    ),
+    RunResumed: ((LIFECYCLE, lambda rid, attempt, e: _life("resumed", "running", None, e.attempt, e, rid)),),
+    RunFinished: ((LIFECYCLE, lambda rid, attempt, e: _life("finished", e.status, e.error, attempt, e, rid)),),
+    DatasetLogged: ((DATASET, _record(with_attempt=False)),),
+    CodeCaptured: ((CODE, _record(with_attempt=True)),),
+    EnvironmentCaptured: ((ENVIRONMENT, _record(with_attempt=True)),),
+    Heartbeat: ((BOOKKEEPING, None),),
+    SegmentClosed: ((BOOKKEEPING, None),),
+    Header: ((BOOKKEEPING, None),),
+}
+
+
+def check_registry(union: Any, folds: dict[type, Any]) -> None:
+    """Fail (TypeError) unless every type of the event union has a fold entry: a new event type must say
+    how it folds."""
+    missing = [t.__name__ for t in get_args(union) if t not in folds]
+    if missing:
+        raise TypeError(f"no fold rule for event type(s) {', '.join(missing)}: add them to alexandria.folding.FOLDS")
+
+
+check_registry(Event, FOLDS)
+
+#: What the fold loop does per event type other than MetricLogged: (rule, rows) for every rule with rows.
+_ROWS = {t: tuple((rule, rows) for rule, rows in into if rows is not None) for t, into in FOLDS.items()}
+
+
+@dataclass
+class Batch:
+    """Rows of one transaction, gathered before any is written."""
+
+    runs: set[str] = field(default_factory=set)
+    rows: dict[Rule, list[Any]] = field(default_factory=lambda: {rule: [] for rule in RULES})
+
+    def fold(self, run_id: str, attempt: int, events: list[Any]) -> None:
+        self.runs.add(run_id)
+        metrics = self.rows[METRIC]
+        rows = self.rows
+        for e in events:
+            t = type(e)
+            if t is MetricLogged:
+                v = e.value
+                if type(v) is not float:
+                    v = decode_float(v)
+                    if v != v:
+                        v = None  # NaN: SQL has no NaN in SQLite; NULL stands for it
+                metrics.append((run_id, e.key, v, e.step, e.time, attempt))
+            else:
+                for rule, make in _ROWS[t]:
+                    rows[rule].extend(make(run_id, attempt, e))
+
+    def write(self, conn: Connection, backend: Backend) -> None:
+        """Every rule's rows, in `RULES` order, after the run rows they refer to."""
+        if self.runs:
+            new_runs = [{"id": r, "status": "running"} for r in sorted(self.runs)]
+            conn.execute(backend.insert(run).on_conflict_do_nothing(), new_runs)
+        for rule in RULES:
+            found = self.rows[rule]
+            if found:
+                rule.write(conn, backend, found)
