@@ -17,8 +17,8 @@ from sqlalchemy import create_engine
 
 import alexandria
 from alexandria import plugins
+from alexandria.backends import backend_of
 from alexandria.cli_base import ErrorsAsMessages
-from alexandria.db import create_schema
 from alexandria.errors import InvalidInputError
 from alexandria.hookspecs import hookimpl
 from alexandria.store import Store
@@ -77,7 +77,7 @@ def test_a_plugin_adds_a_command_and_its_errors_print_as_errors(throwaway: Throw
 def test_a_plugins_view_is_created_with_the_schema(throwaway: Throwaway, tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'projection.db'}")
     try:
-        create_schema(engine)
+        backend_of(engine).create_schema(engine)
         with engine.connect() as conn:
             views = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'view'").scalars().all()
             assert "points_per_run" in views

@@ -282,7 +282,8 @@ class PostgresBackend(Backend):
         # an array of the column's own type: PostgreSQL hashes it (a mixed-type ANY is a linear scan)
         array = "bigint[]" if col == "step" else "float8[]"
         sql = f"SELECT {col}, value FROM metric WHERE run_id = %s AND key = %s"  # noqa: S608
-        return f"{sql} AND {col} = ANY(CAST(%s AS {array})) ORDER BY timestamp NULLS FIRST, attempt NULLS FIRST, id", [run_id, key, chunk]
+        order = "ORDER BY timestamp NULLS FIRST, attempt NULLS FIRST, id"  # the last point of each x last
+        return f"{sql} AND {col} = ANY(CAST(%s AS {array})) {order}", [run_id, key, chunk]
 
     def raw(self, conn: Connection) -> Connection:
         return conn.execution_options(no_parameters=True)  # a % in a user's SQL is no placeholder for psycopg
