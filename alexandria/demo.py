@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import start_run
-from .db import open_database, reader_engine
-from .query import execute_sql
+from .query import Reader
 from .store import Store
 
 EXPERIMENT = "demo-logreg"
@@ -118,10 +117,6 @@ def run_demo(store: Store, *, steps: int = 3000, workers: int = 2) -> DemoResult
         pool.close()
         pool.join()
     logged = time.perf_counter() - started
-    open_database(store).dispose()
-    engine = reader_engine(store.database)
-    try:
-        columns, rows = execute_sql(engine, SUMMARY_SQL)
-    finally:
-        engine.dispose()
+    with Reader(store) as reader:
+        columns, rows = reader.sql(SUMMARY_SQL)
     return DemoResult([r.id for r in runs], logged, columns, rows)

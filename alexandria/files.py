@@ -2,7 +2,7 @@
 
 Atomic writes: a temporary name beside the target, fsync of the file, a rename over the target, fsync of
 the directory. A process killed midway leaves at most a `.<name>.<pid>.<random>.tmp` file, never a partial
-target. Used for artifacts, captured code, reports, exports and qex's states. (Not mkstemp: its mode 0600
+target. Used for artifacts, captured code, reports, exports and plug-ins' files. (Not mkstemp: its mode 0600
 would make the file unreadable to others; new files get 0666 minus the umask, like any other.)
 
 Hashes are SHA-256 of a file's bytes (what `sha256sum` prints), read in `CHUNK_SIZE` pieces so that a

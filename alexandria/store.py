@@ -49,8 +49,8 @@ class Store:
     """A store directory and the paths inside it."""
 
     root: Path
-    #: The database file inside the store; None: alexandria.db, or a name a plug-in gives (`database_names`,
-    #: qex's qex.db) when only a file of that name is there. Resolved when first needed: never on the logging path.
+    #: The database file inside the store; None: alexandria.db, or a name a plug-in gives (`database_names`)
+    #: when only a file of that name is there. Resolved when first needed: never on the logging path.
     db_name: str | None = None
     #: The projection's database server (a URL, e.g. postgresql://host/db); None: the SQLite file `db_path`.
     db_url: str | None = None

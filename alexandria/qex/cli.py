@@ -48,15 +48,11 @@ def _backend(name: str, noise: str | None) -> Any:
 
 
 def _runs(store: Store) -> list[dict[str, Any]]:
-    from ..db import open_database
+    from ..query import Reader
 
-    engine = open_database(store)
-    try:
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT * FROM runs ORDER BY timestamp DESC, run_id").mappings().all()
-            return [dict(r) for r in rows]
-    finally:
-        engine.dispose()
+    with Reader(store) as reader:
+        columns, rows = reader.sql("SELECT * FROM runs ORDER BY timestamp DESC, run_id")
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def _run(store: Store, prefix: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ user logged is shown as text; `static/ui.js` then polls the JSON endpoints and u
   (``experiment``, ``status``, ``tag=k=v``, ``param=k=v``, ``q`` (text), ``sort``, ``desc``);
 * ``/run/<id>``: one run, with a plotly chart per metric (min/max envelope and last value per
   bucket, from `query.downsample`), refreshed every ``interval`` while the run is running;
-  artifacts a plug-in names (`embedded_artifacts`, qex's Bloch spheres) are embedded;
+  artifacts a plug-in names (`embedded_artifacts`, e.g. Bloch spheres) are embedded;
 * ``/compare?run=<id>&run=<id>``: parameters side by side, one chart per metric with the runs
   overlaid;
 * ``/api/runs``, ``/api/run/<id>/status``, ``/api/run/<id>/metric/<key>``: what the pages poll;
