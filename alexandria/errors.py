@@ -42,3 +42,7 @@ class ReadOnlyError(AlexandriaError):
 class QueryError(AlexandriaError):
     """A SQL query handed to `alex sql` failed."""
 
+
+
+class UnfoldedEventError(AlexandriaError, TypeError):
+    """An event type of the log has no fold rule (a developer added it to events.py, not to folding.py)."""

@@ -28,6 +28,7 @@ from typing import Any, get_args
 from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
 
 from .backends.base import Backend
+from .errors import UnfoldedEventError
 from .events import (
     ArtifactSaved,
     CodeCaptured,
@@ -233,11 +234,12 @@ FOLDS: dict[type, tuple[tuple[Rule, RowsOf | None], ...]] = {
 
 
 def check_registry(union: Any, folds: dict[type, Any]) -> None:
-    """Fail (TypeError) unless every type of the event union has a fold entry: a new event type must say
-    how it folds."""
+    """Fail (UnfoldedEventError, a TypeError) unless every type of the event union has a fold entry: a new
+    event type must say how it folds."""
     missing = [t.__name__ for t in get_args(union) if t not in folds]
     if missing:
-        raise TypeError(f"no fold rule for event type(s) {', '.join(missing)}: add them to alexandria.folding.FOLDS")
+        names = ", ".join(missing)
+        raise UnfoldedEventError(f"no fold rule for event type(s) {names}: add them to alexandria.folding.FOLDS")
 
 
 check_registry(Event, FOLDS)
