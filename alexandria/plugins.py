@@ -1,11 +1,14 @@
 """Plug-ins: found through the `alexandria` entry-point group, loaded once, on first use only.
 
 Training code never loads them (nothing on the logging path asks); the CLI, the schema's creation and
-the dashboard do. The hooks a plug-in may implement are in hookspecs.py.
+the dashboard do. The hooks a plug-in may implement are in hookspecs.py. A plug-in that fails to load
+is left out with a warning naming it: one broken package never takes every `alex` command down with it.
 """
 
 from __future__ import annotations
 
+import logging
+from importlib import metadata
 from typing import Any
 
 import pluggy
@@ -13,6 +16,8 @@ import pluggy
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "alexandria"
+
+log = logging.getLogger("alexandria.plugins")
 
 _manager: pluggy.PluginManager | None = None
 
@@ -23,7 +28,13 @@ def manager() -> pluggy.PluginManager:
     if _manager is None:
         pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         pm.add_hookspecs(hookspecs)
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if pm.get_plugin(entry.name) is not None:
+                continue  # the same plug-in seen twice on the path (an editable install and a copy)
+            try:
+                pm.register(entry.load(), name=entry.name)
+            except Exception as exc:  # whatever a broken plug-in raises: it is skipped, the rest go on
+                log.warning("plug-in %r (%s) could not be loaded and is left out: %s", entry.name, entry.value, exc)
         _manager = pm
     return _manager
 

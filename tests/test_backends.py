@@ -100,7 +100,7 @@ def test_history_and_buckets_agree_with_the_rows(engine: Engine) -> None:
     where, args = backend.metric_filter(RUN_ID, "m", "step", 10, 29)
     with engine.connect() as conn:
         db = conn.connection.driver_connection
-        grouped = backend.buckets_by_group(db, "step", where, args, 4)
+        grouped = backend.buckets(db, RUN_ID, "m", "step", where, args, 4)
         last = backend.last_values(db, RUN_ID, "m", "step", [r[4] for r in grouped])
     assert [r[0] for r in grouped] == [0, 1, 2, 3] and [r[3] for r in grouped] == [5, 5, 5, 5]
     assert [r[4] for r in grouped] == [14, 19, 24, 29]

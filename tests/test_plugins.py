@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from alexandria.cli_base import ErrorsAsMessages
 from alexandria.errors import InvalidInputError
 from alexandria.hookspecs import hookimpl
 from alexandria.store import Store
-from tests.conftest import run_python
+from tests.conftest import alex, child_env, run_python
 
 
 class Throwaway:
@@ -148,3 +150,18 @@ def test_training_code_never_loads_the_plugin_machinery() -> None:
     )
     heavy, loaded = (json.loads(line) for line in out.splitlines())
     assert heavy == [] and loaded == []
+
+
+def test_a_plugin_that_fails_to_load_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    """An installed package announcing a plug-in that cannot be imported: every command still works, the
+    other plug-ins too, and stderr names the broken one."""
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[alexandria]\nbroken = no_such_module_for_alexandria\n")
+    env = child_env()
+    env["PYTHONPATH"] = str(tmp_path) + os.pathsep + env["PYTHONPATH"]
+    result = alex("--help", env=env)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^  qex\s", result.stdout, re.M), result.stdout
+    assert "plug-in 'broken' (no_such_module_for_alexandria) could not be loaded and is left out" in result.stderr

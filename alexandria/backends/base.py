@@ -10,6 +10,7 @@ concern, one concrete module per database.
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -146,10 +147,23 @@ class Backend(ABC):
         it), then swap it in atomically: readers see the old tables or the new ones, never half."""
 
     # -- reading ------------------------------------------------------------------------------------------------
-    @abstractmethod
     def metric_history(self, engine: Engine, run_id: str, key: str, *, with_times: bool) -> np.ndarray:
         """One metric's (step, value[, time]) rows ordered by step, points without a step first, as one
-        flat float64 array (NaN for no step and for NaN)."""
+        flat float64 array (NaN for no step and for NaN), read straight from the driver's cursor: no Python
+        object per point. numpy is imported here, not by the projector's paths."""
+        import numpy as np
+
+        with engine.connect() as conn:
+            cursor = self.fast_rows(conn.connection.driver_connection, self.history_sql(with_times), (run_id, key))
+            return np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.float64)
+
+    @abstractmethod
+    def history_sql(self, with_times: bool) -> str:
+        """The SQL of `metric_history`: (step, value[, timestamp]) of one (run_id, key), NULLs as NaN."""
+
+    def fast_rows(self, driver: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        """Rows of `sql` from the DBAPI connection itself, the fastest way the driver has."""
+        return driver.execute(sql, args)
 
     def metric_filter(
         self, run_id: str, key: str, col: str, start: float | None, end: float | None
@@ -167,11 +181,11 @@ class Backend(ABC):
             args.append(end)
         return where, args
 
-    #: Whether `buckets_by_index_range` beats one GROUP BY for x = step.
-    buckets_by_index: ClassVar[bool] = False
-
-    def buckets_by_group(self, db: Any, col: str, where: str, args: list[Any], buckets: int) -> list[tuple[Any, ...]]:
-        """(bucket, min, max, count, last x) per non-empty bucket, in one GROUP BY (any x)."""
+    def buckets(
+        self, db: Any, run_id: str, key: str, col: str, where: str, args: list[Any], buckets: int
+    ) -> list[tuple[Any, ...]]:
+        """(bucket, min, max, count, last x) per non-empty bucket of the rows `where` selects, in one GROUP BY
+        (any x). A backend may read them faster its own way."""
         lo, hi, total = db.execute(
             f"SELECT min({col}), max({col}), count(*) FROM metric WHERE {where}",  # noqa: S608
             args,

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.dialects import postgresql as dialect
 from sqlalchemy.engine import URL
@@ -263,16 +262,15 @@ class PostgresBackend(Backend):
         return stats
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def metric_history(self, engine: Engine, run_id: str, key: str, *, with_times: bool) -> np.ndarray:
+    def history_sql(self, with_times: bool) -> str:
         # Steps are BIGINT here, and NULLs sort last unless told: the same order as SQLite's (no step first).
         columns = "COALESCE(CAST(step AS float8), 'NaN'), COALESCE(value, 'NaN')"
         columns += ", timestamp" if with_times else ""
-        sql = f"SELECT {columns} FROM metric WHERE run_id = %s AND key = %s ORDER BY step NULLS FIRST, id"  # noqa: S608
-        with engine.connect() as conn:
-            driver: Any = conn.connection.driver_connection
-            # binary results: float8 straight from the wire (a third faster than parsing text)
-            cursor = driver.execute(sql, (run_id, key), binary=True)
-            return np.fromiter((v for row in cursor for v in row), dtype=np.float64)
+        return f"SELECT {columns} FROM metric WHERE run_id = %s AND key = %s ORDER BY step NULLS FIRST, id"  # noqa: S608
+
+    def fast_rows(self, driver: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        # binary results: float8 straight from the wire (a third faster than parsing text)
+        return driver.execute(sql, args, binary=True)
 
     def bucket_of(self, col: str, buckets: int) -> str:
         # CAST rounds here, SQLite's truncates: floor (x >= lo, so the same); LEAST is SQLite's min(a, b)

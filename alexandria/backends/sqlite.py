@@ -12,7 +12,6 @@ SQLite's online backup in one write transaction: readers see the old database or
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
@@ -22,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.dialects import sqlite as dialect
 from sqlalchemy.exc import DBAPIError
@@ -60,7 +58,6 @@ def _is_not_a_database(exc: BaseException | None) -> bool:
 class SQLiteBackend(Backend):
     dialect = "sqlite"
     placeholder = "?"
-    buckets_by_index = True
 
     @property
     def path(self) -> Path:
@@ -147,15 +144,40 @@ class SQLiteBackend(Backend):
         return stats
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def metric_history(self, engine: Engine, run_id: str, key: str, *, with_times: bool) -> np.ndarray:
+    def history_sql(self, with_times: bool) -> str:
         columns = "IFNULL(step, 'NaN'), IFNULL(value, 'NaN')" + (", timestamp" if with_times else "")
-        sql = (
+        return (
             f"SELECT {columns} FROM metric WHERE run_id = ? AND key = ? "  # noqa: S608 - fixed column list
             "ORDER BY step"  # the (run_id, key, step) index already holds this order: no sort
         )
-        with engine.connect() as conn:
-            driver: Any = conn.connection.driver_connection
-            return np.fromiter(itertools.chain.from_iterable(driver.execute(sql, (run_id, key))), dtype=np.float64)
+
+    def buckets(
+        self, db: Any, run_id: str, key: str, col: str, where: str, args: list[Any], buckets: int
+    ) -> list[tuple[Any, ...]]:
+        """x = step: each bucket read as one range of the (run_id, key, step) index, twice as fast as one
+        GROUP BY, which sorts the whole range; x = time: the GROUP BY."""
+        if col != "step":
+            return super().buckets(db, run_id, key, col, where, args, buckets)
+        lo = db.execute(f"SELECT min(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
+        if lo is None:
+            return []
+        hi = db.execute(f"SELECT max(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
+        width = (hi - lo) / buckets or 1.0
+        # bucket i holds the steps s with floor((s - lo) / width) == i: from lo + ceil(i * width) on
+        edges = [lo + math.ceil(i * width) for i in range(buckets)] + [hi + 1]
+        # only the bucket's own bounds: with the range's bounds too, SQLite may scan the whole range per bucket
+        sql = (
+            "SELECT min(value), max(value), count(*), max(step) FROM metric "
+            "WHERE run_id = ? AND key = ? AND step >= ? AND step < ?"
+        )
+        rows = []
+        for i in range(buckets):
+            if edges[i] >= edges[i + 1]:
+                continue
+            found = db.execute(sql, [run_id, key, edges[i], edges[i + 1]]).fetchone()
+            if found[2]:
+                rows.append((i, *found))
+        return rows
 
     def bucket_of(self, col: str, buckets: int) -> str:
         return f"min(CAST(({col} - ?) / ? AS INTEGER), {buckets - 1})"  # x == hi falls in the last bucket
@@ -232,31 +254,4 @@ def _swap_in(scratch: Path, db_path: Path) -> None:
         db.close()
     finally:
         src.close()
-
-
-def buckets_by_index_range(
-    db: Any, run_id: str, key: str, where: str, args: list[Any], buckets: int
-) -> list[tuple[Any, ...]]:
-    """x = step: (bucket, min, max, count, last step) per non-empty bucket, each bucket read as one range of
-    the (run_id, key, step) index. Twice as fast as one GROUP BY, which sorts the whole range."""
-    lo = db.execute(f"SELECT min(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
-    if lo is None:
-        return []
-    hi = db.execute(f"SELECT max(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
-    width = (hi - lo) / buckets or 1.0
-    # bucket i holds the steps s with floor((s - lo) / width) == i: from lo + ceil(i * width) on
-    edges = [lo + math.ceil(i * width) for i in range(buckets)] + [hi + 1]
-    # only the bucket's own bounds: with the range's bounds too, SQLite may scan the whole range per bucket
-    sql = (
-        "SELECT min(value), max(value), count(*), max(step) FROM metric "
-        "WHERE run_id = ? AND key = ? AND step >= ? AND step < ?"
-    )
-    rows = []
-    for i in range(buckets):
-        if edges[i] >= edges[i + 1]:
-            continue
-        found = db.execute(sql, [run_id, key, edges[i], edges[i + 1]]).fetchone()
-        if found[2]:
-            rows.append((i, *found))
-    return rows
-
+        dst.close()
