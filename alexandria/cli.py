@@ -153,7 +153,7 @@ def show(ctx: click.Context, run_id: str, fmt: str) -> None:
     from .query import run_details
 
     d = run_details(_fresh_reader(ctx), run_id)
-    document = {"run": d["run"], "params": d["params"], "tags": d["run"]["tags"] or {}, **d}
+    document = {"run": d["run"], "params": d["params"], "tags": d["run"]["tags"] or {}, **d}  # that order first
     document["metrics"] = [asdict(m) for m in d["metrics"]]
     emit(fmt, columns=SHOW_COLUMNS, rows=_show_rows(d), table=lambda: _show_table(d), document=document)
     if fmt == "csv":

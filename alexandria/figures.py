@@ -11,7 +11,6 @@ Where tests and tools find the data (stable): a curves trace has `meta = {"role"
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from plotly.subplots import make_subplots
 from sqlalchemy import Engine
 
 from .errors import InvalidInputError, QueryError
+from .pages import plotly_text
 from .query import RunSelection, downsample, metric_by_run, run_metric_keys, run_params, run_rows, select_runs
 from .values import finite_or_none
 
@@ -70,12 +70,6 @@ def smooth(values: Sequence[float | None], weight: float) -> list[float | None]:
     return out
 
 
-def _text(s: str) -> str:
-    """User text for plotly's pseudo-HTML (trace names, titles, parcoords labels): &, <, > escaped (not
-    quotes: plotly.js does not decode &quot;). Parcoords tick labels are plain text to plotly: not for them."""
-    return html.escape(s, quote=False)
-
-
 def _rgba(color: str, alpha: float) -> str:
     c = color.lstrip("#")
     r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4))
@@ -84,7 +78,7 @@ def _rgba(color: str, alpha: float) -> str:
 
 def trace_name(run_row: dict[str, Any], key: str) -> str:
     """A curve's legend name, as drawn: the run id's first 8 characters, the metric, the experiment."""
-    return _text(f"{run_row['id'][:8]} {key} ({run_row['experiment_name'] or '?'})")
+    return plotly_text(f"{run_row['id'][:8]} {key} ({run_row['experiment_name'] or '?'})")
 
 
 def _curve_traces(
@@ -150,7 +144,7 @@ def curves(
     """The curves figure (see `curves_figure`) of `runs` (their `run` rows) over `metrics`, already checked;
     a run whose `keys` lack a metric has no curve in that metric's subplot."""
     rows = len(metrics)
-    fig = make_subplots(rows=rows, cols=1, subplot_titles=[_text(m) for m in metrics], shared_xaxes=False)
+    fig = make_subplots(rows=rows, cols=1, subplot_titles=[plotly_text(m) for m in metrics], shared_xaxes=False)
     for row, key in enumerate(metrics, 1):
         for i, r in enumerate(runs):
             if key not in keys[r["id"]]:
@@ -263,7 +257,7 @@ def parallel_coordinates_figure(
             continue
         numbers = as_numbers(column)
         if numbers is not None:
-            dim: dict[str, Any] = {"label": _text(key), "values": numbers}
+            dim: dict[str, Any] = {"label": plotly_text(key), "values": numbers}
             if min(numbers) == max(numbers):
                 dim["range"] = [numbers[0] - 1, numbers[0] + 1]
         else:
@@ -271,7 +265,7 @@ def parallel_coordinates_figure(
             levels = sorted(set(texts))
             code = {v: i for i, v in enumerate(levels)}
             dim = {
-                "label": _text(key),
+                "label": plotly_text(key),
                 "values": [code[v] for v in texts],
                 "tickvals": list(range(len(levels))),
                 "ticktext": [_short(v) for v in levels],  # plain text to plotly: not escaped (the JSON is)
@@ -279,7 +273,7 @@ def parallel_coordinates_figure(
             }
         dims.append(dim)
     values = metric_by_run(engine, ids, metric_key, agg)
-    label = _text(f"{metric_key} ({agg})")
+    label = plotly_text(f"{metric_key} ({agg})")
     dims.append({"label": label, "values": values})
     finite = [v for v in values if v is not None]
     fig = go.Figure(

@@ -70,8 +70,9 @@ def write_atomically(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def copy_atomically(src: Path, dest: Path) -> tuple[int, str]:
-    """Copy the file or directory `src` to `dest`, replacing what is there; returns its size and SHA-256.
+def copy_atomically(src: Path, dest: Path) -> tuple[str, int]:
+    """Copy the file or directory `src` to `dest`, replacing what is there; returns its SHA-256 and size
+    (the order `hash_file` returns them in).
 
     A file is hashed as it streams through `atomic_file`. A directory is copied beside `dest` and renamed
     into place; its hash covers each file's relative path ("/"-separated, NUL-ended) and bytes, in path
@@ -92,13 +93,13 @@ def copy_atomically(src: Path, dest: Path) -> tuple[int, str]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return size, digest.hexdigest()
+        return digest.hexdigest(), size
     with open(src, "rb") as fin, atomic_file(dest) as fout:
         while chunk := fin.read(CHUNK_SIZE):
             digest.update(chunk)
             fout.write(chunk)
             size += len(chunk)
-    return size, digest.hexdigest()
+    return digest.hexdigest(), size
 
 
 @overload

@@ -234,9 +234,13 @@ FOLDS: dict[type, tuple[tuple[Rule, RowsOf | None], ...]] = {
 
 
 def check_registry(union: Any, folds: dict[type, Any]) -> None:
-    """Fail (UnfoldedEventError, a TypeError) unless every type of the event union has a fold entry: a new
-    event type must say how it folds."""
+    """Fail (UnfoldedEventError, a TypeError) unless every type of the event union has a fold entry (a new
+    event type must say how it folds) and every rule of an entry is one `Batch.write` writes."""
     missing = [t.__name__ for t in get_args(union) if t not in folds]
+    unwritten = {rule for into in folds.values() for rule, _ in into} - set(RULES) - {BOOKKEEPING}
+    if unwritten:
+        tables = ", ".join(sorted(str(rule.table) for rule in unwritten))
+        raise UnfoldedEventError(f"the fold rules of table(s) {tables} are missing from alexandria.folding.RULES")
     if missing:
         names = ", ".join(missing)
         raise UnfoldedEventError(f"no fold rule for event type(s) {names}: add them to alexandria.folding.FOLDS")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import click
 
 from .cli_base import console
-from .values import float_text
+from .values import float_text, map_nonfinite
 
 FORMATS = ("table", "csv", "json")
 
@@ -41,13 +40,7 @@ def format_option(csv_help: str, json_help: str) -> Callable[[Any], Any]:
 
 def json_safe(value: Any) -> Any:
     """`value` with every non-finite float, at any depth, spelled "nan", "inf" or "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return float_text(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
+    return map_nonfinite(value, float_text)
 
 
 def _cell(value: Any) -> Any:

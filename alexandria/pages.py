@@ -32,6 +32,12 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 @cache
+def plotly_text(s: str) -> str:
+    """User text for plotly's pseudo-HTML (trace names, titles, parcoords labels): &, <, > escaped (not
+    quotes: plotly.js does not decode &quot;). Parcoords tick labels are plain text to plotly: not for them."""
+    return html.escape(s, quote=False)
+
+
 def _static(name: str) -> str:
     return (STATIC / name).read_text("utf-8")
 

@@ -205,7 +205,7 @@ class Run:
         dest_dir.mkdir(parents=True, exist_ok=True)
         kind = type or ("directory" if src.is_dir() else "file")
         try:
-            size, sha256 = copy_atomically(src, dest_dir / name)
+            sha256, size = copy_atomically(src, dest_dir / name)
         except OSError as exc:
             raise InvalidInputError(f"cannot copy artifact {str(src)!r} into the store: {exc}") from exc
         return self.record_artifact(dest_dir / name, type=kind, name=name, size=size, sha256=sha256)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -56,6 +57,18 @@ def float_text(value: float) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return repr(value)
+
+
+def map_nonfinite(value: Any, replace: Callable[[float], Any]) -> Any:
+    """`value` with every NaN and infinity, at any depth of dicts, lists and tuples, replaced by
+    `replace(x)`: JSON has neither, so each view says how it spells them (text for scripts, null for charts)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else replace(value)
+    if isinstance(value, dict):
+        return {k: map_nonfinite(v, replace) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [map_nonfinite(v, replace) for v in value]
+    return value
 
 
 def finite_or_none(value: float | None) -> float | None:

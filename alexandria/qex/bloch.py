@@ -15,7 +15,6 @@ Where tests and tools find the data (trace names are stable):
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from ..pages import write_page
+from ..pages import plotly_text, write_page
 from .states import fidelity, num_qubits, purity, qubit_summary, validate_density_matrix
 
 SPHERES_PER_ROW = 4
@@ -195,17 +194,12 @@ def bloch_figure(rho: np.ndarray, title: str | None = None) -> Any:
     _style_scenes(fig)
     heading = title if title is not None else f"{n}-qubit state, purity {purity(m):.3f}"
     fig.update_layout(
-        title={"text": _text(heading)},
+        title={"text": plotly_text(heading)},
         height=420 * rows + 60,
         margin={"l": 10, "r": 10, "t": 80, "b": 10},
         showlegend=False,
     )
     return fig
-
-
-def _text(s: str) -> str:
-    """User text for plotly's pseudo-HTML: escape &, <, > only (plotly.js does not decode &quot;, so quotes stay)."""
-    return html.escape(s, quote=False)
 
 
 def _unit_purity(p: float) -> float:
@@ -240,7 +234,7 @@ def sweep_figure(
     refs = [validate_density_matrix(r) for r in reference] if reference is not None else None
     xs = [float(v) for v in values]
     summaries = [qubit_summary(m) for m in ms]
-    label = _text(param_name)
+    label = plotly_text(param_name)
 
     sphere_rows, cols = _grid(n)
     specs: list[list[dict[str, Any] | None]] = [
@@ -332,7 +326,7 @@ def sweep_figure(
     fig.update_yaxes(range=[0, 1.05], title_text="purity / fidelity", row=plot_row, col=1)
     _style_scenes(fig)
     fig.update_layout(
-        title={"text": _text(title if title is not None else f"sweep over {param_name}")},
+        title={"text": plotly_text(title if title is not None else f"sweep over {param_name}")},
         height=420 * sphere_rows + 360,
         margin={"l": 10, "r": 10, "t": 80, "b": 10},
         legend={"orientation": "h", "y": -0.08},

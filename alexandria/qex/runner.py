@@ -26,6 +26,7 @@ kill -9) and `bloch_sphere`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -262,7 +263,8 @@ def _save_density_matrix(run: tracking.Run, store: Store, rho: np.ndarray) -> st
     data = buffer.getvalue()
     dest = store.root / "results" / f"{run.id}_rho.npy"
     write_atomically(dest, data)
-    return run.record_artifact(dest, type="application/x-npy", name="density_matrix")
+    digest = hashlib.sha256(data).hexdigest()  # the bytes just written: no second read of the file
+    return run.record_artifact(dest, type="application/x-npy", name="density_matrix", size=len(data), sha256=digest)
 
 
 def _record(run: tracking.Run, path: Path, name: str, kind: str) -> str:

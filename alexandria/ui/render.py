@@ -4,7 +4,6 @@ text), the formatting helpers the templates call, and JSON responses (no NaN: JS
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +13,7 @@ import numpy as np
 from starlette.responses import Response
 
 from ..formatting import number_text, run_duration_text, size_text, when_text
-from ..values import finite_or_none
+from ..values import finite_or_none, map_nonfinite
 
 PACKAGE = Path(__file__).resolve().parent.parent
 STATUSES = ("running", "finished", "failed", "killed", "crashed")
@@ -27,13 +26,7 @@ def url_part(text: str) -> str:
 
 def _finite(value: Any) -> Any:
     """JSON has no NaN or infinity; a chart draws None (null) as a gap."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    return map_nonfinite(value, lambda _: None)
 
 
 def floats(a: np.ndarray) -> list[float | None]:
