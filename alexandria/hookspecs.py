@@ -24,7 +24,8 @@ def register_commands(cli: Any) -> None:
 def sql_views() -> dict[str, str]:  # type: ignore[empty-body]
     """Views created with the schema, as {name: SELECT ...} in SQL that SQLite and PostgreSQL both run.
 
-    They are dropped and made again whenever the schema is created or rebuilt."""
+    They are dropped and made again whenever the schema is created or rebuilt (a plug-in installed after a
+    store's database was made gets its views at the next `alex rebuild`)."""
 
 
 @hookspec

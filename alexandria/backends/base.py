@@ -69,7 +69,7 @@ def segment_sizes(store: Store) -> Iterator[tuple[Path, str, int]]:
 class Backend(ABC):
     """One database: how to connect to it, write the projection into it, rebuild it and read it fast."""
 
-    #: SQLAlchemy's dialect name, which also names the backend in `backends.by_dialect`.
+    #: SQLAlchemy's dialect name (`backends.backend_of` finds a backend by it, through `_SCHEMES`).
     dialect: ClassVar[str]
     #: The DBAPI driver's placeholder for raw SQL on `conn.connection.driver_connection`.
     placeholder: ClassVar[str]
