@@ -182,3 +182,20 @@ EVENT_TYPES = frozenset(cls.__struct_config__.tag for cls in get_args(Event))
 
 encoder = msgspec.json.Encoder()
 decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+#: What decoding a line can raise when the line is bad: not JSON, not an event, or nested deeper than
+#: msgspec's recursion limit (`[` x 20,000 raises RecursionError). Every reader of the log catches these.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+#: How deep the one free-form field (a dataset's `schema`) may nest. A line nested a little less deep than
+#: msgspec's limit decodes, then fails wherever the value is encoded again (SQL's JSON columns): such a
+#: line is corrupt, as one too deep to decode is.
+MAX_NESTING = 64
+
+
+def too_deep(event: DatasetLogged) -> bool:
+    """Whether the dataset's schema nests deeper than MAX_NESTING (counted without recursion)."""
+    level: list[Any] = [event.schema]
+    for _ in range(MAX_NESTING):
+        level = [v for c in level for v in (c.values() if isinstance(c, dict) else c) if isinstance(v, (dict, list))]
+        if not level:
+            return False
+    return True

@@ -32,9 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
-
-from .events import Header, RunFinished, SegmentClosed, WriterInfo, decoder
+from .events import DECODE_ERRORS, Header, RunFinished, SegmentClosed, WriterInfo, decoder
 from .store import Store
 
 #: Seconds of silence after which a writer writes a heartbeat; $ALEXANDRIA_HEARTBEAT_INTERVAL.
@@ -137,7 +135,7 @@ def read_tail(path: Path, window: int = 1 << 16) -> SegmentTail:
     try:
         event = decoder.decode(head)
         header = event if isinstance(event, Header) else None
-    except msgspec.MsgspecError:
+    except DECODE_ERRORS:
         pass
     lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")
     last_time = header.time if header else 0.0
@@ -146,7 +144,7 @@ def read_tail(path: Path, window: int = 1 << 16) -> SegmentTail:
     for line in lines[-3:]:
         try:
             event = decoder.decode(line)
-        except msgspec.MsgspecError:
+        except DECODE_ERRORS:
             continue
         last_time = max(last_time, event.time)
         closed = isinstance(event, SegmentClosed)

@@ -35,7 +35,21 @@ from typing import Any
 import msgspec
 
 from .errors import WriterError
-from .events import EVENT_TYPES, FORMAT_VERSION, Event, Header, Heartbeat, MetricLogged, SegmentClosed, decoder, encoder
+from .events import (
+    DECODE_ERRORS,
+    EVENT_TYPES,
+    FORMAT_VERSION,
+    MAX_NESTING,
+    DatasetLogged,
+    Event,
+    Header,
+    Heartbeat,
+    MetricLogged,
+    SegmentClosed,
+    decoder,
+    encoder,
+    too_deep,
+)
 from .hooks import critical, start_thread
 from .life import HEARTBEAT_INTERVAL, this_writer
 from .store import SEGMENT_SUFFIX
@@ -332,16 +346,17 @@ class SegmentReader:
                 return []
         try:
             events = decoder.decode_lines(chunk)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             return self._decode_each(chunk, base, fresh)
-        if Header in set(map(type, events)):  # a header mid-segment: rare, checked at C speed
+        types = set(map(type, events))  # checked at C speed; both are rare:
+        if Header in types or DatasetLogged in types:  # a header mid-segment, a schema to check for depth
             return self._decode_each(chunk, base, fresh)
         return events
 
     def _read_header(self, line: bytes) -> None:
         try:
             event = decoder.decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             self.problems.append(Problem(self.path, 0, "bad_header", f"first line is not a segment header: {exc}"))
             return
         if type(event) is not Header:
@@ -361,7 +376,7 @@ class SegmentReader:
                 continue  # blank: skipped, as decode_lines does
             try:
                 event = decoder.decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except DECODE_ERRORS as exc:
                 if fresh and b"\0" in line:  # zeros in a file still being written: bytes not arrived yet
                     self.offset = offset
                     return events
@@ -370,13 +385,18 @@ class SegmentReader:
             if type(event) is Header:
                 self.problems.append(Problem(self.path, offset, "corrupt", "segment header in the middle of a segment"))
                 continue
+            if type(event) is DatasetLogged and too_deep(event):
+                self.problems.append(
+                    Problem(self.path, offset, "corrupt", f"dataset schema nested deeper than {MAX_NESTING}")
+                )
+                continue
             events.append(event)
         return events
 
     def _classify(self, line: bytes, offset: int, exc: Exception) -> Problem:
         try:
             raw = msgspec.json.decode(line)
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             raw = None
         if isinstance(raw, dict) and isinstance(raw.get("event"), str) and raw["event"] not in EVENT_TYPES:
             return Problem(self.path, offset, "unknown_event", f"event type {raw['event']!r} is newer than this reader")

@@ -19,7 +19,7 @@ from alexandria.projector import Projector
 from alexandria.rebuild import rebuild
 from alexandria.segment import SegmentReader
 from alexandria.store import Store
-from tests.conftest import child_env, complete_lines, every_backend, python, query, run_python, table_rows
+from tests.conftest import alex, child_env, complete_lines, every_backend, python, query, run_python, table_rows
 
 
 def test_text_that_cannot_be_encoded_is_refused_before_it_reaches_the_log(store: Store) -> None:
@@ -61,6 +61,35 @@ def test_lines_that_decode_but_cannot_be_stored_are_problems_not_crashes(store: 
         f.write(b'{"event":"metric","key":"after","value":2.0,"time":1.0}\n')
     assert query(store, "SELECT key FROM metric ORDER BY key") == [("after",), ("ok",)]
     assert [kind for (kind,) in query(store, "SELECT kind FROM log_problem")] == ["corrupt", "corrupt"]
+
+
+def test_deeply_nested_lines_are_corrupt_lines_not_crashes(store: Store) -> None:
+    """`[` x 20,000, a field nested 5,000 deep (RecursionError in msgspec), and one nested just shallow enough
+    to decode but too deep to store again as JSON: each is a corrupt line at its offset, skipped; folding
+    goes on, in `alex problems` as in a rebuild."""
+    with alexandria.start_run(experiment="deep") as run:
+        run.log_metric("before", 1.0)
+    segment = next(store.segments())
+
+    def dataset(depth: int) -> bytes:
+        return b'{"event":"dataset","time":1.0,"name":"x","schema":{"a":' + b"[" * depth + b"]" * depth + b"}}"
+
+    with open(segment, "ab") as f:
+        f.write(b"[" * 20_000 + b"\n" + dataset(5_000) + b"\n" + dataset(970) + b"\n" + dataset(3) + b"\n")
+        f.write(b'{"event":"metric","key":"after","value":2.0,"time":1.0}\n')
+    lines = complete_lines(segment)
+    bad = [offset for offset, line in lines if line.startswith(b"[") or b"[[[[" in line]
+    assert len(bad) == 3
+    for _ in range(2):  # the live projection, then a rebuild from the logs
+        result = alex("problems", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        problems = json.loads(result.stdout)
+        assert [(p["segment"], p["offset"], p["kind"]) for p in problems] == [
+            (store.relative(segment), offset, "corrupt") for offset in bad
+        ]
+        assert query(store, "SELECT key FROM metric ORDER BY key") == [("after",), ("before",)]
+        assert query(store, "SELECT count(*) FROM dataset") == [(1,)]
+        assert alex("rebuild").returncode == 0
 
 
 def test_a_line_longer_than_the_read_size_is_read_whole(tmp_path: Path) -> None:
