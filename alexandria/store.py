@@ -16,6 +16,7 @@ way: they are the truth, the database only their projection.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -30,7 +31,11 @@ DB_ENV = "ALEXANDRIA_DB"
 DEFAULT_STORE = "alexandria_data"
 DB_NAME = "alexandria.db"
 SEGMENT_SUFFIX = ".jsonl"
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID = re.compile(r"[0-9a-f]{32}\Z")  # \Z, not $: "$" also matches before a trailing newline
+
+log = logging.getLogger(__name__)
+#: Entries named like a segment that are not regular files, warned about once each.
+_WARNED: set[str] = set()
 
 
 def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:
@@ -120,15 +125,24 @@ class Store:
     def run_segments(self, run_id: str) -> list[Path]:
         """The run's segment files in creation order (their names start with the creation time)."""
         try:
-            names = sorted(e.name for e in os.scandir(self.run_dir(run_id)) if e.name.endswith(SEGMENT_SUFFIX))
+            with os.scandir(self.run_dir(run_id)) as entries:
+                found = [e for e in entries if e.name.endswith(SEGMENT_SUFFIX)]
         except FileNotFoundError:
             return []
-        return [self.run_dir(run_id) / name for name in names]
+        names = []
+        for entry in found:
+            if entry.is_file(follow_symlinks=False):
+                names.append(entry.name)
+            elif entry.path not in _WARNED:  # a directory, a FIFO, a link: no process of ours writes one
+                _WARNED.add(entry.path)
+                log.warning("skipping %s: a segment is a regular file, this is not", entry.path)
+        return [self.run_dir(run_id) / name for name in sorted(names)]
 
     def segments(self) -> Iterator[Path]:
         """Every segment file, in a stable order (run id, then segment name = creation order)."""
         try:
-            run_dirs = sorted(e.name for e in os.scandir(self.runs_dir) if e.is_dir() and is_run_id(e.name))
+            with os.scandir(self.runs_dir) as entries:
+                run_dirs = sorted(e.name for e in entries if e.is_dir() and is_run_id(e.name))
         except FileNotFoundError:
             return
         for run_id in run_dirs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -18,7 +19,7 @@ from alexandria.events import Header, ParamLogged, WriterInfo, encoder
 from alexandria.projector import Projector
 from alexandria.rebuild import rebuild
 from alexandria.segment import SegmentReader
-from alexandria.store import Store
+from alexandria.store import Store, is_run_id
 from tests.conftest import alex, child_env, complete_lines, every_backend, python, query, run_python, table_rows
 
 
@@ -90,6 +91,38 @@ def test_deeply_nested_lines_are_corrupt_lines_not_crashes(store: Store) -> None
         assert query(store, "SELECT key FROM metric ORDER BY key") == [("after",), ("before",)]
         assert query(store, "SELECT count(*) FROM dataset") == [(1,)]
         assert alex("rebuild").returncode == 0
+
+
+def test_only_regular_files_are_segments(store: Store) -> None:
+    """A directory (or a FIFO) named `*.jsonl` in a run folder is skipped with a warning; every read command
+    still works."""
+    with alexandria.start_run(experiment="dirs") as run:
+        run.log_metric("x", 1.0)
+    segment = next(store.segments())
+    (segment.parent / "zz.jsonl").mkdir()
+    (segment.parent / "zz.jsonl" / "inner.jsonl").write_bytes(b"garbage\n")
+    os.mkfifo(segment.parent / "zy.jsonl")
+    assert store.run_segments(run.id) == [segment]
+    assert list(store.segments()) == [segment]
+    for command in (("runs",), ("show", run.id), ("problems",), ("rebuild",)):
+        result = alex(*command)
+        assert result.returncode == 0, result.stderr
+        assert "is not" in result.stderr
+    assert query(store, "SELECT key, value FROM metric") == [("x", 1.0)]
+    assert query(store, "SELECT count(*) FROM log_problem") == [(0,)]
+
+
+def test_a_run_id_is_exactly_32_hex_digits(store: Store) -> None:
+    """`$` would let a trailing newline pass: a folder named so is not a run, and no call takes it as one."""
+    assert is_run_id("a" * 32) and not is_run_id("a" * 32 + "\n") and not is_run_id("A" * 32)
+    with alexandria.start_run(experiment="ids") as run:
+        run.log_metric("x", 1.0)
+    forged = store.runs_dir / ("b" * 32 + "\n")
+    shutil.copytree(store.run_dir(run.id), forged)
+    assert list(store.segments()) == store.run_segments(run.id)
+    with pytest.raises(alexandria.RunNotFoundError):
+        store.require_run("b" * 32 + "\n")
+    assert query(store, "SELECT id FROM run") == [(run.id,)]
 
 
 def test_a_line_longer_than_the_read_size_is_read_whole(tmp_path: Path) -> None:
