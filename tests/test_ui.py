@@ -25,7 +25,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from tests.conftest import child_env, python, run_python, wait_until
+from alexandria.store import Store
+from tests.conftest import child_env, python, query, run_python, wait_until
 
 IN_CI = os.environ.get("CI") == "true"
 CHROMIUM_ARGS = [
@@ -89,10 +90,10 @@ run.end()
 
 
 @dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
+class Client:
+    """Plain HTTP requests to a dashboard at `url`."""
+
     url: str
-    store: Path
 
     @property
     def port(self) -> int:
@@ -120,6 +121,14 @@ class Server:
         return json.loads(body)
 
 
+@dataclass
+class Server(Client):
+    """`alex ui` as a child process."""
+
+    proc: subprocess.Popen[bytes]
+    store: Path
+
+
 def start_ui(store: Path, *args: str) -> Server:
     """`alex ui` as a child process on a free port; returns once it printed its URL."""
     proc = subprocess.Popen(
@@ -133,7 +142,7 @@ def start_ui(store: Path, *args: str) -> Server:
         proc.kill()
         _, err = proc.communicate(timeout=10)
         raise AssertionError(f"alex ui did not start: {line!r}\n{err.decode()}")
-    return Server(proc, line[line.index("http://") :].split()[0], store)
+    return Server(url=line[line.index("http://") :].split()[0], proc=proc, store=store)
 
 
 def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -226,6 +235,43 @@ def test_artifacts_only_files_inside_the_store(seeded: tuple[Server, dict[str, s
         status, body = server.get(path)
         assert status == 404, (path, status, body[:200])
         assert b"root:" not in body
+
+
+def test_a_fifo_artifact_never_blocks_a_request(store: Store) -> None:
+    """Artifact records naming FIFOs inside the store (more of them than the server has threads): each is a
+    404 at once, not a request waiting forever for a writer; the other endpoints answer and the server stops."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import alexandria
+    from alexandria.ui import BackgroundServer
+
+    fifos = []
+    with alexandria.start_run(experiment="pipes", capture=False) as run:
+        folder = store.artifact_dir(run.id)
+        folder.mkdir(parents=True)
+        for i in range(45):
+            fifo = folder / f"pipe{i}"
+            os.mkfifo(fifo)
+            fifos.append(fifo)
+            run.record_artifact(fifo, size=0, sha256="0" * 64)
+    assert query(store, "SELECT count(*) FROM artifact") == [(45,)]  # folded
+    try:
+        with BackgroundServer(store, fold=False) as server:
+            url = Client(server.url)
+            with ThreadPoolExecutor(len(fifos)) as pool:
+                statuses = list(pool.map(lambda f: url.request("GET", f"/artifact/{run.id}/{f.name}")[0], fifos))
+            assert statuses == [404] * len(fifos)
+            assert url.request("HEAD", f"/artifact/{run.id}/pipe0")[0] == 404
+            assert url.json("/api/runs")["count"] == 1
+            status, body = url.get(f"/run/{run.id}")
+            assert status == 200 and b"not a regular file" in body
+            assert f'href="/artifact/{run.id}/pipe0"'.encode() not in body
+    finally:  # on code that blocks: let every waiting open return, so the test process can end
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader waiting: nothing to release
+                pass
 
 
 def test_logged_text_is_escaped(seeded: tuple[Server, dict[str, str]]) -> None:
@@ -475,3 +521,39 @@ def _drive(context: Any, server: Server, ids: dict[str, str], live_id: str, stop
     assert XSS_TAG in page.locator("#tags").inner_text()
     assert XSS_ERROR in page.locator("#run-error").inner_text()
     assert not problems, problems
+
+
+def test_compare_legend_shows_experiment_names_as_text(store: Store, tmp_path: Path) -> None:
+    """Plotly renders trace names as pseudo-HTML: an experiment named `<a href=...>` is shown as its text in
+    the compare page's legend, never as a link (nor is a metric key markup in a run page's trace)."""
+    sync_playwright, chromium = _browser_or_skip()
+    import alexandria
+    from alexandria.ui import BackgroundServer
+
+    name = '<a href="https://example.com/">x</a> & <b>y</b>'
+    ids = []
+    for i in range(2):
+        with alexandria.start_run(experiment=name, capture=False) as run:
+            run.log_metric("loss", 1.0 / (i + 1), step=0)
+            run.log_metric("<i>k</i>", 1.0, step=0)
+            ids.append(run.id)
+    assert query(store, "SELECT count(*) FROM run") == [(2,)]  # folded
+    with BackgroundServer(store, fold=False) as server, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, args=CHROMIUM_ARGS
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{server.url}compare?run={ids[0]},{ids[1]}")
+            page.wait_for_selector('.chart[data-key="loss"] .legendtext')
+            legend = page.locator('.chart[data-key="loss"] .legend')
+            assert legend.locator("a").count() == 0 and legend.locator("b").count() == 0
+            texts = page.locator('.chart[data-key="loss"] .legendtext').all_text_contents()
+            assert sorted(texts) == sorted(f"{i[:8]} {name}" for i in ids), texts
+            page.goto(f"{server.url}run/{ids[0]}")
+            chart = "document.querySelector('#charts .chart[data-key=\"<i>k</i>\"]')"
+            page.wait_for_function(f"() => {{ const d = {chart}; return d && d.data && d.data.length === 3; }}")
+            assert page.evaluate(f"() => {chart}.data[2].name") == "&lt;i&gt;k&lt;/i&gt;"
+        finally:
+            context.close()

@@ -24,6 +24,12 @@
     return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
   }
 
+  /* User text as a plotly trace name: plotly renders names as pseudo-HTML (<a href> becomes a link), so
+   * &, < and > are escaped, as pages.plotly_text does on the server (not quotes: plotly does not decode them). */
+  function plotlyText(s) {
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
   function pad(n, width = 2) {
     return String(n).padStart(width, "0");
   }
@@ -73,7 +79,7 @@
       {
         x,
         y: d.last,
-        name,
+        name: plotlyText(name),
         mode: few ? "lines+markers" : "lines",
         marker: { size: 5 },
         line: { color: "#2563eb", width: 1.5 },
@@ -313,7 +319,7 @@
         const traces = data.map((d, i) => ({
           x: xValues(d),
           y: d.last,
-          name: having[i].label,
+          name: plotlyText(having[i].label),
           mode: d.x.length <= 100 ? "lines+markers" : "lines",
           marker: { size: 5 },
         }));

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import stat
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,7 +26,16 @@ from ..store import Store
 from . import data
 from .data import PAGE_LIMIT, RunFilter, run_summary, runs_tree
 from .render import PACKAGE, json_response, templates, url_part
-from .security import ARTIFACT_CSP, LocalHostOnly, SecurityHeaders, allowed_hosts, content_type, file_chunks, store_file
+from .security import (
+    ARTIFACT_CSP,
+    LocalHostOnly,
+    SecurityHeaders,
+    allowed_hosts,
+    content_type,
+    file_chunks,
+    open_regular,
+    store_file,
+)
 
 log = logging.getLogger("alexandria.ui")
 
@@ -64,7 +72,6 @@ class _Folder:
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
         self.thread.join(timeout)
-
 
 
 class Dashboard:
@@ -249,14 +256,10 @@ class Dashboard:
         real = store_file(self.store.root, row["path"])
         if real is None:
             return PlainTextResponse("Not Found", status_code=404)
-        try:
-            fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-        except OSError:  # a directory on some systems, or swapped for a symlink since it was resolved
+        fd = open_regular(real)
+        if fd is None:  # only regular files are served: not a directory artifact, a FIFO, a device
             return PlainTextResponse("Not Found", status_code=404)
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):  # a directory artifact is not served
-            os.close(fd)
-            return PlainTextResponse("Not Found", status_code=404)
         headers = {"content-length": str(info.st_size), "content-security-policy": ARTIFACT_CSP}
         if request.query_params.get("download"):
             headers["content-disposition"] = f"attachment; filename*=UTF-8''{url_part(name)}"
@@ -287,5 +290,3 @@ def create_app(
     """The dashboard as an ASGI app (folding starts with the app's lifespan); `host` is the address it is
     served on, which decides the Host headers it answers (see `allowed_hosts`)."""
     return Dashboard(store, fold=fold, interval=interval, host=host).app
-
-

@@ -131,7 +131,6 @@ def runs_tree(engine: Engine, f: RunFilter) -> list[tuple[int, dict[str, Any]]]:
     return run_tree(known + unknown)
 
 
-
 def run_summary(r: Mapping[str, Any]) -> dict[str, Any]:
     """A run row as the pages' JSON has it."""
     return {
@@ -162,7 +161,7 @@ def run_page(engine: Engine, store_root: Path, run_id: str, interval: float) -> 
     panels = embedded_artifacts()
     for a in d["artifacts"]:
         real = store_file(store_root, a["path"])
-        kind = "missing" if real is None else "directory" if real.is_dir() else "file"
+        kind = "missing" if real is None else "directory" if real.is_dir() else "file" if real.is_file() else "other"
         url = f"/artifact/{run_id}/{url_part(a['name'])}"
         artifacts.append({**a, "kind": kind, "url": url})
         if kind == "file" and a["name"] in panels:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -42,6 +43,22 @@ def store_file(root: Path, recorded: str | None) -> Path | None:
     return real
 
 
+def open_regular(real: Path) -> int | None:
+    """A file descriptor of `real` if it is a regular file, else None (a directory, a FIFO, a device, a
+    symlink swapped in since it was resolved). Opened without blocking, so a FIFO never hangs the request
+    (an open for reading waits for a writer otherwise); a regular file reads the same either way."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(real, flags)
+    except OSError:  # a directory on some systems, a symlink, gone
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return fd
+
+
 def content_type(real: Path, kind: str | None) -> str:
     guessed, _ = mimetypes.guess_type(real.name)
     if guessed:
@@ -55,7 +72,6 @@ def file_chunks(fd: int) -> Iterator[bytes]:
     with os.fdopen(fd, "rb") as f:
         while chunk := f.read(1 << 16):
             yield chunk
-
 
 
 class SecurityHeaders:
@@ -111,5 +127,3 @@ def allowed_hosts(host: str) -> frozenset[str] | None:
     if host in ("0.0.0.0", "::", ""):
         return None
     return frozenset({"127.0.0.1", "localhost", "[::1]", host.lower(), f"[{host.lower()}]"})
-
-
