@@ -348,8 +348,8 @@ class SegmentReader:
             events = decoder.decode_lines(chunk)
         except DECODE_ERRORS:
             return self._decode_each(chunk, base, fresh)
-        types = set(map(type, events))  # checked at C speed; both are rare:
-        if Header in types or DatasetLogged in types:  # a header mid-segment, a schema to check for depth
+        types = set(map(type, events))  # checked at C speed; both are rare: a header mid-segment, a schema too deep
+        if Header in types or (DatasetLogged in types and any(too_deep(e) for e in events if type(e) is DatasetLogged)):
             return self._decode_each(chunk, base, fresh)
         return events
 
