@@ -16,6 +16,7 @@ from alexandria.db import reader_engine
 from alexandria.schema import USER_TABLES  # every table a user queries: live must equal rebuilt
 from alexandria.store import Store
 from tests.conftest import alex, child_env, every_backend, python, table_rows, wait_until
+from tests.test_foreign_database import foreign
 
 POINTS = 3000
 
@@ -267,9 +268,5 @@ def test_watch_stops_on_a_database_replaced_by_another_programs(store: Store, tm
             watcher.kill()
             watcher.wait()
     assert watcher.returncode == 1
-    assert errors.endswith(
-        f"Error: {db} was not made by Alexandria (it holds tables but no alexandria_meta schema "
-        "version), so it is left as it is: move it away (Alexandria then builds its own database "
-        "there from the logs), or import it (an importer for upstream qex stores is planned)\n"
-    )
+    assert errors.endswith(foreign(db))
     assert db.read_bytes() == before
