@@ -340,21 +340,26 @@ def rebuild(ctx: click.Context) -> None:
 
     store = _store(ctx)
     started = time.perf_counter()
-    with Progress(
+    bar = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("replaying logs", total=None)
+    )
+    task = bar.add_task("replaying logs", total=None)
 
-        def progress(total: int) -> Callable[[int], None]:
-            bar.update(task, total=total)
-            return lambda n: bar.advance(task, n)
+    def progress(total: int) -> Callable[[int], None]:
+        bar.start()  # only once replaying begins: a refused database leaves just its `Error:` line
+        bar.update(task, total=total)
+        return lambda n: bar.advance(task, n)
 
+    try:
         stats = do_rebuild(store, progress=progress)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     seconds = time.perf_counter() - started
     console.print(
         f"rebuilt {safe_target(store.database)}: {stats.events} events from {len(list(store.segments()))} segment(s) "

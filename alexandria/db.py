@@ -3,7 +3,8 @@
 The database is the SQLite file inside the store (the zero-setup default) or a server named by a URL (in
 $ALEXANDRIA_DB or `Store.db_url`); what differs between them lives in alexandria/backends/, chosen by the
 URL's scheme. Whichever it is, the logs are the truth and the database is a projection of them: a database
-that is missing or written by another schema version is rebuilt (rebuild.py) rather than migrated.
+that is missing or written by another schema version is rebuilt (rebuild.py) rather than migrated. A
+database Alexandria did not make is never written over (`Backend.claim` holds the rule).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DatabaseError
 
 from .backends import Target, backend_for, safe_target
+from .backends.base import UNREADABLE
 from .errors import StoreError
 from .projector import Projector
 from .rebuild import rebuild
@@ -46,24 +48,20 @@ def engines(target: Target) -> tuple[Engine, Engine]:
 
 def open_database(store: Store, *, catch_up: bool = True) -> Engine:
     """The store's writable engine (its SQLite file, or `store.db_url`), its schema current, with
-    everything complete folded in."""
+    everything complete folded in. `ForeignDatabaseError` if the database there is not Alexandria's."""
     backend = backend_for(store.database)
+    version = backend.claim(store)
+    if version == UNREADABLE:  # not a database at all (overwritten, truncated): the logs still are the truth
+        log.warning("database %s is unreadable; rebuilding it from the logs", backend.describe())
+    if version is not None and version != SCHEMA_VERSION:
+        rebuild(store)
     engine = backend.writer_engine()
-    try:
-        version = backend.schema_version(engine)
-        if version is None and not backend.has_tables(engine):
+    if version is None:
+        try:
             backend.create_schema(engine)
-        elif version != SCHEMA_VERSION:
-            rebuild(store)
-    except DatabaseError as exc:
-        if not backend.is_unreadable(exc):
+        except DatabaseError as exc:
             engine.dispose()
             raise StoreError(f"cannot open database {safe_target(store.database)}: {exc.orig}") from exc
-        # not a database at all (overwritten, truncated): the logs still are the truth
-        log.warning("database %s is unreadable (%s); rebuilding it from the logs", store.db_path, exc.orig)
-        engine.dispose()
-        rebuild(store)
     if catch_up:
         Projector(store, engine).catch_up()
     return engine
-

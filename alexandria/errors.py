@@ -35,6 +35,10 @@ class StoreError(AlexandriaError):
     """The store directory or its database cannot be used."""
 
 
+class ForeignDatabaseError(StoreError):
+    """The store's database holds tables Alexandria did not make: it is never written over or replaced."""
+
+
 class ReadOnlyError(AlexandriaError):
     """A write was attempted through a read-only connection (for example `alex sql`)."""
 

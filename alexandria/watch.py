@@ -12,6 +12,11 @@ segment is folded by one of them at a time (backends/postgres.py), a watcher ski
 the segments another is folding rather than waiting for them, and a lost
 connection or a server restart is logged and retried at the next fold
 instead of ending the watch.
+
+A database deleted or overwritten under a running watcher (`rm alexandria.db`, garbage written over it)
+is noticed at the next fold that fails: it is rebuilt from the logs, one warning says so, and the watch goes
+on. A database replaced by one Alexandria did not make is never written over: the watch ends with
+`ForeignDatabaseError` (`Backend.claim` holds the rule).
 """
 
 from __future__ import annotations
@@ -21,13 +26,18 @@ import threading
 from collections.abc import Callable
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from .backends import backend_for
+from .backends.base import UNREADABLE
+from .errors import ForeignDatabaseError, StoreError
 from .projector import FoldStats, Projector
+from .rebuild import rebuild
+from .schema import SCHEMA_VERSION
 from .store import SEGMENT_SUFFIX, Store
 
 log = logging.getLogger("alexandria.watch")
@@ -59,6 +69,36 @@ def _start_observer(store: Store, handler: FileSystemEventHandler, poll: bool) -
     return observer
 
 
+def rebuilt_after(store: Store, exc: DatabaseError) -> bool:
+    """After a failed fold: if the database is no longer the one Alexandria made (deleted, emptied,
+    overwritten), rebuild it from the logs and say so in one warning (True); False if it is intact or cannot
+    be reached (the failure was something else: retry). Another program's database raises
+    `ForeignDatabaseError`: it is never written over."""
+    backend = backend_for(store.database)
+    try:
+        version = backend.claim(store)
+    except ForeignDatabaseError:
+        raise
+    except StoreError:  # unreachable (a server down) or nothing to rebuild it from: a plain retry
+        return False
+    if version == SCHEMA_VERSION:
+        return False
+    what = {None: "was deleted or emptied", UNREADABLE: "was overwritten (unreadable)"}.get(
+        version, f"was replaced by one of schema version {version}"
+    )
+    try:
+        stats = rebuild(store)
+    except ForeignDatabaseError:  # replaced again meanwhile, by another program's database
+        raise
+    except (DatabaseError, StoreError) as failed:  # a full disk, a lock held too long: the next fold retries
+        log.warning("database %s %s; rebuilding it failed, retrying: %s", backend.describe(), what, failed)
+        return True
+    log.warning(
+        "database %s %s (%s); rebuilt it from the logs: %d events", backend.describe(), what, exc.orig, stats.events
+    )
+    return True
+
+
 def watch(
     store: Store,
     engine: Engine,
@@ -78,8 +118,9 @@ def watch(
         while not stop.is_set():
             try:
                 stats = projector.catch_up(wait=False)
-            except OperationalError as exc:  # the server went away, a connection broke: the next fold retries
-                log.warning("fold failed, retrying in %.1fs: %s", interval, exc.orig)
+            except DatabaseError as exc:
+                if not rebuilt_after(store, exc):  # the server went away, a connection broke: the next fold retries
+                    log.warning("fold failed, retrying in %.1fs: %s", interval, exc.orig)
             else:
                 if on_fold is not None and (stats.events or stats.problems):
                     on_fold(stats)

@@ -138,7 +138,7 @@ def test_an_unreadable_database_is_rebuilt_from_the_logs(store: Store, two_runs:
     store.db_path.write_bytes(b"this is not a database" * 100)
     code, out, _ = invoke(store, "sql", "SELECT count(*) AS n FROM metric", "--format", "json")
     assert code == 0 and json.loads(out) == [{"n": 11}]
-    assert len(list(store.root.glob("alexandria.db.unreadable-*"))) == 1  # kept for inspection
+    assert len(list(store.root.glob("alexandria.db.corrupt-*"))) == 1  # kept for inspection
 
 
 def test_sql_cannot_attach_other_files_and_json_stays_json(store: Store, tmp_path: object) -> None:

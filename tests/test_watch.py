@@ -16,6 +16,7 @@ from alexandria.db import reader_engine
 from alexandria.schema import USER_TABLES  # every table a user queries: live must equal rebuilt
 from alexandria.store import Store
 from tests.conftest import alex, child_env, every_backend, python, table_rows, wait_until
+from tests.test_foreign_database import foreign
 
 POINTS = 3000
 
@@ -178,3 +179,94 @@ def test_watch_marks_a_run_crashed_when_its_process_is_killed(store: Store) -> N
     finally:
         watcher.send_signal(signal.SIGTERM)
         watcher.communicate(timeout=30)
+
+
+LOG_MORE = """
+import sys, alexandria
+run = alexandria.start_run(run_id=sys.argv[2], store=sys.argv[1]) if sys.argv[2] != "new" else None
+run = run or alexandria.start_run(experiment="recovered", store=sys.argv[1])
+for step in range(int(sys.argv[3]), int(sys.argv[3]) + 50):
+    run.log_metric("loss", 1.0 / (step + 1), step)
+run.end()
+print(run.id, flush=True)
+"""
+
+
+def test_watch_rebuilds_a_deleted_or_overwritten_database_and_keeps_going(store: Store, tmp_path: Path) -> None:
+    """`rm alexandria.db` under a running `alex watch`, then garbage written over it: each time the watcher
+    notices, rebuilds from the logs (one warning line each) and goes on folding what is logged next."""
+    root = str(store.root)
+    db = store.db_path
+    count = "SELECT count(*) FROM metric"
+    err_path = tmp_path / "watch.err"
+    with open(err_path, "wb") as err:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "alexandria.cli", "--store", root, "watch", "--interval", "0.2"],
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+    def log_more(target: str, start: int) -> str:
+        proc = python(LOG_MORE, root, target, str(start))
+        out, errs = proc.communicate(timeout=120)
+        assert proc.returncode == 0, errs.decode()
+        return out.decode().strip()
+
+    def rebuilt_lines() -> list[str]:
+        return [line for line in err_path.read_text().splitlines() if "rebuilt it from the logs" in line]
+
+    try:
+        run_id = log_more("new", 0)
+        wait_until(lambda: query(db, count) == [(50,)], what="the first fold")
+        for n, damage in enumerate(["delete", "garbage"], start=1):
+            if damage == "delete":
+                for name in (db.name, db.name + "-wal", db.name + "-shm"):
+                    db.with_name(name).unlink(missing_ok=True)
+            else:
+                db.write_bytes(b"garbage, not an SQLite database " * 300)
+            log_more(run_id, 50 * n)
+            wait_until(lambda n=n: query(db, count) == [(50 * (n + 1),)], what=f"every row again after {damage}")
+            wait_until(lambda n=n: len(rebuilt_lines()) == n, what="the watcher's warning")
+            assert watcher.poll() is None, err_path.read_text()
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        watcher.wait(timeout=60)
+    errors = err_path.read_text()
+    assert watcher.returncode == 0, errors
+    deleted, garbage = rebuilt_lines()
+    assert f"database {db} was deleted or emptied" in deleted
+    assert f"database {db} was overwritten (unreadable)" in garbage
+    assert "Traceback" not in errors and "fold failed" not in errors
+    assert len(list(store.root.glob("alexandria.db.corrupt-*"))) == 1
+
+
+def test_watch_stops_on_a_database_replaced_by_another_programs(store: Store, tmp_path: Path) -> None:
+    root = str(store.root)
+    db = store.db_path
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "alexandria.cli", "--store", root, "watch", "--interval", "0.2"],
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: query(db, "SELECT count(*) FROM log_segment") is not None, what="the database")
+        for name in (db.name, db.name + "-wal", db.name + "-shm"):
+            db.with_name(name).unlink(missing_ok=True)
+        theirs = tmp_path / "theirs.db"
+        conn = sqlite3.connect(theirs)
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.commit()
+        conn.close()
+        before = theirs.read_bytes()
+        theirs.rename(db)
+        _, errors = watcher.communicate(timeout=120)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    assert watcher.returncode == 1
+    assert errors.endswith(foreign(db))
+    assert db.read_bytes() == before

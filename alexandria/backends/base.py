@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError, ProgrammingError
 
-from ..errors import QueryError, ReadOnlyError
+from ..errors import ForeignDatabaseError, QueryError, ReadOnlyError, StoreError
 from ..schema import SCHEMA_VERSION, meta, metadata, metric_index
 
 if TYPE_CHECKING:
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
     from ..projector import FoldStats
     from ..store import Store
+
+#: What `Backend.claim` returns for a file that is no database at all, when the logs can rebuild it.
+UNREADABLE = -1
 
 #: Plain rows for `bulk_insert`.
 Rows = list[tuple[Any, ...]]
@@ -135,6 +138,48 @@ class Backend(ABC):
         except (OperationalError, ProgrammingError):  # no such table
             return None
         return int(value) if value is not None else None
+
+    def claim(self, store: Store) -> int | None:
+        """The one rule for what Alexandria may write into or replace, asked before it creates its tables in a
+        database or rebuilds one: the schema version of a database carrying Alexandria's marker (the
+        `alexandria_meta` row `schema_version`; any other version is rebuilt); None for one with no tables at
+        all (missing, empty: ours to create into); `UNREADABLE` for no database at all (overwritten,
+        truncated), but only when the store has logs to rebuild it from. Anything else is refused: tables
+        without the marker are another program's (`ForeignDatabaseError`), and so is an unreadable file
+        with nothing to rebuild it from. Asked on a read-only connection, so a refused database is left
+        byte for byte as it was."""
+        engine = self.inspection_engine()
+        if engine is None:
+            return None
+        try:
+            version = self.schema_version(engine)
+            if version is None and self.has_tables(engine):
+                raise ForeignDatabaseError(
+                    f"{self.describe()} was not made by Alexandria (it holds tables but no alexandria_meta "
+                    "schema version), so it is left as it is: move it away (Alexandria then builds its own "
+                    "database there from the logs), or import it (an importer for upstream qex stores is planned)"
+                )
+            return version
+        except DatabaseError as exc:
+            if not self.is_unreadable(exc):
+                raise StoreError(f"cannot open database {self.describe()}: {exc.orig}") from exc
+            if next(iter(store.segments()), None) is None:
+                raise StoreError(
+                    f"{self.describe()} is not a readable database and the store has no logs to rebuild it "
+                    "from, so it is left as it is: move it away (or restore it from a backup) and run the "
+                    "command again"
+                ) from exc
+            return UNREADABLE
+        finally:
+            engine.dispose()
+
+    def inspection_engine(self) -> Engine | None:
+        """An engine that looks at the database without changing it (`claim`); None: there is nothing yet."""
+        return self.reader_engine()
+
+    def describe(self) -> str:
+        """The database as a message names it (no password)."""
+        return self.url.render_as_string(hide_password=True)
 
     def is_unreadable(self, exc: DBAPIError) -> bool:
         """Whether the database is no database at all (overwritten, truncated), to be rebuilt from the logs

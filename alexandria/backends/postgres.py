@@ -124,6 +124,9 @@ class PostgresBackend(Backend):
 
         return engine
 
+    def describe(self) -> str:
+        return f"schema {live_schema(self.url)} of {self.url.render_as_string(hide_password=True)}"
+
     # -- writing ---------------------------------------------------------------------------------------------
     def insert(self, table: Table) -> Any:
         return dialect.insert(table)

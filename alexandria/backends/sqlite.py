@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from ..errors import StoreError
-from ..schema import log_segment, metric_index
+from ..schema import log_segment, meta, metric_index
 from .base import READ_ONLY_MESSAGE, Backend, FoldTransaction, Rows, segment_sizes
 
 if TYPE_CHECKING:
@@ -77,6 +77,14 @@ class SQLiteBackend(Backend):
         if not path.exists():
             raise StoreError(f"no database at {path}; log a run or run `alex rebuild` first")
         return _engine(path, readonly=True)
+
+    def inspection_engine(self) -> Engine | None:
+        """Read-write at the file level (it may recover a crashed writer's journal, as any writer would) but
+        with no journal mode set and every write refused (query_only): nothing of the file changes."""
+        return _engine(self.path, readonly=False, inspect=True) if self.path.exists() else None
+
+    def describe(self) -> str:
+        return str(self.path)
 
     # -- writing ---------------------------------------------------------------------------------------------
     def insert(self, table: Table) -> Any:
@@ -199,8 +207,11 @@ class SQLiteBackend(Backend):
 
 _INSERT_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
 
+#: True for a database holding no table, or Alexandria's marker table among them.
+_OURS_OR_EMPTY = f"SELECT count(*) = 0 OR max(name = '{meta.name}') FROM sqlite_master WHERE type = 'table'"  # noqa: S608
 
-def _engine(path: Path, *, readonly: bool, bulk: bool = False) -> Engine:
+
+def _engine(path: Path, *, readonly: bool, bulk: bool = False, inspect: bool = False) -> Engine:
     url = f"sqlite:///file:{path}?mode=ro&uri=true" if readonly else f"sqlite:///{path}"
     engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
@@ -212,20 +223,36 @@ def _engine(path: Path, *, readonly: bool, bulk: bool = False) -> Engine:
         if readonly:
             cur.execute("PRAGMA query_only=ON")
             dbapi_connection.set_authorizer(_refuse_attach)  # ATTACH would create or write other files
+        elif inspect:  # `Backend.claim` only looks: no journal mode set
+            cur.execute("PRAGMA query_only=ON")
         elif bulk:
             cur.execute("PRAGMA journal_mode=OFF")
             cur.execute("PRAGMA synchronous=OFF")
         else:
-            cur.execute("PRAGMA journal_mode=WAL")
+            # WAL is written into the file's header: only into a database of ours or one with no tables yet, never
+            # into another program's (`Backend.claim` refuses it, byte for byte untouched)
+            if cur.execute(_OURS_OR_EMPTY).fetchone()[0]:
+                cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if readonly or inspect else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _aside_name(db_path: Path) -> Path:
+    """Where an unreadable database is kept: `<name>.corrupt-<time>`, never over an earlier one."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = db_path.with_name(f"{db_path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = db_path.with_name(f"{db_path.name}.corrupt-{stamp}-{n}")
+    return aside
 
 
 def _swap_in(scratch: Path, db_path: Path) -> None:
@@ -239,12 +266,12 @@ def _swap_in(scratch: Path, db_path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         if not _is_not_a_database(exc):
             raise StoreError(f"cannot replace database {db_path}: {exc}") from exc
-        # The old file is no SQLite database, so nobody can be reading it:
-        # keep it aside for inspection and move the new one in.
+        # The old file is no SQLite database, so nobody can be reading it (and `Backend.claim` allowed it:
+        # the logs are there to rebuild from): keep it aside for inspection and move the new one in.
         src.close()
         dst.close()
-        aside = db_path.with_name(f"{db_path.name}.unreadable-{int(time.time())}")
-        log.warning("cannot write over %s (%s); moving it to %s", db_path, exc, aside)
+        aside = _aside_name(db_path)
+        log.warning("kept the unreadable database %s as %s (%s)", db_path, aside, exc)
         os.replace(db_path, aside)
         for suffix in ("-wal", "-shm"):
             db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)

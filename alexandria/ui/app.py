@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import AlexandriaError, RunNotFoundError, StoreError
+from ..errors import AlexandriaError, ForeignDatabaseError, RunNotFoundError, StoreError
 from ..pages import PLOTLYJS_NAME
 from ..query import Reader, artifact_record, experiments, resolve_run_id, resolve_run_ids
 from ..store import Store
@@ -65,6 +65,9 @@ class _Folder:
                     watch(self.store, engine, interval=self.interval, stop=self.stop_event)
                 finally:
                     engine.dispose()
+            except ForeignDatabaseError as exc:  # never written over: the dashboard only reads from now on
+                log.error("folding stopped: %s", exc)
+                return
             except Exception:  # a locked or full disk: say so, and try again
                 log.exception("folding new log lines failed; retrying in %.1fs", self.interval)
                 self.stop_event.wait(self.interval)
