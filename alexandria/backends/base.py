@@ -226,23 +226,24 @@ class Backend(ABC):
     def execute_sql(self, engine: Engine, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one statement of a user's on a read-only engine; returns column names and rows. A write is a
         ReadOnlyError, any other failure a QueryError."""
-        try:
-            with engine.connect() as conn:
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            try:
                 result = self.raw(conn).exec_driver_sql(sql)
                 if not result.returns_rows:
                     return [], []
                 return list(result.keys()), [tuple(r) for r in result]
-        except DBAPIError as exc:
-            refused = self.refusal(exc)
-            if refused is not None:
-                raise ReadOnlyError(refused) from exc
-            raise QueryError(f"query failed: {exc.orig}") from exc
+            except DBAPIError as exc:
+                refused = self.refusal(exc, driver)
+                if refused is not None:
+                    raise ReadOnlyError(refused) from exc
+                raise QueryError(f"query failed: {exc.orig}") from exc
 
     def raw(self, conn: Connection) -> Connection:
         """The connection set to pass a user's SQL to the driver as written."""
         return conn
 
     @abstractmethod
-    def refusal(self, exc: DBAPIError) -> str | None:
-        """Why the database refused a statement as a write (the message for a ReadOnlyError), by the
-        driver's error code; None when it failed otherwise."""
+    def refusal(self, exc: DBAPIError, driver: Any) -> str | None:
+        """Why the database refused a statement as not a read (the message for a ReadOnlyError), by the
+        driver's error code (`driver`: the DBAPI connection it ran on); None when it failed otherwise."""
