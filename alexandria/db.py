@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, DBAPIError
 
-from .backends import Target, backend_for, safe_target
-from .errors import StoreError
+from .backends import Target, backend_for
+from .backends import safe_target as safe_target  # the CLI prints targets with it
 from .projector import Projector
 from .rebuild import rebuild
 from .schema import SCHEMA_VERSION
@@ -46,24 +46,32 @@ def engines(target: Target) -> tuple[Engine, Engine]:
 
 def open_database(store: Store, *, catch_up: bool = True) -> Engine:
     """The store's writable engine (its SQLite file, or `store.db_url`), its schema current, with
-    everything complete folded in."""
+    everything complete folded in.
+
+    Any database error on the way (a full disk, a read-only file, a lock held too long) is one StoreError
+    saying what to do (`Backend.store_error`)."""
     backend = backend_for(store.database)
     engine = backend.writer_engine()
     try:
-        version = backend.schema_version(engine)
-        if version is None and not backend.has_tables(engine):
-            backend.create_schema(engine)
-        elif version != SCHEMA_VERSION:
-            rebuild(store)
-    except DatabaseError as exc:
-        if not backend.is_unreadable(exc):
+        try:
+            version = backend.schema_version(engine)
+            if version is None and not backend.has_tables(engine):
+                backend.create_schema(engine)
+            elif version != SCHEMA_VERSION:
+                rebuild(store)
+        except DatabaseError as exc:
+            if not backend.is_unreadable(exc):
+                raise
+            # not a database at all (overwritten, truncated): the logs still are the truth
+            log.warning("database %s is unreadable (%s); rebuilding it from the logs", store.db_path, exc.orig)
             engine.dispose()
-            raise StoreError(f"cannot open database {safe_target(store.database)}: {exc.orig}") from exc
-        # not a database at all (overwritten, truncated): the logs still are the truth
-        log.warning("database %s is unreadable (%s); rebuilding it from the logs", store.db_path, exc.orig)
+            rebuild(store)
+        if catch_up:
+            Projector(store, engine).catch_up()
+    except DBAPIError as exc:
         engine.dispose()
-        rebuild(store)
-    if catch_up:
-        Projector(store, engine).catch_up()
+        raise backend.store_error(exc) from exc
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
-

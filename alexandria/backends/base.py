@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, event, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from ..errors import QueryError, ReadOnlyError
+from ..errors import QueryError, ReadOnlyError, StoreError
 from ..schema import SCHEMA_VERSION, meta, metadata, metric_index
 
 if TYPE_CHECKING:
@@ -135,6 +135,34 @@ class Backend(ABC):
         except (OperationalError, ProgrammingError):  # no such table
             return None
         return int(value) if value is not None else None
+
+    def unusable(self, exc: DBAPIError) -> str | None:
+        """Why the database cannot be used where it is, in a user's words and with what to do (a full disk,
+        a read-only file, a lock held beyond the busy timeout, a file that is no database), by the driver's
+        error code; None for any other failure (a query's own error, a missing table)."""
+        return None
+
+    def store_error(self, exc: DBAPIError) -> StoreError:
+        """The one typed error for a database a command cannot use (`unusable`, else the driver's words)."""
+        return StoreError(f"cannot use database {self.where}: {self.unusable(exc) or exc.orig}")
+
+    @property
+    def where(self) -> str:
+        """The database as it may be printed (no password)."""
+        return self.url.render_as_string(hide_password=True)
+
+    def translate_errors(self, engine: Engine) -> Engine:
+        """Make a reader `engine` raise `store_error` for what `unusable` names, instead of the driver's
+        exception (a write it refused stays the driver's, for `execute_sql`; a writer's callers tell a lock
+        or a lost server apart themselves, to retry)."""
+
+        @event.listens_for(engine, "handle_error")
+        def _translate(context: Any) -> None:
+            exc = context.sqlalchemy_exception
+            if isinstance(exc, DBAPIError) and self.refusal(exc, None) is None and self.unusable(exc) is not None:
+                raise self.store_error(exc) from exc
+
+        return engine
 
     def is_unreadable(self, exc: DBAPIError) -> bool:
         """Whether the database is no database at all (overwritten, truncated), to be rebuilt from the logs

@@ -184,6 +184,28 @@ def _is_not_a_database(exc: BaseException | None) -> bool:
     return _error_code(exc) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
 
 
+#: What a user is told for errors of the database's surroundings, by SQLite's primary result code. A plain
+#: SQLITE_READONLY on a reader is a refused write (`refusal`); on the projector it is a read-only file.
+_UNUSABLE = {
+    sqlite3.SQLITE_FULL: "the disk is full; free space, then run the command again",
+    sqlite3.SQLITE_READONLY: (
+        "the database file or its folder is read-only to this user, and new log lines must be folded into it; "
+        "run the command as a user who may write the store"
+    ),
+    sqlite3.SQLITE_BUSY: (
+        f"another process kept the database locked for longer than {BUSY_TIMEOUT_MS // 1000} s; "
+        "stop it (or wait for it) and run the command again"
+    ),
+    sqlite3.SQLITE_LOCKED: "the database is locked; run the command again",
+    sqlite3.SQLITE_NOTADB: "the file is not an SQLite database; move it away and run `alex rebuild`",
+    sqlite3.SQLITE_CORRUPT: "the database file is damaged; move it away and run `alex rebuild`",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened; check that its folder exists and may be written",
+    sqlite3.SQLITE_IOERR: "the disk failed to read or write the database; check the disk, then run `alex rebuild`",
+    sqlite3.SQLITE_PERM: "the operating system refused access to the database file; check its permissions",
+    sqlite3.SQLITE_NOMEM: "SQLite ran out of memory",
+}
+
+
 class SQLiteBackend(Backend):
     dialect = "sqlite"
     placeholder = "?"
@@ -196,6 +218,10 @@ class SQLiteBackend(Backend):
             raise StoreError(f"an SQLite database for a store must be a file, not {self.url.render_as_string()!r}")
         return Path(database).expanduser()
 
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
     # -- engines ------------------------------------------------------------------------------------------------
     def writer_engine(self, *, bulk: bool = False, schema: str | None = None) -> Engine:
         """BEGIN IMMEDIATE, WAL (or no journal at all for a rebuild's scratch file)."""
@@ -205,7 +231,7 @@ class SQLiteBackend(Backend):
         path = self.path
         if not path.exists():
             raise StoreError(f"no database at {path}; log a run or run `alex rebuild` first")
-        return _engine(path, readonly=True)
+        return self.translate_errors(_engine(path, readonly=True))
 
     # -- writing ---------------------------------------------------------------------------------------------
     def insert(self, table: Table) -> Any:
@@ -254,6 +280,13 @@ class SQLiteBackend(Backend):
 
     def is_unreadable(self, exc: DBAPIError) -> bool:
         return _is_not_a_database(exc.orig)
+
+    def unusable(self, exc: DBAPIError) -> str | None:
+        code = _error_code(exc.orig)
+        if code == sqlite3.SQLITE_READONLY and getattr(exc.orig, "sqlite_errorcode", 0) != sqlite3.SQLITE_READONLY:
+            code = sqlite3.SQLITE_CANTOPEN  # recovery, a lock or a directory it cannot write: not a refused write
+        reason = _UNUSABLE.get(code) if code is not None else None
+        return None if reason is None else f"{reason} ({exc.orig})"
 
     def rebuild(self, store: Store, load: Callable[[Engine], FoldStats]) -> FoldStats:
         scratch = store.root / f".{store.db_path.name}.rebuild-{os.getpid()}"
