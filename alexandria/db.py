@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DBAPIError
 
-from .backends import Target, backend_for, safe_target
+from .backends import Target, backend_for
+from .backends import safe_target as safe_target  # the CLI prints targets with it
 from .backends.base import UNREADABLE
-from .errors import StoreError
 from .projector import Projector
 from .rebuild import rebuild
 from .schema import SCHEMA_VERSION
@@ -48,20 +48,28 @@ def engines(target: Target) -> tuple[Engine, Engine]:
 
 def open_database(store: Store, *, catch_up: bool = True) -> Engine:
     """The store's writable engine (its SQLite file, or `store.db_url`), its schema current, with
-    everything complete folded in. `ForeignDatabaseError` if the database there is not Alexandria's."""
+    everything complete folded in. `ForeignDatabaseError` if the database there is not Alexandria's
+    (`Backend.claim`); any other database error on the way (a full disk, a read-only file, a lock held too
+    long) is one StoreError saying what to do (`Backend.store_error`)."""
     backend = backend_for(store.database)
-    version = backend.claim(store)
-    if version == UNREADABLE:  # not a database at all (overwritten, truncated): the logs still are the truth
-        log.warning("database %s is unreadable; rebuilding it from the logs", backend.describe())
-    if version is not None and version != SCHEMA_VERSION:
-        rebuild(store)
+    try:
+        version = backend.claim(store)
+        if version == UNREADABLE:  # not a database at all (overwritten, truncated): the logs still are the truth
+            log.warning("database %s is unreadable; rebuilding it from the logs", backend.describe())
+        if version is not None and version != SCHEMA_VERSION:
+            rebuild(store)
+    except DBAPIError as exc:
+        raise backend.store_error(exc) from exc
     engine = backend.writer_engine()
-    if version is None:
-        try:
+    try:
+        if version is None:
             backend.create_schema(engine)
-        except DatabaseError as exc:
-            engine.dispose()
-            raise StoreError(f"cannot open database {safe_target(store.database)}: {exc.orig}") from exc
-    if catch_up:
-        Projector(store, engine).catch_up()
+        if catch_up:
+            Projector(store, engine).catch_up()
+    except DBAPIError as exc:
+        engine.dispose()
+        raise backend.store_error(exc) from exc
+    except BaseException:
+        engine.dispose()
+        raise
     return engine

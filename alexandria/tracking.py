@@ -48,6 +48,7 @@ from .errors import (
     NoActiveRunError,
     ParamConflictError,
     RunEndedError,
+    StoreError,
 )
 from .events import (
     ArtifactSaved,
@@ -496,7 +497,13 @@ def start_run(
             )
         parent_id = _parent_id(st, parent, nested)
         run = Run(st, uuid.uuid4().hex, experiment, owner=True)
-        st.run_dir(run.id).mkdir(parents=True)
+        try:
+            st.run_dir(run.id).mkdir(parents=True)
+        except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
+            raise StoreError(
+                f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
+                "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
+            ) from exc
         run._start(experiment, tags or {}, parent_id)
         run._capture(kinds)
     return _activate(run)

@@ -73,12 +73,85 @@ def test_sql_is_read_only_with_clear_errors(store: Store, two_runs: tuple[str, s
     code, out, _ = invoke(store, "sql", "SELECT value FROM parameter WHERE key = 'lr'", "--format", "csv")
     assert out.splitlines() == ["value", "0.1"]
     code, _, err = invoke(store, "sql", "DELETE FROM metric")
-    assert code == 1
-    assert err.startswith("Error: the database is opened read-only")
+    assert (code, err) == (1, f"Error: DELETE on metric {REFUSED}\n")
     code, _, err = invoke(store, "sql", "SELEC 1")
     assert (code, err) == (1, 'Error: query failed: near "SELEC": syntax error\n')
     code, out, _ = invoke(store, "sql", "SELECT count(*) FROM metric")
     assert code == 0 and "11" in out  # the refused DELETE removed nothing
+
+
+#: The end of every refusal of `alex sql`.
+REFUSED = "is refused: the database is opened read-only here (queries only)"
+
+#: Statements that are not reads, and what their refusal names.
+NOT_READS = {
+    "PRAGMA writable_schema=1": "PRAGMA writable_schema=1",
+    "PRAGMA query_only=OFF": "PRAGMA query_only=OFF",
+    "PRAGMA journal_mode=DELETE": "PRAGMA journal_mode=DELETE",
+    "PRAGMA user_version=7": "PRAGMA user_version=7",
+    "SAVEPOINT keep": "SAVEPOINT keep",
+    "RELEASE keep": "RELEASE keep",
+    "BEGIN IMMEDIATE": "BEGIN",
+    "COMMIT": "COMMIT",
+    "END": "COMMIT",
+    "ROLLBACK": "ROLLBACK",
+    "VACUUM": "VACUUM",
+    "/* compact */ vacuum INTO '{out}'": "VACUUM",
+    "SELECT load_extension('{out}')": "the function load_extension()",
+    "INSERT INTO tag (run_id, key, value) VALUES ('x', 'k', 'v')": "INSERT on tag",
+    "UPDATE run SET status = 'x'": "UPDATE on run",
+    "WITH doomed AS (SELECT id FROM run) DELETE FROM metric WHERE run_id IN doomed": "DELETE on metric",
+    "CREATE TABLE scratch (x)": "CREATE",
+    "CREATE TEMP VIEW scratch AS SELECT 1": "CREATE",
+    "DROP VIEW runs": "DROP",
+    "ANALYZE": "ANALYZE",
+    "REINDEX": "REINDEX",
+    "ATTACH '{out}' AS other": "ATTACH",
+}
+
+
+def test_sql_refuses_everything_that_is_not_a_read_and_reads_keep_working(
+    store: Store, two_runs: tuple[str, str], tmp_path: object
+) -> None:
+    """The reader's authorizer allows reading and nothing else: settings, transaction control, VACUUM,
+    extensions and writes are refused by rule, each with its one `Error:` line, through the real CLI."""
+    out = f"{tmp_path}/copy.db"
+    for statement, what in NOT_READS.items():
+        proc = alex("--store", str(store.root), "sql", statement.format(out=out))
+        assert (proc.returncode, proc.stderr) == (1, f"Error: {what} {REFUSED}\n"), statement
+    assert not (tmp_path / "copy.db").exists()  # type: ignore[operator]
+    reads = {
+        "SELECT key, count(*) AS n FROM metric GROUP BY key ORDER BY key": [
+            {"key": "acc", "n": 1},
+            {"key": "loss", "n": 10},
+        ],
+        "WITH last AS (SELECT max(step) AS s FROM metric) SELECT s FROM last": [{"s": 9}],
+        "SELECT json_extract('{\"a\": [1, 2]}', '$.a[1]') AS a, datetime(0, 'unixepoch') AS t": [
+            {"a": 2, "t": "1970-01-01 00:00:00"}
+        ],
+        "SELECT count(*) AS n FROM json_each('[1, 2, 3]')": [{"n": 3}],
+        "SELECT count(*) AS n FROM runs": [{"n": 0}],
+        "SELECT count(*) AS n FROM artifacts": [{"n": 0}],
+        "SELECT name FROM pragma_table_info('tag') WHERE cid < 3 ORDER BY cid": [
+            {"name": "run_id"},
+            {"name": "key"},
+            {"name": "value"},
+        ],
+        "PRAGMA user_version": [{"user_version": 0}],
+        "PRAGMA query_only": [{"query_only": 1}],
+    }
+    for statement, expected in reads.items():
+        proc = alex("--store", str(store.root), "sql", statement, "--format", "json")
+        assert (proc.returncode, proc.stderr) == (0, ""), statement
+        assert json.loads(proc.stdout) == expected, statement
+    for pragma in ("table_info(run)", "index_list(metric)", "table_list"):
+        proc = alex("--store", str(store.root), "sql", f"PRAGMA {pragma}", "--format", "json")
+        assert proc.returncode == 0 and json.loads(proc.stdout), pragma
+    with sqlite3.connect(store.db_path) as db:  # nothing was changed
+        assert db.execute("SELECT count(*) FROM metric").fetchone() == (11,)
+        assert db.execute("PRAGMA user_version").fetchone() == (0,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db.close()
 
 
 def test_errors_are_one_line_and_exit_1(store: Store, two_runs: tuple[str, str], tmp_path: object) -> None:
@@ -146,7 +219,7 @@ def test_sql_cannot_attach_other_files_and_json_stays_json(store: Store, tmp_pat
         run.log_metric("x", float("inf"), step=0)
         run.log_metric("x", float("nan"), step=1)
     code, _, err = invoke(store, "sql", f"ATTACH '{tmp_path}/other.db' AS other")
-    assert code == 1 and err.startswith("Error: ATTACH and DETACH are refused")
+    assert (code, err) == (1, f"Error: ATTACH {REFUSED}\n")
     assert not (tmp_path / "other.db").exists()  # type: ignore[operator]
     code, out, _ = invoke(store, "sql", "SELECT step, value FROM metric ORDER BY step", "--format", "json")
     assert json.loads(out) == [{"step": 0, "value": "inf"}, {"step": 1, "value": None}]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, event, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError, ProgrammingError
 
@@ -162,7 +162,7 @@ class Backend(ABC):
             return version
         except DatabaseError as exc:
             if not self.is_unreadable(exc):
-                raise StoreError(f"cannot open database {self.describe()}: {exc.orig}") from exc
+                raise self.store_error(exc) from exc
             if next(iter(store.segments()), None) is None:
                 raise StoreError(
                     f"{self.describe()} is not a readable database and the store has no logs to rebuild it "
@@ -180,6 +180,29 @@ class Backend(ABC):
     def describe(self) -> str:
         """The database as a message names it (no password)."""
         return self.url.render_as_string(hide_password=True)
+
+    def unusable(self, exc: DBAPIError) -> str | None:
+        """Why the database cannot be used where it is, in a user's words and with what to do (a full disk,
+        a read-only file, a lock held beyond the busy timeout, a file that is no database), by the driver's
+        error code; None for any other failure (a query's own error, a missing table)."""
+        return None
+
+    def store_error(self, exc: DBAPIError) -> StoreError:
+        """The one typed error for a database a command cannot use (`unusable`, else the driver's words)."""
+        return StoreError(f"cannot use database {self.describe()}: {self.unusable(exc) or exc.orig}")
+
+    def translate_errors(self, engine: Engine) -> Engine:
+        """Make a reader `engine` raise `store_error` for what `unusable` names, instead of the driver's
+        exception (a write it refused stays the driver's, for `execute_sql`; a writer's callers tell a lock
+        or a lost server apart themselves, to retry)."""
+
+        @event.listens_for(engine, "handle_error")
+        def _translate(context: Any) -> None:
+            exc = context.sqlalchemy_exception
+            if isinstance(exc, DBAPIError) and self.refusal(exc, None) is None and self.unusable(exc) is not None:
+                raise self.store_error(exc) from exc
+
+        return engine
 
     def is_unreadable(self, exc: DBAPIError) -> bool:
         """Whether the database is no database at all (overwritten, truncated), to be rebuilt from the logs
@@ -271,23 +294,24 @@ class Backend(ABC):
     def execute_sql(self, engine: Engine, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one statement of a user's on a read-only engine; returns column names and rows. A write is a
         ReadOnlyError, any other failure a QueryError."""
-        try:
-            with engine.connect() as conn:
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            try:
                 result = self.raw(conn).exec_driver_sql(sql)
                 if not result.returns_rows:
                     return [], []
                 return list(result.keys()), [tuple(r) for r in result]
-        except DBAPIError as exc:
-            refused = self.refusal(exc)
-            if refused is not None:
-                raise ReadOnlyError(refused) from exc
-            raise QueryError(f"query failed: {exc.orig}") from exc
+            except DBAPIError as exc:
+                refused = self.refusal(exc, driver)
+                if refused is not None:
+                    raise ReadOnlyError(refused) from exc
+                raise QueryError(f"query failed: {exc.orig}") from exc
 
     def raw(self, conn: Connection) -> Connection:
         """The connection set to pass a user's SQL to the driver as written."""
         return conn
 
     @abstractmethod
-    def refusal(self, exc: DBAPIError) -> str | None:
-        """Why the database refused a statement as a write (the message for a ReadOnlyError), by the
-        driver's error code; None when it failed otherwise."""
+    def refusal(self, exc: DBAPIError, driver: Any) -> str | None:
+        """Why the database refused a statement as not a read (the message for a ReadOnlyError), by the
+        driver's error code (`driver`: the DBAPI connection it ran on); None when it failed otherwise."""

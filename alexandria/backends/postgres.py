@@ -289,7 +289,7 @@ class PostgresBackend(Backend):
     def raw(self, conn: Connection) -> Connection:
         return conn.execution_options(no_parameters=True)  # a % in a user's SQL is no placeholder for psycopg
 
-    def refusal(self, exc: DBAPIError) -> str | None:
+    def refusal(self, exc: DBAPIError, driver: Any) -> str | None:
         if getattr(exc.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:  # the reader's sessions are read-only
             return READ_ONLY_MESSAGE
         return None

@@ -3,7 +3,9 @@
 Writers (the projector) take SQLite's write lock at the start of every transaction (BEGIN IMMEDIATE), so
 two projectors can never read the same segment position and both fold from it; one loop does the whole
 fold. WAL mode lets readers and the projector run at once. Foreign keys are on. Readers open the file
-read-only, with query_only and ATTACH refused.
+read-only, with query_only, and SQLite's authorizer allows their statements to read and nothing else
+(`_ReaderConnection`, `_authorize`): a user's query cannot write, attach files, change settings, control
+transactions or load extensions, whichever statement it is.
 
 A rebuild replays every segment into a scratch file beside the real one (no journal: it is thrown away on
 failure), builds the big metric index after the rows are in, then copies it over the real database with
@@ -17,7 +19,8 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +29,7 @@ from sqlalchemy.dialects import sqlite as dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from ..errors import StoreError
+from ..errors import ReadOnlyError, StoreError
 from ..schema import log_segment, meta, metric_index
 from .base import READ_ONLY_MESSAGE, Backend, FoldTransaction, Rows, segment_sizes
 
@@ -39,8 +42,134 @@ log = logging.getLogger("alexandria.backends.sqlite")
 BUSY_TIMEOUT_MS = 120_000
 
 
-def _refuse_attach(action: int, *_args: object) -> int:
-    return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) else sqlite3.SQLITE_OK
+#: PRAGMAs a reader may run with any argument: the argument names what to describe (a table, an index).
+NAMING_PRAGMAS = frozenset(
+    {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+    | {"foreign_key_check", "integrity_check", "quick_check"}
+)
+#: PRAGMAs a reader may run without an argument only (with one, most of them change a setting).
+STATUS_PRAGMAS = frozenset(
+    {"application_id", "collation_list", "compile_options", "data_version", "database_list", "encoding"}
+    | {"foreign_keys", "freelist_count", "function_list", "journal_mode", "module_list", "page_count"}
+    | {"page_size", "pragma_list", "query_only", "read_uncommitted", "schema_version", "user_version"}
+)
+#: SQL functions with effects outside the query: loading code, registering a tokenizer by pointer, and the
+#: file functions of SQLite's shell and fileio extension.
+UNSAFE_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit", "lsdir"})
+
+_READING = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE})
+_SCHEMA_TABLES = ("sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema")
+_TABLE_WRITES = {sqlite3.SQLITE_INSERT: "INSERT", sqlite3.SQLITE_UPDATE: "UPDATE", sqlite3.SQLITE_DELETE: "DELETE"}
+_SAVEPOINTS = {"BEGIN": "SAVEPOINT", "RELEASE": "RELEASE", "ROLLBACK": "ROLLBACK TO"}
+_ACTIONS = {
+    getattr(sqlite3, name): name.removeprefix("SQLITE_").replace("_", " ")
+    for name in dir(sqlite3)
+    if name.startswith(("SQLITE_CREATE_", "SQLITE_DROP_"))
+    or name in ("SQLITE_ALTER_TABLE", "SQLITE_REINDEX")
+    or name in ("SQLITE_ANALYZE", "SQLITE_ATTACH", "SQLITE_DETACH")
+}
+
+
+def refused_message(what: str) -> str:
+    """A reader's refusal: what was refused, and why."""
+    return f"{what} is refused: the database is opened read-only here (queries only)"
+
+
+def _describe(action: int, arg1: str | None, arg2: str | None) -> str:
+    """What a denied action is, in the user's SQL words."""
+    if action == sqlite3.SQLITE_PRAGMA:
+        return f"PRAGMA {arg1}" + ("" if arg2 is None else f"={arg2}")
+    if action == sqlite3.SQLITE_FUNCTION:
+        return f"the function {arg2}()"
+    if action == sqlite3.SQLITE_TRANSACTION:
+        return str(arg1)
+    if action == sqlite3.SQLITE_SAVEPOINT:
+        return f"{_SAVEPOINTS.get(str(arg1), arg1)} {arg2}"
+    if action in _TABLE_WRITES:
+        if arg1 in _SCHEMA_TABLES:  # SQLite asks this first for CREATE and DROP
+            return "CREATE" if action == sqlite3.SQLITE_INSERT else "DROP"
+        return f"{_TABLE_WRITES[action]} on {arg1}"
+    return _ACTIONS.get(action, f"action {action}")
+
+
+class _ReaderConnection(sqlite3.Connection):
+    """A read-only connection whose authorizer allows reading and nothing else.
+
+    Allowed: SELECT and reading columns (views, CTEs, recursive CTEs, table-valued functions), every SQL
+    function but UNSAFE_FUNCTIONS, the PRAGMAs of NAMING_PRAGMAS and STATUS_PRAGMAS (the latter without an
+    argument). Transaction control is the engine's own: its BEGIN (`own_transaction`) and the driver's
+    COMMIT and ROLLBACK pass, the same statements in a user's SQL do not. Everything else is denied, and the
+    first thing denied is kept in `refused` for the error message."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused: str | None = None
+        self._own = False
+
+    def authorize(self) -> None:
+        self.set_authorizer(self._authorize)
+
+    def _authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
+        if action in _READING:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() not in UNSAFE_FUNCTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA:
+            name = str(arg1).lower()
+            if name in NAMING_PRAGMAS or (name in STATUS_PRAGMAS and arg2 is None):
+                return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_TRANSACTION and self._own:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_UPDATE and arg1 in _SCHEMA_TABLES:
+            # SQLite asks this while it sets up a table-valued function (json_each, pragma_table_info):
+            # answered "ignore", the update is never made (the schema table is not writable anyway)
+            return sqlite3.SQLITE_IGNORE
+        if self.refused is None or (self.refused in ("CREATE", "DROP") and action in _ACTIONS):
+            self.refused = _describe(action, arg1, arg2)  # the statement's own action over its schema write
+        return sqlite3.SQLITE_DENY
+
+    @contextmanager
+    def _engines_own(self) -> Iterator[None]:
+        self._own = True
+        try:
+            yield
+        finally:
+            self._own = False
+
+    def own_transaction(self, statement: str) -> None:
+        """Run the engine's own transaction statement (BEGIN). Through `executescript`, which keeps no
+        prepared statement: the authorizer judges a statement when it is prepared, and a cached one would
+        let the same text pass unjudged later."""
+        with self._engines_own():
+            self.executescript(statement)
+
+    def commit(self) -> None:
+        with self._engines_own():
+            super().commit()
+
+    def rollback(self) -> None:
+        with self._engines_own():
+            super().rollback()
+
+
+def _first_keyword(sql: str) -> str:
+    """The statement's first keyword, after blanks and comments, upper-cased."""
+    pos = 0
+    while pos < len(sql):
+        if sql[pos].isspace():
+            pos += 1
+        elif sql.startswith("--", pos):
+            end = sql.find("\n", pos)
+            pos = len(sql) if end < 0 else end + 1
+        elif sql.startswith("/*", pos):
+            end = sql.find("*/", pos + 2)
+            pos = len(sql) if end < 0 else end + 2
+        else:
+            break
+    end = pos
+    while end < len(sql) and (sql[end].isalpha() or sql[end] == "_"):
+        end += 1
+    return sql[pos:end].upper()
 
 
 def _error_code(exc: BaseException | None) -> int | None:
@@ -53,6 +182,28 @@ def _is_not_a_database(exc: BaseException | None) -> bool:
     """Only a file that is not (or no longer) an SQLite database is replaced wholesale; a lock or a full
     disk is reported instead."""
     return _error_code(exc) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+
+
+#: What a user is told for errors of the database's surroundings, by SQLite's primary result code. A plain
+#: SQLITE_READONLY on a reader is a refused write (`refusal`); on the projector it is a read-only file.
+_UNUSABLE = {
+    sqlite3.SQLITE_FULL: "the disk is full; free space, then run the command again",
+    sqlite3.SQLITE_READONLY: (
+        "the database file or its folder is read-only to this user, and new log lines must be folded into it; "
+        "run the command as a user who may write the store"
+    ),
+    sqlite3.SQLITE_BUSY: (
+        f"another process kept the database locked for longer than {BUSY_TIMEOUT_MS // 1000} s; "
+        "stop it (or wait for it) and run the command again"
+    ),
+    sqlite3.SQLITE_LOCKED: "the database is locked; run the command again",
+    sqlite3.SQLITE_NOTADB: "the file is not an SQLite database; move it away and run `alex rebuild`",
+    sqlite3.SQLITE_CORRUPT: "the database file is damaged; move it away and run `alex rebuild`",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened; check that its folder exists and may be written",
+    sqlite3.SQLITE_IOERR: "the disk failed to read or write the database; check the disk, then run `alex rebuild`",
+    sqlite3.SQLITE_PERM: "the operating system refused access to the database file; check its permissions",
+    sqlite3.SQLITE_NOMEM: "SQLite ran out of memory",
+}
 
 
 class SQLiteBackend(Backend):
@@ -76,7 +227,7 @@ class SQLiteBackend(Backend):
         path = self.path
         if not path.exists():
             raise StoreError(f"no database at {path}; log a run or run `alex rebuild` first")
-        return _engine(path, readonly=True)
+        return self.translate_errors(_engine(path, readonly=True))
 
     def inspection_engine(self) -> Engine | None:
         """Read-write at the file level (it may recover a crashed writer's journal, as any writer would) but
@@ -133,6 +284,13 @@ class SQLiteBackend(Backend):
 
     def is_unreadable(self, exc: DBAPIError) -> bool:
         return _is_not_a_database(exc.orig)
+
+    def unusable(self, exc: DBAPIError) -> str | None:
+        code = _error_code(exc.orig)
+        if code == sqlite3.SQLITE_READONLY and getattr(exc.orig, "sqlite_errorcode", 0) != sqlite3.SQLITE_READONLY:
+            code = sqlite3.SQLITE_CANTOPEN  # recovery, a lock or a directory it cannot write: not a refused write
+        reason = _UNUSABLE.get(code) if code is not None else None
+        return None if reason is None else f"{reason} ({exc.orig})"
 
     def rebuild(self, store: Store, load: Callable[[Engine], FoldStats]) -> FoldStats:
         scratch = store.root / f".{store.db_path.name}.rebuild-{os.getpid()}"
@@ -196,12 +354,20 @@ class SQLiteBackend(Backend):
         sql += " ORDER BY timestamp, attempt, id"  # NULLs first in SQLite
         return sql, [run_id, key, *chunk]
 
-    def refusal(self, exc: DBAPIError) -> str | None:
+    def execute_sql(self, engine: Engine, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """VACUUM (and VACUUM INTO a file) is the one statement SQLite prepares without asking the
+        authorizer anything: refused by its keyword."""
+        if _first_keyword(sql) == "VACUUM":
+            raise ReadOnlyError(refused_message("VACUUM"))
+        return super().execute_sql(engine, sql)
+
+    def refusal(self, exc: DBAPIError, driver: Any) -> str | None:
         code = _error_code(exc.orig)
+        refused = getattr(driver, "refused", None)  # what the reader's authorizer denied (a fresh connection)
+        if refused is not None or code == sqlite3.SQLITE_AUTH:
+            return refused_message(refused or "this statement")
         if code == sqlite3.SQLITE_READONLY:  # query_only, or the file opened read-only
             return READ_ONLY_MESSAGE
-        if code == sqlite3.SQLITE_AUTH:  # the authorizer: ATTACH and DETACH
-            return "ATTACH and DETACH are refused: queries here read the store's database only"
         return None
 
 
@@ -213,33 +379,36 @@ _OURS_OR_EMPTY = f"SELECT count(*) = 0 OR max(name = '{meta.name}') FROM sqlite_
 
 def _engine(path: Path, *, readonly: bool, bulk: bool = False, inspect: bool = False) -> Engine:
     url = f"sqlite:///file:{path}?mode=ro&uri=true" if readonly else f"sqlite:///{path}"
-    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_MS / 1000}
+    if readonly:
+        connect_args["factory"] = _ReaderConnection
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_connection.cursor()
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        if readonly:
-            cur.execute("PRAGMA query_only=ON")
-            dbapi_connection.set_authorizer(_refuse_attach)  # ATTACH would create or write other files
-        elif inspect:  # `Backend.claim` only looks: no journal mode set
-            cur.execute("PRAGMA query_only=ON")
+        pragmas = [f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON"]
+        if readonly or inspect:  # inspect: `Backend.claim` only looks, and sets no journal mode
+            pragmas.append("query_only=ON")
         elif bulk:
-            cur.execute("PRAGMA journal_mode=OFF")
-            cur.execute("PRAGMA synchronous=OFF")
+            pragmas += ["journal_mode=OFF", "synchronous=OFF"]
         else:
             # WAL is written into the file's header: only into a database of ours or one with no tables yet, never
             # into another program's (`Backend.claim` refuses it, byte for byte untouched)
-            if cur.execute(_OURS_OR_EMPTY).fetchone()[0]:
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+            if dbapi_connection.execute(_OURS_OR_EMPTY).fetchone()[0]:
+                pragmas.append("journal_mode=WAL")
+            pragmas.append("synchronous=NORMAL")
+        # executescript keeps no prepared statements: none of these passes a reader's authorizer later
+        dbapi_connection.executescript("".join(f"PRAGMA {pragma};" for pragma in pragmas))
+        if isinstance(dbapi_connection, _ReaderConnection):
+            dbapi_connection.authorize()  # last: from here on, reading only
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if readonly or inspect else "BEGIN IMMEDIATE")
+        if readonly:
+            conn.connection.driver_connection.own_transaction("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN" if inspect else "BEGIN IMMEDIATE")
 
     return engine
 
