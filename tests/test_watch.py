@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -224,7 +225,9 @@ def test_watch_rebuilds_a_deleted_or_overwritten_database_and_keeps_going(store:
                 for name in (db.name, db.name + "-wal", db.name + "-shm"):
                     db.with_name(name).unlink(missing_ok=True)
             else:
-                db.write_bytes(b"garbage, not an SQLite database " * 300)
+                garbage = db.with_name("garbage.tmp")  # swapped in whole: the watcher never sees it half written
+                garbage.write_bytes(b"garbage, not an SQLite database " * 300)
+                os.replace(garbage, db)
             log_more(run_id, 50 * n)
             wait_until(lambda n=n: query(db, count) == [(50 * (n + 1),)], what=f"every row again after {damage}")
             wait_until(lambda n=n: len(rebuilt_lines()) == n, what="the watcher's warning")
