@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import alexandria
-from tests.conftest import alex, child_env
+from tests.conftest import alex, child_env, skip_outside_ci
 
 #: Run a root child as a user whom file modes bind.
 UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner,-linux_immutable", "--inh-caps=-all"]
@@ -29,7 +29,7 @@ def unprivileged(*args: str) -> subprocess.CompletedProcess[str]:
     prefix: list[str] = []
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
-            pytest.skip("running as root and `setpriv` is not found: file modes cannot bind the child")
+            skip_outside_ci("running as root and `setpriv` is not found: file modes cannot bind the child")
         prefix = UNPRIVILEGED
     return subprocess.run(
         [*prefix, sys.executable, *args], env=child_env(), capture_output=True, text=True, timeout=120
@@ -97,7 +97,7 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True, text=True
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill: {done.stderr.strip()}")
+        skip_outside_ci(f"cannot mount a small tmpfs to fill: {done.stderr.strip()}")
     try:
         yield mount
     finally:
