@@ -274,6 +274,39 @@ def test_a_fifo_artifact_never_blocks_a_request(store: Store) -> None:
                 pass
 
 
+LOG_ONE = """
+import sys, alexandria
+with alexandria.start_run(experiment=sys.argv[2], store=sys.argv[1]) as run:
+    run.log_metric("loss", 0.5, 0)
+"""
+
+
+def test_the_dashboards_folding_rebuilds_a_deleted_database(store: Store) -> None:
+    """`rm alexandria.db` under `alex ui`: its fold thread notices, rebuilds from the logs (one warning) and
+    the pages show every run again, the ones logged before and after."""
+    run_python(LOG_ONE, str(store.root), "before")
+    server = start_ui(store.root, "--interval", "0.2")
+    try:
+        wait_until(lambda: server.json("/api/runs")["count"] == 1, timeout=60, what="the first run folded")
+        for name in ("alexandria.db", "alexandria.db-wal", "alexandria.db-shm"):
+            (store.root / name).unlink(missing_ok=True)
+        run_python(LOG_ONE, str(store.root), "after")
+        wait_until(lambda: _ui_count(server) == 2, timeout=60, what="both runs after the rebuild")
+        assert server.proc.poll() is None
+    finally:
+        code, output = stop_ui(server)
+    assert code == 0, output
+    assert f"database {store.db_path} was deleted or emptied" in output
+    assert output.count("rebuilt it from the logs") == 1, output
+    assert "Traceback" not in output
+
+
+def _ui_count(server: Server) -> int | None:
+    """The dashboard's run count, or None while the database it reads is missing (an error page)."""
+    status, body = server.get("/api/runs")
+    return json.loads(body)["count"] if status == 200 else None
+
+
 def test_logged_text_is_escaped(seeded: tuple[Server, dict[str, str]]) -> None:
     server, ids = seeded
     status, body = server.get(f"/run/{ids['xss']}")
