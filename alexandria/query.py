@@ -261,6 +261,11 @@ def artifact_record(engine: Engine, run_id: str, name: str) -> dict[str, Any] | 
     return None if row is None else dict(row._mapping)
 
 
+def run_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(run)).scalar_one())
+
+
 def recorded_files(engine: Engine, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """What the runs (every run when None) recorded as files, with the size and SHA-256 logged for each:
     every artifact (kind "artifact", its path relative to the store) and every dataset logged from a file

@@ -22,7 +22,6 @@ from .errors import (
     MissingFileError,
     NotRegularFileError,
     OutsideStoreError,
-    RecordedFileError,
 )
 from .files import NotRegularFile, hash_directory, hash_stream, open_regular
 from .store import Store
@@ -78,11 +77,11 @@ class Verification:
 def verify_files(store: Store, run_ids: Sequence[str] | None = None) -> Verification:
     """Check every artifact and dataset file the runs (ids or unique prefixes; every run when None) logged
     against its logged size and SHA-256. Folds what is new in the logs first."""
-    from .query import Reader, list_runs, recorded_files, resolve_run_ids
+    from .query import Reader, recorded_files, resolve_run_ids, run_count
 
     with Reader(store) as reader:
         ids = None if run_ids is None else list(dict.fromkeys(resolve_run_ids(reader.engine, run_ids)))
-        runs = len(ids) if ids is not None else len(list_runs(reader.engine))
+        runs = len(ids) if ids is not None else run_count(reader.engine)
         records = recorded_files(reader.engine, ids)
     return Verification([check_recorded(store, r) for r in records], runs)
 
@@ -132,26 +131,24 @@ class FileHashes:
 
     _known: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
 
-    def warning(self, store: Store, run_id: str, record: dict[str, Any], *, full: bool) -> str | None:
-        """Why a run's artifact (`record`: path, size, sha256 as logged) no longer matches its log, or None.
-        The size is always compared; the SHA-256 when `full` (hashed once per version of the file), or when
-        this version's hash is already known; never for a file over `HASH_ON_VIEW_LIMIT`. A directory, or a
-        file not served, gets None."""
-        try:
-            fd, _real = store.open_recorded(record["path"], _what(run_id, "artifact", record.get("name") or ""))
-        except RecordedFileError:
-            return None
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            logged_size, logged_hash = record.get("size"), record.get("sha256")
-            if logged_size is not None and info.st_size != logged_size:
-                return f"changed since it was logged: {info.st_size} bytes, {logged_size} logged"
-            key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-            digest = self._known.get(key)
-            if digest is None and full and info.st_size <= HASH_ON_VIEW_LIMIT:
+    def warning(self, fd: int, record: dict[str, Any], *, full: bool) -> str | None:
+        """Why the open file `fd` of an artifact (`record`: its size and sha256 as logged) no longer matches
+        its log, or None. The size is always compared (free: `fstat`); the SHA-256 when `full` (hashed once
+        per version of the file), or when this version's hash is already known; never for a file over
+        `HASH_ON_VIEW_LIMIT`. `fd` is read from its start and left at its start."""
+        info = os.fstat(fd)
+        logged_size, logged_hash = record.get("size"), record.get("sha256")
+        if logged_size is not None and info.st_size != logged_size:
+            return f"changed since it was logged: {info.st_size} bytes, {logged_size} logged"
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        digest = self._known.get(key)
+        if digest is None and full and info.st_size <= HASH_ON_VIEW_LIMIT:
+            os.lseek(fd, 0, os.SEEK_SET)
+            with open(fd, "rb", buffering=0, closefd=False) as f:
                 digest = hash_stream(f)[0]
-                assert digest is not None
-                self._known[key] = digest
+            os.lseek(fd, 0, os.SEEK_SET)
+            assert digest is not None
+            self._known[key] = digest
         if digest is not None and logged_hash and digest != logged_hash:
             return "changed since it was logged: its SHA-256 differs from the logged one"
         return None

@@ -255,3 +255,23 @@ def test_the_dashboard_serves_a_changed_artifact_with_a_warning(store: Store) ->
         status, headers, body = url.request("GET", f"/artifact/{run.id}/model.txt")
         assert (status, body, "x-alexandria-integrity" in headers) == (200, b"weights", False)
         assert b"changed since it was logged" not in url.get(f"/run/{run.id}")[1]
+
+
+def test_a_dataset_file_is_checked_where_the_run_read_it(tmp_path: Path) -> None:
+    """A dataset's path is the user's own file, outside the store: found there, read only if regular."""
+    root, rid, data = _logged_store(tmp_path)
+    data.unlink()
+    os.mkfifo(data)  # a reader that opened it for reading would wait for a writer forever
+    done = alex("--store", str(root), "verify", timeout=60)
+    assert (done.returncode, done.stdout.splitlines()) == (
+        1,
+        [
+            f"refused: run {rid} dataset 'train.csv (train)' at {str(data)!r}: is not a regular file, or unreadable",
+            "checked 3 recorded file(s) of 1 run(s): 0 changed, 0 missing, 1 refused",
+        ],
+    )
+    data.unlink()
+    done = alex("--store", str(root), "verify", "--format", "csv", timeout=60)
+    assert done.returncode == 1
+    assert f"{rid},dataset,train.csv (train),{data},missing,missing" in done.stdout.splitlines()
+    assert done.stderr == "checked 3 recorded file(s) of 1 run(s): 0 changed, 1 missing, 0 refused\n"

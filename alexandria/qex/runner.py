@@ -21,7 +21,8 @@ noise, shots, wall time, simulator version, the circuit, and the numbers
 above) and two artifacts: `density_matrix` (written atomically: temporary
 file, fsync, rename; the event carrying its SHA-256 is logged only after the
 rename, so no row ever points to a partial or missing file, even after
-kill -9) and `bloch_sphere`.
+kill -9) and `bloch_sphere`. Reading a density matrix back (`load_density_matrix`) checks the file
+against that record: inside the store, a regular file, the logged size and SHA-256.
 """
 
 from __future__ import annotations

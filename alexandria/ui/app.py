@@ -264,7 +264,7 @@ class Dashboard:
             return PlainTextResponse("Not Found", status_code=404)
         info = os.fstat(fd)
         headers = {"content-length": str(info.st_size), "content-security-policy": ARTIFACT_CSP}
-        warning = self.hashes.warning(self.store, run_id, {**row, "name": name}, full=False)
+        warning = self.hashes.warning(fd, row, full=False)
         if warning is not None:  # served all the same, as it is now: the header (and the run page) say so
             headers[INTEGRITY_HEADER] = warning
         if request.query_params.get("download"):

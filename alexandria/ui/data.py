@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Engine
 from starlette.datastructures import QueryParams
 
-from ..errors import MissingFileError, NotRegularFileError, OutsideStoreError
+from ..errors import NotRegularFileError, RecordedFileError
 from ..formatting import duration_seconds, run_duration_text, when_text
 from ..plugins import embedded_artifacts
 from ..query import (
@@ -151,22 +151,20 @@ def run_summary(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _artifact_kind(store: Store, run_id: str, a: dict[str, Any]) -> str:
-    """file (served), directory, other (not a regular file) or missing (not in the store, or refused)."""
+def _artifact_state(store: Store, run_id: str, a: dict[str, Any], hashes: FileHashes) -> tuple[str, str | None]:
+    """What the run page says of an artifact: file (served), directory, other (not a regular file) or
+    missing (not in the store, or refused); for a file, why it no longer matches its log, if it does not."""
+    what = f"run {run_id} artifact {a['name']!r}"
     try:
-        real = store.recorded_file(a["path"], f"run {run_id} artifact {a['name']!r}")
-    except (MissingFileError, OutsideStoreError):
-        return "missing"
-    if real.is_dir():
-        return "directory"
+        fd, _real = store.open_recorded(a["path"], what)
+    except NotRegularFileError as exc:
+        return ("directory" if exc.reason == "is a directory" else "other"), None
+    except RecordedFileError:  # missing, or a path out of the store
+        return "missing", None
     try:
-        fd, _ = store.open_recorded(a["path"], f"run {run_id} artifact {a['name']!r}")
-    except NotRegularFileError:
-        return "other"
-    except (MissingFileError, OutsideStoreError):  # swapped since
-        return "missing"
-    os.close(fd)
-    return "file"
+        return "file", hashes.warning(fd, a, full=True)
+    finally:
+        os.close(fd)
 
 
 def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes: FileHashes) -> dict[str, Any]:
@@ -181,9 +179,7 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
     embedded = []
     panels = embedded_artifacts()
     for a in d["artifacts"]:
-        kind, warning = _artifact_kind(store, run_id, a), None
-        if kind == "file":
-            warning = hashes.warning(store, run_id, a, full=True)
+        kind, warning = _artifact_state(store, run_id, a, hashes)
         url = f"/artifact/{run_id}/{url_part(a['name'])}"
         artifacts.append({**a, "kind": kind, "url": url, "warning": warning})
         if kind == "file" and a["name"] in panels:
