@@ -275,3 +275,32 @@ def test_a_dataset_file_is_checked_where_the_run_read_it(tmp_path: Path) -> None
     assert done.returncode == 1
     assert f"{rid},dataset,train.csv (train),{data},missing,missing" in done.stdout.splitlines()
     assert done.stderr == "checked 3 recorded file(s) of 1 run(s): 0 changed, 1 missing, 0 refused\n"
+
+
+def test_a_directory_artifact_is_hashed_as_logged_by_every_version(tmp_path: Path) -> None:
+    """`alex verify` hashes a directory as `log_artifact` always has: each file's relative path, NUL, bytes,
+    in path order by components ("a/b" before "a-c", unlike plain text order), so older logs verify too."""
+    src = tmp_path / "tree"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "b.bin").write_bytes(b"\x01" * 3)
+    (src / "a-c.bin").write_bytes(b"\x02")
+    (src / ".hidden").write_text("h")
+    root = tmp_path / "store"
+    with alexandria.start_run(experiment="tree", store=root, capture=False) as run:
+        run.log_artifact(src, name="tree")
+    expected = hashlib.sha256()
+    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+        expected.update(f.relative_to(src).as_posix().encode() + b"\0" + f.read_bytes())
+    logged = query(Store.open(root), "SELECT sha256, size FROM artifact")
+    assert logged == [(expected.hexdigest(), 5)]
+    done = alex("--store", str(root), "verify")
+    assert (done.returncode, done.stdout) == (
+        0,
+        "checked 1 recorded file(s) of 1 run(s): all match their logged size and SHA-256\n",
+    )
+    (root / "artifacts" / run.id / "tree" / "a" / "link").symlink_to(src / "a-c.bin")
+    done = alex("--store", str(root), "verify")
+    assert done.returncode == 1 and done.stdout.splitlines()[0].startswith(
+        f"refused: run {run.id} artifact 'tree' at 'artifacts/{run.id}/tree': holds something that is not a "
+        "regular file (a/link in "
+    )
