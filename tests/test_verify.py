@@ -118,7 +118,7 @@ def test_a_replaced_density_matrix_is_refused_by_qex_and_listed_by_verify(tmp_pa
         f"Error: run {a.run_id} artifact 'density_matrix': its file {a.density_matrix_path!r} changed since it was "
         f"logged ({reason}); refused. `alex --store {root.resolve()} verify` lists every recorded file that changed"
     )
-    done = qex(root, "compare", a.run_id, b.run_id)  # fidelity 1.0 against the new file, before
+    done = qex(root, "compare", a.run_id, b.run_id)  # (it printed fidelity 1.0 against the new file)
     assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [error])
     out = tmp_path / "a.npy"
     done = qex(root, "export", a.run_id, str(out))
