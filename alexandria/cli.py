@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import astuple
 from typing import Any
 
 import click
@@ -294,6 +295,38 @@ def problems(ctx: click.Context, fmt: str) -> None:
             console.print(f"{p['segment']} at byte {p['offset']}: {p['kind']}: {p['detail']}")
 
     emit(fmt, columns=PROBLEM_COLUMNS, rows=([p[c] for c in PROBLEM_COLUMNS] for p in found), table=table)
+
+
+VERIFY_COLUMNS = ("run_id", "kind", "name", "path", "status", "detail")
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1)
+@format_option(
+    f"a header, then one line per recorded file: {', '.join(VERIFY_COLUMNS)} (status ok, changed, missing or "
+    "refused; the summary goes to stderr).",
+    "one object: checked, runs, the count of each status, files (a list of objects with those keys).",
+)
+@click.pass_context
+def verify(ctx: click.Context, run_ids: tuple[str, ...], fmt: str) -> None:
+    """Check every file the runs (all runs when none is named) recorded, artifacts and dataset files, against
+    its logged size and SHA-256: list those missing, changed or refused (outside the store, not a regular
+    file). Exit code 1 if any."""
+    from .verify import verify_files
+
+    found = verify_files(_store(ctx), run_ids or None)
+
+    def table() -> None:
+        for c in found.problems:
+            line = f"{c.status}: run {c.run_id} {c.kind} {c.name!r} at {c.path!r}: {c.detail}"
+            console.print(line, style="red", soft_wrap=True)  # one line per file, however long its path
+        console.print(found.summary)
+
+    emit(fmt, columns=VERIFY_COLUMNS, rows=(astuple(c) for c in found.checks), table=table, document=found.document())
+    if fmt != "table":
+        note(fmt, found.summary)
+    if found.problems:
+        ctx.exit(1)
 
 
 @cli.command()

@@ -47,6 +47,31 @@ class QueryError(AlexandriaError):
     """A SQL query handed to `alex sql` failed."""
 
 
+class RecordedFileError(AlexandriaError):
+    """A file a run recorded (an artifact, a dataset) cannot be used as it was logged. `path` is the path as
+    recorded, `reason` why it was refused, for listings such as `alex verify`'s."""
+
+    def __init__(self, message: str, *, path: str, reason: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+class OutsideStoreError(RecordedFileError):
+    """A recorded path leaves the store (absolute, `..`, a symlink out): never opened, never read."""
+
+
+class NotRegularFileError(RecordedFileError):
+    """A recorded path is a directory, a FIFO or a device where a regular file was logged: never read."""
+
+
+class MissingFileError(RecordedFileError):
+    """A recorded file is no longer where the log says it is."""
+
+
+class ChangedFileError(RecordedFileError):
+    """A recorded file's size or SHA-256 differs from the logged one: it changed since it was logged."""
+
 
 class UnfoldedEventError(AlexandriaError, TypeError):
     """An event type of the log has no fold rule (a developer added it to events.py, not to folding.py)."""

@@ -6,18 +6,24 @@ target. Used for artifacts, captured code, reports, exports and plug-ins' files.
 would make the file unreadable to others; new files get 0666 minus the umask, like any other.)
 
 Hashes are SHA-256 of a file's bytes (what `sha256sum` prints), read in `CHUNK_SIZE` pieces so that a
-file of any size costs one chunk of memory: artifacts, datasets and captured code all use `hash_file`.
+file of any size costs one chunk of memory: artifacts, datasets and captured code all use `hash_file`
+(`hash_directory` for a directory artifact).
+
+Reading a file a log names (`open_regular`): regular files only, opened without blocking and without
+following a final symlink, so a FIFO or a device put in its place never hangs or feeds the reader.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, overload
 
 #: Bytes read at a time when hashing or copying a file.
@@ -78,22 +84,20 @@ def copy_atomically(src: Path, dest: Path) -> tuple[str, int]:
     into place; its hash covers each file's relative path ("/"-separated, NUL-ended) and bytes, in path
     order, and its size is the sum of its files'. On failure (OSError) `dest` is untouched.
     """
-    digest = hashlib.sha256()
-    size = 0
     if src.is_dir():
         tmp = temporary_name(dest)
         try:
             shutil.copytree(src, tmp)
-            for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                digest.update(f.relative_to(tmp).as_posix().encode() + b"\0")
-                size += hash_file(f, digest)[1]
+            hexdigest, size = hash_directory(tmp)
             if dest.is_dir():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return digest.hexdigest(), size
+        return hexdigest, size
+    digest = hashlib.sha256()
+    size = 0
     with open(src, "rb") as fin, atomic_file(dest) as fout:
         while chunk := fin.read(CHUNK_SIZE):
             digest.update(chunk)
@@ -114,15 +118,66 @@ def hash_file(path: _PathLike, digest: Any = None, *, limit: int | None = None) 
     `limit` bytes (it may have grown since it was measured): the hex is then None and the size the bytes
     read.
     """
+    with open(path, "rb", buffering=0) as f:
+        return hash_stream(f, digest, limit=limit)
+
+
+def hash_stream(
+    f: io.RawIOBase | io.BufferedIOBase, digest: Any = None, *, limit: int | None = None
+) -> tuple[str | None, int]:
+    """`hash_file` of a file already open (binary, from where it stands): what a reader that opened the file
+    once, to check it and then use it, hashes, so the bytes checked are the bytes of the file it holds."""
     if digest is None:
         digest = hashlib.sha256()
     size = 0
     chunk = bytearray(CHUNK_SIZE)
     view = memoryview(chunk)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(chunk):
-            size += n
-            if limit is not None and size > limit:
-                return None, size
-            digest.update(view[:n])
+    while n := f.readinto(chunk):
+        size += n
+        if limit is not None and size > limit:
+            return None, size
+        digest.update(view[:n])
     return digest.hexdigest(), size
+
+
+def hash_directory(root: Path) -> tuple[str, int]:
+    """The SHA-256 and size of a directory artifact: each regular file's relative path ("/"-separated,
+    NUL-ended) and bytes, in path order (by path components); the size is the sum of its files'.
+
+    Symlinks are not followed and only regular files are read: an entry that is neither a directory nor a
+    regular file raises `NotRegularFile` (a copy made by `copy_atomically` holds none)."""
+    files: list[PurePosixPath] = []
+    for parent, dirs, names in os.walk(root, followlinks=False):
+        base = PurePosixPath(Path(parent).relative_to(root).as_posix())
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
+            files.append(base / name)
+    digest = hashlib.sha256()
+    size = 0
+    for rel in sorted(files, key=lambda p: p.parts):
+        fd = open_regular(root / rel)
+        if fd is None:
+            raise NotRegularFile(f"{rel} in {root} is not a regular file")
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            digest.update(rel.as_posix().encode() + b"\0")
+            size += hash_stream(f, digest)[1]
+    return digest.hexdigest(), size
+
+
+class NotRegularFile(OSError):
+    """A directory holds a symlink, a FIFO or a device where only regular files belong."""
+
+
+def open_regular(path: _PathLike) -> int | None:
+    """A file descriptor of `path` if it is a regular file, else None (a directory, a FIFO, a device, a
+    symlink, gone). Opened without blocking, so a FIFO never hangs the reader (an open for reading waits
+    for a writer otherwise); a regular file reads the same either way."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # a directory on some systems, a symlink, gone, unreadable
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return fd

@@ -252,11 +252,50 @@ def has_metric(engine: Engine, run_id: str, key: str) -> bool:
 
 
 def artifact_record(engine: Engine, run_id: str, name: str) -> dict[str, Any] | None:
-    """The artifact row (path as recorded, type) of a run's artifact `name`, or None."""
-    q = select(artifact.c.path, artifact.c.type).where(artifact.c.run_id == run_id, artifact.c.name == name)
+    """The artifact row (path as recorded, type, logged size and SHA-256) of a run's artifact `name`, or None."""
+    q = select(artifact.c.path, artifact.c.type, artifact.c.size, artifact.c.sha256).where(
+        artifact.c.run_id == run_id, artifact.c.name == name
+    )
     with engine.connect() as conn:
         row = conn.execute(q).first()
     return None if row is None else dict(row._mapping)
+
+
+def run_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(run)).scalar_one())
+
+
+def recorded_files(engine: Engine, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """What the runs (every run when None) recorded as files, with the size and SHA-256 logged for each:
+    every artifact (kind "artifact", its path relative to the store) and every dataset logged from a file
+    (kind "dataset", its absolute path; one row per distinct path and hash), by run, kind and name."""
+    arts = select(artifact.c.run_id, artifact.c.name, artifact.c.path, artifact.c.size, artifact.c.sha256)
+    sets = (
+        select(dataset.c.run_id, dataset.c.name, dataset.c.role, dataset.c.path, dataset.c.size, dataset.c.hash)
+        .where(dataset.c.path.is_not(None))
+        .distinct()
+    )
+    chunks: list[list[str] | None] = [None] if run_ids is None else list(id_chunks(list(run_ids)))
+    out: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        for chunk in chunks:
+            a = arts if chunk is None else arts.where(artifact.c.run_id.in_(chunk))
+            d = sets if chunk is None else sets.where(dataset.c.run_id.in_(chunk))
+            out.extend({"kind": "artifact", **r._mapping} for r in conn.execute(a))
+            out.extend(
+                {
+                    "kind": "dataset",
+                    "run_id": r.run_id,
+                    "name": f"{r.name} ({r.role})" if r.role else r.name,
+                    "path": r.path,
+                    "size": r.size,
+                    "sha256": r.hash,
+                }
+                for r in conn.execute(d)
+            )
+    out.sort(key=lambda f: (f["run_id"], f["kind"], f["name"] or "", f["path"]))
+    return out
 
 
 def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -274,7 +313,7 @@ def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
         arts = [
             dict(r._mapping)
             for r in conn.execute(
-                select(artifact.c.name, artifact.c.type, artifact.c.path, artifact.c.size)
+                select(artifact.c.name, artifact.c.type, artifact.c.path, artifact.c.size, artifact.c.sha256)
                 .where(artifact.c.run_id == run_id)
                 .order_by(artifact.c.name)
             )

@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .errors import RunNotFoundError, StoreError
+from .errors import MissingFileError, NotRegularFileError, OutsideStoreError, RunNotFoundError, StoreError
+from .files import open_regular
 
 STORE_ENV = "ALEXANDRIA_STORE"
 #: A database URL (postgresql://...) for the projection instead of the store's SQLite file.
@@ -148,6 +150,75 @@ class Store:
         for run_id in run_dirs:
             yield from self.run_segments(run_id)
 
+    def recorded_file(self, recorded: str | None, what: str) -> Path:
+        """The real path of a path a log records inside the store (an artifact's), once it is shown to lie
+        there: the one check every reader of a recorded path makes before it opens anything.
+
+        The path must be relative, without `..`, NUL or backslash, and, every symlink followed, still lie
+        inside the store's own real root; else `OutsideStoreError` (a forged or foreign log: nothing is
+        opened). `MissingFileError` if nothing is there. `what` names it in the message ("run 1f2e... artifact
+        'model'")."""
+        text = recorded or ""
+        rel = PurePosixPath(text)
+        reason = None
+        if not text:
+            reason = "is empty"
+        elif "\0" in text or "\\" in text:
+            reason = "holds a NUL or a backslash"
+        elif rel.is_absolute() or PureWindowsPath(text).drive:
+            reason = "is absolute"
+        elif ".." in rel.parts:
+            reason = "climbs out with '..'"
+        if reason is not None:
+            raise OutsideStoreError(_refused(what, text, reason, self.root), path=text, reason=reason)
+        real_root = self.root.resolve()
+        try:
+            real = (real_root / rel).resolve(strict=True)
+        except FileNotFoundError:
+            raise MissingFileError(
+                f"{what}: its file {text!r} is missing from the store {self.root}", path=text, reason="missing"
+            ) from None
+        except (OSError, RuntimeError):  # a symlink loop, a component that is not a directory
+            reason = "cannot be resolved (a symlink loop, or a file where a directory should be)"
+            raise OutsideStoreError(_refused(what, text, reason, self.root), path=text, reason=reason) from None
+        if real == real_root or not real.is_relative_to(real_root):
+            reason = (
+                "names the store itself"
+                if real == real_root
+                else f"leads outside the store through a symlink (to {real})"
+            )
+            raise OutsideStoreError(_refused(what, text, reason, self.root), path=text, reason=reason)
+        return real
+
+    def open_recorded(self, recorded: str | None, what: str) -> tuple[int, Path]:
+        """A file descriptor and the real path of a recorded file (`recorded_file`), opened only if it is a
+        regular file (`files.open_regular`: a FIFO never hangs the reader); else `NotRegularFileError`."""
+        real = self.recorded_file(recorded, what)
+        fd = open_regular(real)
+        if fd is None:
+            try:
+                mode = os.lstat(real).st_mode
+            except OSError:
+                mode = 0
+            reason = (
+                "is a directory"
+                if stat.S_ISDIR(mode)
+                else "cannot be opened (permission denied?)"
+                if stat.S_ISREG(mode)
+                else "is not a regular file (a FIFO, a device or a symlink)"
+            )
+            raise NotRegularFileError(
+                f"{what}: its file {recorded!r} {reason}; refused", path=recorded or "", reason=reason
+            )
+        return fd, real
+
     def relative(self, path: Path) -> str:
         """A path inside the store as stored in the database: relative, with forward slashes."""
         return path.relative_to(self.root).as_posix()
+
+
+def _refused(what: str, recorded: str, reason: str, root: Path) -> str:
+    return (
+        f"{what}: its recorded path {recorded!r} {reason}; refused, as it is not inside the store {root} "
+        "(Alexandria records only paths inside the store: the log was edited or comes from elsewhere)"
+    )

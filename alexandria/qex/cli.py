@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any
 
 import click
@@ -214,21 +213,39 @@ QUBIT_COLUMNS = ("qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bi
 @click.pass_context
 def show_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
     """One qex run: parameters, backend, per-qubit Bloch vectors, purity, entropy, files."""
+    from .runner import density_matrix_bytes
+
     store = _store(ctx)
     r = _run(store, run_id)
     meta = json.loads(r["metadata"] or "{}")
+    density_matrix_bytes(store, r["run_id"])  # what the run says of its state holds only for the file it logged
+    bloch = _bloch_file(store, r["run_id"])
 
     def table() -> None:
         console.print(f"run {r['run_id']}  experiment {r['experiment_name']}  backend {r['backend_name']}")
         console.print(f"params {r['params']}  noise {meta.get('noise')}  simulator {meta.get('simulator')}")
         _print_state(meta)
         console.print(f"density matrix: {store.root / r['density_matrix_path']}")
-        bloch = store.root / "artifacts" / f"{r['run_id']}_bloch.html"
-        if bloch.exists():
+        if bloch is not None:
             console.print(f"Bloch spheres:  {bloch}")
 
     qubits = ((q["qubit"], *q["bloch"], q["purity"], q["entropy_bits"]) for q in meta.get("qubits", []))
     emit(fmt, columns=QUBIT_COLUMNS, rows=qubits, table=table, document=_decoded(r))
+
+
+def _bloch_file(store: Store, run_id: str) -> Any:
+    """Where run `run_id`'s recorded Bloch spheres are, if they are a file inside the store; else None."""
+    from ..errors import RecordedFileError
+    from ..query import Reader, artifact_record
+
+    with Reader(store, fold=False) as reader:
+        record = artifact_record(reader.engine, run_id, "bloch_sphere")
+    if record is None:
+        return None
+    try:
+        return store.recorded_file(record["path"], f"run {run_id} artifact 'bloch_sphere'")
+    except RecordedFileError:
+        return None
 
 
 @qex.command("compare")
@@ -242,7 +259,7 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
 
     store = _store(ctx)
     a, b = _run(store, run_a), _run(store, run_b)
-    rho_a, rho_b = (load_density_matrix(store, r["density_matrix_path"]) for r in (a, b))
+    rho_a, rho_b = (load_density_matrix(store, r["run_id"]) for r in (a, b))
     if rho_a.shape != rho_b.shape:
         raise InvalidInputError(
             f"runs {a['run_id'][:8]} and {b['run_id'][:8]} have {states.num_qubits(rho_a)} and "
@@ -268,14 +285,16 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
 @click.pass_context
 def export_cmd(ctx: click.Context, run_id: str, output: str) -> None:
     """Write a run's density matrix to OUTPUT: .npy (exact copy), .json or .csv (real and imaginary parts)."""
-    from .runner import load_density_matrix
+    from .runner import decode_density_matrix, density_matrix_bytes
 
     store = _store(ctx)
     r = _run(store, run_id)
-    rho = load_density_matrix(store, r["density_matrix_path"])
+    data = density_matrix_bytes(store, r["run_id"])  # checked against its log: what is written is what was logged
+    rho = decode_density_matrix(r["run_id"], data)
     suffix = os.path.splitext(output)[1].lower()
     if suffix == ".npy":
-        shutil.copyfile(store.root / r["density_matrix_path"], output)
+        with open(output, "wb") as f:
+            f.write(data)
     elif suffix == ".json":
         with open(output, "w") as f:
             json.dump({"run_id": r["run_id"], "real": rho.real.tolist(), "imag": rho.imag.tolist()}, f)

@@ -21,7 +21,8 @@ noise, shots, wall time, simulator version, the circuit, and the numbers
 above) and two artifacts: `density_matrix` (written atomically: temporary
 file, fsync, rename; the event carrying its SHA-256 is logged only after the
 rename, so no row ever points to a partial or missing file, even after
-kill -9) and `bloch_sphere`.
+kill -9) and `bloch_sphere`. Reading a density matrix back (`load_density_matrix`) checks the file
+against that record: inside the store, a regular file, the logged size and SHA-256.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ import numpy as np
 
 from .. import tracking
 from ..db import open_database
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, RunNotFoundError
 from ..files import write_atomically
 from ..store import Store
 from . import bloch, states
 from .backends import Backend, NumpyDensityMatrix
 from .circuit import Circuit
+from .errors import InvalidStateError
 from .experiments import Experiment, get_experiment
 from .plugin import QEX_DB_NAME
 
@@ -225,9 +227,33 @@ def describe_state(rho: np.ndarray) -> dict[str, Any]:
     }
 
 
-def load_density_matrix(store: Store, density_matrix_path: str) -> np.ndarray:
-    """The matrix a run logged, checked to be a valid state."""
-    return states.validate_density_matrix(np.load(store.root / density_matrix_path, allow_pickle=False))
+def density_matrix_bytes(store: Store, run_id: str) -> bytes:
+    """The .npy bytes of the density matrix run `run_id` (a full id) logged, read once and checked: its
+    recorded path inside the store, a regular file, of the logged size and SHA-256 (`verify.read_recorded`;
+    else the `RecordedFileError` that says why, e.g. `ChangedFileError` for a file replaced since)."""
+    from ..query import Reader, artifact_record
+    from ..verify import read_recorded
+
+    with Reader(store, fold=False) as reader:
+        record = artifact_record(reader.engine, run_id, "density_matrix")
+    if record is None:
+        raise RunNotFoundError(f"run {run_id} has no density matrix in {store.root}; `qex runs` lists the qex runs")
+    return read_recorded(store, run_id, "density_matrix", record)
+
+
+def load_density_matrix(store: Store, run_id: str) -> np.ndarray:
+    """The matrix run `run_id` logged (`density_matrix_bytes`: the file checked against its log), checked to be
+    a valid state."""
+    return decode_density_matrix(run_id, density_matrix_bytes(store, run_id))
+
+
+def decode_density_matrix(run_id: str, data: bytes) -> np.ndarray:
+    """A valid state from the .npy bytes of run `run_id`'s density matrix."""
+    try:
+        rho = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidStateError(f"run {run_id}: its density matrix file is not a .npy array ({exc})") from exc
+    return states.validate_density_matrix(rho)
 
 
 def _metric_values(measures: dict[str, Any]) -> dict[str, float]:

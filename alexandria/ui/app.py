@@ -19,10 +19,11 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import AlexandriaError, ForeignDatabaseError, RunNotFoundError, StoreError
+from ..errors import AlexandriaError, ForeignDatabaseError, RecordedFileError, RunNotFoundError, StoreError
 from ..pages import PLOTLYJS_NAME
 from ..query import Reader, artifact_record, experiments, resolve_run_id, resolve_run_ids
 from ..store import Store
+from ..verify import FileHashes
 from . import data
 from .data import PAGE_LIMIT, RunFilter, run_summary, runs_tree
 from .render import PACKAGE, json_response, templates, url_part
@@ -33,13 +34,13 @@ from .security import (
     allowed_hosts,
     content_type,
     file_chunks,
-    open_regular,
-    store_file,
 )
 
 log = logging.getLogger("alexandria.ui")
 
 MAX_BUCKETS = 20_000
+#: Set on an artifact response whose file no longer matches its log (see `verify.FileHashes`).
+INTEGRITY_HEADER = "x-alexandria-integrity"
 
 
 class _Folder:
@@ -101,6 +102,7 @@ class Dashboard:
         self.folder = _Folder(self.store, self.interval) if fold else None
         self.templates = templates()
         self._plotlyjs: bytes | None = None
+        self.hashes = FileHashes()  # artifacts hashed once per version of their file (the run page checks them)
         routes = [
             Route("/", self.runs_page),
             Route("/run/{run_id}", self.run_page),
@@ -195,7 +197,7 @@ class Dashboard:
         run_id = self._run_id(asked)
         if run_id != asked:
             return RedirectResponse(f"/run/{run_id}", status_code=302)
-        return self._render("run.html", **data.run_page(self.engine, self.store.root, run_id, self.interval))
+        return self._render("run.html", **data.run_page(self.engine, self.store, run_id, self.interval, self.hashes))
 
     def compare_page(self, request: Request) -> Response:
         asked: list[str] = []
@@ -256,14 +258,15 @@ class Dashboard:
             if name == PLOTLYJS_NAME:  # plug-ins' pages load the library beside them: the bundled copy, no store file
                 return self.plotlyjs(request)
             return PlainTextResponse("Not Found", status_code=404)
-        real = store_file(self.store.root, row["path"])
-        if real is None:
-            return PlainTextResponse("Not Found", status_code=404)
-        fd = open_regular(real)
-        if fd is None:  # only regular files are served: not a directory artifact, a FIFO, a device
+        try:  # only regular files inside the store: not a directory artifact, a FIFO, a device, a path out
+            fd, real = self.store.open_recorded(row["path"], f"run {run_id} artifact {name!r}")
+        except RecordedFileError:
             return PlainTextResponse("Not Found", status_code=404)
         info = os.fstat(fd)
         headers = {"content-length": str(info.st_size), "content-security-policy": ARTIFACT_CSP}
+        warning = self.hashes.warning(fd, row, full=False)
+        if warning is not None:  # served all the same, as it is now: the header (and the run page) say so
+            headers[INTEGRITY_HEADER] = warning
         if request.query_params.get("download"):
             headers["content-disposition"] = f"attachment; filename*=UTF-8''{url_part(name)}"
         if request.method == "HEAD":

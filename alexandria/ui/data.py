@@ -3,15 +3,16 @@ table's filters and sorting, and what a run page, the compare page and the polls
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 from starlette.datastructures import QueryParams
 
+from ..errors import NotRegularFileError, RecordedFileError
 from ..formatting import duration_seconds, run_duration_text, when_text
 from ..plugins import embedded_artifacts
 from ..query import (
@@ -25,8 +26,9 @@ from ..query import (
     run_rows,
     run_tree,
 )
+from ..store import Store
+from ..verify import FileHashes
 from .render import STATUSES, floats, url_part
-from .security import store_file
 
 SORT_KEYS = ("id", "experiment", "status", "start", "duration", "parent", "params", "metrics")
 PAGE_LIMIT = 1000
@@ -149,9 +151,26 @@ def run_summary(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_page(engine: Engine, store_root: Path, run_id: str, interval: float) -> dict[str, Any]:
+def _artifact_state(store: Store, run_id: str, a: dict[str, Any], hashes: FileHashes) -> tuple[str, str | None]:
+    """What the run page says of an artifact: file (served), directory, other (not a regular file) or
+    missing (not in the store, or refused); for a file, why it no longer matches its log, if it does not."""
+    what = f"run {run_id} artifact {a['name']!r}"
+    try:
+        fd, _real = store.open_recorded(a["path"], what)
+    except NotRegularFileError as exc:
+        return ("directory" if exc.reason == "is a directory" else "other"), None
+    except RecordedFileError:  # missing, or a path out of the store
+        return "missing", None
+    try:
+        return "file", hashes.warning(fd, a, full=True)
+    finally:
+        os.close(fd)
+
+
+def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes: FileHashes) -> dict[str, Any]:
     """The run page's context: what `alex show` prints, its children, its artifacts (with whether the
-    store holds each as a file) and those a plug-in embeds, and its metrics' summaries."""
+    store holds each as a file, and a warning for a file that changed since it was logged: hashed once per
+    version of the file, see `verify.FileHashes`) and those a plug-in embeds, and its metrics' summaries."""
     d = run_details(engine, run_id)
     r = d["run"]
     children = list_runs(engine, parent_id=run_id)
@@ -160,10 +179,9 @@ def run_page(engine: Engine, store_root: Path, run_id: str, interval: float) -> 
     embedded = []
     panels = embedded_artifacts()
     for a in d["artifacts"]:
-        real = store_file(store_root, a["path"])
-        kind = "missing" if real is None else "directory" if real.is_dir() else "file" if real.is_file() else "other"
+        kind, warning = _artifact_state(store, run_id, a, hashes)
         url = f"/artifact/{run_id}/{url_part(a['name'])}"
-        artifacts.append({**a, "kind": kind, "url": url})
+        artifacts.append({**a, "kind": kind, "url": url, "warning": warning})
         if kind == "file" and a["name"] in panels:
             embedded.append({"title": panels[a["name"]], "name": a["name"], "url": url})
     env = d["environment"]

@@ -1,14 +1,14 @@
 """What keeps the dashboard safe to leave open: headers on every response (no sniffing, no caching, a strict
-CSP), Host headers of this machine only (no DNS rebinding), and artifacts served only from inside the store."""
+CSP), Host headers of this machine only (no DNS rebinding), and how an artifact is served (its type, in chunks).
+Which artifact files may be served at all is the core's one check, `Store.open_recorded`."""
 
 from __future__ import annotations
 
 import mimetypes
 import os
 import re
-import stat
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,42 +21,6 @@ PAGE_CSP = (
 )
 ARTIFACT_CSP = "sandbox allow-scripts"
 _MIME = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+$")
-
-
-def store_file(root: Path, recorded: str | None) -> Path | None:
-    """The real path of an artifact's recorded path if it is inside the store `root`, else None.
-
-    The recorded path must be relative, without `..`; resolved (every symlink followed) it must still
-    lie inside the store's own resolved root, and exist."""
-    if not recorded or "\0" in recorded or "\\" in recorded:
-        return None
-    rel = PurePosixPath(recorded)
-    if rel.is_absolute() or PureWindowsPath(recorded).drive or ".." in rel.parts:
-        return None
-    real_root = root.resolve()
-    try:
-        real = (real_root / rel).resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, or a symlink loop
-        return None
-    if real == real_root or not real.is_relative_to(real_root):
-        return None
-    return real
-
-
-def open_regular(real: Path) -> int | None:
-    """A file descriptor of `real` if it is a regular file, else None (a directory, a FIFO, a device, a
-    symlink swapped in since it was resolved). Opened without blocking, so a FIFO never hangs the request
-    (an open for reading waits for a writer otherwise); a regular file reads the same either way."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(real, flags)
-    except OSError:  # a directory on some systems, a symlink, gone
-        return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    os.set_blocking(fd, True)
-    return fd
 
 
 def content_type(real: Path, kind: str | None) -> str:
