@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 import click
@@ -126,7 +127,13 @@ def run_cmd(ctx: click.Context, experiment: str, params: tuple[str, ...], backen
 
 @qex.command("sweep")
 @click.argument("experiment")
-@click.option("--over", "over", multiple=True, required=True, help="name=start:stop:count or name=a,b,c (pi ok).")
+@click.option(
+    "--over",
+    "over",
+    multiple=True,
+    required=True,
+    help="name=start:stop:count or name=a,b,c: numbers, pi, + - * / ( ) (3*pi/4); integers stay integers.",
+)
 @click.option("--param", "-p", "params", multiple=True, help="Fixed key=value parameters.")
 @_with_backend
 @click.pass_context
@@ -134,14 +141,10 @@ def sweep_cmd(
     ctx: click.Context, experiment: str, over: tuple[str, ...], params: tuple[str, ...], backend: str, noise: str | None
 ) -> None:
     """Run an experiment over a grid of parameter values, as child runs of one parent run."""
-    from .runner import parse_range, sweep
+    from .grid import parse_grid
+    from .runner import sweep
 
-    grid = {}
-    for spec in over:
-        key, sep, values = spec.partition("=")
-        if not sep or not key:
-            raise InvalidInputError(f"--over {spec!r} must be name=start:stop:count or name=a,b,c")
-        grid[key] = parse_range(values)
+    grid = parse_grid(over)
     store = _store(ctx)
     parent, results = sweep(experiment, grid, _params(params), _backend(backend, noise), store=store)
     table = Table(title=f"sweep {parent}: {len(results)} runs on {results[0].backend}")
@@ -267,7 +270,9 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.pass_context
 def export_cmd(ctx: click.Context, run_id: str, output: str) -> None:
-    """Write a run's density matrix to OUTPUT: .npy (exact copy), .json or .csv (real and imaginary parts)."""
+    """Write a run's density matrix to OUTPUT: .npy (exact copy), .json or .csv (row,col,real,imag per entry)."""
+    from ..files import write_atomically
+    from . import states
     from .runner import load_density_matrix
 
     store = _store(ctx)
@@ -277,12 +282,10 @@ def export_cmd(ctx: click.Context, run_id: str, output: str) -> None:
     if suffix == ".npy":
         shutil.copyfile(store.root / r["density_matrix_path"], output)
     elif suffix == ".json":
-        with open(output, "w") as f:
-            json.dump({"run_id": r["run_id"], "real": rho.real.tolist(), "imag": rho.imag.tolist()}, f)
+        document = {"run_id": r["run_id"], "real": rho.real.tolist(), "imag": rho.imag.tolist()}
+        write_atomically(Path(output), json.dumps(document).encode())
     elif suffix == ".csv":
-        rows = [[f"{v.real!r}{v.imag:+}j" for v in row] for row in rho]
-        with open(output, "w") as f:
-            f.writelines(",".join(row) + "\n" for row in rows)
+        write_atomically(Path(output), states.density_matrix_csv(rho).encode())
     else:
         raise InvalidInputError(f"export to {output!r}: the file name must end in .npy, .json or .csv")
     console.print(f"wrote {output} ({rho.shape[0]}x{rho.shape[1]} complex)")
