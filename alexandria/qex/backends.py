@@ -22,8 +22,9 @@ amplitude damping, phase damping. On one qubit with Bloch vector (x, y, z):
   (Cirq's `cirq.phase_flip(p)` is the same channel with lam = 1 - (1 - 2p)**2.)
 
 Size: an n-qubit density matrix holds 4**n complex128 entries, 16 MiB at 10 qubits and 4x
-more per extra qubit, so backends refuse more than `max_qubits` (default 10, at most 14:
-4 GiB) before allocating anything.
+more per extra qubit, so backends refuse more than `max_qubits` (default 10, at most
+`circuit.HARD_MAX_QUBITS`, 14: 4 GiB) before allocating anything, whatever the count (a cirq
+circuit of 1000 qubits is refused as one of 11).
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import InvalidInputError
-from .circuit import Circuit, Gate, gate_unitary
+from .circuit import HARD_MAX_QUBITS, Circuit, Gate, check_qubit_count, gate_unitary
 from .errors import BackendError, QubitLimitError
 
 DEFAULT_MAX_QUBITS = 10
-HARD_MAX_QUBITS = 14
 
 _NOISE_FIELDS = ("depolarizing", "amplitude_damping", "phase_damping")
 _SHORT = {"depolarizing": "depol", "amplitude_damping": "ad", "phase_damping": "pd"}
@@ -138,18 +138,11 @@ def _check_max_qubits(max_qubits: Any) -> int:
     return max_qubits
 
 
-def _mib(n: int) -> str:
-    size = 16 * 4**n / 2**20
-    return f"{size:g} MiB" if size < 1024 else f"{size / 1024:g} GiB"
-
-
 def _check_size(n: int, limit: int, backend: str) -> None:
-    if n > limit:
-        raise QubitLimitError(
-            f"the circuit has {n} qubits, more than the {backend} backend's limit of {limit} "
-            f"(a {n}-qubit density matrix takes {_mib(n)}; {limit} qubits take {_mib(limit)}); "
-            f"raise it with max_qubits=, up to {HARD_MAX_QUBITS}"
-        )
+    try:
+        check_qubit_count(n, limit, f"the {backend} backend's")
+    except QubitLimitError as exc:
+        raise QubitLimitError(f"{exc}; raise it with max_qubits=, up to {HARD_MAX_QUBITS}") from None
 
 
 def _superop(kraus: list[np.ndarray]) -> np.ndarray:

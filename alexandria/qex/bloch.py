@@ -8,7 +8,8 @@ Where tests and tools find the data (trace names are stable):
 
 * `bloch_figure`: per qubit k, the trace ``f"qubit {k} state"`` is the tip; its
   x/y/z are the Bloch vector and its customdata is ``[[purity, entropy_bits]]``.
-* `sweep_figure`: ``f"qubit {k} trajectory"`` (one point per sweep value,
+* `sweep_figure`: ``f"qubit {k} trajectory"`` (one point per sweep value whose
+  state has qubit k: a sweep over the qubit count has states of several sizes;
   customdata ``[value, purity]``), ``"purity"`` (whole state),
   ``f"qubit {k} purity"`` and, with reference states, ``"fidelity to reference"``.
 """
@@ -227,10 +228,7 @@ def sweep_figure(
     if reference is not None and len(reference) != len(states):
         raise ValueError(f"{len(states)} states but {len(reference)} reference states")
     ms = [validate_density_matrix(s) for s in states]
-    n = num_qubits(ms[0])
-    for i, m in enumerate(ms):
-        if m.shape != ms[0].shape:
-            raise ValueError(f"state {i} has {num_qubits(m)} qubits, the first has {n}")
+    n = max(num_qubits(m) for m in ms)
     refs = [validate_density_matrix(r) for r in reference] if reference is not None else None
     xs = [float(v) for v in values]
     summaries = [qubit_summary(m) for m in ms]
@@ -252,7 +250,9 @@ def sweep_figure(
     )
     for k in range(n):
         row, col = _cell(k)
-        path = [s[k] for s in summaries]
+        here = [(x, s[k]) for x, s in zip(xs, summaries, strict=True) if k < len(s)]
+        at = [x for x, _ in here]
+        path = [p for _, p in here]
         traces = _sphere_frame(k)
         traces.append(
             go.Scatter3d(
@@ -264,12 +264,12 @@ def sweep_figure(
                 # coloured by the parameter, so the direction of the sweep reads off the picture
                 marker={
                     "size": 4,
-                    "color": xs,
+                    "color": at,
                     "colorscale": "Plasma",
                     "showscale": k == 0,
                     "colorbar": {"title": {"text": label}, "len": 0.4, "y": 0.8, "thickness": 12},
                 },
-                customdata=[[v, p["purity"]] for v, p in zip(xs, path, strict=True)],
+                customdata=[[v, p["purity"]] for v, p in here],
                 hovertemplate=(
                     f"qubit {k}<br>{label}=%{{customdata[0]:.4g}}<br>x=%{{x:.3f}}<br>y=%{{y:.3f}}<br>z=%{{z:.3f}}"
                     "<br>purity=%{customdata[1]:.3f}<extra></extra>"
@@ -311,8 +311,8 @@ def sweep_figure(
     for k in range(n):
         fig.add_trace(
             go.Scatter(
-                x=xs,
-                y=[s[k]["purity"] for s in summaries],
+                x=[x for x, s in zip(xs, summaries, strict=True) if k < len(s)],
+                y=[s[k]["purity"] for s in summaries if k < len(s)],
                 mode="lines+markers",
                 name=f"qubit {k} purity",
                 line={"width": 1},

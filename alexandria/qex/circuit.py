@@ -11,6 +11,10 @@ Gate set and matrices (Cirq's conventions, so a circuit means the same on both b
   Bloch vector (sin theta, 0, cos theta)). Angles are in radians.
 * CNOT(control, target), CZ(a, b), SWAP(a, b). A multi-qubit gate's matrix is written in the
   big-endian order of its own qubits: the first qubit listed is the most significant bit.
+
+Size: an n-qubit density matrix holds 4**n complex128 entries (16 MiB at 10 qubits, 4 GiB at 14), so a
+circuit has at most `HARD_MAX_QUBITS` qubits, the most any qex backend simulates: a larger count is a
+`QubitLimitError` when the circuit is made, before any gate list or state is built for it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
+from .errors import QubitLimitError
+
+#: The most qubits any qex backend simulates (a 14-qubit density matrix is 4 GiB); backends may take fewer.
+HARD_MAX_QUBITS = 14
 
 # name -> (number of qubits, number of params)
 GATES: dict[str, tuple[int, int]] = {
@@ -64,6 +72,27 @@ class Gate:
     name: str
     qubits: tuple[int, ...]
     params: tuple[float, ...] = ()
+
+
+def state_size(num_qubits: int) -> str:
+    """How much memory an n-qubit density matrix (4**n complex128 entries) takes, as text; exact for any n."""
+    size = 16 << (2 * num_qubits)
+    if size >= 2**70:
+        return f"2**{2 * num_qubits + 4} bytes"
+    for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
+def check_qubit_count(num_qubits: int, limit: int, who: str) -> None:
+    """QubitLimitError naming the limit and the count asked for, before anything of that size is made."""
+    if num_qubits > limit:
+        raise QubitLimitError(
+            f"the circuit has {num_qubits} qubits, more than {who} limit of {limit} "
+            f"(a {num_qubits}-qubit density matrix takes {state_size(num_qubits)}; "
+            f"{limit} qubits take {state_size(limit)})"
+        )
 
 
 def gate_unitary(gate: Gate) -> np.ndarray:
@@ -126,6 +155,7 @@ class Circuit:
     def __init__(self, num_qubits: int, gates: Iterable[Gate] | None = None) -> None:
         if isinstance(num_qubits, bool) or not isinstance(num_qubits, int | np.integer) or num_qubits < 1:
             raise InvalidInputError(f"num_qubits must be a positive integer, got {num_qubits!r}")
+        check_qubit_count(int(num_qubits), HARD_MAX_QUBITS, "qex's")
         self.num_qubits = int(num_qubits)
         self._gates: list[Gate] = []
         for g in gates or ():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -125,7 +126,13 @@ def run_cmd(ctx: click.Context, experiment: str, params: tuple[str, ...], backen
 
 @qex.command("sweep")
 @click.argument("experiment")
-@click.option("--over", "over", multiple=True, required=True, help="name=start:stop:count or name=a,b,c (pi ok).")
+@click.option(
+    "--over",
+    "over",
+    multiple=True,
+    required=True,
+    help="name=start:stop:count or name=a,b,c: numbers, pi, + - * / ( ) (3*pi/4); integers stay integers.",
+)
 @click.option("--param", "-p", "params", multiple=True, help="Fixed key=value parameters.")
 @_with_backend
 @click.pass_context
@@ -133,14 +140,10 @@ def sweep_cmd(
     ctx: click.Context, experiment: str, over: tuple[str, ...], params: tuple[str, ...], backend: str, noise: str | None
 ) -> None:
     """Run an experiment over a grid of parameter values, as child runs of one parent run."""
-    from .runner import parse_range, sweep
+    from .grid import parse_grid
+    from .runner import sweep
 
-    grid = {}
-    for spec in over:
-        key, sep, values = spec.partition("=")
-        if not sep or not key:
-            raise InvalidInputError(f"--over {spec!r} must be name=start:stop:count or name=a,b,c")
-        grid[key] = parse_range(values)
+    grid = parse_grid(over)
     store = _store(ctx)
     parent, results = sweep(experiment, grid, _params(params), _backend(backend, noise), store=store)
     table = Table(title=f"sweep {parent}: {len(results)} runs on {results[0].backend}")
@@ -213,12 +216,12 @@ QUBIT_COLUMNS = ("qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bi
 @click.pass_context
 def show_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
     """One qex run: parameters, backend, per-qubit Bloch vectors, purity, entropy, files."""
-    from .runner import density_matrix_bytes
+    from .runner import stored_density_matrix
 
     store = _store(ctx)
     r = _run(store, run_id)
     meta = json.loads(r["metadata"] or "{}")
-    density_matrix_bytes(store, r["run_id"])  # what the run says of its state holds only for the file it logged
+    stored_density_matrix(store, r["run_id"])  # what the run says of its state holds only for the file it logged
     bloch = _bloch_file(store, r["run_id"])
 
     def table() -> None:
@@ -284,24 +287,22 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.pass_context
 def export_cmd(ctx: click.Context, run_id: str, output: str) -> None:
-    """Write a run's density matrix to OUTPUT: .npy (exact copy), .json or .csv (real and imaginary parts)."""
-    from .runner import decode_density_matrix, density_matrix_bytes
+    """Write a run's density matrix to OUTPUT: .npy (exact copy), .json or .csv (row,col,real,imag per entry)."""
+    from ..files import write_atomically
+    from . import states
+    from .runner import stored_density_matrix
 
     store = _store(ctx)
     r = _run(store, run_id)
-    data = density_matrix_bytes(store, r["run_id"])  # checked against its log: what is written is what was logged
-    rho = decode_density_matrix(r["run_id"], data)
+    data, rho = stored_density_matrix(store, r["run_id"])  # checked against its log: written as it was logged
     suffix = os.path.splitext(output)[1].lower()
     if suffix == ".npy":
-        with open(output, "wb") as f:
-            f.write(data)
+        write_atomically(Path(output), data)
     elif suffix == ".json":
-        with open(output, "w") as f:
-            json.dump({"run_id": r["run_id"], "real": rho.real.tolist(), "imag": rho.imag.tolist()}, f)
+        document = {"run_id": r["run_id"], "real": rho.real.tolist(), "imag": rho.imag.tolist()}
+        write_atomically(Path(output), json.dumps(document).encode())
     elif suffix == ".csv":
-        rows = [[f"{v.real!r}{v.imag:+}j" for v in row] for row in rho]
-        with open(output, "w") as f:
-            f.writelines(",".join(row) + "\n" for row in rows)
+        write_atomically(Path(output), states.density_matrix_csv(rho).encode())
     else:
         raise InvalidInputError(f"export to {output!r}: the file name must end in .npy, .json or .csv")
     console.print(f"wrote {output} ({rho.shape[0]}x{rho.shape[1]} complex)")

@@ -16,3 +16,8 @@ class QubitLimitError(AlexandriaError, ValueError):
 
 class BackendError(AlexandriaError):
     """A backend cannot run (an optional package is missing, a circuit it cannot take)."""
+
+
+class StateFileError(InvalidStateError):
+    """A stored state's `.npy` file cannot be read as one: missing, unreadable, truncated, pickled, or not
+    a numeric 2**n x 2**n matrix."""

@@ -31,7 +31,6 @@ import hashlib
 import io
 import itertools
 import json
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -48,8 +47,7 @@ from ..files import write_atomically
 from ..store import Store
 from . import bloch, states
 from .backends import Backend, NumpyDensityMatrix
-from .circuit import Circuit
-from .errors import InvalidStateError
+from .circuit import Circuit, check_qubit_count
 from .experiments import Experiment, get_experiment
 from .plugin import QEX_DB_NAME
 
@@ -165,16 +163,25 @@ def sweep(
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise InvalidInputError("a sweep needs at least one parameter with at least one value, e.g. theta=0:3.14:9")
-    st = open_store(store)
     backend = backend or NumpyDensityMatrix()
     keys = list(grid)
+    # every point's parameters and circuit are checked (qubit counts against the backend's limit
+    # included) before the first run: a bad point fails the sweep before it records anything
+    points = [
+        exp.resolve({**(params or {}), **dict(zip(keys, combo, strict=True))})
+        for combo in itertools.product(*grid.values())
+    ]
+    circuits = [exp.build(point) for point in points]
+    for circuit in circuits:
+        check_qubit_count(circuit.num_qubits, backend.max_qubits, f"the {backend.name} backend's")
+    st = open_store(store)
     results: list[QexResult] = []
     parent = tracking.start_run(experiment=exp.name, store=st, tags={"qex": "sweep"})
     with parent:
         parent.log_params({"qex.backend": backend.name, "qex.grid": _params_json(dict(grid))})
-        for i, combo in enumerate(itertools.product(*grid.values())):
-            point = {**(params or {}), **dict(zip(keys, combo, strict=True))}
-            result = run_experiment(exp, point, backend, store=st, parent=parent, capture=False)  # the parent's
+        for i, (point, circuit) in enumerate(zip(points, circuits, strict=True)):
+            # capture=False: code and environment are the parent's
+            result = run_circuit(exp.name, circuit, point, backend, store=st, parent=parent, capture=False)
             results.append(result)
             parent.log_metric("purity", result.metadata["purity"], step=i)
         values = [float(r.params[keys[0]]) for r in results]
@@ -189,34 +196,6 @@ def sweep(
     return parent.id, results
 
 
-def parse_range(text: str) -> list[float]:
-    """ "start:stop:count" (inclusive, evenly spaced) or "a,b,c" as a list of floats; "pi" and arithmetic
-    such as "pi/2" are allowed."""
-
-    def number(t: str) -> float:
-        t = t.strip()
-        if not t or not set(t) <= set("0123456789.eE+-*/() pi"):
-            raise InvalidInputError(f"{t!r} is not a number (numbers, pi, and * / + - are allowed: 3*pi/4)")
-        try:  # arithmetic on numbers and pi only: the character check above leaves no other name
-            return float(eval(t, {"__builtins__": {}}, {"pi": math.pi}))  # noqa: S307
-        except Exception as exc:
-            raise InvalidInputError(f"{t!r} is not a number (numbers, pi, and * / + - are allowed: 3*pi/4)") from exc
-
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) != 3:
-            raise InvalidInputError(f"range {text!r} must be start:stop:count, e.g. 0:3.1416:9")
-        start, stop = number(parts[0]), number(parts[1])
-        try:
-            count = int(parts[2])
-        except ValueError:
-            raise InvalidInputError(f"range {text!r}: count {parts[2]!r} must be an integer") from None
-        if count < 1:
-            raise InvalidInputError(f"range {text!r}: count must be at least 1")
-        return [float(v) for v in np.linspace(start, stop, count)]
-    return [number(t) for t in text.split(",") if t.strip()]
-
-
 def describe_state(rho: np.ndarray) -> dict[str, Any]:
     """The numbers a run logs about its final state (see states.py for the conventions)."""
     per_qubit = states.qubit_summary(rho)
@@ -227,10 +206,11 @@ def describe_state(rho: np.ndarray) -> dict[str, Any]:
     }
 
 
-def density_matrix_bytes(store: Store, run_id: str) -> bytes:
-    """The .npy bytes of the density matrix run `run_id` (a full id) logged, read once and checked: its
-    recorded path inside the store, a regular file, of the logged size and SHA-256 (`verify.read_recorded`;
-    else the `RecordedFileError` that says why, e.g. `ChangedFileError` for a file replaced since)."""
+def stored_density_matrix(store: Store, run_id: str) -> tuple[bytes, np.ndarray]:
+    """The .npy bytes of the density matrix run `run_id` (a full id) logged, read once and checked against
+    its record (inside the store, a regular file, of the logged size and SHA-256: `verify.read_recorded`,
+    else the `RecordedFileError` that says why, e.g. `ChangedFileError` for a file replaced since), and the
+    valid state they hold (`states.decode_density_matrix`, else a `StateFileError` naming the file)."""
     from ..query import Reader, artifact_record
     from ..verify import read_recorded
 
@@ -238,22 +218,13 @@ def density_matrix_bytes(store: Store, run_id: str) -> bytes:
         record = artifact_record(reader.engine, run_id, "density_matrix")
     if record is None:
         raise RunNotFoundError(f"run {run_id} has no density matrix in {store.root}; `qex runs` lists the qex runs")
-    return read_recorded(store, run_id, "density_matrix", record)
+    data = read_recorded(store, run_id, "density_matrix", record)
+    return data, states.decode_density_matrix(data, name=str(store.root / record["path"]))
 
 
 def load_density_matrix(store: Store, run_id: str) -> np.ndarray:
-    """The matrix run `run_id` logged (`density_matrix_bytes`: the file checked against its log), checked to be
-    a valid state."""
-    return decode_density_matrix(run_id, density_matrix_bytes(store, run_id))
-
-
-def decode_density_matrix(run_id: str, data: bytes) -> np.ndarray:
-    """A valid state from the .npy bytes of run `run_id`'s density matrix."""
-    try:
-        rho = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InvalidStateError(f"run {run_id}: its density matrix file is not a .npy array ({exc})") from exc
-    return states.validate_density_matrix(rho)
+    """The valid state run `run_id` logged, from its file checked against the log (`stored_density_matrix`)."""
+    return stored_density_matrix(store, run_id)[1]
 
 
 def _metric_values(measures: dict[str, Any]) -> dict[str, float]:
