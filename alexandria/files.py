@@ -11,12 +11,16 @@ file of any size costs one chunk of memory: artifacts, datasets and captured cod
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, overload
 
@@ -24,6 +28,9 @@ from typing import IO, Any, overload
 CHUNK_SIZE = 1 << 20
 
 _PathLike = str | bytes | os.PathLike[Any]
+_READ_NOFOLLOW = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+log = logging.getLogger(__name__)
 
 
 def temporary_name(path: Path) -> Path:
@@ -70,36 +77,95 @@ def write_atomically(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def copy_atomically(src: Path, dest: Path) -> tuple[str, int]:
-    """Copy the file or directory `src` to `dest`, replacing what is there; returns its SHA-256 and size
-    (the order `hash_file` returns them in).
+@dataclass(frozen=True)
+class Copied:
+    """What `copy_atomically` copied: the SHA-256 and size of the bytes, and of a directory its links."""
+
+    sha256: str
+    size: int
+    #: Relative path ("/"-separated) -> target text of each symbolic link in the directory: not copied.
+    links: dict[str, str] = field(default_factory=dict)
+
+
+def copy_atomically(src: Path, dest: Path) -> Copied:
+    """Copy the file or directory `src` to `dest`, replacing what is there; returns its SHA-256 and size.
 
     A file is hashed as it streams through `atomic_file`. A directory is copied beside `dest` and renamed
-    into place; its hash covers each file's relative path ("/"-separated, NUL-ended) and bytes, in path
-    order, and its size is the sum of its files'. On failure (OSError) `dest` is untouched.
+    into place; its hash covers each regular file's relative path ("/"-separated, NUL-ended) and bytes, in
+    path order, and its size is the sum of their sizes. Inside a directory nothing is followed: a symbolic
+    link is recorded (`Copied.links`: its target text) and not copied, so a link to a file elsewhere copies
+    none of it and a link loop costs nothing; a FIFO, socket or device is skipped with a warning. (`src`
+    itself is opened as given, links and all: the caller named it.) On failure (OSError) `dest` is untouched.
     """
+    if not src.is_dir():
+        digest = hashlib.sha256()
+        size = 0
+        with open(src, "rb") as fin, atomic_file(dest) as fout:
+            while chunk := fin.read(CHUNK_SIZE):
+                digest.update(chunk)
+                fout.write(chunk)
+                size += len(chunk)
+        return Copied(digest.hexdigest(), size)
+    tmp = temporary_name(dest)
+    try:
+        copied = _copy_tree(src, tmp)
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_directory(dest.parent)
+    return copied
+
+
+def _copy_tree(src: Path, dest: Path) -> Copied:
+    """Copy the directory `src` into the new directory `dest` without following any link inside it."""
+    os.mkdir(dest)
+    files: list[str] = []
+    links: dict[str, str] = {}
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(src / rel_dir) as it:
+            entries = list(it)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_symlink():
+                links[rel] = os.readlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                os.mkdir(dest / rel)
+                stack.append(rel)
+            elif entry.is_file(follow_symlinks=False):
+                files.append(rel)
+            else:
+                log.warning("not copying %s into the store: not a regular file, a directory or a link", entry.path)
     digest = hashlib.sha256()
     size = 0
-    if src.is_dir():
-        tmp = temporary_name(dest)
-        try:
-            shutil.copytree(src, tmp)
-            for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                digest.update(f.relative_to(tmp).as_posix().encode() + b"\0")
-                size += hash_file(f, digest)[1]
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return digest.hexdigest(), size
-    with open(src, "rb") as fin, atomic_file(dest) as fout:
-        while chunk := fin.read(CHUNK_SIZE):
-            digest.update(chunk)
-            fout.write(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    for rel in sorted(files, key=lambda r: r.split("/")):  # path order, part by part
+        digest.update(rel.encode() + b"\0")
+        size += _copy_file(src / rel, dest / rel, digest)
+    return Copied(digest.hexdigest(), size, dict(sorted(links.items())))
+
+
+def _copy_file(src: Path, dest: Path, digest: Any) -> int:
+    """Copy one regular file (opened with O_NOFOLLOW: a link swapped in meanwhile is refused), its bytes
+    fed to `digest`, its permission bits and times kept; returns its size."""
+    fd = os.open(src, _READ_NOFOLLOW)
+    size = 0
+    with open(fd, "rb") as fin:
+        st = os.fstat(fin.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(src))
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with open(out, "wb") as fout:
+            while chunk := fin.read(CHUNK_SIZE):
+                digest.update(chunk)
+                fout.write(chunk)
+                size += len(chunk)
+            os.chmod(fout.fileno(), stat.S_IMODE(st.st_mode))
+            os.utime(fout.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+    return size
 
 
 @overload

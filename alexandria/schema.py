@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 
 #: Bump when any table changes: databases of another version are rebuilt from the logs.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -182,6 +182,7 @@ artifact = Table(
     Column("size", Int64),
     Column("sha256", String(64)),
     Column("timestamp", Float),
+    Column("links", JSON),  # of a directory: relative path -> target text of each symbolic link (not copied)
     UniqueConstraint("run_id", "name", name="uq_artifact_run_name"),
 )
 
