@@ -101,9 +101,10 @@ def refuse_links(path: Path) -> Path:
 
 
 def open_segment(path: Path) -> int:
-    """A read-only descriptor of the segment `path`, opened without following a link: the file with O_NOFOLLOW
-    (and O_NONBLOCK, so a FIFO never blocks), the folders above it resolving to themselves. Anything else
-    (a link, a directory, a FIFO, a run folder that is a link) raises UnsafePathError; nothing of it is read."""
+    """A read-only descriptor of the segment `path`, opened without following a link: a regular file named
+    *.jsonl opened with O_NOFOLLOW (and O_NONBLOCK, so a FIFO never blocks), the folders above it resolving to
+    themselves. Anything else (a link, a directory, a FIFO, a link or a file in a run folder's place) raises
+    UnsafePathError; nothing of it is read. The one check: the listing's refusals are folded through it."""
     parent = path.parent
     if os.path.realpath(parent) != str(parent):
         raise UnsafePathError(_not_read(parent, "a symbolic link, or inside one"))
@@ -114,9 +115,10 @@ def open_segment(path: Path) -> int:
             raise UnsafePathError(_not_read(path, "a symbolic link")) from None
         raise
     mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(mode) or not path.name.endswith(SEGMENT_SUFFIX):  # a file where a run folder should be
         os.close(fd)
-        raise UnsafePathError(_not_read(path, describe_mode(mode)))
+        what = describe_mode(mode) if not stat.S_ISREG(mode) else f"a file not named *{SEGMENT_SUFFIX}"
+        raise UnsafePathError(_not_read(path, what))
     return fd
 
 

@@ -74,6 +74,8 @@ def _plant_links(store: Store, tmp_path: Path, run_id: str) -> tuple[Path, Path]
     (elsewhere / real.name).write_bytes(text + SECRET + b"\n")
     folder_link = store.runs_dir / forged_id
     folder_link.symlink_to(elsewhere, target_is_directory=True)
+    file_id = "e" * 32  # a regular file where a run folder should be: not a segment either
+    (store.runs_dir / file_id).write_bytes(real.read_bytes().replace(run_id.encode(), file_id.encode()))
     return segment_link, folder_link
 
 
@@ -86,12 +88,15 @@ def test_a_linked_segment_or_run_folder_is_reported_once_and_never_read(store: S
         result = alex("problems", "--format", "json")
         assert result.returncode == 0, result.stderr
         problems = json.loads(result.stdout)
-        assert [(p["segment"], p["offset"], p["kind"]) for p in problems] == [
-            (store.relative(segment_link), 0, "refused"),
-            (store.relative(folder_link), 0, "refused"),
-        ]
-        assert all("is a symbolic link" in p["detail"] for p in problems)
-        assert str(segment_link) in problems[0]["detail"] and str(folder_link) in problems[1]["detail"]
+        found = {p["segment"]: (p["offset"], p["kind"], p["detail"]) for p in problems}
+        assert len(problems) == 3 and {k: v[:2] for k, v in found.items()} == {
+            store.relative(segment_link): (0, "refused"),
+            store.relative(folder_link): (0, "refused"),
+            f"runs/{'e' * 32}": (0, "refused"),
+        }
+        for link in (segment_link, folder_link):
+            assert found[store.relative(link)][2].startswith(f"{link} is a symbolic link")
+        assert f"{'e' * 32} is a file not named *.jsonl" in found[f"runs/{'e' * 32}"][2]
         assert SECRET not in (result.stdout + result.stderr).encode()
         assert ".aws" not in result.stdout  # not even where the link points
 
@@ -119,7 +124,7 @@ def test_rebuild_with_linked_segments_equals_the_live_projection(store: Store, t
         live = snapshot(engine, tables)
     finally:
         engine.dispose()
-    assert len(live["log_problem"]) == 3
+    assert len(live["log_problem"]) == 4
     result = alex("rebuild")
     assert result.returncode == 0, result.stderr
     engine = open_database(store, catch_up=False)
