@@ -28,7 +28,8 @@ from typing import IO, Any, overload
 CHUNK_SIZE = 1 << 20
 
 _PathLike = str | bytes | os.PathLike[Any]
-_READ_NOFOLLOW = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+#: Flags to open a file for reading that is never a link followed nor a FIFO waited on (fstat tells the rest).
+READ_NOFOLLOW = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _copy_tree(src: Path, dest: Path) -> Copied:
 def _copy_file(src: Path, dest: Path, digest: Any) -> int:
     """Copy one regular file (opened with O_NOFOLLOW: a link swapped in meanwhile is refused), its bytes
     fed to `digest`, its permission bits and times kept; returns its size."""
-    fd = os.open(src, _READ_NOFOLLOW)
+    fd = os.open(src, READ_NOFOLLOW)
     size = 0
     with open(fd, "rb") as fin:
         st = os.fstat(fin.fileno())

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import RunNotFoundError, StoreError, UnsafePathError
+from .files import READ_NOFOLLOW
 
 STORE_ENV = "ALEXANDRIA_STORE"
 #: A database URL (postgresql://...) for the projection instead of the store's SQLite file.
@@ -47,7 +48,6 @@ _WARNED: set[str] = set()
 #: The size the fold loop is given for an entry named like a segment (or a run folder) that is not one: it is
 #: "read" once, into its problem (`open_segment` refuses it), and its position then says it was.
 REFUSED_SIZE = 1
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def describe_mode(mode: int) -> str:
@@ -109,7 +109,7 @@ def open_segment(path: Path) -> int:
     if os.path.realpath(parent) != str(parent):
         raise UnsafePathError(_not_read(parent, "a symbolic link, or inside one"))
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, READ_NOFOLLOW)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafePathError(_not_read(path, "a symbolic link")) from None

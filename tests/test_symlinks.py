@@ -285,3 +285,19 @@ def test_a_store_root_reached_through_a_link_works(tmp_path: Path) -> None:
     assert "ckpt" in show.stdout and "lr" in show.stdout
     problems = alex("--store", str(link), "problems", "--format", "json", env=env)
     assert json.loads(problems.stdout) == []
+
+
+def test_a_run_folder_replaced_by_a_link_is_not_written_to(store: Store, tmp_path: Path) -> None:
+    """Resuming a run whose folder is now a link writes no segment where the link points."""
+    run_id = run_python(LOG_A_RUN, str(store.root)).strip()
+    outside = tmp_path / "outside-run"
+    shutil.move(store.run_dir(run_id), outside)
+    store.run_dir(run_id).symlink_to(outside, target_is_directory=True)
+    before = sorted(p.name for p in outside.iterdir())
+    child = python(
+        "import sys, alexandria; alexandria.start_run(run_id=sys.argv[2], store=sys.argv[1])", str(store.root), run_id
+    )
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 1
+    assert f"UnsafePathError: {store.run_dir(run_id)} is a symbolic link" in err.decode()
+    assert sorted(p.name for p in outside.iterdir()) == before
