@@ -21,6 +21,7 @@ from .errors import (  # noqa: E402
     RunEndedError,
     RunNotFoundError,
     StoreError,
+    UnsafePathError,
     WriterError,
 )
 from .tracking import (  # noqa: E402
@@ -52,6 +53,7 @@ __all__ = [
     "RunEndedError",
     "RunNotFoundError",
     "StoreError",
+    "UnsafePathError",
     "WriterError",
     "__version__",
     "active_run",

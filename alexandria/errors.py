@@ -39,6 +39,12 @@ class ForeignDatabaseError(StoreError):
     """The store's database holds tables Alexandria did not make: it is never written over or replaced."""
 
 
+class UnsafePathError(StoreError):
+    """A path below the store's root is a symbolic link, or not the kind of file it should be (a FIFO where a
+    segment should be, a file where a directory should be). Alexandria never reads, writes or follows
+    through a link below the root (the root itself may be one: it is resolved once)."""
+
+
 class ReadOnlyError(AlexandriaError):
     """A write was attempted through a read-only connection (for example `alex sql`)."""
 

@@ -110,6 +110,9 @@ class ArtifactSaved(_Event, tag="artifact"):
     type: Union[str, None] = None  # noqa: UP007
     size: int = 0
     sha256: str = ""
+    #: Of a directory: relative path -> target text of each symbolic link in it (recorded, never followed nor
+    #: copied; `size` and `sha256` cover its regular files only).
+    links: dict[str, str] = {}
 
 
 class RunFinished(_Event, tag="run_finished"):

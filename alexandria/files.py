@@ -15,14 +15,17 @@ following a final symlink, so a FIFO or a device put in its place never hangs or
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import logging
 import os
 import secrets
 import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, overload
 
@@ -30,6 +33,10 @@ from typing import IO, Any, overload
 CHUNK_SIZE = 1 << 20
 
 _PathLike = str | bytes | os.PathLike[Any]
+#: Flags to open a file for reading that is never a link followed nor a FIFO waited on (fstat tells the rest).
+READ_NOFOLLOW = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+log = logging.getLogger(__name__)
 
 
 def temporary_name(path: Path) -> Path:
@@ -76,34 +83,86 @@ def write_atomically(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def copy_atomically(src: Path, dest: Path) -> tuple[str, int]:
-    """Copy the file or directory `src` to `dest`, replacing what is there; returns its SHA-256 and size
-    (the order `hash_file` returns them in).
+@dataclass(frozen=True)
+class Copied:
+    """What `copy_atomically` copied: the SHA-256 and size of the bytes, and of a directory its links."""
+
+    sha256: str
+    size: int
+    #: Relative path ("/"-separated) -> target text of each symbolic link in the directory: not copied.
+    links: dict[str, str] = field(default_factory=dict)
+
+
+def copy_atomically(src: Path, dest: Path) -> Copied:
+    """Copy the file or directory `src` to `dest`, replacing what is there; returns its SHA-256 and size.
 
     A file is hashed as it streams through `atomic_file`. A directory is copied beside `dest` and renamed
-    into place; its hash covers each file's relative path ("/"-separated, NUL-ended) and bytes, in path
-    order, and its size is the sum of its files'. On failure (OSError) `dest` is untouched.
+    into place; its hash covers each regular file's relative path ("/"-separated, NUL-ended) and bytes, in
+    path order, and its size is the sum of their sizes. Inside a directory nothing is followed: a symbolic
+    link is recorded (`Copied.links`: its target text) and not copied, so a link to a file elsewhere copies
+    none of it and a link loop costs nothing; a FIFO, socket or device is skipped with a warning. (`src`
+    itself is opened as given, links and all: the caller named it.) On failure (OSError) `dest` is untouched.
     """
-    if src.is_dir():
-        tmp = temporary_name(dest)
-        try:
-            shutil.copytree(src, tmp)
-            hexdigest, size = hash_directory(tmp)
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return hexdigest, size
-    digest = hashlib.sha256()
-    size = 0
-    with open(src, "rb") as fin, atomic_file(dest) as fout:
-        while chunk := fin.read(CHUNK_SIZE):
-            digest.update(chunk)
-            fout.write(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    if not src.is_dir():
+        digest = hashlib.sha256()
+        size = 0
+        with open(src, "rb") as fin, atomic_file(dest) as fout:
+            while chunk := fin.read(CHUNK_SIZE):
+                digest.update(chunk)
+                fout.write(chunk)
+                size += len(chunk)
+        return Copied(digest.hexdigest(), size)
+    tmp = temporary_name(dest)
+    try:
+        copied = _copy_tree(src, tmp)
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_directory(dest.parent)
+    return copied
+
+
+def _copy_tree(src: Path, dest: Path) -> Copied:
+    """Copy the directory `src` into the new directory `dest` without following any link inside it; the
+    copy is then hashed as every directory artifact is (`hash_directory`)."""
+    os.mkdir(dest)
+    links: dict[str, str] = {}
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(src / rel_dir) as it:
+            entries = list(it)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_symlink():
+                links[rel] = os.readlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                os.mkdir(dest / rel)
+                stack.append(rel)
+            elif entry.is_file(follow_symlinks=False):
+                _copy_file(src / rel, dest / rel)
+            else:
+                log.warning("not copying %s into the store: not a regular file, a directory or a link", entry.path)
+    sha256, size = hash_directory(dest)
+    return Copied(sha256, size, dict(sorted(links.items())))
+
+
+def _copy_file(src: Path, dest: Path) -> None:
+    """Copy one regular file (opened with O_NOFOLLOW: a link swapped in meanwhile is refused), its
+    permission bits and times kept."""
+    fd = os.open(src, READ_NOFOLLOW)
+    with open(fd, "rb") as fin:
+        st = os.fstat(fin.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(src))
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with open(out, "wb") as fout:
+            shutil.copyfileobj(fin, fout, CHUNK_SIZE)
+            os.chmod(fout.fileno(), stat.S_IMODE(st.st_mode))
+            os.utime(fout.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 @overload
@@ -171,9 +230,8 @@ def open_regular(path: _PathLike) -> int | None:
     """A file descriptor of `path` if it is a regular file, else None (a directory, a FIFO, a device, a
     symlink, gone). Opened without blocking, so a FIFO never hangs the reader (an open for reading waits
     for a writer otherwise); a regular file reads the same either way."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, READ_NOFOLLOW)
     except OSError:  # a directory on some systems, a symlink, gone, unreadable
         return None
     if not stat.S_ISREG(os.fstat(fd).st_mode):

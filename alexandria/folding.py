@@ -155,7 +155,7 @@ ENVIRONMENT = Append(environment)
 PARAMETER = Keep(parameter, ("run_id", "key"), ("value", "timestamp"), "value", latest=False)
 TAG = Keep(tag, ("run_id", "key"), ("value", "timestamp"), "value", latest=True, then=refresh_run_tags)
 ARTIFACT = Keep(
-    artifact, ("run_id", "name"), ("type", "path", "size", "sha256", "timestamp"), "sha256", latest=True
+    artifact, ("run_id", "name"), ("type", "path", "size", "sha256", "timestamp", "links"), "sha256", latest=True
 )
 METRIC = BulkAppend(metric, ("run_id", "key", "value", "step", "timestamp", "attempt"))
 BOOKKEEPING = _Bookkeeping()
@@ -198,6 +198,7 @@ def _artifact(run_id: str, attempt: int, e: Any) -> list[Row]:
             "size": e.size,
             "sha256": e.sha256,
             "timestamp": e.time,
+            "links": e.links or None,
         }
     ]
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .events import DECODE_ERRORS, Header, RunFinished, SegmentClosed, WriterInfo, decoder
-from .store import Store
+from .store import Store, open_segment
 
 #: Seconds of silence after which a writer writes a heartbeat; $ALEXANDRIA_HEARTBEAT_INTERVAL.
 HEARTBEAT_INTERVAL = float(os.environ.get("ALEXANDRIA_HEARTBEAT_INTERVAL", "30"))
@@ -125,7 +125,7 @@ class SegmentTail:
 
 def read_tail(path: Path, window: int = 1 << 16) -> SegmentTail:
     """Read a segment's header and its last complete lines, not the whole file."""
-    with open(path, "rb") as f:
+    with open(open_segment(path), "rb") as f:  # a link in a segment's place is never followed
         head = f.readline()
         size = f.seek(0, os.SEEK_END)
         start = max(len(head), size - window)

@@ -121,11 +121,13 @@ class _Fold:
         reader = SegmentReader(path, offset)
         events = reader.read(max_bytes=min(want, budget))
         cut = want > budget
+        if reader.refused:  # not a segment (a link, a FIFO, ...): one problem, and its position says so
+            reader.offset, cut = size, False
         consumed = reader.offset - offset
         if consumed == 0 and not reader.problems:
             return budget, cut
         budget -= consumed
-        run_id = path.parent.name
+        run_id = self.store.run_id_of(rel)
         self._check_header(reader, run_id)
         position: dict[str, Any] = {"path": rel, "run_id": run_id, "offset": reader.offset}
         position["events"] = count + len(events)
@@ -137,10 +139,14 @@ class _Fold:
             position.update(_header_columns(header))
             if position["last_time"] is None and header is not None:
                 position["last_time"] = header.time
-        self.batch.fold(run_id, attempt, events)
+        if not reader.refused:
+            self.batch.fold(run_id, attempt, events)
         stats = self.stats
         for p in reader.problems:
             self.problems.append({"segment": rel, "offset": p.offset, "kind": p.kind, "detail": p.detail})
+            if reader.refused:  # the listing warned already (`Store.segment_entries`)
+                stats.problems.append(p.detail)
+                continue
             msg = f"{p.kind} line in {p.segment} at byte {p.offset}: {p.detail}"
             stats.problems.append(msg)
             log.warning("%s (skipped)", msg)

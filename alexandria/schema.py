@@ -3,7 +3,7 @@
 Seed tables and columns (never dropped or renamed): run, parameter, metric,
 dataset, code, environment, artifact. Added for users: run.status/error/
 parent_id/attempt/last_seen, a `lifecycle` table (every start, resume and
-end of a run), timestamps on most rows, artifact size and sha256, a `tag`
+end of a run), timestamps on most rows, artifact size, sha256 and links, a `tag`
 table that run.tags (JSON) is kept in step with, dataset role/format/size,
 the git details of `code`, the interpreter details of `environment`, and the
 `attempt` (which life of a resumed run) on metric, code and environment rows.
@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 
 #: Bump when any table changes: databases of another version are rebuilt from the logs.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -182,6 +182,7 @@ artifact = Table(
     Column("size", Int64),
     Column("sha256", String(64)),
     Column("timestamp", Float),
+    Column("links", JSON),  # of a directory: relative path -> target text of each symbolic link (not copied)
     UniqueConstraint("run_id", "name", name="uq_artifact_run_name"),
 )
 

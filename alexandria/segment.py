@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import WriterError
+from .errors import UnsafePathError, WriterError
 from .events import (
     DECODE_ERRORS,
     EVENT_TYPES,
@@ -52,7 +52,7 @@ from .events import (
 )
 from .hooks import critical, start_thread
 from .life import HEARTBEAT_INTERVAL, this_writer
-from .store import SEGMENT_SUFFIX
+from .store import SEGMENT_SUFFIX, make_dirs, open_segment
 
 #: How often the background writer appends what was logged (seconds); $ALEXANDRIA_FLUSH_INTERVAL.
 FLUSH_INTERVAL = float(os.environ.get("ALEXANDRIA_FLUSH_INTERVAL", "0.2"))
@@ -241,7 +241,7 @@ class SegmentWriter:
                 time.sleep(self.flush_interval)
 
     def _open(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.run_dir)  # a link in the run folder's place is refused, never written through
         path = self.run_dir / new_segment_name()
         self._fd = os.open(path, _O_FLAGS, 0o644)
         self.path = path
@@ -308,7 +308,7 @@ class Problem:
 
     segment: Path
     offset: int
-    kind: str  # "corrupt", "unknown_event", "bad_header"
+    kind: str  # "corrupt", "unknown_event", "bad_header", "refused" (not a regular file: never read)
     detail: str
 
 
@@ -320,10 +320,18 @@ class SegmentReader:
     offset: int = 0
     header: Header | None = None
     problems: list[Problem] = field(default_factory=list)
+    #: The path is not a segment (a link, a FIFO, ...: `store.open_segment`): nothing was read, one problem says why.
+    refused: bool = False
 
     def read(self, max_bytes: int = 64 << 20) -> list[Event]:
         """Events of the complete lines written since the last read (at most about `max_bytes`)."""
-        with open(self.path, "rb") as f:
+        try:
+            fd = open_segment(self.path)
+        except UnsafePathError as exc:
+            self.refused = True
+            self.problems.append(Problem(self.path, self.offset, "refused", str(exc)))
+            return []
+        with open(fd, "rb") as f:
             fresh = time.time() - os.fstat(f.fileno()).st_mtime < ZERO_WAIT
             f.seek(self.offset)
             data = f.read(max_bytes)

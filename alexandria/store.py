@@ -6,6 +6,12 @@ Layout::
     <store>/runs/<run_id>/<segment>.jsonl  event logs, one segment per writing process
     <store>/artifacts/<run_id>/<name>      copies of logged artifacts
 
+Links: the root is resolved once, when the store is opened (a `--store` reached through a symbolic link is
+fine); below it nothing is a link. Every directory Alexandria makes there is made by `make_dirs`, which
+refuses a link on the way; a segment is opened by `open_segment`, which refuses a link and anything not a
+regular file; a path about to be written or recorded is checked by `refuse_links`. What is refused raises
+`UnsafePathError` naming the path (docs/log-format.md, "Links in the store").
+
 Resolution order: the `store=` argument, else $ALEXANDRIA_STORE, else
 `./alexandria_data` in the current directory.
 
@@ -16,6 +22,7 @@ way: they are the truth, the database only their projection.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -24,8 +31,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .errors import MissingFileError, NotRegularFileError, OutsideStoreError, RunNotFoundError, StoreError
-from .files import open_regular
+from .errors import (
+    MissingFileError,
+    NotRegularFileError,
+    OutsideStoreError,
+    RunNotFoundError,
+    StoreError,
+    UnsafePathError,
+)
+from .files import READ_NOFOLLOW, open_regular
 
 STORE_ENV = "ALEXANDRIA_STORE"
 #: A database URL (postgresql://...) for the projection instead of the store's SQLite file.
@@ -38,6 +52,88 @@ _RUN_ID = re.compile(r"[0-9a-f]{32}\Z")  # \Z, not $: "$" also matches before a 
 log = logging.getLogger(__name__)
 #: Entries named like a segment that are not regular files, warned about once each.
 _WARNED: set[str] = set()
+#: The size the fold loop is given for an entry named like a segment (or a run folder) that is not one: it is
+#: "read" once, into its problem (`open_segment` refuses it), and its position then says it was.
+REFUSED_SIZE = 1
+
+
+def describe_mode(mode: int) -> str:
+    """What a file of this mode (from lstat, or fstat of a file opened without following links) is."""
+    for test, what in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return what
+    return "a device"
+
+
+def make_dirs(path: Path) -> Path:
+    """Create the absolute directory `path` and those missing above it, one at a time, each checked (lstat,
+    never following it) to be a directory before anything is made inside it: the one way Alexandria makes a
+    directory in a store. A link or a file on the way raises UnsafePathError naming it, and nothing is made
+    through it. (The root was resolved when the store was opened, so no link above it is met here.)"""
+    current = Path(path.anchor)
+    for part in path.parts[1:]:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            try:
+                os.mkdir(current)
+            except FileExistsError:  # made meanwhile by another process
+                pass
+            mode = os.lstat(current).st_mode
+        if not stat.S_ISDIR(mode):
+            raise UnsafePathError(
+                f"{current} is {describe_mode(mode)} where Alexandria keeps a directory; it never writes "
+                "through a link below the store's root: remove it, or pass another store"
+            )
+    return path
+
+
+def refuse_links(path: Path) -> Path:
+    """`path` (absolute, below a store's resolved root), unless it is or passes through a symbolic link:
+    then UnsafePathError. For a path about to be written or recorded: no link target is ever touched."""
+    if os.path.realpath(path) != str(path):
+        where = "is a symbolic link" if os.path.islink(path) else "is inside a symbolic link"
+        raise UnsafePathError(
+            f"{path} {where}: Alexandria never reads or writes through a link below the store's root; "
+            "remove the link"
+        )
+    return path
+
+
+def open_segment(path: Path) -> int:
+    """A read-only descriptor of the segment `path`, opened without following a link: a regular file named
+    *.jsonl opened with O_NOFOLLOW (and O_NONBLOCK, so a FIFO never blocks), the folders above it resolving to
+    themselves. Anything else (a link, a directory, a FIFO, a link or a file in a run folder's place) raises
+    UnsafePathError; nothing of it is read. The one check: the listing's refusals are folded through it."""
+    parent = path.parent
+    if os.path.realpath(parent) != str(parent):
+        raise UnsafePathError(_not_read(parent, "a symbolic link, or inside one"))
+    try:
+        fd = os.open(path, READ_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(_not_read(path, "a symbolic link")) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode) or not path.name.endswith(SEGMENT_SUFFIX):  # a file where a run folder should be
+        os.close(fd)
+        what = describe_mode(mode) if not stat.S_ISREG(mode) else f"a file not named *{SEGMENT_SUFFIX}"
+        raise UnsafePathError(_not_read(path, what))
+    return fd
+
+
+def _not_read(path: Path, what: str) -> str:
+    return (
+        f"{path} is {what}: a segment is a regular file in a run folder and no link below the store's root is "
+        "followed, so it was not read; remove it"
+    )
 
 
 def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:
@@ -82,8 +178,8 @@ class Store:
             raise StoreError(f"store path {root} exists and is not a directory; pass another --store")
         if create:
             try:
-                (root / "runs").mkdir(parents=True, exist_ok=True)
-                (root / "artifacts").mkdir(exist_ok=True)
+                make_dirs(root / "runs")
+                make_dirs(root / "artifacts")
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
         return cls(root, db_name, db_url or os.environ.get(DB_ENV) or None)
@@ -118,7 +214,17 @@ class Store:
         return self.root / "artifacts" / run_id
 
     def run_exists(self, run_id: str) -> bool:
-        return self.run_dir(run_id).is_dir()
+        """Whether the run's folder is there (UnsafePathError if a link or another file has its place)."""
+        try:
+            mode = os.lstat(self.run_dir(run_id)).st_mode
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(mode):
+            raise UnsafePathError(
+                f"{self.run_dir(run_id)} is {describe_mode(mode)}, not a run folder: no link below the store's "
+                "root is followed; remove it"
+            )
+        return True
 
     def require_run(self, run_id: str) -> None:
         if not is_run_id(run_id) or not self.run_exists(run_id):
@@ -126,29 +232,50 @@ class Store:
 
     def run_segments(self, run_id: str) -> list[Path]:
         """The run's segment files in creation order (their names start with the creation time)."""
-        try:
-            with os.scandir(self.run_dir(run_id)) as entries:
-                found = [e for e in entries if e.name.endswith(SEGMENT_SUFFIX)]
-        except FileNotFoundError:
-            return []
-        names = []
-        for entry in found:
-            if entry.is_file(follow_symlinks=False):
-                names.append(entry.name)
-            elif entry.path not in _WARNED:  # a directory, a FIFO, a link: no process of ours writes one
-                _WARNED.add(entry.path)
-                log.warning("skipping %s: a segment is a regular file, this is not", entry.path)
-        return [self.run_dir(run_id) / name for name in sorted(names)]
+        return [path for path, refused in self._run_entries(run_id) if not refused]
 
     def segments(self) -> Iterator[Path]:
         """Every segment file, in a stable order (run id, then segment name = creation order)."""
+        return (path for path, refused in self.segment_entries() if not refused)
+
+    def segment_entries(self) -> Iterator[tuple[Path, bool]]:
+        """Every entry named like a segment, or like a run folder in `runs/`, in a stable order, and whether
+        it is refused: a segment is a regular file and a run folder a directory, never a link (nor a FIFO, a
+        directory named *.jsonl, ...). A refused entry is warned about once and never read; the projector
+        records it once as a problem (`open_segment` says why)."""
+        runs = self.runs_dir
         try:
-            with os.scandir(self.runs_dir) as entries:
-                run_dirs = sorted(e.name for e in entries if e.is_dir() and is_run_id(e.name))
+            mode = os.lstat(runs).st_mode
         except FileNotFoundError:
             return
-        for run_id in run_dirs:
-            yield from self.run_segments(run_id)
+        if not stat.S_ISDIR(mode):
+            raise UnsafePathError(
+                f"{runs} is {describe_mode(mode)}, not the store's runs folder: no link below the store's root "
+                "is followed; remove it"
+            )
+        with os.scandir(runs) as entries:
+            named = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if is_run_id(e.name))
+        for name, is_dir in named:
+            if is_dir:
+                yield from self._run_entries(name)
+            else:
+                yield _refused(runs / name), True
+
+    def _run_entries(self, run_id: str) -> list[tuple[Path, bool]]:
+        run_dir = self.run_dir(run_id)
+        try:
+            with os.scandir(run_dir) as entries:
+                found = sorted(
+                    (e.name, e.is_file(follow_symlinks=False)) for e in entries if e.name.endswith(SEGMENT_SUFFIX)
+                )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [(run_dir / name, False) if regular else (_refused(run_dir / name), True) for name, regular in found]
+
+    @staticmethod
+    def run_id_of(rel: str) -> str:
+        """The run a segment's relative path belongs to (`runs/<run_id>/<segment>`, or a refused `runs/<run_id>`)."""
+        return rel.split("/")[1]
 
     def recorded_file(self, recorded: str | None, what: str) -> Path:
         """The real path of a path a log records inside the store (an artifact's), once it is shown to lie
@@ -170,7 +297,7 @@ class Store:
         elif ".." in rel.parts:
             reason = "climbs out with '..'"
         if reason is not None:
-            raise OutsideStoreError(_refused(what, text, reason, self.root), path=text, reason=reason)
+            raise OutsideStoreError(_outside(what, text, reason, self.root), path=text, reason=reason)
         real_root = self.root.resolve()
         try:
             real = (real_root / rel).resolve(strict=True)
@@ -180,14 +307,14 @@ class Store:
             ) from None
         except (OSError, RuntimeError):  # a symlink loop, a component that is not a directory
             reason = "cannot be resolved (a symlink loop, or a file where a directory should be)"
-            raise OutsideStoreError(_refused(what, text, reason, self.root), path=text, reason=reason) from None
+            raise OutsideStoreError(_outside(what, text, reason, self.root), path=text, reason=reason) from None
         if real == real_root or not real.is_relative_to(real_root):
             reason = (
                 "names the store itself"
                 if real == real_root
                 else f"leads outside the store through a symlink (to {real})"
             )
-            raise OutsideStoreError(_refused(what, text, reason, self.root), path=text, reason=reason)
+            raise OutsideStoreError(_outside(what, text, reason, self.root), path=text, reason=reason)
         return real
 
     def open_recorded(self, recorded: str | None, what: str) -> tuple[int, Path]:
@@ -217,8 +344,16 @@ class Store:
         return path.relative_to(self.root).as_posix()
 
 
-def _refused(what: str, recorded: str, reason: str, root: Path) -> str:
+def _outside(what: str, recorded: str, reason: str, root: Path) -> str:
     return (
         f"{what}: its recorded path {recorded!r} {reason}; refused, as it is not inside the store {root} "
         "(Alexandria records only paths inside the store: the log was edited or comes from elsewhere)"
     )
+
+
+def _refused(path: Path) -> Path:
+    """An entry that is not what its name says (see `Store.segment_entries`), warned about once."""
+    if str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        log.warning("skipping %s: a segment is a regular file in a run folder, never a link; this is not", path)
+    return path

@@ -64,7 +64,7 @@ from .events import (
 from .files import copy_atomically, hash_file
 from .life import ENDED, run_state
 from .segment import BATCH_SIZE, SegmentWriter
-from .store import STORE_ENV, Store, is_run_id
+from .store import STORE_ENV, Store, is_run_id, make_dirs, refuse_links
 from .values import STEP_MAX, STEP_MIN, check_key, check_text, metric_step, metric_value, param_to_str
 
 RUN_ENV = "ALEXANDRIA_RUN_ID"
@@ -194,7 +194,9 @@ class Run:
     def log_artifact(self, path: str | os.PathLike[str], type: str | None = None, name: str | None = None) -> str:
         """Copy a file or directory into the store and record it; returns its path in the store.
 
-        A second artifact with the same name replaces the first.
+        A second artifact with the same name replaces the first. Links inside a directory are recorded
+        (the record's `links`), never followed nor copied (`files.copy_atomically`). A link where the copy
+        goes (`artifacts/<run_id>`, or the name itself) raises UnsafePathError: nothing is written through it.
         """
         src = Path(path)
         if not src.exists():
@@ -202,14 +204,15 @@ class Run:
         name = name or src.name
         if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
             raise InvalidInputError(f"artifact name {name!r} must be a plain file name")
-        dest_dir = self.store.artifact_dir(self.id)
-        dest_dir.mkdir(parents=True, exist_ok=True)
         kind = type or ("directory" if src.is_dir() else "file")
         try:
-            sha256, size = copy_atomically(src, dest_dir / name)
+            dest = refuse_links(make_dirs(self.store.artifact_dir(self.id)) / name)
+            copied = copy_atomically(src, dest)
         except OSError as exc:
             raise InvalidInputError(f"cannot copy artifact {str(src)!r} into the store: {exc}") from exc
-        return self.record_artifact(dest_dir / name, type=kind, name=name, size=size, sha256=sha256)
+        return self.record_artifact(
+            dest, type=kind, name=name, size=copied.size, sha256=copied.sha256, links=copied.links
+        )
 
     def record_artifact(
         self,
@@ -219,12 +222,14 @@ class Run:
         *,
         size: int | None = None,
         sha256: str | None = None,
+        links: Mapping[str, str] | None = None,
     ) -> str:
         """Record as an artifact a file already durably in place inside the store (`files.write_atomically`
         writes one so); nothing is copied. Returns its path in the store.
 
         `name` defaults to the file's name; `size` and `sha256`, unless both are given, are read from the
-        file. A second artifact with the same name replaces the first, as with `log_artifact`.
+        file. A second artifact with the same name replaces the first, as with `log_artifact`. `links`: of a
+        directory, the symbolic links in it (relative path -> target text) that were not copied.
         """
         dest = Path(os.path.abspath(path))
         try:
@@ -233,13 +238,22 @@ class Run:
             raise InvalidInputError(
                 f"artifact {str(dest)!r} is not inside the store {self.store.root}; log_artifact copies it in"
             ) from None
+        refuse_links(dest)  # a link in the store is never recorded as the file it points to
         try:
             if sha256 is None or size is None:
                 sha256, size = hash_file(dest)
         except OSError as exc:
             raise InvalidInputError(f"cannot read artifact {str(dest)!r}: {exc}") from exc
         self._put(
-            ArtifactSaved(name=name or dest.name, path=rel, type=type, size=size, sha256=sha256, time=_ordered_time())
+            ArtifactSaved(
+                name=name or dest.name,
+                path=rel,
+                type=type,
+                size=size,
+                sha256=sha256,
+                links=dict(links or {}),
+                time=_ordered_time(),
+            )
         )
         return rel
 
@@ -498,7 +512,7 @@ def start_run(
         parent_id = _parent_id(st, parent, nested)
         run = Run(st, uuid.uuid4().hex, experiment, owner=True)
         try:
-            st.run_dir(run.id).mkdir(parents=True)
+            make_dirs(st.run_dir(run.id))  # a link in its place is refused (UnsafePathError), never written through
         except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
             raise StoreError(
                 f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "

@@ -38,7 +38,7 @@ from .errors import ForeignDatabaseError, StoreError
 from .projector import FoldStats, Projector
 from .rebuild import rebuild
 from .schema import SCHEMA_VERSION
-from .store import SEGMENT_SUFFIX, Store
+from .store import SEGMENT_SUFFIX, Store, make_dirs
 
 log = logging.getLogger("alexandria.watch")
 
@@ -111,7 +111,7 @@ def watch(
     """Fold new events as they appear until `stop` is set (or forever)."""
     stop = stop or threading.Event()
     wake = threading.Event()
-    store.runs_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(store.runs_dir)
     observer = _start_observer(store, _Wake(wake), poll)
     projector = Projector(store, engine)
     try:

@@ -94,8 +94,8 @@ def test_deeply_nested_lines_are_corrupt_lines_not_crashes(store: Store) -> None
 
 
 def test_only_regular_files_are_segments(store: Store) -> None:
-    """A directory (or a FIFO) named `*.jsonl` in a run folder is skipped with a warning; every read command
-    still works."""
+    """A directory (or a FIFO) named `*.jsonl` in a run folder is skipped with a warning and reported once as
+    a `refused` problem (never read: a FIFO never blocks); every read command still works."""
     with alexandria.start_run(experiment="dirs") as run:
         run.log_metric("x", 1.0)
     segment = next(store.segments())
@@ -109,7 +109,10 @@ def test_only_regular_files_are_segments(store: Store) -> None:
         assert result.returncode == 0, result.stderr
         assert "is not" in result.stderr
     assert query(store, "SELECT key, value FROM metric") == [("x", 1.0)]
-    assert query(store, "SELECT count(*) FROM log_problem") == [(0,)]
+    assert query(store, "SELECT segment, kind FROM log_problem ORDER BY segment") == [
+        (store.relative(segment.parent / "zy.jsonl"), "refused"),
+        (store.relative(segment.parent / "zz.jsonl"), "refused"),
+    ]
 
 
 def test_a_run_id_is_exactly_32_hex_digits(store: Store) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError, Programm
 
 from ..errors import ForeignDatabaseError, QueryError, ReadOnlyError, StoreError
 from ..schema import SCHEMA_VERSION, meta, metadata, metric_index
+from ..store import REFUSED_SIZE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,10 +62,12 @@ class FoldTransaction(Protocol):
 
 
 def segment_sizes(store: Store) -> Iterator[tuple[Path, str, int]]:
-    """(path, path relative to the store, size) of every segment on disk now."""
-    for path in store.segments():
+    """(path, path relative to the store, size) of every segment on disk now. An entry refused as a segment
+    (a link, a FIFO, ...: `Store.segment_entries`) comes with `REFUSED_SIZE`, so that it is folded once, into
+    its problem, and is then known to be."""
+    for path, refused in store.segment_entries():
         try:
-            size = path.stat().st_size
+            size = REFUSED_SIZE if refused else os.lstat(path).st_size
         except FileNotFoundError:
             continue
         yield path, store.relative(path), size

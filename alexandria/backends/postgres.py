@@ -163,7 +163,7 @@ class PostgresBackend(Backend):
             with conn.begin():
                 schema_lock(conn, exclusive=False)
                 known = {row.path: row.offset for row in conn.execute(select(seg.path, seg.offset))}
-                missing = [{"path": r, "run_id": p.parent.name, "offset": 0, "events": 0} for p, r, _ in segs]
+                missing = [{"path": r, "run_id": store.run_id_of(r), "offset": 0, "events": 0} for _, r, _ in segs]
                 missing = [row for row in missing if row["path"] not in known]
                 if missing:
                     conn.execute(self.insert(log_segment).on_conflict_do_nothing(), missing)

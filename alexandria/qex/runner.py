@@ -44,7 +44,7 @@ from .. import tracking
 from ..db import open_database
 from ..errors import InvalidInputError, RunNotFoundError
 from ..files import write_atomically
-from ..store import Store
+from ..store import Store, make_dirs, refuse_links
 from . import bloch, states
 from .backends import Backend, NumpyDensityMatrix
 from .circuit import Circuit, check_qubit_count
@@ -62,8 +62,8 @@ def open_store(path: str | os.PathLike[str] | Store | None = None) -> Store:
         store = path
     else:
         store = Store.open(path or os.environ.get(STORE_ENV) or DEFAULT_STORE, db_name=QEX_DB_NAME)
-    (store.root / "results").mkdir(exist_ok=True)
-    (store.root / "artifacts").mkdir(exist_ok=True)
+    make_dirs(store.root / "results")  # as every directory in a store: a link in its place is refused
+    make_dirs(store.root / "artifacts")
     open_database(store, catch_up=False).dispose()
     return store
 
@@ -258,7 +258,7 @@ def _save_density_matrix(run: tracking.Run, store: Store, rho: np.ndarray) -> st
     buffer = io.BytesIO()
     np.save(buffer, rho.astype(np.complex128), allow_pickle=False)
     data = buffer.getvalue()
-    dest = store.root / "results" / f"{run.id}_rho.npy"
+    dest = refuse_links(store.root / "results" / f"{run.id}_rho.npy")
     write_atomically(dest, data)
     digest = hashlib.sha256(data).hexdigest()  # the bytes just written: no second read of the file
     return run.record_artifact(dest, type="application/x-npy", name="density_matrix", size=len(data), sha256=digest)
