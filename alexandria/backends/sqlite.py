@@ -2,7 +2,9 @@
 
 Writers (the projector) take SQLite's write lock at the start of every transaction (BEGIN IMMEDIATE), so
 two projectors can never read the same segment position and both fold from it; one loop does the whole
-fold. WAL mode lets readers and the projector run at once. Foreign keys are on. Readers open the file
+fold. WAL mode lets readers and the projector run at once, and the projector keeps its connection open from
+fold to fold, so that a client reading without a busy timeout never finds the file locked
+(`_keep_connection` says why). Foreign keys are on. Readers open the file
 read-only, with query_only, and SQLite's authorizer allows their statements to read and nothing else
 (`_ReaderConnection`, `_authorize`): a user's query cannot write, attach files, change settings, control
 transactions or load extensions, whichever statement it is.
@@ -39,7 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("alexandria.backends.sqlite")
 
-BUSY_TIMEOUT_MS = 120_000
+#: Seconds a connection waits for another process's lock before it gives up; $ALEXANDRIA_BUSY_TIMEOUT.
+BUSY_TIMEOUT = float(os.environ.get("ALEXANDRIA_BUSY_TIMEOUT", "120"))
+BUSY_TIMEOUT_MS = round(BUSY_TIMEOUT * 1000)
 
 
 #: PRAGMAs a reader may run with any argument: the argument names what to describe (a table, an index).
@@ -193,8 +197,9 @@ _UNUSABLE = {
         "run the command as a user who may write the store"
     ),
     sqlite3.SQLITE_BUSY: (
-        f"another process kept the database locked for longer than {BUSY_TIMEOUT_MS // 1000} s; "
-        "stop it (or wait for it) and run the command again"
+        f"the database is locked by another process, which held the lock longer than the busy timeout "
+        f"({BUSY_TIMEOUT:g} s, $ALEXANDRIA_BUSY_TIMEOUT); wait for that process to finish or stop it, then run "
+        "the command again"
     ),
     sqlite3.SQLITE_LOCKED: "the database is locked; run the command again",
     sqlite3.SQLITE_NOTADB: "the file is not an SQLite database; move it away and run `alex rebuild`",
@@ -492,9 +497,9 @@ def _aside_name(db_path: Path) -> Path:
 
 def _swap_in(scratch: Path, db_path: Path) -> None:
     src = sqlite3.connect(scratch)
-    dst = sqlite3.connect(db_path, timeout=120)
+    dst = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT)
     try:
-        dst.execute("PRAGMA busy_timeout=120000")
+        dst.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         src.backup(dst)  # one step: a single write transaction on the destination
         if dst.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             dst.execute("PRAGMA journal_mode=WAL")
