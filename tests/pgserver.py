@@ -39,7 +39,7 @@ def _postgres_bindir() -> Path | None:
     return Path(dirs[-1]) if dirs else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -87,7 +87,7 @@ def throwaway_postgres() -> Iterator[PostgresServer]:
         raise RuntimeError(f"initdb failed:\n{init.stdout}{init.stderr}")
     started = None
     for _ in range(5):  # another process may take the free port between the probe and the start
-        port = _free_port()
+        port = free_port()
         options = (
             f"-p {port} -h 127.0.0.1 -k {tmp} -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200"

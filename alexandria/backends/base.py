@@ -139,8 +139,10 @@ class Backend(ABC):
         try:
             with engine.connect() as conn:
                 value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-        except (OperationalError, ProgrammingError):  # no such table
-            return None
+        except (OperationalError, ProgrammingError) as exc:
+            if self.unusable(exc) is not None:  # a lock held too long, a server it cannot reach: not "no table"
+                raise
+            return None  # no such table
         return int(value) if value is not None else None
 
     def claim(self, store: Store) -> int | None:
@@ -192,8 +194,10 @@ class Backend(ABC):
         return None
 
     def store_error(self, exc: DBAPIError) -> StoreError:
-        """The one typed error for a database a command cannot use (`unusable`, else the driver's words)."""
-        return StoreError(f"cannot use database {self.describe()}: {self.unusable(exc) or exc.orig}")
+        """The one typed error for a database a command cannot use (`unusable`, else the driver's words), on
+        one line: a driver's message may span several (libpq's hints)."""
+        message = f"cannot use database {self.describe()}: {self.unusable(exc) or exc.orig}"
+        return StoreError(" ".join(message.split()))
 
     def translate_errors(self, engine: Engine) -> Engine:
         """Make a reader `engine` raise `store_error` for what `unusable` names, instead of the driver's

@@ -49,6 +49,43 @@ READ_ONLY_SQL_TRANSACTION = "25006"
 
 _SEARCH_PATH = re.compile(r"-c\s*search_path\s*=\s*((?:\\ |[^ ])+)")
 
+#: What a user is told for a database a command cannot use, by the server's SQLSTATE. 25006 on a reader is
+#: a refused write (`refusal`); on the projector it is a server that takes only reads.
+_UNUSABLE = {
+    "53100": "the database server's disk is full; free space on the server, then run the command again",
+    "53200": "the database server is out of memory; run the command again when it has memory to spare",
+    "53300": (
+        "the server has no connection left for this user or database (max_connections, or a CONNECTION "
+        "LIMIT); close idle clients or raise the limit, then run the command again"
+    ),
+    READ_ONLY_SQL_TRANSACTION: (
+        "the server takes only reads (a standby, or default_transaction_read_only) and new log lines must be "
+        "folded into it; point the URL at the primary server"
+    ),
+    "42501": (
+        "the user {user} lacks a privilege Alexandria needs (to create schema {schema} and its tables in the "
+        "database, to read and write them); grant it, or connect as a user that has it"
+    ),
+    "3D000": "the database {database} does not exist; create it (`createdb {database}`) or correct the URL",
+    "28000": "the server does not accept the user {user}; correct the URL's user, or create the role",
+    "28P01": "the server refused the password; correct the password (in the URL, or ~/.pgpass)",
+    "57P01": "the server was shut down; run the command again when it is back",
+    "57P03": "the server is starting up or shutting down; run the command again when it is up",
+}
+#: A connection that fails while it is made has no SQLSTATE (libpq gives only words): the server's words
+#: for each (its messages are in English unless lc_messages says otherwise), else it could not be reached.
+_AT_CONNECT = (
+    (re.compile(r'database ".*" does not exist'), "3D000"),
+    (re.compile(r'role ".*" does not exist|no pg_hba\.conf entry'), "28000"),
+    (re.compile(r"password authentication failed|password is required|no password supplied"), "28P01"),
+    (re.compile(r"too many clients|too many connections|remaining connection slots are reserved"), "53300"),
+    (re.compile(r"the database system is (starting up|shutting down|in recovery mode)"), "57P03"),
+)
+UNREACHABLE = (
+    "the server cannot be reached (or the connection to it broke); check that it is running and that the "
+    "URL's host and port are right, then run the command again"
+)
+
 
 def driver_url(url: URL) -> URL:
     """The URL with psycopg 3 as its driver: the projector uses its own API (COPY FROM STDIN, binary
@@ -99,7 +136,7 @@ class PostgresBackend(Backend):
         return self._engine(readonly=False, schema=schema, bulk=bulk)
 
     def reader_engine(self) -> Engine:
-        return self._engine(readonly=True)
+        return self.translate_errors(self._engine(readonly=True))
 
     def _engine(self, *, readonly: bool, schema: str | None = None, bulk: bool = False) -> Engine:
         try:
@@ -132,13 +169,21 @@ class PostgresBackend(Backend):
         return dialect.insert(table)
 
     def bulk_insert(self, conn: Connection, table: Table, columns: tuple[str, ...], rows: Rows) -> None:
-        """COPY FROM STDIN in the fold's transaction (the table is found through the connection's search_path)."""
+        """COPY FROM STDIN in the fold's transaction (the table is found through the connection's search_path).
+        The driver's own API: its errors (a full disk) are wrapped as SQLAlchemy wraps every other statement's,
+        so the fold's callers meet one kind of database error."""
+        import psycopg
+
         names = ", ".join(quote_ident(c) for c in columns)
+        sql = f"COPY {quote_ident(table.name)} ({names}) FROM STDIN"
         driver: Any = conn.connection.driver_connection
-        with driver.cursor() as cur, cur.copy(f"COPY {quote_ident(table.name)} ({names}) FROM STDIN") as copy:
-            write = copy.write_row
-            for row in rows:
-                write(row)
+        try:
+            with driver.cursor() as cur, cur.copy(sql) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, psycopg.Error, dialect=conn.dialect) from exc
 
     def fold_once(
         self, engine: Engine, store: Store, fold: FoldTransaction, budget: int, block: bool
@@ -288,6 +333,25 @@ class PostgresBackend(Backend):
 
     def raw(self, conn: Connection) -> Connection:
         return conn.execution_options(no_parameters=True)  # a % in a user's SQL is no placeholder for psycopg
+
+    def unusable(self, exc: DBAPIError) -> str | None:
+        """By SQLSTATE. A connection that fails while it is made, or breaks, has none (an OperationalError
+        with libpq's words only): told by the server's words, else the server could not be reached."""
+        import psycopg
+
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None)
+        reason: str | None
+        if code is None and isinstance(orig, psycopg.OperationalError):
+            text = str(orig)
+            code = next((c for pattern, c in _AT_CONNECT if pattern.search(text)), None)
+            reason = UNREACHABLE if code is None else _UNUSABLE[code]
+        else:
+            reason = _UNUSABLE.get(code or "")
+        if reason is None:
+            return None
+        names = {"user": self.url.username, "database": self.url.database, "schema": live_schema(self.url)}
+        return f"{reason.format(**names)} ({orig})"
 
     def refusal(self, exc: DBAPIError, driver: Any) -> str | None:
         if getattr(exc.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:  # the reader's sessions are read-only

@@ -2,7 +2,9 @@
 
 Writers (the projector) take SQLite's write lock at the start of every transaction (BEGIN IMMEDIATE), so
 two projectors can never read the same segment position and both fold from it; one loop does the whole
-fold. WAL mode lets readers and the projector run at once. Foreign keys are on. Readers open the file
+fold. WAL mode lets readers and the projector run at once, and the projector keeps its connection open from
+fold to fold, so that a client reading without a busy timeout never finds the file locked
+(`_keep_connection` says why). Foreign keys are on. Readers open the file
 read-only, with query_only, and SQLite's authorizer allows their statements to read and nothing else
 (`_ReaderConnection`, `_authorize`): a user's query cannot write, attach files, change settings, control
 transactions or load extensions, whichever statement it is.
@@ -26,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.dialects import sqlite as dialect
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.pool import NullPool, QueuePool
 
 from ..errors import ReadOnlyError, StoreError
 from ..schema import log_segment, meta, metric_index
@@ -39,7 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("alexandria.backends.sqlite")
 
-BUSY_TIMEOUT_MS = 120_000
+#: Seconds a connection waits for another process's lock before it gives up; $ALEXANDRIA_BUSY_TIMEOUT.
+BUSY_TIMEOUT = float(os.environ.get("ALEXANDRIA_BUSY_TIMEOUT", "120"))
+BUSY_TIMEOUT_MS = round(BUSY_TIMEOUT * 1000)
 
 
 #: PRAGMAs a reader may run with any argument: the argument names what to describe (a table, an index).
@@ -193,8 +197,9 @@ _UNUSABLE = {
         "run the command as a user who may write the store"
     ),
     sqlite3.SQLITE_BUSY: (
-        f"another process kept the database locked for longer than {BUSY_TIMEOUT_MS // 1000} s; "
-        "stop it (or wait for it) and run the command again"
+        f"the database is locked by another process, which held the lock longer than the busy timeout "
+        f"({BUSY_TIMEOUT:g} s, $ALEXANDRIA_BUSY_TIMEOUT); wait for that process to finish or stop it, then run "
+        "the command again"
     ),
     sqlite3.SQLITE_LOCKED: "the database is locked; run the command again",
     sqlite3.SQLITE_NOTADB: "the file is not an SQLite database; move it away and run `alex rebuild`",
@@ -377,12 +382,76 @@ _INSERT_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
 _OURS_OR_EMPTY = f"SELECT count(*) = 0 OR max(name = '{meta.name}') FROM sqlite_master WHERE type = 'table'"  # noqa: S608
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` now (device, inode); None: no file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _keep_connection(engine: Engine, path: Path) -> None:
+    """The projector's engine keeps its connection open from fold to fold, for as long as the engine lives.
+
+    Why (the cause of "database is locked" in SQL clients): a reader that opens the file without a busy
+    timeout (the plain `sqlite3` shell, any SQL client) got SQLITE_BUSY on one query in ten while `alex
+    watch` folded, because the projector opened and closed a connection for every fold. Closing a
+    read-write connection to a WAL database makes SQLite try for an EXCLUSIVE lock on the file (to
+    checkpoint and delete the WAL if it is the last connection): the attempt takes the PENDING lock byte
+    first and keeps it until the file is closed (SQLite 3.40), and a last connection holds EXCLUSIVE through
+    the whole checkpoint and WAL deletion. Either way a new reader's SHARED lock is refused at once, and the
+    next opener of a deleted WAL rebuilds the -shm index besides. A connection kept open is never closed
+    between folds, and while it is open no other connection's close is the last one. (Read-only connections,
+    which every reader of the library opens, never try for the lock.)
+
+    A file deleted or replaced under the engine (`rm alexandria.db`, a file moved over it) is not written
+    through a connection to the old one: before each use the connection is checked against the file at
+    `path`, and a stale one is reopened (SQLAlchemy's disconnect handling), so the fold meets the file there
+    now and the watcher rebuilds what it must (watch.py). The WAL and its index left at `path` belong to the
+    old file (SQLite does not checkpoint into a moved file), and paired with the new one they would make it
+    read as the old database: the WAL this connection had open is removed before the file is reopened
+    (a file moved in with a WAL of its own keeps it)."""
+    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+
+    @event.listens_for(engine, "do_connect")
+    def _before_open(_dialect: Any, record: Any, _cargs: Any, _cparams: Any) -> None:
+        record.info["file"] = _file_identity(path)  # before opening: a file swapped meanwhile only reopens
+
+    @event.listens_for(engine, "connect")
+    def _opened(_dbapi_connection: Any, record: Any) -> None:
+        if record.info.get("file") is None:  # the file this connection created
+            record.info["file"] = _file_identity(path)
+
+    @event.listens_for(engine, "checkin")
+    def _used(_dbapi_connection: Any, record: Any) -> None:
+        if record.info.get("file") == _file_identity(path):  # its WAL exists once it has read or written
+            record.info["wal"] = _file_identity(wal)
+
+    @event.listens_for(engine, "checkout")
+    def _same_file(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get("file") == _file_identity(path):
+            return
+        dbapi_connection.close()
+        if record.info.get("wal") is not None and record.info["wal"] == _file_identity(wal):
+            log.info("%s was replaced or deleted; removing the old file's WAL and its index", path)
+            for sidecar in (wal, shm):
+                sidecar.unlink(missing_ok=True)
+        raise DisconnectionError(f"{path} was deleted or replaced since this connection opened it")
+
+
 def _engine(path: Path, *, readonly: bool, bulk: bool = False, inspect: bool = False) -> Engine:
     url = f"sqlite:///file:{path}?mode=ro&uri=true" if readonly else f"sqlite:///{path}"
     connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_MS / 1000}
     if readonly:
         connect_args["factory"] = _ReaderConnection
-    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    keep = not (readonly or bulk or inspect)  # the projector's own engine (`_keep_connection`)
+    if keep:
+        connect_args["check_same_thread"] = False  # the pool hands it to whichever thread folds next
+        pool: dict[str, Any] = {"poolclass": QueuePool, "pool_size": 1, "max_overflow": -1}
+    else:
+        pool = {"poolclass": NullPool}
+    engine = create_engine(url, connect_args=connect_args, **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -410,6 +479,8 @@ def _engine(path: Path, *, readonly: bool, bulk: bool = False, inspect: bool = F
         else:
             conn.exec_driver_sql("BEGIN" if inspect else "BEGIN IMMEDIATE")
 
+    if keep:
+        _keep_connection(engine, path)  # its listeners after the pragmas'
     return engine
 
 
@@ -426,9 +497,9 @@ def _aside_name(db_path: Path) -> Path:
 
 def _swap_in(scratch: Path, db_path: Path) -> None:
     src = sqlite3.connect(scratch)
-    dst = sqlite3.connect(db_path, timeout=120)
+    dst = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT)
     try:
-        dst.execute("PRAGMA busy_timeout=120000")
+        dst.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         src.backup(dst)  # one step: a single write transaction on the destination
         if dst.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             dst.execute("PRAGMA journal_mode=WAL")
