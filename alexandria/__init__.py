@@ -57,6 +57,9 @@ __all__ = [
     "WriterError",
     "__version__",
     "active_run",
+    "delete_runs",
+    "edit_experiment",
+    "edit_run",
     "end_run",
     "flush",
     "log_artifact",
@@ -66,16 +69,28 @@ __all__ = [
     "log_param",
     "log_params",
     "param_to_str",
+    "restore_runs",
     "set_tag",
     "set_tags",
     "start_run",
 ]
 
 
-def __getattr__(name: str) -> object:
-    """`alexandria.Reader` is imported on first use: training code that only logs never loads SQLAlchemy."""
-    if name == "Reader":
-        from .query import Reader
+#: Names imported on first use (they load SQLAlchemy): training code that only logs never pays for them.
+_LAZY = {
+    "Reader": "query",
+    "edit_run": "edits",
+    "delete_runs": "edits",
+    "restore_runs": "edits",
+    "edit_experiment": "edits",
+}
 
-        return Reader
-    raise AttributeError(f"module 'alexandria' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    """`alexandria.Reader`, `alexandria.edit_run`, ... are imported on first use (see `_LAZY`)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alexandria' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)

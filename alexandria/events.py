@@ -50,6 +50,9 @@ class Header(_Event, tag="header"):
     writer: WriterInfo
     #: 0 for the run's first life, n after its n-th resume: every row from this segment carries it.
     attempt: int = 0
+    #: A segment of edits made after the fact (`alex edit`, `alex delete`: see edits.py), not a life of the
+    #: run: written whole and closed, it never counts for the run's status, end, last sign of life or attempt.
+    annotation: bool = False
 
 
 class RunStarted(_Event, tag="run_started"):
@@ -58,6 +61,8 @@ class RunStarted(_Event, tag="run_started"):
     experiment: str
     tags: dict[str, str] = {}
     parent_id: Union[str, None] = None  # noqa: UP007 - a sweep's child names its parent run
+    #: A readable name (given, or generated: see names.py); None in logs written before names existed.
+    name: Union[str, None] = None  # noqa: UP007
 
 
 class RunResumed(_Event, tag="run_resumed"):
@@ -113,6 +118,33 @@ class ArtifactSaved(_Event, tag="artifact"):
     #: Of a directory: relative path -> target text of each symbolic link in it (recorded, never followed nor
     #: copied; `size` and `sha256` cover its regular files only).
     links: dict[str, str] = {}
+
+
+class TagRemoved(_Event, tag="untag"):
+    """A tag removed (a later `tag` of the same key sets it again)."""
+
+    key: str
+
+
+class RunEdited(_Event, tag="run_edited"):
+    """What a user changed about a run after the fact (`alex edit`): only the fields given change; a later
+    edit of the same field replaces this one. Written into an annotation segment of its own."""
+
+    name: Union[str, None] = None  # noqa: UP007
+    #: The run's description, Markdown text ("" clears it).
+    note: Union[str, None] = None  # noqa: UP007
+    #: The experiment the run now belongs to (an experiment renamed: every one of its runs says so).
+    experiment: Union[str, None] = None  # noqa: UP007
+    #: The description of the run's experiment, Markdown: written into every run of it (an experiment has no
+    #: log of its own), the latest among its runs is the experiment's.
+    experiment_note: Union[str, None] = None  # noqa: UP007
+
+
+class RunDeleted(_Event, tag="run_deleted"):
+    """The run deleted (a tombstone: hidden from every listing until restored) or, `deleted=False`, restored.
+    The latest of these decides; `alex gc` removes a run deleted long enough ago for good."""
+
+    deleted: bool = True
 
 
 class RunFinished(_Event, tag="run_finished"):
@@ -172,6 +204,7 @@ Event = Union[  # noqa: UP007
     ParamLogged,
     MetricLogged,
     TagSet,
+    TagRemoved,
     ArtifactSaved,
     RunFinished,
     Heartbeat,
@@ -179,6 +212,8 @@ Event = Union[  # noqa: UP007
     EnvironmentCaptured,
     CodeCaptured,
     DatasetLogged,
+    RunEdited,
+    RunDeleted,
 ]
 
 EVENT_TYPES = frozenset(cls.__struct_config__.tag for cls in get_args(Event))

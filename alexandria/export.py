@@ -56,6 +56,7 @@ def _write_parquet(path: Path, schema: Any, chunks: Iterator[Sequence[Any]]) -> 
         if batches:
             writer.write_table(pa.Table.from_batches(batches, schema=schema), row_group_size=ROW_GROUP_ROWS)
 
+
 def _runs_with_tags_json(chunks: Iterator[Sequence[Sequence[Any]]]) -> Iterator[list[list[Any]]]:
     for chunk in chunks:
         yield [[*r[:6], _tags_json(r[6])] for r in chunk]

@@ -211,9 +211,7 @@ def curves_figure(
     ids = select_runs(engine, run_ids)
     keys = run_metric_keys(engine, ids)
     require_metrics(keys, metrics)
-    return curves(
-        engine, run_rows(engine, ids), keys, metrics, x=x, smoothing=smoothing, log_y=log_y, buckets=buckets
-    )
+    return curves(engine, run_rows(engine, ids), keys, metrics, x=x, smoothing=smoothing, log_y=log_y, buckets=buckets)
 
 
 def as_numbers(values: Sequence[str | None]) -> list[float] | None:
@@ -291,5 +289,3 @@ def parallel_coordinates_figure(
     )
     fig.update_layout(height=460, margin={"l": 80, "r": 80, "t": 60, "b": 40}, template="plotly_white")
     return fig
-
-

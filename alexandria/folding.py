@@ -11,8 +11,10 @@ same rows (only the integer surrogate `id`s, numbered in fold order, may differ)
   `attempt`, the life of the run, of its segment);
 * `Keep`: one row per key, the earliest or the latest by time (ties broken by a column, so the outcome is
   the same whichever row comes first): a parameter keeps its earliest value (the API refuses a second
-  value in one process; if two processes disagree the earliest wins), a tag and an artifact name their
-  latest, and a run its earliest RunStarted's start time, experiment and parent;
+  value in one process; if two processes disagree the earliest wins), a tag (set or removed: `tag_state`,
+  from which `tag` and run.tags are settled), an artifact name and an edited field of a run (`run_edit`:
+  name, note, experiment, deleted, from which the run row's columns are settled) their latest, and a run
+  its earliest RunStarted's start time, experiment and parent;
 * `Lifecycle`: every start, resume and end is a row; the run's status and end time are then settled from
   the latest of them (projector.settle_runs);
 * `BOOKKEEPING`: nothing but the segment's position row (last_time, closed, the header's columns).
@@ -39,13 +41,16 @@ from .events import (
     Heartbeat,
     MetricLogged,
     ParamLogged,
+    RunDeleted,
+    RunEdited,
     RunFinished,
     RunResumed,
     RunStarted,
     SegmentClosed,
+    TagRemoved,
     TagSet,
 )
-from .schema import artifact, code, dataset, environment, lifecycle, metric, parameter, run, tag
+from .schema import artifact, code, dataset, environment, lifecycle, metric, parameter, run, run_edit, tag, tag_state
 from .values import decode_float
 
 Row = dict[str, Any]
@@ -112,9 +117,7 @@ class Keep(Rule):
         else:
             wins = or_(old_time.is_(None), new_time < old_time, and_(new_time == old_time, new_key < old_key))
         conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=list(self.key), set_={c: x[c] for c in self.columns}, where=wins
-            ),
+            ins.on_conflict_do_update(index_elements=list(self.key), set_={c: x[c] for c in self.columns}, where=wins),
             rows,
         )
         if self.then is not None:
@@ -131,29 +134,69 @@ class _Bookkeeping(Rule):
         """Nothing to write."""
 
 
-def refresh_run_tags(conn: Connection, run_ids: set[str]) -> None:
-    """Keep run.tags (JSON) in step with the tag table."""
-    tags: dict[str, dict[str, str]] = {r: {} for r in run_ids}
+def settle_tags(conn: Connection, run_ids: set[str]) -> None:
+    """The tags the runs have now (`tag`, and run.tags as JSON): those of `tag_state` not removed."""
+    ids = sorted(run_ids)
+    tags: dict[str, dict[str, str]] = {r: {} for r in ids}
+    live = []
     rows = conn.execute(
-        select(tag.c.run_id, tag.c.key, tag.c.value).where(tag.c.run_id.in_(sorted(run_ids))).order_by(tag.c.key)
+        select(tag_state.c.run_id, tag_state.c.key, tag_state.c.value, tag_state.c.timestamp)
+        .where(tag_state.c.run_id.in_(ids), tag_state.c.value.is_not(None))
+        .order_by(tag_state.c.run_id, tag_state.c.key)
     )
-    for rid, key, value in rows:
+    for rid, key, value, timestamp in rows:
         tags[rid][key] = value
+        live.append({"run_id": rid, "key": key, "value": value, "timestamp": timestamp})
+    conn.execute(tag.delete().where(tag.c.run_id.in_(ids)))
+    if live:
+        conn.execute(tag.insert(), live)
     conn.execute(
         update(run).where(run.c.id == bindparam("rid")).values(tags=bindparam("tags")),
-        [{"rid": rid, "tags": t} for rid, t in sorted(tags.items())],
+        [{"rid": rid, "tags": t} for rid, t in tags.items()],
     )
+
+
+def settle_edits(conn: Connection, run_ids: set[str]) -> None:
+    """run.name, note and deleted from the runs' latest edits (`run_edit`), and experiment_name where the
+    run was moved to another experiment (else it stays its start's)."""
+    ids = sorted(run_ids)
+    edits: dict[str, dict[str, str]] = {r: {} for r in ids}
+    for rid, name, value in conn.execute(
+        select(run_edit.c.run_id, run_edit.c.field, run_edit.c.value).where(run_edit.c.run_id.in_(ids))
+    ):
+        edits[rid][name] = value
+    conn.execute(
+        update(run)
+        .where(run.c.id == bindparam("rid"))
+        .values(name=bindparam("v_name"), note=bindparam("v_note"), deleted=bindparam("v_deleted")),
+        [
+            {"rid": rid, "v_name": e.get("name"), "v_note": e.get("note") or None, "v_deleted": e.get("deleted") == "1"}
+            for rid, e in edits.items()
+        ],
+    )
+    moved = [{"rid": rid, "v_experiment": e["experiment"]} for rid, e in edits.items() if "experiment" in e]
+    if moved:
+        conn.execute(
+            update(run).where(run.c.id == bindparam("rid")).values(experiment_name=bindparam("v_experiment")), moved
+        )
 
 
 RUN_START = Keep(
-    run, ("id",), ("experiment_name", "parent_id", "timestamp_start"), "experiment_name", False, "timestamp_start"
+    run,
+    ("id",),
+    ("experiment_name", "parent_id", "timestamp_start"),
+    "experiment_name",
+    False,
+    "timestamp_start",
+    then=settle_edits,  # an edit folded before the start (another projector's) still wins
 )
 LIFECYCLE = Lifecycle(lifecycle)
 DATASET = Append(dataset)
 CODE = Append(code)
 ENVIRONMENT = Append(environment)
 PARAMETER = Keep(parameter, ("run_id", "key"), ("value", "timestamp"), "value", latest=False)
-TAG = Keep(tag, ("run_id", "key"), ("value", "timestamp"), "value", latest=True, then=refresh_run_tags)
+TAG = Keep(tag_state, ("run_id", "key"), ("value", "timestamp"), "value", latest=True, then=settle_tags)
+RUN_EDIT = Keep(run_edit, ("run_id", "field"), ("value", "timestamp"), "value", latest=True, then=settle_edits)
 ARTIFACT = Keep(
     artifact, ("run_id", "name"), ("type", "path", "size", "sha256", "timestamp", "links"), "sha256", latest=True
 )
@@ -161,7 +204,18 @@ METRIC = BulkAppend(metric, ("run_id", "key", "value", "step", "timestamp", "att
 BOOKKEEPING = _Bookkeeping()
 
 #: Every rule with rows, in the order a transaction writes them (foreign keys: the run rows come first).
-RULES: tuple[Rule, ...] = (RUN_START, LIFECYCLE, DATASET, CODE, ENVIRONMENT, PARAMETER, TAG, ARTIFACT, METRIC)
+RULES: tuple[Rule, ...] = (
+    RUN_START,
+    LIFECYCLE,
+    DATASET,
+    CODE,
+    ENVIRONMENT,
+    PARAMETER,
+    TAG,
+    RUN_EDIT,
+    ARTIFACT,
+    METRIC,
+)
 
 
 def _life(event: str, status: str, error: str | None, attempt: int, e: Any, run_id: str) -> list[Row]:
@@ -211,17 +265,50 @@ def _start_tags(run_id: str, attempt: int, e: Any) -> list[Row]:
     return [{"run_id": run_id, "key": k, "value": v, "timestamp": e.time} for k, v in e.tags.items()]
 
 
+def _untag(run_id: str, attempt: int, e: Any) -> list[Row]:
+    return [{"run_id": run_id, "key": e.key, "value": None, "timestamp": e.time}]
+
+
+def _edited(**fields: Any) -> list[Row]:
+    """run_edit rows of the fields given (None: not edited)."""
+    time, run_id = fields.pop("time"), fields.pop("run_id")
+    return [{"run_id": run_id, "field": f, "value": v, "timestamp": time} for f, v in fields.items() if v is not None]
+
+
+def _start_name(run_id: str, attempt: int, e: Any) -> list[Row]:
+    return _edited(run_id=run_id, time=e.time, name=e.name)
+
+
+def _edit(run_id: str, attempt: int, e: Any) -> list[Row]:
+    return _edited(
+        run_id=run_id,
+        time=e.time,
+        name=e.name,
+        note=e.note,
+        experiment=e.experiment,
+        experiment_note=e.experiment_note,
+    )
+
+
+def _tombstone(run_id: str, attempt: int, e: Any) -> list[Row]:
+    return _edited(run_id=run_id, time=e.time, deleted="1" if e.deleted else "0")
+
+
 #: Event type -> the rules its rows are written by, each with the function making those rows (None: no
 #: rows, or made inline by the fold loop).
 FOLDS: dict[type, tuple[tuple[Rule, RowsOf | None], ...]] = {
     MetricLogged: ((METRIC, None),),  # the hot path: Batch.fold makes its tuples inline
     ParamLogged: ((PARAMETER, _keyed),),
     TagSet: ((TAG, _keyed),),
+    TagRemoved: ((TAG, _untag),),
+    RunEdited: ((RUN_EDIT, _edit),),
+    RunDeleted: ((RUN_EDIT, _tombstone),),
     ArtifactSaved: ((ARTIFACT, _artifact),),
     RunStarted: (
         (RUN_START, _start),
         (LIFECYCLE, lambda rid, attempt, e: _life("started", "running", None, attempt, e, rid)),
         (TAG, _start_tags),
+        (RUN_EDIT, _start_name),
     ),
     RunResumed: ((LIFECYCLE, lambda rid, attempt, e: _life("resumed", "running", None, e.attempt, e, rid)),),
     RunFinished: ((LIFECYCLE, lambda rid, attempt, e: _life("finished", e.status, e.error, attempt, e, rid)),),

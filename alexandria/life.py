@@ -169,7 +169,7 @@ def run_state(store: Store, run_id: str, now: float | None = None) -> RunState:
     running while a writer (of any life) is alive, else crashed.
     """
     now = time.time() if now is None else now
-    tails = [read_tail(p) for p in store.run_segments(run_id)]
+    tails = [t for t in map(read_tail, store.run_segments(run_id)) if not (t.header and t.header.annotation)]
     attempt = max((t.header.attempt for t in tails if t.header), default=0)
     ends = [t.finished for t in tails if t.finished and (t.header.attempt if t.header else 0) == attempt]
     if ends:

@@ -117,5 +117,3 @@ def write_page(path: str | os.PathLike[str], page: str, *, embed: bool) -> Path:
         ensure_plotlyjs(target.parent)
     write_atomically(target, page.encode("utf-8"))
     return target
-
-

@@ -181,13 +181,21 @@ class _Fold:
         settle_runs(conn, self.batch.runs, running=running)
 
 
-_HEADER_COLUMNS = ("attempt", "host", "pid", "boot_id", "started", "heartbeat")
+_HEADER_COLUMNS = ("attempt", "host", "pid", "boot_id", "started", "heartbeat", "annotation")
 
 
 def _header_columns(header: Header | None) -> dict[str, Any]:
     """A segment's header as log_segment columns (written on its first fold only)."""
     if header is None:
-        return {"attempt": 0, "host": None, "pid": None, "boot_id": None, "started": None, "heartbeat": None}
+        return {
+            "attempt": 0,
+            "host": None,
+            "pid": None,
+            "boot_id": None,
+            "started": None,
+            "heartbeat": None,
+            "annotation": False,
+        }
     w = header.writer
     return {
         "attempt": header.attempt,
@@ -196,6 +204,7 @@ def _header_columns(header: Header | None) -> dict[str, Any]:
         "boot_id": w.boot_id,
         "started": w.started,
         "heartbeat": w.heartbeat,
+        "annotation": header.annotation,
     }
 
 
@@ -232,7 +241,8 @@ def settle_runs(
                 latest[row.run_id] = (key, row)
         segments: dict[str, list[Any]] = {}
         folded = log_segment.c.offset > 0  # a row made ahead of its first fold says nothing yet
-        for row in conn.execute(select(log_segment).where(log_segment.c.run_id.in_(chunk), folded)):
+        lives = log_segment.c.annotation.is_not(True)  # edits made after the fact are no sign of life
+        for row in conn.execute(select(log_segment).where(log_segment.c.run_id.in_(chunk), folded, lives)):
             segments.setdefault(row.run_id, []).append(row)
         updates = []
         for rid, status, error, end, attempt, seen in conn.execute(

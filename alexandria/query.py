@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, exists, func, select
+from sqlalchemy import Engine, and_, exists, func, or_, select
 
 from .backends import backend_of
 from .db import open_database, reader_engine
@@ -39,8 +39,10 @@ def list_runs(
     since: float | None = None,
     until: float | None = None,
     parent_id: str | None = None,
+    deleted: bool | None = False,
 ) -> list[dict[str, Any]]:
     """Runs, newest first, with their parameter and metric counts (see `run_tree` for the nesting).
+    Deleted runs are left out (`deleted=True`: only they, `None`: every run).
 
     Filters combine with AND: `tags` and `params` match exact text (parameters as `param_to_str`
     stores them, so `{"lr": 0.01}` works); `metric_filter=("val/acc", ">=", 0.9)` keeps runs whose
@@ -53,6 +55,8 @@ def list_runs(
     q = select(run, nparams.label("num_params"), keys.label("num_metric_keys")).order_by(
         run.c.timestamp_start.desc().nulls_last(), run.c.id
     )
+    if deleted is not None:
+        q = q.where(run.c.deleted == deleted)
     if experiment is not None:
         q = q.where(run.c.experiment_name == experiment)
     if status is not None:
@@ -126,17 +130,39 @@ def run_tree(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-def resolve_run_id(engine: Engine, prefix: str) -> str:
-    """The full id of the one run whose id starts with `prefix`."""
-    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
-        raise RunNotFoundError(f"{prefix!r} is not a run id (32 hex digits, or a unique prefix of one)")
+def resolve_run_id(engine: Engine, ref: str) -> str:
+    """The full id of the one run `ref` names: its id, a unique prefix of it, its name, or
+    EXPERIMENT/NAME where the name alone is not unique (names are looked up when no id starts with `ref`;
+    deleted runs are found too, so that they can be restored)."""
+    if not ref:
+        raise RunNotFoundError("an empty run id; give a run id (or a unique prefix of one) or a run name")
+    ids: Sequence[str] = []
     with engine.connect() as conn:
-        ids = conn.execute(select(run.c.id).where(run.c.id.like(prefix + "%")).limit(2)).scalars().all()
-    if not ids:
-        raise RunNotFoundError(f"no run with id {prefix!r}; `alex runs` lists the runs")
-    if len(ids) > 1:
-        raise RunNotFoundError(f"run id prefix {prefix!r} is ambiguous; give more characters")
-    return ids[0]
+        if all(c in "0123456789abcdef" for c in ref):
+            ids = conn.execute(select(run.c.id).where(run.c.id.like(ref + "%")).limit(2)).scalars().all()
+            if len(ids) > 1:
+                raise RunNotFoundError(f"run id prefix {ref!r} is ambiguous; give more characters")
+            if ids:
+                return ids[0]
+        named = conn.execute(
+            select(run.c.id, run.c.experiment_name).where(run.c.name == ref).order_by(run.c.timestamp_start).limit(6)
+        ).all()
+        if not named and "/" in ref:
+            options = [(ref[:i], ref[i + 1 :]) for i, c in enumerate(ref) if c == "/"]
+            named = conn.execute(
+                select(run.c.id, run.c.experiment_name)
+                .where(or_(*(and_(run.c.experiment_name == e, run.c.name == n) for e, n in options)))
+                .limit(6)
+            ).all()
+    if not named:
+        raise RunNotFoundError(f"no run with id or name {ref!r}; `alex runs` lists the runs")
+    if len(named) > 1:
+        some = ", ".join(f"{rid[:8]} in {exp!r}" for rid, exp in named[:5])
+        raise RunNotFoundError(
+            f"run name {ref!r} is ambiguous: runs {some}{', ...' if len(named) > 5 else ''} have it; "
+            "give the id (or a unique prefix), or EXPERIMENT/NAME"
+        )
+    return str(named[0][0])
 
 
 # -- many runs at once: a fixed number of queries per chunk of ids ----------------------------------------------
@@ -171,13 +197,13 @@ def select_runs(engine: Engine, run_ids: RunSelection) -> list[str]:
 
 
 def sweep_children(engine: Engine, parent: str) -> list[str]:
-    """The child runs of `parent` (an id or unique prefix), oldest first."""
+    """The child runs of `parent` (an id, a unique prefix or a name), oldest first; deleted ones left out."""
     parent_id = resolve_run_id(engine, parent)
     with engine.connect() as conn:
         children = (
             conn.execute(
                 select(run.c.id)
-                .where(run.c.parent_id == parent_id)
+                .where(run.c.parent_id == parent_id, run.c.deleted.is_(False))
                 .order_by(run.c.timestamp_start.nulls_last(), run.c.id)
             )
             .scalars()

@@ -214,5 +214,3 @@ def _has_varying_numeric_param(engine: Engine, ids: Sequence[str]) -> bool:
         if len(set(column)) > 1 and as_numbers(column) is not None:
             return True
     return False
-
-

@@ -6,7 +6,11 @@ parent_id/attempt/last_seen, a `lifecycle` table (every start, resume and
 end of a run), timestamps on most rows, artifact size, sha256 and links, a `tag`
 table that run.tags (JSON) is kept in step with, dataset role/format/size,
 the git details of `code`, the interpreter details of `environment`, and the
-`attempt` (which life of a resumed run) on metric, code and environment rows.
+`attempt` (which life of a resumed run) on metric, code and environment rows,
+and what a user edits after the fact (edits.py): run.name/note/deleted, the
+latest edit of each field in `run_edit` and of each tag in `tag_state`. A
+deleted run keeps its rows (`alex gc` purges it for good): a query of live runs
+says `WHERE NOT deleted` on run (README: "Deleted runs").
 A run may have several dataset rows (one per role) and, once resumed, one
 code and environment row per life: a seed query still runs, and `WHERE
 attempt = 0` (or the latest attempt) picks one. Bookkeeping of the
@@ -38,10 +42,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 #: Bump when any table changes: databases of another version are rebuilt from the logs.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -62,7 +67,12 @@ run = Table(
     Column("parent_id", String(32)),  # a sweep's parent run
     Column("attempt", Integer),  # 0, or how many times the run was resumed
     Column("last_seen", Float),  # time of the newest line in any of its segments
+    # Settled from run_edit (edits.py): the latest name, note and tombstone given.
+    Column("name", Text),  # readable, not unique: the id stays the identity
+    Column("note", Text),  # Markdown
+    Column("deleted", Boolean, nullable=False, server_default=false()),  # hidden until restored
 )
+Index("ix_run_name", run.c.name)
 Index("ix_run_experiment_start", run.c.experiment_name, run.c.timestamp_start)
 Index("ix_run_start", run.c.timestamp_start)
 Index("ix_run_parent", run.c.parent_id)
@@ -114,6 +124,30 @@ tag = Table(
     Column("value", Text, nullable=False),
     Column("timestamp", Float),
     PrimaryKeyConstraint("run_id", "key", name="pk_tag"),
+)
+
+#: The latest set or removal (value NULL) of each tag: the fold's state, from which `tag` (the tags a run has
+#: now) and run.tags are settled.
+tag_state = Table(
+    "tag_state",
+    metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("value", Text),  # NULL: removed
+    Column("timestamp", Float),
+    PrimaryKeyConstraint("run_id", "key", name="pk_tag_state"),
+)
+
+#: The latest edit of each field of a run (name, note, experiment, experiment_note, deleted): see edits.py.
+#: A run's start gives its first name; run.name, note, deleted and experiment_name are settled from here.
+run_edit = Table(
+    "run_edit",
+    metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
+    Column("field", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "field", name="pk_run_edit"),
 )
 
 dataset = Table(
@@ -202,6 +236,7 @@ log_segment = Table(
     Column("heartbeat", Float),
     Column("last_time", Float),  # time of its newest folded line
     Column("closed", Boolean),  # its writer ended cleanly
+    Column("annotation", Boolean),  # edits made after the fact (events.Header.annotation): not a life
 )
 
 log_problem = Table(
@@ -223,4 +258,16 @@ meta = Table(
 )
 
 #: Tables a user queries, in an order that respects foreign keys.
-USER_TABLES = ("run", "lifecycle", "parameter", "metric", "tag", "dataset", "code", "environment", "artifact")
+USER_TABLES = (
+    "run",
+    "lifecycle",
+    "parameter",
+    "metric",
+    "tag",
+    "dataset",
+    "code",
+    "environment",
+    "artifact",
+    "tag_state",
+    "run_edit",
+)

@@ -50,6 +50,7 @@ from .events import (
     encoder,
     too_deep,
 )
+from .files import write_atomically
 from .hooks import critical, start_thread
 from .life import HEARTBEAT_INTERVAL, this_writer
 from .store import SEGMENT_SUFFIX, make_dirs, open_segment
@@ -100,6 +101,18 @@ def _safe_host() -> str:
 def new_segment_name() -> str:
     """A name no other writer can take: creation time, host, pid and random bits (sorts by creation)."""
     return f"{time.time_ns():020d}-{_safe_host()}-{os.getpid()}-{secrets.token_hex(4)}{SEGMENT_SUFFIX}"
+
+
+def write_annotation(run_dir: Path, run_id: str, events: list[Any]) -> Path:
+    """Append edits made after the fact to a run as a whole segment of their own: a header saying so
+    (`Header.annotation`), the events, and its close, written to a hidden name and renamed into place, so a
+    projector sees all of it or none. It is no life of the run: its status, times and attempt stay."""
+    make_dirs(run_dir)  # a link in the run folder's place is refused, never written through
+    header = Header(time=time.time(), format=FORMAT_VERSION, run_id=run_id, writer=this_writer(), annotation=True)
+    lines = encoder.encode_lines([header, *events, SegmentClosed(time=time.time())])
+    path = run_dir / new_segment_name()
+    write_atomically(path, lines)
+    return path
 
 
 class SegmentWriter:

@@ -101,8 +101,7 @@ def refuse_links(path: Path) -> Path:
     if os.path.realpath(path) != str(path):
         where = "is a symbolic link" if os.path.islink(path) else "is inside a symbolic link"
         raise UnsafePathError(
-            f"{path} {where}: Alexandria never reads or writes through a link below the store's root; "
-            "remove the link"
+            f"{path} {where}: Alexandria never reads or writes through a link below the store's root; remove the link"
         )
     return path
 

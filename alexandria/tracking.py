@@ -56,6 +56,7 @@ from .events import (
     DatasetLogged,
     EnvironmentCaptured,
     ParamLogged,
+    RunEdited,
     RunFinished,
     RunResumed,
     RunStarted,
@@ -63,6 +64,7 @@ from .events import (
 )
 from .files import copy_atomically, hash_file
 from .life import ENDED, run_state
+from .names import check_name, generate_name
 from .segment import BATCH_SIZE, SegmentWriter
 from .store import STORE_ENV, Store, is_run_id, make_dirs, refuse_links
 from .values import STEP_MAX, STEP_MIN, check_key, check_text, metric_step, metric_value, param_to_str
@@ -107,6 +109,9 @@ class Run:
         self.store = store
         self.id = run_id
         self.experiment = experiment
+        #: The readable name given or generated at the start (names.py); None on a handle attached or resumed
+        #: without one.
+        self.name: str | None = None
         self.owner = owner
         #: 0 in the run's first life, n after its n-th resume.
         self.attempt = attempt
@@ -344,12 +349,17 @@ class Run:
         if event is not None:
             self._writer.put(event)
 
-    def _start(self, experiment: str, tags: Mapping[str, Any], parent_id: str | None) -> None:
+    def _start(self, experiment: str, tags: Mapping[str, Any], parent_id: str | None, name: str) -> None:
         tag_text = _tag_texts(tags)
         event = RunStarted(
-            experiment=check_text(experiment, "experiment"), tags=tag_text, parent_id=parent_id, time=_ordered_time()
+            experiment=check_text(experiment, "experiment"),
+            tags=tag_text,
+            parent_id=parent_id,
+            name=name,
+            time=_ordered_time(),
         )
         self.parent_id = parent_id
+        self.name = name
         self._writer.put(event)
         self._writer.drain()  # on disk before start_run returns, ahead of any child's events
 
@@ -471,6 +481,7 @@ def start_run(
     parent: Run | str | None = None,
     nested: bool = False,
     capture: bool | Iterable[str] | None = None,
+    name: str | None = None,
 ) -> Run:
     """Start a new run, or continue an existing one with `run_id=`; it becomes the active run.
 
@@ -483,6 +494,9 @@ def start_run(
     `parent=` (a Run or run id) or `nested=True` (the active run) makes the new
     run a child of another, as a sweep's runs are of the sweep.
 
+    `name` is a readable name for a new run (not unique: the id stays its identity); without one a name of
+    two words and a number is generated ("brisk-heron-42"). Given with `run_id=`, it renames the run.
+
     `capture` says what to record about the run in the background: the code
     (git commit, dirty diff, hashes of tracked files, entrypoint) and the
     environment (Python, OS, installed packages). True or None (the default,
@@ -491,6 +505,8 @@ def start_run(
     """
     st = Store.open(store)
     kinds = _capture_kinds(capture)
+    if name is not None:
+        check_name(name)
     if run_id is not None:
         if not isinstance(run_id, str) or not is_run_id(run_id):
             raise InvalidInputError(f"run_id must be a 32-character lowercase hex uuid, got {run_id!r}")
@@ -504,6 +520,9 @@ def start_run(
             run = Run(st, run_id, experiment, owner=True, attempt=state.attempt + 1)
             run._resume(state.status, tags or {})
             run._capture(kinds)
+        if name is not None:
+            run._put(RunEdited(name=name, time=_ordered_time()))
+            run.name = name
     else:
         if not isinstance(experiment, str) or not experiment:
             raise InvalidInputError(
@@ -518,7 +537,7 @@ def start_run(
                 f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
                 "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
             ) from exc
-        run._start(experiment, tags or {}, parent_id)
+        run._start(experiment, tags or {}, parent_id, name or generate_name())
         run._capture(kinds)
     return _activate(run)
 
