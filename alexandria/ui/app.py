@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..errors import AlexandriaError, ForeignDatabaseError, RecordedFileError, RunNotFoundError, StoreError
 from ..pages import PLOTLYJS_NAME
-from ..query import Reader, artifact_record, experiments, resolve_run_id, resolve_run_ids
+from ..query import Reader, artifact_record, experiment_note, experiments, resolve_run_id, resolve_run_ids
 from ..store import Store
 from ..verify import FileHashes
 from . import data
@@ -163,6 +163,7 @@ class Dashboard:
         shown = tree[:PAGE_LIMIT]
         columns = [
             ("id", "id"),
+            ("name", "name"),
             ("experiment", "experiment"),
             ("status", "status"),
             ("start", "start"),
@@ -183,6 +184,7 @@ class Dashboard:
             total=len(tree),
             limit=PAGE_LIMIT,
             experiments=experiments(self.engine),
+            experiment_note=experiment_note(self.engine, f.experiment) if f.experiment else None,
             headers=headers,
             page_data={
                 "page": "runs",
