@@ -600,7 +600,7 @@ def test_compare_legend_shows_run_names_as_text(store: Store, tmp_path: Path) ->
 
 # -- names, notes, deleted runs --------------------------------------------------------------------------------
 
-# Four runs: one named, one named with markup, one with a generated name, and one as a version from before
+# Four runs: one named, one named with markup (its child), one with a generated name, and one as a version from before
 # run names wrote it (its run_started line has no name: the run's name is NULL).
 TIDY = """
 import json, pathlib, sys, alexandria
@@ -608,7 +608,8 @@ store = sys.argv[1]
 ids = {}
 for key, exp, name in (("named", "tidy", "bs64-lr0.01"), ("markup", "tidy", "<b>fat</b>"),
                        ("generated", "tidy", None), ("legacy", "old", None)):
-    with alexandria.start_run(experiment=exp, name=name, store=store, capture=False) as r:
+    parent = ids["named"] if key == "markup" else None  # a child run, to show its parent by name
+    with alexandria.start_run(experiment=exp, name=name, parent=parent, store=store, capture=False) as r:
         r.log_param("lr", 0.01)
         r.log_metric("loss", 1.0, step=0)
         ids[key] = r.id
@@ -683,6 +684,8 @@ def test_run_names_in_every_listing(tidy: tuple[Server, dict[str, str]]) -> None
         ids["legacy"]: ids["legacy"][:8],
     }
     assert [r["name"] for r in server.json("/api/runs?q=LR0.01")["runs"]] == ["bs64-lr0.01"]  # searched too
+    parent_cell = f'<td class="parent"><a href="/run/{ids["named"]}" title="{ids["named"]}">bs64-lr0.01</a></td>'
+    assert runs_page.count(parent_cell) == 1  # the child's parent, by name
 
     page = server.get(f"/run/{ids['named']}")[1].decode()
     assert "<title>Run bs64-lr0.01 · Alexandria</title>" in page and '<span id="run-name">bs64-lr0.01</span>' in page
@@ -766,3 +769,35 @@ def test_deleted_runs_vanish_and_come_back(tidy: tuple[Server, dict[str, str]]) 
     runs_page = server.get("/")[1].decode()
     assert all(rid in _name_cells(runs_page) for rid in gone) and '<option value="old"' in runs_page
     assert 'id="deleted-banner"' not in server.get(f"/run/{gone[0]}")[1].decode()
+
+
+def test_a_note_in_a_real_browser_runs_nothing(tidy: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
+    """The note's markup reaches the browser as text: no dialog opens, no script or image element exists,
+    the `javascript:` link is no link; the bold text is bold and the https link a link."""
+    sync_playwright, chromium = _browser_or_skip()
+    server, ids = tidy
+    rid = ids["named"]
+    _edit(server.store, "alexandria.edit_run(sys.argv[2], note=sys.argv[3], store=store)", rid, NOTE)
+    wait_until(lambda: 'id="run-note"' in server.get(f"/run/{rid}")[1].decode(), timeout=30, what="the note")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, args=CHROMIUM_ARGS
+        )
+        try:
+            page = context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+            page.set_default_timeout(20_000)
+            page.goto(f"{server.url}run/{rid}")
+            note = page.locator("#run-note")
+            assert note.locator("strong").all_inner_texts() == ["bold"]
+            assert note.locator("script, img, [onerror]").count() == 0
+            assert [a.get_attribute("href") for a in note.locator("a").all()] == ["https://example.com/a?b=1&c=2"]
+            assert "[click](javascript:alert(3))" in note.inner_text()
+            assert (
+                "<script>alert(1)</script>" in note.inner_text() and "<img src=x onerror=alert(2)>" in note.inner_text()
+            )
+            assert not problems, problems
+        finally:
+            context.close()
