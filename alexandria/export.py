@@ -59,7 +59,7 @@ def _write_parquet(path: Path, schema: Any, chunks: Iterator[Sequence[Any]]) -> 
 
 def _runs_with_tags_json(chunks: Iterator[Sequence[Sequence[Any]]]) -> Iterator[list[list[Any]]]:
     for chunk in chunks:
-        yield [[*r[:6], _tags_json(r[6])] for r in chunk]
+        yield [[*r[:7], _tags_json(r[7])] for r in chunk]
 
 
 def export_runs(
@@ -70,12 +70,15 @@ def export_runs(
 ) -> list[Path]:
     """Write the runs (all of them when `run_ids` is None) as three tables in `out_dir`; returns their paths.
 
-    `runs` (id, experiment, status, start, end, parent_id, tags as a JSON object; times in unix seconds),
+    `runs` (id, name: empty for a run logged before runs had names, experiment, status, start, end, parent_id,
+    tags as a JSON object; times in unix seconds),
     `params` (run_id, key, value) and `metrics` (run_id, key, step, value, timestamp, attempt), as `.csv`
     or `.parquet` (pyarrow; row groups of 500,000 rows). NaN metric values (NULL in SQL) and missing steps
-    are empty cells in CSV and nulls in Parquet. Rows are read in chunks straight from the database cursor,
-    all three tables in one read transaction (a consistent snapshot while runs keep logging), so any size
-    exports in little memory. Each file is written to a temporary name and renamed into place.
+    are empty cells in CSV and nulls in Parquet. Deleted runs are not exported: every run means every live
+    one, and a deleted run named in `run_ids` is refused (`query.select_runs`). Rows are read in chunks
+    straight from the database cursor, all three tables in one read transaction (a consistent snapshot while
+    runs keep logging), so any size exports in little memory. Each file is written to a temporary name and
+    renamed into place.
     """
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"format must be 'csv' or 'parquet', got {fmt!r}")
@@ -89,7 +92,7 @@ def export_runs(
             ) from exc
         s, f, i = pa.string(), pa.float64(), pa.int64()
         schemas = {
-            "runs": pa.schema(list(zip(EXPORT_COLUMNS["runs"], (s, s, s, f, f, s, s), strict=True))),
+            "runs": pa.schema(list(zip(EXPORT_COLUMNS["runs"], (s, s, s, s, f, f, s, s), strict=True))),
             "params": pa.schema(list(zip(EXPORT_COLUMNS["params"], (s, s, s), strict=True))),
             "metrics": pa.schema(list(zip(EXPORT_COLUMNS["metrics"], (s, s, i, f, f, i), strict=True))),
         }

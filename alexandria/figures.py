@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 from sqlalchemy import Engine
 
 from .errors import InvalidInputError, QueryError
+from .formatting import run_label
 from .pages import plotly_text
 from .query import RunSelection, downsample, metric_by_run, run_metric_keys, run_params, run_rows, select_runs
 from .values import finite_or_none
@@ -77,8 +78,9 @@ def _rgba(color: str, alpha: float) -> str:
 
 
 def trace_name(run_row: dict[str, Any], key: str) -> str:
-    """A curve's legend name, as drawn: the run id's first 8 characters, the metric, the experiment."""
-    return plotly_text(f"{run_row['id'][:8]} {key} ({run_row['experiment_name'] or '?'})")
+    """A curve's legend name, as drawn: the run's name (`run_label`: its id's first 8 characters when it has
+    none), the metric, the experiment. The id prefix is in the hover text (names are not unique)."""
+    return plotly_text(f"{run_label(run_row)} {key} ({run_row['experiment_name'] or '?'})")
 
 
 def _curve_traces(
@@ -122,7 +124,8 @@ def _curve_traces(
         legendgroup=group,
         meta={**meta, "role": "line"},
         hovertemplate=(
-            f"%{{fullData.name}}<br>{x_label}<br>value %{{customdata[0]:.6g}}, smoothed %{{y:.6g}}"
+            f"%{{fullData.name}}<br>run {run_row['id'][:8]}<br>{x_label}"
+            "<br>value %{customdata[0]:.6g}, smoothed %{y:.6g}"
             "<br>bucket of %{customdata[3]} point(s): min %{customdata[1]:.6g}, max %{customdata[2]:.6g}"
             "<extra></extra>"
         ),
@@ -194,7 +197,8 @@ def curves_figure(
 ) -> Any:
     """Metric curves, one subplot per metric, the runs overlaid (a colour per run).
 
-    Per (run, metric) two traces: the line (named ``"<id[:8]> <metric> (<experiment>)"``, at most `buckets`
+    Per (run, metric) two traces: the line (named ``"<name> <metric> (<experiment>)"``, the name being the id's
+    first 8 characters for a run without one; the id prefix in its hover text; at most `buckets`
     points: each bucket's last value, smoothed with `smoothing`) and its envelope (each bucket's min..max,
     filled, not in the legend). x is the step, or with ``x="time"`` the seconds since the run's start
     (so runs started at different times overlay). Every run must have every metric. Buttons switch the y

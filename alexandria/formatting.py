@@ -59,3 +59,11 @@ def size_text(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"
+
+
+def run_label(r: Mapping[str, Any]) -> str:
+    """How a run is called wherever it is listed or drawn: its name, or for a run logged before runs had
+    names (name NULL) its id's first 8 characters. Names are not unique: views that need the identity
+    show the id beside it (a link, a column, the hover text)."""
+    name = r.get("name")
+    return str(name) if name else str(r["id"])[:8]

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, and_, exists, func, or_, select
 from .backends import backend_of
 from .db import open_database, reader_engine
 from .errors import InvalidInputError, QueryError, RunNotFoundError, StoreError
-from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run, tag
+from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run, run_edit, tag
 from .store import Store
 from .summaries import MetricSummary, id_chunks, last_value, metric_summaries
 from .values import finite_or_none, param_to_str
@@ -103,10 +103,27 @@ def metric_keys(engine: Engine, run_id: str) -> list[str]:
 
 
 def experiments(engine: Engine) -> list[str]:
-    """Every experiment name, sorted (runs without one are not counted)."""
+    """Every experiment with a live run, sorted (runs without one are not counted; an experiment whose runs
+    are all deleted is gone with them)."""
     with engine.connect() as conn:
-        names = conn.execute(select(run.c.experiment_name).distinct().order_by(run.c.experiment_name))
+        names = conn.execute(
+            select(run.c.experiment_name).where(run.c.deleted.is_(False)).distinct().order_by(run.c.experiment_name)
+        )
         return [e for e in names.scalars() if e is not None]
+
+
+def experiment_note(engine: Engine, experiment: str) -> str | None:
+    """An experiment's note (Markdown): the latest `experiment_note` edit among its runs (edits.py writes it
+    into every run of the experiment); None when it has none or it was cleared."""
+    with engine.connect() as conn:
+        note = conn.execute(
+            select(run_edit.c.value)
+            .join(run, run.c.id == run_edit.c.run_id)
+            .where(run.c.experiment_name == experiment, run_edit.c.field == "experiment_note")
+            .order_by(run_edit.c.timestamp.desc(), run_edit.c.run_id.desc())
+            .limit(1)
+        ).scalar()
+    return note or None
 
 
 def run_tree(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
@@ -193,7 +210,23 @@ def select_runs(engine: Engine, run_ids: RunSelection) -> list[str]:
     ids = list(dict.fromkeys(resolve_run_ids(engine, run_ids)))
     if not ids:
         raise InvalidInputError("no runs selected: give at least one run id (or a unique prefix of one)")
+    gone = deleted_runs(engine, ids)
+    if gone:
+        raise InvalidInputError(
+            f"run {gone[0]} is deleted{f' (and {len(gone) - 1} more)' if len(gone) > 1 else ''}: "
+            f"`alex restore {gone[0][:8]}` brings it back"
+        )
     return ids
+
+
+def deleted_runs(engine: Engine, run_ids: Sequence[str]) -> list[str]:
+    """Those of `run_ids` that are deleted, in the order given: what every view of chosen runs leaves out
+    (or refuses), as `list_runs` leaves them out of every listing."""
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for chunk in id_chunks(run_ids):
+            found.update(conn.execute(select(run.c.id).where(run.c.id.in_(chunk), run.c.deleted.is_(True))).scalars())
+    return [rid for rid in run_ids if rid in found]
 
 
 def sweep_children(engine: Engine, parent: str) -> list[str]:
@@ -520,7 +553,7 @@ def runs_table(engine: Engine, run_ids: Sequence[str], metrics: Sequence[str] = 
 
 #: What `export_rows` yields per table, column by column (the `run` table's tags: as stored).
 EXPORT_COLUMNS = {
-    "runs": ("id", "experiment", "status", "start", "end", "parent_id", "tags"),
+    "runs": ("id", "name", "experiment", "status", "start", "end", "parent_id", "tags"),
     "params": ("run_id", "key", "value"),
     "metrics": ("run_id", "key", "step", "value", "timestamp", "attempt"),
 }
@@ -538,16 +571,19 @@ def export_rows(
         conn.exec_driver_sql("SELECT 1").all()  # opens the read transaction: one snapshot for all three tables
         db: Any = conn.connection.driver_connection
         if run_ids is None:
-            run_ids = [r[0] for r in db.execute("SELECT id FROM run ORDER BY timestamp_start, id")]
+            live = "SELECT id FROM run WHERE NOT deleted ORDER BY timestamp_start, id"  # deleted runs: not exported
+            run_ids = [r[0] for r in db.execute(live)]
             if not run_ids:
-                raise InvalidInputError("no runs in the store: nothing to export")
+                raise InvalidInputError("no runs in the store (deleted runs are not exported): nothing to export")
         ids = list(run_ids)
         mark = backend_of(engine).placeholder  # the driver's own placeholder
 
         def runs() -> Iterator[Sequence[Sequence[Any]]]:
             for chunk in id_chunks(ids):
                 marks = ",".join([mark] * len(chunk))
-                sql = "SELECT id, experiment_name, status, timestamp_start, timestamp_end, parent_id, tags FROM run"
+                sql = (
+                    "SELECT id, name, experiment_name, status, timestamp_start, timestamp_end, parent_id, tags FROM run"
+                )
                 found = {r[0]: r for r in db.execute(f"{sql} WHERE id IN ({marks})", chunk)}  # noqa: S608
                 yield [found[rid] for rid in chunk]
 

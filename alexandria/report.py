@@ -31,7 +31,7 @@ from .figures import (
     parallel_coordinates_figure,
     require_metrics,
 )
-from .formatting import duration_text, when_text
+from .formatting import duration_text, run_label, when_text
 from .pages import figure_html, page_html, smoothing_control, write_page
 from .query import (
     RunSelection,
@@ -57,9 +57,15 @@ __all__ = [
 def _run_header(r: dict[str, Any]) -> str:
     e = html.escape
     return (
-        f'<th><span class="id" title="{e(r["id"])}">{e(r["id"][:8])}</span>'
-        f'<br><span class="exp">{e(r["experiment_name"] or "?")}</span></th>'
+        f'<th><span class="name" title="{e(r["id"])}">{e(run_label(r))}</span>'
+        f'<br><span class="id">{e(r["id"][:8])}</span> <span class="exp">{e(r["experiment_name"] or "?")}</span></th>'
     )
+
+
+def _label_with_id(r: dict[str, Any]) -> str:
+    """A run in running text: its name and id prefix ("bold-fox-3 1a2b3c4d"), or the prefix alone."""
+    label = run_label(r)
+    return label if label == r["id"][:8] else f"{label} {r['id'][:8]}"
 
 
 def params_table_html(engine: Engine, run_ids: RunSelection) -> str:
@@ -91,7 +97,7 @@ def params_table_html(engine: Engine, run_ids: RunSelection) -> str:
 def _runs_table_html(runs: Sequence[dict[str, Any]]) -> str:
     e = html.escape
     out = [
-        '<table class="runs"><thead><tr><th>run</th><th>experiment</th><th>status</th><th>started</th>'
+        '<table class="runs"><thead><tr><th>run</th><th>name</th><th>experiment</th><th>status</th><th>started</th>'
         "<th>duration</th><th>parent</th></tr></thead><tbody>"
     ]
     for i, r in enumerate(runs):
@@ -101,7 +107,8 @@ def _runs_table_html(runs: Sequence[dict[str, Any]]) -> str:
             status += f'<br><span class="error">{e(r["error"])}</span>'
         out.append(
             f'<tr><td class="id"><span class="swatch" style="background:{color}"></span>{e(r["id"])}</td>'
-            f"<td>{e(r['experiment_name'] or '?')}</td><td>{status}</td><td>{when_text(r['timestamp_start'])}</td>"
+            f'<td class="name">{e(run_label(r))}</td><td>{e(r["experiment_name"] or "?")}</td>'
+            f"<td>{status}</td><td>{when_text(r['timestamp_start'])}</td>"
             f"<td>{duration_text(r['timestamp_start'], r['timestamp_end'])}</td>"
             f'<td class="id">{e((r["parent_id"] or "")[:8])}</td></tr>'
         )
@@ -146,7 +153,7 @@ def write_report(
 ) -> Path:
     """One self-contained HTML page about the runs, written atomically; returns its path.
 
-    Title, the runs (id, experiment, status, start, duration), a curves figure per metric (every metric any
+    Title, the runs (id, name, experiment, status, start, duration), a curves figure per metric (every metric any
     run logged, or `metrics`: then every run must have them) with the runs that logged it, the parameters
     side by side, and parallel coordinates when there are at least 2 runs and a parameter that is numeric in
     every run and differs between them (over `parallel_metric`, by default the first of the metrics that every
@@ -167,7 +174,7 @@ def write_report(
     if title is None:
         if isinstance(run_ids, str):
             parent = run_rows(engine, [resolve_run_id(engine, run_ids)])[0]
-            title = f"sweep {parent['id'][:8]} ({parent['experiment_name'] or '?'}): {len(ids)} runs"
+            title = f"sweep {_label_with_id(parent)} ({parent['experiment_name'] or '?'}): {len(ids)} runs"
         else:
             experiments = ", ".join(dict.fromkeys(r["experiment_name"] or "?" for r in runs))
             title = f"{len(ids)} run(s): {experiments}"
@@ -180,9 +187,9 @@ def write_report(
         having = [r for r in runs if key in keys[r["id"]]]
         fig = curves(engine, having, keys, [key], x=x, smoothing=smoothing, log_y=False, buckets=buckets)
         body.append(figure_html(fig, f"curves-{n}", "curves"))
-        missing = [r["id"][:8] for r in runs if key not in keys[r["id"]]]
+        missing = [_label_with_id(r) for r in runs if key not in keys[r["id"]]]
         if missing:
-            body.append(f'<p class="note">not logged by {", ".join(missing)}</p>')
+            body.append(f'<p class="note">not logged by {html.escape(", ".join(missing))}</p>')
     body += ["<h2>Parameters</h2>", params_table_html(engine, ids)]
     target = parallel_metric
     if target is None and len(ids) >= 2:

@@ -24,6 +24,7 @@ from alexandria.query import Reader
 from tests.conftest import alex
 
 XSS = "<script>alert(1)</script>"
+A_NAME, B_NAME = "a-curves", f"b {XSS}"
 SPIKE_STEP, SPIKE = 123_457, 50.0
 N = 200_000
 
@@ -49,13 +50,13 @@ def smooth_loss(step: int) -> float:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("report") / "store"
-    with alexandria.start_run(experiment="curves", store=root, capture=False) as a:
+    with alexandria.start_run(experiment="curves", name=A_NAME, store=root, capture=False) as a:
         a.log_params({"lr": 0.1, "layers": 3, "note": XSS})
         for step in range(N):
             a.log_metric("loss", SPIKE if step == SPIKE_STEP else smooth_loss(step), step=step)
         for step in range(10):
             a.log_metrics({"acc": step / 10, "grad_norm": math.nan if step == 5 else 1.0 + step}, step=step)
-    with alexandria.start_run(experiment=f"curves {XSS}", store=root, capture=False) as b:
+    with alexandria.start_run(experiment=f"curves {XSS}", name=B_NAME, store=root, capture=False) as b:
         b.log_params({"lr": 0.01, "layers": 3, "note": XSS})
         for step in range(1000):
             b.log_metric("loss", 2.0 - step / 1000, step=step)
@@ -129,13 +130,15 @@ def test_a_spike_among_200k_points_stays_visible(world: World, tmp_path: Path) -
 def test_two_runs_overlaid_with_their_names(world: World) -> None:
     fig = report.curves_figure(world.engine, [world.a[:8], world.b], ["loss", "acc"], buckets=100)
     shown = [t.name for t in fig.data if t.showlegend is not False]
-    b_exp = html.escape(f"curves {XSS}", quote=False)
+    b_exp, b_name = html.escape(f"curves {XSS}", quote=False), html.escape(B_NAME, quote=False)
     assert shown == [
-        f"{world.a[:8]} loss (curves)",
-        f"{world.b[:8]} loss ({b_exp})",
-        f"{world.a[:8]} acc (curves)",
-        f"{world.b[:8]} acc ({b_exp})",
+        f"{A_NAME} loss (curves)",
+        f"{b_name} loss ({b_exp})",
+        f"{A_NAME} acc (curves)",
+        f"{b_name} acc ({b_exp})",
     ]
+    hovers = [t.hovertemplate for t in role(fig.data, "line")]
+    assert [h.split("<br>")[1] for h in hovers] == [f"run {rid[:8]}" for rid in (world.a, world.b) * 2]
     acc_b = next(t for t in role(fig.data, "line") if t.meta["run_id"] == world.b and t.meta["metric"] == "acc")
     assert list(acc_b.x) == [0, 1, 2] and list(acc_b.y) == [0.5, 0.95, 0.7]  # few points: exact
     assert [a.text for a in fig.layout.annotations] == ["loss", "acc"]  # one subplot per metric
@@ -229,7 +232,8 @@ def test_sweep_report_page(world: World, tmp_path: Path) -> None:
     assert pc["type"] == "parcoords" and all(len(d["values"]) == 4 for d in pc["dimensions"])
     assert len(role(figs["curves-1"][0], "line")) == 4
     text = page.read_text("utf-8")
-    assert f"sweep {world.parent[:8]} (sweep): 4 runs" in text
+    parent_name = world.reader.run(world.parent)["run"]["name"]
+    assert f"sweep {parent_name} {world.parent[:8]} (sweep): 4 runs" in text
     assert all(c in text for c in world.children)
     assert_offline(page)
 
@@ -243,8 +247,8 @@ def test_report_escapes_everything_and_is_offline(world: World, tmp_path: Path) 
     figs = page_figures(page)
     assert list(figs) == ["curves-1", "curves-2", "curves-3", "parallel"]  # acc, grad_norm, loss
     names = [t["name"] for t in figs["curves-1"][0] if t.get("showlegend") is not False]
-    assert names[1] == f"{world.b[:8]} acc (curves {html.escape(XSS, quote=False)})"
-    assert "not logged by " + world.b[:8] in text  # grad_norm
+    assert names[1] == f"{html.escape(B_NAME, quote=False)} acc (curves {html.escape(XSS, quote=False)})"
+    assert "not logged by " + html.escape(f"{B_NAME} {world.b[:8]}") in text  # grad_norm
     assert_offline(page)
     assert re.search(r"<td>\d+(\.\d)?s</td>", text)  # durations
 
@@ -356,7 +360,7 @@ def test_clear_errors(world: World, tmp_path: Path) -> None:
     assert invoke(world, "plot", "0" * 8, "-m", "loss") == (
         1,
         "",
-        "Error: no run with id '00000000'; `alex runs` lists the runs\n",
+        "Error: no run with id or name '00000000'; `alex runs` lists the runs\n",
     )
     code, _, err = invoke(world, "plot", a, b, "-m", "loss", "-m", "grad_norm")
     assert (code, err) == (1, f"Error: metric 'grad_norm' is missing from run {b[:8]} (it has: acc, loss)\n")
@@ -396,3 +400,93 @@ def test_plot_writes_to_the_current_directory_by_default(
     assert code == 0, err
     assert out == f"plot-{world.b[:8]}.html\n" and (tmp_path / f"plot-{world.b[:8]}.html").is_file()
     assert not (tmp_path / "plotly.min.js").exists()  # embedded
+
+
+def test_names_and_deleted_runs_in_reports_and_exports(tmp_path: Path) -> None:
+    """Names in a report's runs table, headers and legend (the id prefix in the hover text; a run logged
+    before names existed shows its id prefix) and in the export's `name` column; a deleted run (and a
+    deleted parent's children) is gone from reports and exports at once, refused by name, and back when
+    restored."""
+    root = tmp_path / "store"
+    names = {"small": "<i>small</i>", "big": "big", "old": None}
+    ids: dict[str, str] = {}
+    with alexandria.start_run(experiment="tidy", name="sweep-parent", store=root, capture=False) as parent:
+        for i, (key, name) in enumerate(names.items()):
+            with alexandria.start_run(experiment="tidy", name=name, parent=parent, store=root, capture=False) as c:
+                c.log_params({"lr": 0.1 / (i + 1)})
+                c.log_metric("loss", 1.0 / (i + 1), step=0)
+            ids[key] = c.id
+    # The last child as a version from before run names wrote it: no name in its run_started line.
+    (segment,) = (root / "runs" / ids["old"]).glob("*.jsonl")
+    lines = segment.read_text().splitlines(keepends=True)
+    started = json.loads(lines[1])
+    assert started.pop("name") and started["event"] == "run_started"
+    lines[1] = json.dumps(started) + "\n"
+    segment.write_text("".join(lines))
+
+    with Reader(root) as reader:
+        engine = reader.engine
+        text = report.write_report(tmp_path / "sweep.html", engine, parent.id).read_text("utf-8")
+        assert f"sweep sweep-parent {parent.id[:8]} (tidy): 3 runs" in text
+        cells = re.findall(r'<td class="name">([^<]*)</td>', text)
+        assert cells == ["&lt;i&gt;small&lt;/i&gt;", "big", ids["old"][:8]]
+        headers = re.findall(r'<span class="name" title="([0-9a-f]{32})">([^<]*)</span>', text)
+        assert headers == [
+            (ids["small"], "&lt;i&gt;small&lt;/i&gt;"),
+            (ids["big"], "big"),
+            (ids["old"], ids["old"][:8]),
+        ]
+        lines_ = role(page_figures_text(text)["curves-1"][0], "line")
+        assert [t["name"] for t in lines_] == [
+            pages.plotly_text("<i>small</i> loss (tidy)"),
+            "big loss (tidy)",
+            f"{ids['old'][:8]} loss (tidy)",
+        ]
+        assert [t["hovertemplate"].split("<br>")[1] for t in lines_] == [f"run {ids[k][:8]}" for k in names]
+
+        def exported(out: Path) -> dict[str, list[dict[str, str]]]:
+            report.export_runs(engine, None, out)
+            return {n: list(csv.DictReader((out / f"{n}.csv").open(newline=""))) for n in ("runs", "params", "metrics")}
+
+        runs = exported(tmp_path / "all")["runs"]
+        assert {r["id"]: r["name"] for r in runs} == {
+            parent.id: "sweep-parent",
+            ids["small"]: "<i>small</i>",
+            ids["big"]: "big",
+            ids["old"]: "",
+        }
+        assert list(runs[0]) == ["id", "name", "experiment", "status", "start", "end", "parent_id", "tags"]
+
+        alexandria.delete_runs([ids["big"]], store=root)
+        reader.refresh()
+        text = report.write_report(tmp_path / "sweep2.html", engine, parent.id).read_text("utf-8")
+        assert "(tidy): 2 runs" in text and ids["big"] not in text
+        tables = exported(tmp_path / "live")
+        for name, column in (("runs", "id"), ("params", "run_id"), ("metrics", "run_id")):
+            assert ids["big"] not in {r[column] for r in tables[name]}, name
+            assert ids["small"] in {r[column] for r in tables[name]}, name
+        with pytest.raises(InvalidInputError, match=f"run {ids['big']} is deleted: `alex restore {ids['big'][:8]}`"):
+            report.write_report(tmp_path / "x.html", engine, [ids["big"]])
+        code, _, err = invoke_store(root, "report", "big", "-o", str(tmp_path / "y.html"))  # by its name
+        assert (code, err) == (
+            1,
+            f"Error: run {ids['big']} is deleted: `alex restore {ids['big'][:8]}` brings it back\n",
+        )
+
+        alexandria.delete_runs([parent.id], store=root)  # a parent takes its children with it
+        reader.refresh()
+        with pytest.raises(InvalidInputError, match="no runs in the store"):
+            report.export_runs(engine, None, tmp_path / "none")
+        with pytest.raises(InvalidInputError, match="has no child runs"):
+            report.write_report(tmp_path / "z.html", engine, parent.id)
+
+        alexandria.restore_runs([parent.id], store=root)
+        reader.refresh()
+        text = report.write_report(tmp_path / "sweep3.html", engine, parent.id).read_text("utf-8")
+        assert "(tidy): 3 runs" in text and re.findall(r'<td class="name">([^<]*)</td>', text) == cells
+        assert {r["id"]: r["name"] for r in exported(tmp_path / "back")["runs"]}[ids["big"]] == "big"
+
+
+def invoke_store(root: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--store", str(root), *args])
+    return result.exit_code, result.stdout, result.stderr

@@ -11,6 +11,7 @@ import http.client
 import json
 import math
 import os
+import re
 import select
 import shutil
 import signal
@@ -556,17 +557,19 @@ def _drive(context: Any, server: Server, ids: dict[str, str], live_id: str, stop
     assert not problems, problems
 
 
-def test_compare_legend_shows_experiment_names_as_text(store: Store, tmp_path: Path) -> None:
-    """Plotly renders trace names as pseudo-HTML: an experiment named `<a href=...>` is shown as its text in
-    the compare page's legend, never as a link (nor is a metric key markup in a run page's trace)."""
+def test_compare_legend_shows_run_names_as_text(store: Store, tmp_path: Path) -> None:
+    """Plotly renders trace names as pseudo-HTML: a run named `<a href=...>` is shown as its text in the
+    compare page's legend, never as a link, with its id prefix and experiment (markup too) in the hover
+    text (nor is a metric key markup in a run page's trace)."""
     sync_playwright, chromium = _browser_or_skip()
     import alexandria
+    from alexandria.pages import plotly_text
     from alexandria.ui import BackgroundServer
 
     name = '<a href="https://example.com/">x</a> & <b>y</b>'
     ids = []
     for i in range(2):
-        with alexandria.start_run(experiment=name, capture=False) as run:
+        with alexandria.start_run(experiment=f"<b>{name}</b>", name=f"{name} {i}", capture=False) as run:
             run.log_metric("loss", 1.0 / (i + 1), step=0)
             run.log_metric("<i>k</i>", 1.0, step=0)
             ids.append(run.id)
@@ -583,10 +586,218 @@ def test_compare_legend_shows_experiment_names_as_text(store: Store, tmp_path: P
             legend = page.locator('.chart[data-key="loss"] .legend')
             assert legend.locator("a").count() == 0 and legend.locator("b").count() == 0
             texts = page.locator('.chart[data-key="loss"] .legendtext').all_text_contents()
-            assert sorted(texts) == sorted(f"{i[:8]} {name}" for i in ids), texts
+            assert sorted(texts) == [f"{name} 0", f"{name} 1"], texts
+            loss = "document.querySelector('.chart[data-key=\"loss\"]')"
+            hovers = page.evaluate(f"() => {loss}.data.map(t => t.meta[0])")
+            assert sorted(hovers) == sorted(plotly_text(f"{i[:8]} <b>{name}</b>") for i in ids), hovers
             page.goto(f"{server.url}run/{ids[0]}")
             chart = "document.querySelector('#charts .chart[data-key=\"<i>k</i>\"]')"
             page.wait_for_function(f"() => {{ const d = {chart}; return d && d.data && d.data.length === 3; }}")
             assert page.evaluate(f"() => {chart}.data[2].name") == "&lt;i&gt;k&lt;/i&gt;"
+        finally:
+            context.close()
+
+
+# -- names, notes, deleted runs --------------------------------------------------------------------------------
+
+# Four runs: one named, one named with markup (its child), one with a generated name, and one as a version from before
+# run names wrote it (its run_started line has no name: the run's name is NULL).
+TIDY = """
+import json, pathlib, sys, alexandria
+store = sys.argv[1]
+ids = {}
+for key, exp, name in (("named", "tidy", "bs64-lr0.01"), ("markup", "tidy", "<b>fat</b>"),
+                       ("generated", "tidy", None), ("legacy", "old", None)):
+    parent = ids["named"] if key == "markup" else None  # a child run, to show its parent by name
+    with alexandria.start_run(experiment=exp, name=name, parent=parent, store=store, capture=False) as r:
+        r.log_param("lr", 0.01)
+        r.log_metric("loss", 1.0, step=0)
+        ids[key] = r.id
+(segment,) = (pathlib.Path(store) / "runs" / ids["legacy"]).glob("*.jsonl")
+lines = segment.read_text().splitlines(keepends=True)
+started = json.loads(lines[1])
+assert started["event"] == "run_started"
+del started["name"]
+lines[1] = json.dumps(started) + "\\n"
+segment.write_text("".join(lines))
+print(json.dumps(ids))
+"""
+
+NOTE = (
+    "**bold** <script>alert(1)</script> <img src=x onerror=alert(2)> [click](javascript:alert(3)) "
+    "[docs](https://example.com/a?b=1&c=2)"
+)
+NOTE_HTML = (
+    "<p><strong>bold</strong> &lt;script&gt;alert(1)&lt;/script&gt; &lt;img src=x onerror=alert(2)&gt; "
+    '[click](javascript:alert(3)) <a href="https://example.com/a?b=1&amp;c=2" rel="nofollow noopener noreferrer">'
+    "docs</a></p>"
+)
+
+
+def _edit(store: Path, code: str, *args: str) -> None:
+    """A change made by another process, through the library (`alexandria.edit_run` and the others)."""
+    run_python("import sys, alexandria\nstore = sys.argv[1]\n" + code, str(store), *args)
+
+
+def _section(page: str, dom_id: str) -> str:
+    """The inner HTML of the element with id `dom_id` (a section or div, not nested in its own kind)."""
+    m = re.search(rf'<(section|div|p|pre)[^>]*\bid="{dom_id}"[^>]*>(.*?)</\1>', page, re.S)
+    assert m is not None, f"no #{dom_id} in the page"
+    return m.group(2).strip()
+
+
+def _name_cells(page: str) -> dict[str, str]:
+    """The runs table's name column: run id -> the text shown (still escaped)."""
+    return dict(
+        re.findall(r'<td class="name"><a href="/run/([0-9a-f]{32})" title="[0-9a-f]{32}">([^<]*)</a></td>', page)
+    )
+
+
+@pytest.fixture
+def tidy(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+    store = tmp_path / "store"
+    ids = json.loads(run_python(TIDY, str(store)).strip().splitlines()[-1])
+    server = start_ui(store, "--interval", "0.3")
+    try:
+        wait_until(lambda: server.json("/api/runs")["count"] == 4, timeout=30, what="the four runs in /api/runs")
+        yield server, ids
+    finally:
+        if server.proc.poll() is None:
+            stop_ui(server)
+
+
+def test_run_names_in_every_listing(tidy: tuple[Server, dict[str, str]]) -> None:
+    server, ids = tidy
+    api = {r["id"]: r for r in server.json("/api/runs")["runs"]}
+    generated = api[ids["generated"]]["name"]
+    assert re.fullmatch(r"[a-z]+-[a-z]+-\d+", generated), generated
+    assert api[ids["named"]]["name"] == api[ids["named"]]["label"] == "bs64-lr0.01"
+    assert api[ids["legacy"]]["name"] is None and api[ids["legacy"]]["label"] == ids["legacy"][:8]
+
+    status, body = server.get("/")
+    runs_page = body.decode()
+    assert status == 200 and "<b>fat</b>" not in runs_page
+    assert _name_cells(runs_page) == {
+        ids["named"]: "bs64-lr0.01",
+        ids["markup"]: "&lt;b&gt;fat&lt;/b&gt;",
+        ids["generated"]: generated,
+        ids["legacy"]: ids["legacy"][:8],
+    }
+    assert [r["name"] for r in server.json("/api/runs?q=LR0.01")["runs"]] == ["bs64-lr0.01"]  # searched too
+    parent_cell = f'<td class="parent"><a href="/run/{ids["named"]}" title="{ids["named"]}">bs64-lr0.01</a></td>'
+    assert runs_page.count(parent_cell) == 1  # the child's parent, by name
+
+    page = server.get(f"/run/{ids['named']}")[1].decode()
+    assert "<title>Run bs64-lr0.01 · Alexandria</title>" in page and '<span id="run-name">bs64-lr0.01</span>' in page
+    assert "<title>Run &lt;b&gt;fat&lt;/b&gt; · Alexandria</title>" in server.get(f"/run/{ids['markup']}")[1].decode()
+    assert f"<title>Run {ids['legacy'][:8]} · Alexandria</title>" in server.get(f"/run/{ids['legacy']}")[1].decode()
+    assert server.request("GET", "/run/bs64-lr0.01")[1]["location"] == f"/run/{ids['named']}"  # a name names it
+
+    order = [ids["named"], ids["markup"], ids["legacy"]]
+    compare = server.get("/compare?" + "&".join(f"run={rid}" for rid in order))[1].decode()
+    headers = re.findall(r'<a class="run-name" href="/run/([0-9a-f]{32})" title="[0-9a-f]{32}">([^<]*)</a>', compare)
+    assert headers == [(order[0], "bs64-lr0.01"), (order[1], "&lt;b&gt;fat&lt;/b&gt;"), (order[2], order[2][:8])]
+    data = json.loads(_section_script(compare))
+    assert (
+        [(r["label"], r["hover"]) for r in data["runs"]]
+        == [
+            ("bs64-lr0.01", f"{order[0][:8]} tidy"),
+            ("<b>fat</b>", f"{order[1][:8]} tidy"),  # escaped by ui.js's plotlyText when drawn
+            (order[2][:8], f"{order[2][:8]} old"),
+        ]
+    )
+
+
+def _section_script(page: str) -> str:
+    m = re.search(r'<script type="application/json" id="page-data">(.*?)</script>', page, re.S)
+    assert m is not None
+    return m.group(1)
+
+
+def test_notes_render_markdown_and_nothing_live(tidy: tuple[Server, dict[str, str]]) -> None:
+    server, ids = tidy
+    rid = ids["named"]
+    _edit(server.store, "alexandria.edit_run(sys.argv[2], note=sys.argv[3], store=store)", rid, NOTE)
+    _edit(server.store, "alexandria.edit_experiment('tidy', note='A sweep of *batch sizes*', store=store)")
+
+    def run_page() -> str:
+        return server.get(f"/run/{rid}")[1].decode()
+
+    page = wait_until(lambda: p if 'id="run-note"' in (p := run_page()) else None, timeout=30, what="the note")
+    assert _section(page, "run-note") == NOTE_HTML
+    for live in ("<script>alert", "<img", 'href="javascript', "javascript:alert(3)</a>", "onerror=alert(2)>"):
+        assert live not in page, live
+    experiment_note = "<p>A sweep of <em>batch sizes</em></p>"
+    wait_until(lambda: 'id="experiment-note"' in run_page(), timeout=30, what="the experiment's note")
+    assert _section(run_page(), "experiment-note") == experiment_note
+    assert _section(server.get("/?experiment=tidy")[1].decode(), "experiment-note") == experiment_note
+    assert 'id="experiment-note"' not in server.get("/?experiment=old")[1].decode()
+    _, headers, _ = server.request("GET", f"/run/{rid}")
+    assert "script-src 'self';" in headers["content-security-policy"]  # no inline script, as before
+
+    # read-only: the page says what to run instead of offering buttons
+    commands = _section(page, "edit-commands")
+    assert f"alex edit {rid} --name NEW-NAME --note &#34;Markdown text&#34;" in commands
+    assert f"alex delete {rid}" in commands
+    assert "<form" not in page and "<button" not in page
+
+
+def test_deleted_runs_vanish_and_come_back(tidy: tuple[Server, dict[str, str]]) -> None:
+    server, ids = tidy
+    gone = [ids["generated"], ids["legacy"]]
+    _edit(server.store, "alexandria.delete_runs(sys.argv[2:], store=store)", *gone)
+    wait_until(lambda: server.json("/api/runs")["count"] == 2, timeout=30, what="the deleted runs gone")
+    assert {r["id"] for r in server.json("/api/runs")["runs"]} == {ids["named"], ids["markup"]}
+    runs_page = server.get("/")[1].decode()
+    assert not any(rid in runs_page for rid in gone)
+    assert '<option value="old"' not in runs_page and '<option value="tidy"' in runs_page  # its only run is gone
+    compare = server.get(f"/compare?run={ids['named']}&run={gone[0]}")[1].decode()
+    assert f"run {gone[0]} is deleted: `alex restore {gone[0][:8]}` brings it back" in compare
+    assert json.loads(_section_script(compare))["runs"][0]["id"] == ids["named"]
+    assert len(json.loads(_section_script(compare))["runs"]) == 1
+
+    status, body = server.get(f"/run/{gone[0]}")  # its own page still answers, and says so
+    page = body.decode()
+    assert status == 200 and "This run is deleted." in _section(page, "deleted-banner")
+    assert f"<code>alex restore {gone[0]}</code>" in _section(page, "deleted-banner")
+    assert _section(page, "edit-commands") == f"alex restore {gone[0]}"
+    assert server.json(f"/api/run/{gone[0]}/status")["deleted"] is True
+    assert 'id="deleted-banner"' not in server.get(f"/run/{ids['named']}")[1].decode()
+
+    _edit(server.store, "alexandria.restore_runs(sys.argv[2:], store=store)", *gone)
+    wait_until(lambda: server.json("/api/runs")["count"] == 4, timeout=30, what="the restored runs back")
+    runs_page = server.get("/")[1].decode()
+    assert all(rid in _name_cells(runs_page) for rid in gone) and '<option value="old"' in runs_page
+    assert 'id="deleted-banner"' not in server.get(f"/run/{gone[0]}")[1].decode()
+
+
+def test_a_note_in_a_real_browser_runs_nothing(tidy: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
+    """The note's markup reaches the browser as text: no dialog opens, no script or image element exists,
+    the `javascript:` link is no link; the bold text is bold and the https link a link."""
+    sync_playwright, chromium = _browser_or_skip()
+    server, ids = tidy
+    rid = ids["named"]
+    _edit(server.store, "alexandria.edit_run(sys.argv[2], note=sys.argv[3], store=store)", rid, NOTE)
+    wait_until(lambda: 'id="run-note"' in server.get(f"/run/{rid}")[1].decode(), timeout=30, what="the note")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, args=CHROMIUM_ARGS
+        )
+        try:
+            page = context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+            page.set_default_timeout(20_000)
+            page.goto(f"{server.url}run/{rid}")
+            note = page.locator("#run-note")
+            assert note.locator("strong").all_inner_texts() == ["bold"]
+            assert note.locator("script, img, [onerror]").count() == 0
+            assert [a.get_attribute("href") for a in note.locator("a").all()] == ["https://example.com/a?b=1&c=2"]
+            assert "[click](javascript:alert(3))" in note.inner_text()
+            assert (
+                "<script>alert(1)</script>" in note.inner_text() and "<img src=x onerror=alert(2)>" in note.inner_text()
+            )
+            assert not problems, problems
         finally:
             context.close()

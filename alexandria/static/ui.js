@@ -316,10 +316,14 @@
       const chart = new Chart(div, async (range, xKind) => {
         const having = runs.filter((r) => r.keys.includes(m.key));
         const data = await Promise.all(having.map((r) => getJSON(metricURL(r.id, m.key, range, xKind, 500))));
+        /* The legend is short of room: a run's name there (names are not unique), its id prefix and
+         * experiment in the hover text. */
         const traces = data.map((d, i) => ({
           x: xValues(d),
           y: d.last,
           name: plotlyText(having[i].label),
+          meta: [plotlyText(having[i].hover)],
+          hovertemplate: "%{fullData.name}<br>%{meta[0]}<br>%{x}: %{y}<extra></extra>",
           mode: d.x.length <= 100 ? "lines+markers" : "lines",
           marker: { size: 5 },
         }));

@@ -20,8 +20,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import AlexandriaError, ForeignDatabaseError, RecordedFileError, RunNotFoundError, StoreError
+from ..formatting import run_label
 from ..pages import PLOTLYJS_NAME
-from ..query import Reader, artifact_record, experiments, resolve_run_id, resolve_run_ids
+from ..query import Reader, artifact_record, experiment_note, experiments, resolve_run_id, resolve_run_ids
 from ..store import Store
 from ..verify import FileHashes
 from . import data
@@ -163,6 +164,7 @@ class Dashboard:
         shown = tree[:PAGE_LIMIT]
         columns = [
             ("id", "id"),
+            ("name", "name"),
             ("experiment", "experiment"),
             ("status", "status"),
             ("start", "start"),
@@ -183,7 +185,9 @@ class Dashboard:
             total=len(tree),
             limit=PAGE_LIMIT,
             experiments=experiments(self.engine),
+            experiment_note=experiment_note(self.engine, f.experiment) if f.experiment else None,
             headers=headers,
+            labels={r["id"]: run_label(r) for _, r in tree},  # a parent by its name, when it is listed
             page_data={
                 "page": "runs",
                 "api": api,

@@ -13,10 +13,12 @@ from sqlalchemy import Engine
 from starlette.datastructures import QueryParams
 
 from ..errors import NotRegularFileError, RecordedFileError
-from ..formatting import duration_seconds, run_duration_text, when_text
+from ..formatting import duration_seconds, run_duration_text, run_label, when_text
 from ..plugins import embedded_artifacts
 from ..query import (
+    deleted_runs,
     downsample,
+    experiment_note,
     has_metric,
     list_runs,
     run_details,
@@ -30,7 +32,7 @@ from ..store import Store
 from ..verify import FileHashes
 from .render import STATUSES, floats, url_part
 
-SORT_KEYS = ("id", "experiment", "status", "start", "duration", "parent", "params", "metrics")
+SORT_KEYS = ("id", "name", "experiment", "status", "start", "duration", "parent", "params", "metrics")
 PAGE_LIMIT = 1000
 
 
@@ -100,6 +102,8 @@ class RunFilter:
 def _sort_value(r: Mapping[str, Any], key: str) -> Any:
     if key == "id":
         return r["id"]
+    if key == "name":
+        return run_label(r)
     if key == "experiment":
         return r["experiment_name"]
     if key == "status":
@@ -116,13 +120,14 @@ def _sort_value(r: Mapping[str, Any], key: str) -> Any:
 
 
 def _matches(r: Mapping[str, Any], text: str) -> bool:
-    hay = [r["id"], r["experiment_name"], r["status"], r["error"], r["parent_id"]]
+    hay = [r["id"], r["name"], r["experiment_name"], r["status"], r["error"], r["parent_id"]]
     hay += [f"{k}={v}" for k, v in (r["tags"] or {}).items()]
     return any(text in str(h).lower() for h in hay if h)
 
 
 def runs_tree(engine: Engine, f: RunFilter) -> list[tuple[int, dict[str, Any]]]:
-    """The runs the filter keeps, sorted, each child right under its parent: (depth, row)."""
+    """The runs the filter keeps, sorted, each child right under its parent: (depth, row). Deleted runs are
+    never among them (`list_runs` leaves them out)."""
     rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params)
     if f.text:
         needle = f.text.lower()
@@ -137,6 +142,9 @@ def run_summary(r: Mapping[str, Any]) -> dict[str, Any]:
     """A run row as the pages' JSON has it."""
     return {
         "id": r["id"],
+        "name": r["name"],
+        "label": run_label(r),
+        "deleted": bool(r["deleted"]),
         "experiment": r["experiment_name"],
         "status": r["status"],
         "attempt": r["attempt"] or 0,
@@ -173,7 +181,8 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
     version of the file, see `verify.FileHashes`) and those a plug-in embeds, and its metrics' summaries."""
     d = run_details(engine, run_id)
     r = d["run"]
-    children = list_runs(engine, parent_id=run_id)
+    # a deleted run's children went with it: its page lists them (deleted too), a live run's its live ones
+    children = list_runs(engine, parent_id=run_id, deleted=None if r["deleted"] else False)
     children.sort(key=lambda c: (c["timestamp_start"] or 0.0, c["id"]))
     artifacts = []
     embedded = []
@@ -198,9 +207,13 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
         for i, m in enumerate(d["metrics"])
     ]
     return {
-        "title": f"Run {run_id[:8]}",
+        "title": f"Run {run_label(r)}",
         "r": r,
         "summary": run_summary(r),
+        "label": run_label(r),
+        "note": r["note"],
+        "experiment_note": experiment_note(engine, r["experiment_name"]) if r["experiment_name"] else None,
+        "commands": edit_commands(run_id, deleted=bool(r["deleted"])),
         "d": d,
         "children": children,
         "artifacts": artifacts,
@@ -217,6 +230,18 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
     }
 
 
+def edit_commands(run_id: str, *, deleted: bool) -> list[str]:
+    """What to run to change a run: the dashboard only reads (GET only), so it shows the commands instead of
+    edit buttons. The id, not the name, names the run: names are not unique."""
+    if deleted:
+        return [f"alex restore {run_id}"]
+    return [
+        f'alex edit {run_id} --name NEW-NAME --note "Markdown text"',
+        f"alex edit {run_id} --tag key=value --untag key",
+        f"alex delete {run_id}",
+    ]
+
+
 def _side_by_side(keys: set[str], per_run: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for k in sorted(keys):
@@ -227,7 +252,11 @@ def _side_by_side(keys: set[str], per_run: list[Mapping[str, Any]]) -> list[dict
 
 def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: float) -> dict[str, Any]:
     """The compare page's context: the runs' parameters and tags side by side, and every metric key any of
-    them logged (one chart each). A fixed number of queries however many runs."""
+    them logged (one chart each), a deleted run left out with a note in `errors`. A fixed number of queries
+    however many runs."""
+    gone = set(deleted_runs(engine, ids))
+    errors = errors + [f"run {rid} is deleted: `alex restore {rid[:8]}` brings it back" for rid in ids if rid in gone]
+    ids = [rid for rid in ids if rid not in gone]
     rows = run_rows(engine, ids)
     params = run_params(engine, ids)
     keys = run_metric_keys(engine, ids)
@@ -247,7 +276,9 @@ def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: fl
             "runs": [
                 {
                     "id": r["id"],
-                    "label": f"{r['id'][:8]} {r['experiment'] or ''}".strip(),
+                    # the legend is short of room: the name there, the id prefix and experiment on hover
+                    "label": r["label"],
+                    "hover": f"{r['id'][:8]} {r['experiment'] or ''}".strip(),
                     "status": r["status"],
                     "keys": keys[r["id"]],
                 }
