@@ -267,3 +267,23 @@ def test_runs_and_show_in_csv_and_json(tmp_path: Path) -> None:
     [(qubit, x, y, z, purity, _)] = qubits
     assert qubit == "0" and [float(v) for v in (x, y, z)] == pytest.approx([0, 0, -1], abs=1e-12)
     assert float(purity) == pytest.approx(1.0)
+
+
+def test_a_deleted_qex_run_leaves_the_seed_tables_until_restored(tmp_path: Path) -> None:
+    """`runs` and `artifacts` list live runs only: a deleted run (and its sweep plot) is back once restored."""
+    import alexandria
+
+    root = tmp_path / "qex_data"
+    kept, dropped = (run_experiment("ry", {"theta": t, "n": 1}, store=root).run_id for t in (0.1, 0.2))
+    store = open_store(root)
+    listed = "SELECT run_id FROM runs ORDER BY timestamp"
+    assert [r["run_id"] for r in seed_rows(root, listed)] == [kept, dropped]
+    alexandria.delete_runs([dropped], store=store)
+    open_database(store).dispose()  # qex.db brought up to date, as every qex command does
+    assert [r["run_id"] for r in seed_rows(root, listed)] == [kept]
+    assert {r["run_id"] for r in seed_rows(root, "SELECT run_id FROM artifacts")} == {kept}
+    out = qex(root, "runs")
+    assert out.returncode == 0 and kept[:8] in out.stdout and dropped[:8] not in out.stdout, out.stdout
+    alexandria.restore_runs([dropped], store=store)
+    open_database(store).dispose()
+    assert [r["run_id"] for r in seed_rows(root, listed)] == [kept, dropped]

@@ -15,7 +15,8 @@ QEX_DB_NAME = "qex.db"
 # A qex run is a run with the parameter `qex.backend` and an artifact `density_matrix` (logged only once
 # its .npy file is durably in place, so no row ever points to a missing file); `artifacts` holds the other
 # artifacts of those runs (a sweep's plot belongs to its parent run: see `artifact`). artifact_id numbers the
-# artifacts by (time, run, name): the same numbers after a rebuild. Portable SQL: no JSON functions.
+# artifacts by (time, run, name): the same numbers after a rebuild. Deleted runs (`alex delete`) are left out
+# of both, as of every listing. Portable SQL: no JSON functions.
 VIEWS = {
     "runs": """
 SELECT r.id AS run_id,
@@ -30,6 +31,7 @@ JOIN parameter backend ON backend.run_id = r.id AND backend.key = 'qex.backend'
 JOIN artifact rho ON rho.run_id = r.id AND rho.name = 'density_matrix'
 LEFT JOIN parameter params ON params.run_id = r.id AND params.key = 'qex.params'
 LEFT JOIN tag meta ON meta.run_id = r.id AND meta.key = 'qex.metadata'
+WHERE NOT r.deleted
 """,
     "artifacts": """
 SELECT ROW_NUMBER() OVER (ORDER BY a.timestamp, a.run_id, a.name) AS artifact_id,
@@ -41,6 +43,7 @@ FROM artifact a
 WHERE a.name <> 'density_matrix'
   AND EXISTS (SELECT 1 FROM parameter p WHERE p.run_id = a.run_id AND p.key = 'qex.backend')
   AND EXISTS (SELECT 1 FROM artifact d WHERE d.run_id = a.run_id AND d.name = 'density_matrix')
+  AND EXISTS (SELECT 1 FROM run r WHERE r.id = a.run_id AND NOT r.deleted)
 """,
 }
 
