@@ -103,11 +103,17 @@ class _Plan:
 
 
 def collect_garbage(
-    store: Store, older_than: float, dry_run: bool = False, *, progress: ProgressFactory | None = None
+    store: str | os.PathLike[str] | Store | None,
+    older_than: float,
+    dry_run: bool = False,
+    *,
+    progress: ProgressFactory | None = None,
 ) -> GcReport:
     """Purge for good every run deleted more than `older_than` seconds ago, and finish every purge a killed
     gc left (see the module's docstring). `dry_run`: only say what would go; nothing is touched."""
     from .db import open_database
+
+    store = Store.open(store)
 
     if older_than < 0 or older_than != older_than:
         raise InvalidInputError(f"the grace period must be 0 or more seconds, got {older_than}")
@@ -123,7 +129,10 @@ def collect_garbage(
             return report
         advance = progress(total) if progress is not None and plans else None
         for plan in plans:
-            report.bytes_freed += _purge(store, engine, plan, report, advance)
+            freed = _purge(store, engine, plan, report, advance)
+            if freed is None:
+                continue
+            report.bytes_freed += freed
             report.purged.append(plan.run_id)
             if plan.pending:
                 report.finished.append(plan.run_id)
@@ -248,7 +257,10 @@ def _walk(path: Path) -> Iterator[tuple[Path, int]]:
 
 
 # -- purging --------------------------------------------------------------------------------------------------
-def _purge(store: Store, engine: Engine, plan: _Plan, report: GcReport, advance: Callable[[int], None] | None) -> int:
+def _purge(
+    store: Store, engine: Engine, plan: _Plan, report: GcReport, advance: Callable[[int], None] | None
+) -> int | None:
+    """Purge one run; returns the bytes freed, or None if it was skipped (its writer is alive again)."""
     rid = plan.run_id
     folder = store.run_dir(rid)
     purging = _purging_dir(store, rid)
@@ -256,7 +268,9 @@ def _purge(store: Store, engine: Engine, plan: _Plan, report: GcReport, advance:
         if not store.run_exists(rid):  # logs gone already (removed by hand): rows and artifacts remain
             make_dirs(folder)
         write_atomically(folder / MANIFEST, json.dumps({"run_id": rid, "files": plan.files}).encode())
-    _delete_rows(store, engine, rid, rename=None if plan.pending else (folder, purging))
+    if not _delete_rows(store, engine, rid, rename=None if plan.pending else (folder, purging)):
+        report.skipped_running.append(rid)  # a writer attached meanwhile: nothing renamed, no row deleted
+        return None
     freed = 0
     for rel in plan.files:
         path, why = _removable(store, engine, rid, rel)
@@ -275,18 +289,22 @@ def _purge(store: Store, engine: Engine, plan: _Plan, report: GcReport, advance:
     return freed
 
 
-def _delete_rows(store: Store, engine: Engine, run_id: str, rename: tuple[Path, Path] | None) -> None:
+def _delete_rows(store: Store, engine: Engine, run_id: str, rename: tuple[Path, Path] | None) -> bool:
     """Every row of the run, in one transaction holding the projector's locks of the run; `rename` (its
-    folder to its purging name) is done inside it, so no projector reads the folder half renamed."""
+    folder to its purging name) is done inside it, so no projector reads the folder half renamed. False,
+    and nothing done, if a writer of the run is alive again (judged once more under the locks)."""
     backend = backend_of(engine)
     with engine.begin() as conn:
         backend.lock_for_purge(conn, [run_id])
         if rename is not None:
+            if run_state(store, run_id).status == "running":
+                return False
             src, dest = rename
             refuse_links(src)
             os.rename(src, dest)
             fsync_directory(src.parent)
         _delete_run_rows(conn, run_id)
+    return True
 
 
 def _delete_run_rows(conn: Connection, run_id: str) -> None:
