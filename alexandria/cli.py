@@ -448,6 +448,9 @@ def gc(ctx: click.Context, older_than: str, dry_run: bool) -> None:
     for rel, why in report.kept_files:
         console.print(f"kept {rel}: {why}", style="yellow")
     verb, freed = ("would purge", "would free") if dry_run else ("purged", "freed")
+    if dry_run:
+        for rid in report.purged:
+            console.print(f"would purge run {rid}")
     finished = f" ({len(report.finished)} finishing an interrupted gc)" if report.finished else ""
     console.print(f"{verb} {len(report.purged)} run(s){finished}, {freed} {size_text(report.bytes_freed)}")
 

@@ -188,6 +188,7 @@ def test_a_dry_run_says_what_would_go_and_touches_nothing(store: Store) -> None:
     freed = sum((store.root / rel).stat().st_size for rel in files_of(before_files, {doomed}))
 
     done = gc("--older-than", "0", "--dry-run")
+    assert f"would purge run {doomed}\n" in done.stdout
     assert f"would purge 1 run(s), would free {size_text(freed)}" in done.stdout
     assert store_files(store) == before_files
     assert tables(store) == before
@@ -247,8 +248,8 @@ def _check_whole(store: Store, before: dict[str, list[tuple[Any, ...]]]) -> None
 @every_backend
 def test_gc_killed_at_random_points_then_rerun_converges(store: Store) -> None:
     rng = random.Random(make_seed())
-    ids = [make_run(store, i, big=400_000) for i in range(8)]
-    doomed = set(rng.sample(ids, 6))
+    ids = [make_run(store, i, big=300_000) for i in range(10)]
+    doomed = set(rng.sample(ids, 8))
     alexandria.delete_runs(sorted(doomed), store=store)
     before_files, before = store_files(store), tables(store)
     expected_files = set(before_files) - files_of(before_files, doomed)
