@@ -403,6 +403,59 @@ def rebuild(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option(
+    "--older-than",
+    default="7d",
+    show_default=True,
+    metavar="AGE",
+    help="Purge runs deleted longer ago than this (30m, 12h, 7d; 0: every deleted run).",
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be purged and freed; touch nothing.")
+@click.pass_context
+def gc(ctx: click.Context, older_than: str, dry_run: bool) -> None:
+    """Remove for good the logs, artifacts and rows of runs deleted longer ago than the grace period."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from .formatting import size_text
+    from .gc import collect_garbage, parse_age
+
+    grace = parse_age(older_than)
+    store = _store(ctx)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+    task = bar.add_task("purging deleted runs", total=None)
+
+    def progress(total: int) -> Callable[[int], None]:
+        bar.start()
+        bar.update(task, total=total)
+        return lambda n: bar.advance(task, n)
+
+    try:
+        report = collect_garbage(store, grace, dry_run, progress=progress)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    for rid in report.skipped_running:
+        console.print(
+            f"skipped run {rid[:8]}: deleted but still running (a live writer); rerun `alex gc` once it ended",
+            style="yellow",
+        )
+    for rel, why in report.kept_files:
+        console.print(f"kept {rel}: {why}", style="yellow")
+    verb, freed = ("would purge", "would free") if dry_run else ("purged", "freed")
+    if dry_run:
+        for rid in report.purged:
+            console.print(f"would purge run {rid}")
+    finished = f" ({len(report.finished)} finishing an interrupted gc)" if report.finished else ""
+    console.print(f"{verb} {len(report.purged)} run(s){finished}, {freed} {size_text(report.bytes_freed)}")
+
+
+@cli.command()
 @click.option("--steps", type=click.IntRange(1), default=20000, show_default=True, help="Gradient steps per run.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
 @click.pass_context

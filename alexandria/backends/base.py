@@ -110,6 +110,11 @@ class Backend(ABC):
         """One fold transaction of about `budget` bytes, exactly once however many projectors run; returns
         (more to do, segments skipped because another projector holds them). `block`: wait for those."""
 
+    @abstractmethod
+    def lock_for_purge(self, conn: Connection, run_ids: list[str]) -> None:
+        """In the caller's transaction, hold what a projector folding these runs holds, so that none reads
+        their segments or writes their rows until it commits (gc.py renames and deletes them meanwhile)."""
+
     # -- schema and rebuild -----------------------------------------------------------------------------------
     @abstractmethod
     def has_tables(self, engine: Engine) -> bool:

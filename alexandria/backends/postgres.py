@@ -185,6 +185,14 @@ class PostgresBackend(Backend):
         except psycopg.Error as exc:
             raise DBAPIError.instance(sql, None, exc, psycopg.Error, dialect=conn.dialect) from exc
 
+    def lock_for_purge(self, conn: Connection, run_ids: list[str]) -> None:
+        """What a fold transaction takes, in its order: the schema lock (shared), the rows of the runs'
+        segments (waiting, in path order), then the runs' advisory locks."""
+        schema_lock(conn, exclusive=False)
+        seg = log_segment.c
+        conn.execute(select(seg.path).where(seg.run_id.in_(run_ids)).order_by(seg.path).with_for_update()).all()
+        lock_runs(conn, run_ids)
+
     def fold_once(
         self, engine: Engine, store: Store, fold: FoldTransaction, budget: int, block: bool
     ) -> tuple[bool, bool]:

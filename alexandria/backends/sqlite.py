@@ -279,6 +279,9 @@ class SQLiteBackend(Backend):
             fold.write(conn)
         return more, False
 
+    def lock_for_purge(self, conn: Connection, run_ids: list[str]) -> None:
+        """Nothing more to take: the transaction's BEGIN IMMEDIATE is the one write lock every fold takes."""
+
     # -- schema and rebuild ---------------------------------------------------------------------------------
     def has_tables(self, engine: Engine) -> bool:
         with engine.connect() as conn:
