@@ -23,7 +23,7 @@ from rich.table import Table
 
 from .cli_base import ErrorsAsMessages, console
 from .db import safe_target
-from .errors import StoreError
+from .errors import InvalidInputError, StoreError
 from .formatting import duration_text, number_text, when_text
 from .output import emit, format_option, note
 from .plugins import register_commands
@@ -69,6 +69,7 @@ def cli(ctx: click.Context, store: str | None, db: str | None) -> None:
 #: What `alex runs --format csv|json` gives per run: the database's names, so scripts can join with SQL.
 RUN_COLUMNS = (
     "id",
+    "name",
     "experiment_name",
     "status",
     "attempt",
@@ -90,13 +91,17 @@ RUN_COLUMNS = (
     help="Only runs with this status.",
 )
 @click.option("--limit", "-n", type=int, default=None, help="At most this many runs (newest first).")
+@click.option("--deleted", is_flag=True, help="Only deleted runs (`alex restore RUN` brings one back).")
 @format_option(
     f"a header, then one line per run, newest first: {', '.join(RUN_COLUMNS)} (times in unix seconds, tags as JSON).",
     "a list of objects with those keys.",
 )
 @click.pass_context
-def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: int | None, fmt: str) -> None:
-    """List runs, newest first, each sweep's child runs indented under their parent.
+def runs(
+    ctx: click.Context, experiment: str | None, status: str | None, limit: int | None, deleted: bool, fmt: str
+) -> None:
+    """List runs, newest first, each sweep's child runs indented under their parent; deleted runs only
+    with --deleted.
 
     Status is running, finished, failed, killed, or crashed (the process vanished without ending the
     run: kill -9, out of memory, power loss); a resumed run shows how many times it was resumed.
@@ -104,24 +109,31 @@ def runs(ctx: click.Context, experiment: str | None, status: str | None, limit: 
     from .query import list_runs, problems
 
     engine = _fresh_reader(ctx)
-    rows = list_runs(engine, experiment=experiment, status=status, limit=limit)
-    emit(fmt, columns=RUN_COLUMNS, rows=([r[c] for c in RUN_COLUMNS] for r in rows), table=lambda: _runs_table(rows))
+    rows = list_runs(engine, experiment=experiment, status=status, limit=limit, deleted=deleted)
+    title = f"{len(rows)} deleted run(s) (`alex restore RUN` restores one)" if deleted else f"{len(rows)} run(s)"
+    emit(
+        fmt,
+        columns=RUN_COLUMNS,
+        rows=([r[c] for c in RUN_COLUMNS] for r in rows),
+        table=lambda: _runs_table(rows, title),
+    )
     found = problems(engine)
     if found:
         note(fmt, f"{len(found)} unreadable line(s) in the logs were skipped: `alex problems` lists them")
 
 
-def _runs_table(rows: list[dict[str, Any]]) -> None:
+def _runs_table(rows: list[dict[str, Any]], title: str) -> None:
     from .query import run_tree
 
-    table = Table(title=f"{len(rows)} run(s)")
-    for col in ("id", "experiment", "status", "started", "duration", "params", "metrics", "tags"):
+    table = Table(title=title)
+    for col in ("id", "name", "experiment", "status", "started", "duration", "params", "metrics", "tags"):
         table.add_column(col, no_wrap=col in ("id", "started"))
     for depth, r in run_tree(rows):
         tags = ", ".join(f"{k}={v}" for k, v in (r["tags"] or {}).items())
         status_text = (r["status"] or "?") + (f" (resumed {r['attempt']}x)" if r["attempt"] else "")
         table.add_row(
             "  " * (depth - 1) + "└ " + r["id"] if depth else r["id"],
+            r["name"] or "-",
             r["experiment_name"] or "?",
             status_text,
             when_text(r["timestamp_start"]),
@@ -148,7 +160,8 @@ SHOW_COLUMNS = ("section", "key", "value", "count", "last_step", "min", "max")
 )
 @click.pass_context
 def show(ctx: click.Context, run_id: str, fmt: str) -> None:
-    """Show one run: status, parameters, tags, metrics, artifacts. RUN_ID may be a unique prefix."""
+    """Show one run: name, note, status, parameters, tags, metrics, artifacts. RUN_ID may be a unique prefix
+    or the run's name (EXPERIMENT/NAME where names repeat)."""
     from dataclasses import asdict
 
     from .query import run_details
@@ -176,13 +189,22 @@ def _skipped(p: dict[str, Any]) -> str:
 
 def _show_table(d: dict[str, Any]) -> None:
     r = d["run"]
-    console.print(f"run {r['id']}  experiment {r['experiment_name']}  status {r['status']}", style="bold")
+    console.print(
+        f"run {r['id']}  name {r['name'] or '-'}  experiment {r['experiment_name']}  status {r['status']}", style="bold"
+    )
+    if r["deleted"]:
+        console.print(f"deleted: hidden from every listing; `alex restore {r['id']}` restores it", style="red")
     console.print(
         f"started {when_text(r['timestamp_start'])}  ended {when_text(r['timestamp_end'])}  "
         f"duration {duration_text(r['timestamp_start'], r['timestamp_end'])}"
     )
     if r["error"]:
         console.print(f"error: {r['error']}")
+    if r["note"]:
+        from rich.markdown import Markdown  # rendered as terminal text: raw HTML in it is dropped, never run
+
+        console.print("note:")
+        console.print(Markdown(r["note"]))
     if r["parent_id"]:
         console.print(f"parent run: {r['parent_id']}")
     if d["children"]:
@@ -251,6 +273,146 @@ def _show_table(d: dict[str, Any]) -> None:
         console.print(t)
     for p in d["problems"]:
         console.print(_skipped(p), style="yellow")
+
+
+def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
+    """KEY=VALUE pairs as given on the command line (the value is text; it may hold "=")."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"{what} {pair!r} must be KEY=VALUE, e.g. team=vision")
+        out[key] = value
+    return out
+
+
+def _ids_text(ids: list[str], shown: int = 10) -> str:
+    more = f", ... ({len(ids) - shown} more)" if len(ids) > shown else ""
+    return ", ".join(r[:8] for r in ids[:shown]) + more
+
+
+@cli.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--experiment", "-e", metavar="NAME", help="Edit this experiment instead (with --rename, --note).")
+@click.option("--name", help="The run's new name (names need not be unique: the id stays the run's identity).")
+@click.option("--rename", metavar="NEW", help="With --experiment: its new name (its runs move; a merge if taken).")
+@click.option("--note", help='A note: Markdown text ("" clears it), of the run or of the --experiment.')
+@click.option("--note-file", type=click.File("r", encoding="utf-8"), help="The note read from this file (-: stdin).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Set a tag (repeatable).")
+@click.option("--untag", multiple=True, metavar="KEY", help="Remove a tag (repeatable).")
+@click.pass_context
+def edit(
+    ctx: click.Context,
+    run_ref: str | None,
+    experiment: str | None,
+    name: str | None,
+    rename: str | None,
+    note: str | None,
+    note_file: Any,
+    tags: tuple[str, ...],
+    untag: tuple[str, ...],
+) -> None:
+    """Change a run after the fact (its name, note, tags) or an experiment (its name, note), as events in the
+    logs: the run is not resumed, its status, times and attempt stay. RUN is an id, a unique prefix or a name."""
+    from .edits import edit_experiment, edit_run
+
+    if note_file is not None:
+        if note is not None:
+            raise InvalidInputError("give --note or --note-file, not both")
+        note = note_file.read()
+    note_text = None if note is None else f"note set ({len(note.splitlines())} line(s))" if note else "note cleared"
+    if experiment is not None:
+        if run_ref is not None or name is not None or tags or untag:
+            raise InvalidInputError("--experiment takes --rename and --note only; edit a run with `alex edit RUN`")
+        done = edit_experiment(experiment, rename=rename, note=note, store=_store(ctx))
+        changes = [f"renamed to {rename!r}"] * (rename is not None) + [note_text or ""] * (note is not None)
+        click.echo(f"experiment {experiment!r} ({len(done.runs)} run(s)): {'; '.join(changes)}")
+        return
+    if run_ref is None:
+        raise InvalidInputError("give the run to edit (an id, a unique prefix or a name), or --experiment NAME")
+    if rename is not None:
+        raise InvalidInputError("--rename renames an experiment (with --experiment NAME); a run's new name is --name")
+    set_tags = _key_values(tags, "tag")
+    run_id = edit_run(run_ref, name=name, note=note, tags=set_tags, untag=untag, store=_store(ctx))
+    changes = [f"name {name!r}"] * (name is not None) + [note_text or ""] * (note is not None)
+    changes += [f"tag {k}={v}" for k, v in set_tags.items()] + [f"tag {k} removed" for k in untag if k not in set_tags]
+    click.echo(f"edited run {run_id}: {'; '.join(changes)}")
+
+
+def _chosen_runs(store: Store, refs: tuple[str, ...], experiment: str | None) -> list[str]:
+    """The runs a delete or restore names: RUN... or every run of --experiment."""
+    from .edits import experiment_runs
+    from .query import Reader
+
+    if experiment is not None and refs:
+        raise InvalidInputError("give runs or --experiment NAME, not both")
+    if experiment is None:
+        if not refs:
+            raise InvalidInputError("no runs given: name runs (ids, unique prefixes or names), or --experiment NAME")
+        return list(refs)
+    with Reader(store) as reader:
+        return experiment_runs(reader.engine, experiment)
+
+
+def _tombstones_done(done: Any, verb: str) -> None:
+    click.echo(f"{verb} {len(done.runs)} run(s), child runs included" + (f": {_ids_text(done.runs)}" * bool(done.runs)))
+    if done.unchanged:
+        click.echo(f"already {verb}: {len(done.unchanged)} run(s): {_ids_text(done.unchanged)}")
+
+
+@cli.command()
+@click.argument("run_refs", nargs=-1, metavar="[RUN]...")
+@click.option("--experiment", "-e", metavar="NAME", help="Delete every run of this experiment.")
+@click.option("--force", is_flag=True, help="Delete runs still running too (their writers go on logging into them).")
+@click.pass_context
+def delete(ctx: click.Context, run_refs: tuple[str, ...], experiment: str | None, force: bool) -> None:
+    """Delete runs and their child runs: hidden from every listing, report and export until `alex restore`;
+    their logs and rows are kept (`alex runs --deleted` lists them). A run still running needs --force."""
+    from .edits import delete_runs
+
+    store = _store(ctx)
+    _tombstones_done(delete_runs(_chosen_runs(store, run_refs, experiment), force=force, store=store), "deleted")
+
+
+@cli.command()
+@click.argument("run_refs", nargs=-1, metavar="[RUN]...")
+@click.option("--experiment", "-e", metavar="NAME", help="Restore every run of this experiment.")
+@click.pass_context
+def restore(ctx: click.Context, run_refs: tuple[str, ...], experiment: str | None) -> None:
+    """Restore deleted runs and their child runs exactly as they were."""
+    from .edits import restore_runs
+
+    store = _store(ctx)
+    _tombstones_done(restore_runs(_chosen_runs(store, run_refs, experiment), store=store), "restored")
+
+
+EXPERIMENT_COLUMNS = ("name", "runs", "deleted", "last_activity", "note")
+
+
+@cli.command("experiments")
+@click.option("--deleted", is_flag=True, help="Only experiments whose every run is deleted.")
+@format_option(
+    f"a header, then one line per experiment, the latest active first: {', '.join(EXPERIMENT_COLUMNS)} (runs: "
+    "live ones; last_activity: unix seconds; note: the whole Markdown text).",
+    "a list of objects with those keys.",
+)
+@click.pass_context
+def experiments_cmd(ctx: click.Context, deleted: bool, fmt: str) -> None:
+    """List experiments: live and deleted runs, last activity (latest start or sign of life), note's first line."""
+    from .query import list_experiments
+
+    found = list_experiments(_fresh_reader(ctx), deleted=deleted)
+
+    def table() -> None:
+        t = Table(title=f"{len(found)} experiment(s)" + (" with every run deleted" if deleted else ""))
+        for col in ("name", "runs", "deleted runs", "last activity", "note"):
+            t.add_column(col, justify="right" if "runs" in col else "left")
+        for e in found:
+            first = (e["note"] or "").strip().split("\n", 1)[0]
+            t.add_row(e["name"], str(e["runs"]), str(e["deleted"]), when_text(e["last_activity"]), first)
+        console.print(t)
+
+    emit(fmt, columns=EXPERIMENT_COLUMNS, rows=([e[c] for c in EXPERIMENT_COLUMNS] for e in found), table=table)
 
 
 @cli.command()
@@ -569,7 +731,6 @@ def report(
 ) -> None:
     """Write one HTML page about runs: the runs, every metric's curves, parameters side by side and, for
     runs with differing numeric parameters, parallel coordinates. Prints its path."""
-    from .errors import InvalidInputError
     from .query import resolve_run_id, select_runs
     from .report import write_report
 
@@ -609,7 +770,6 @@ def report(
 def compare(ctx: click.Context, run_ids: tuple[str, ...], best: str | None, fmt: str) -> None:
     """Compare runs: the parameters that differ, then each metric's final and best value per run."""
     from .compare import compare_runs
-    from .errors import InvalidInputError
 
     if len(run_ids) < 2:
         raise InvalidInputError("compare needs at least two runs")
@@ -630,7 +790,7 @@ def _compare_rows(c: dict[str, Any]) -> Iterable[tuple[Any, ...]]:
 
 def _compare_table(c: dict[str, Any]) -> None:
     runs = c["runs"]
-    heads = [f"{r['id'][:8]}\n{r['experiment'] or '?'}" for r in runs]
+    heads = [f"{r['id'][:8]}\n{r['name'] or '-'}\n{r['experiment'] or '?'}" for r in runs]
     t = Table(title=f"{len(c['params_differ'])} parameter(s) differ")
     t.add_column("parameter")
     for h in heads:

@@ -27,7 +27,7 @@ def best_direction(key: str, override: str | None = None) -> str:
 def compare_runs(engine: Engine, run_ids: RunSelection, *, best: str | None = None) -> dict[str, Any]:
     """What differs between runs, as plain data (what `alex compare` prints).
 
-    Returns ``{"runs": [{"id", "experiment", "status"}...], "params_differ": {key: [value or None per run]},
+    Returns ``{"runs": [{"id", "name", "experiment", "status"}...], "params_differ": {key: [value or None per run]},
     "params_equal": {key: value}, "metrics": {key: {"best_rule": "min"|"max", "runs": [None (not logged) or
     {"final", "final_step", "best", "points"} per run]}}}``. `final` is the metric's last value (summaries.py:
     the highest step; NaN when NaN was logged last); `best` is the min or max over the run's non-NaN values,
@@ -65,7 +65,9 @@ def compare_runs(engine: Engine, run_ids: RunSelection, *, best: str | None = No
             )
         metrics[key] = {"best_rule": rule, "runs": per_run}
     return {
-        "runs": [{"id": r["id"], "experiment": r["experiment_name"], "status": r["status"]} for r in runs],
+        "runs": [
+            {"id": r["id"], "name": r["name"], "experiment": r["experiment_name"], "status": r["status"]} for r in runs
+        ],
         "params_differ": differ,
         "params_equal": equal,
         "metrics": metrics,

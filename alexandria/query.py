@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, exists, func, or_, select
+from sqlalchemy import Engine, and_, case, exists, func, or_, select
 
 from .backends import backend_of
 from .db import open_database, reader_engine
@@ -325,6 +325,45 @@ def run_count(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(run)).scalar_one())
 
 
+def list_experiments(engine: Engine, deleted: bool | None = False) -> list[dict[str, Any]]:
+    """Experiments, the most recently active first (`alex experiments`): `name`, `runs` (live ones),
+    `deleted` (deleted ones), `last_activity` (the latest start or sign of life of any of its runs, unix
+    seconds) and `note` (Markdown: the latest `experiment_note` edit among its runs, which edits.py writes
+    into every run of the experiment; None when none or cleared). As `list_runs`: experiments with a live run
+    by default, `deleted=True` only those whose every run is deleted, `None` all."""
+    live = func.sum(case((run.c.deleted.is_(False), 1), else_=0))
+    gone = func.sum(case((run.c.deleted.is_(True), 1), else_=0))
+    last = func.max(func.coalesce(run.c.last_seen, run.c.timestamp_start))
+    q = (
+        select(run.c.experiment_name, live.label("runs"), gone.label("deleted"), last.label("last_activity"))
+        .where(run.c.experiment_name.is_not(None))
+        .group_by(run.c.experiment_name)
+        .order_by(last.desc().nulls_last(), run.c.experiment_name)
+    )
+    if deleted is not None:
+        q = q.having(live == 0 if deleted else live > 0)
+    notes: dict[str, tuple[float, str, str]] = {}
+    with engine.connect() as conn:
+        found = conn.execute(q).all()
+        for exp, value, ts, rid in conn.execute(
+            select(run.c.experiment_name, run_edit.c.value, run_edit.c.timestamp, run_edit.c.run_id)
+            .join(run, run.c.id == run_edit.c.run_id)
+            .where(run_edit.c.field == "experiment_note")
+        ):
+            if exp not in notes or (ts, rid) > notes[exp][:2]:
+                notes[exp] = (ts, rid, value)
+    return [
+        {
+            "name": exp,
+            "runs": int(n_live),
+            "deleted": int(n_gone),
+            "last_activity": seen,
+            "note": (notes[exp][2] or None) if exp in notes else None,
+        }
+        for exp, n_live, n_gone, seen in found
+    ]
+
+
 def recorded_files(engine: Engine, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """What the runs (every run when None) recorded as files, with the size and SHA-256 logged for each:
     every artifact (kind "artifact", its path relative to the store) and every dataset logged from a file
@@ -624,11 +663,18 @@ class Reader:
         open_database(self.store).dispose()
 
     def runs(self, **filters: Any) -> list[dict[str, Any]]:
-        """`list_runs` filters: experiment, status, limit, tags, params, metric_filter, since, until, parent_id."""
+        """`list_runs` filters: experiment, status, limit, tags, params, metric_filter, since, until, parent_id,
+        deleted (False, the default: live runs only; True: only deleted ones; None: every run)."""
         return list_runs(self.engine, **filters)
 
     def run(self, run_id: str) -> dict[str, Any]:
+        """`run_details` of a run given by id, unique prefix or name: its `run` row has name, note (Markdown)
+        and deleted; a deleted run is still found (to restore it)."""
         return run_details(self.engine, run_id)
+
+    def experiments(self, deleted: bool | None = False) -> list[dict[str, Any]]:
+        """`list_experiments`: name, runs, deleted, last_activity and note of each experiment."""
+        return list_experiments(self.engine, deleted)
 
     def metric_keys(self, run_id: str) -> list[str]:
         return metric_keys(self.engine, resolve_run_id(self.engine, run_id))

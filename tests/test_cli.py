@@ -156,9 +156,9 @@ def test_sql_refuses_everything_that_is_not_a_read_and_reads_keep_working(
 
 def test_errors_are_one_line_and_exit_1(store: Store, two_runs: tuple[str, str], tmp_path: object) -> None:
     code, _, err = invoke(store, "show", "0" * 32)
-    assert (code, err) == (1, f"Error: no run with id {'0' * 32!r}; `alex runs` lists the runs\n")
+    assert (code, err) == (1, f"Error: no run with id or name {'0' * 32!r}; `alex runs` lists the runs\n")
     code, _, err = invoke(store, "show", "xyz")
-    assert (code, err) == (1, "Error: 'xyz' is not a run id (32 hex digits, or a unique prefix of one)\n")
+    assert (code, err) == (1, "Error: no run with id or name 'xyz'; `alex runs` lists the runs\n")  # nor a name
     proc = alex("--store", str(store.root / "nowhere"), "runs")
     assert proc.returncode == 1
     assert proc.stderr == (
@@ -282,10 +282,11 @@ def test_compare_in_every_format(store: Store, two_runs: tuple[str, str]) -> Non
         ["best_rule", "loss", "min", "min"],
     ]
     code, out, _ = invoke(store, "compare", a, b, "--format", "json")
+    names = {r["id"]: r["name"] for r in alexandria.Reader(store).runs()}
     assert json.loads(out) == {
         "runs": [
-            {"id": a, "experiment": "mnist", "status": "finished"},
-            {"id": b, "experiment": "cifar", "status": "failed"},
+            {"id": a, "name": names[a], "experiment": "mnist", "status": "finished"},
+            {"id": b, "name": names[b], "experiment": "cifar", "status": "failed"},
         ],
         "params_differ": {"layers": ["3", None], "lr": ["0.1", None]},
         "params_equal": {},

@@ -233,14 +233,14 @@ def test_show_compare_export_and_errors(tmp_path: Path) -> None:
     assert big.returncode == 1 and "11" in big.stderr and "10" in big.stderr and "Traceback" not in big.stderr
     noise = qex(root, "run", "x", "--noise", "depol=2")
     assert noise.returncode == 1 and "Error: " in noise.stderr
-    assert qex(root, "show", "f" * 32).stderr.startswith("Error: no qex run")
+    assert qex(root, "show", "f" * 32).stderr.startswith("Error: no run with id or name")
     assert (REPO / "README.md").read_text().count("qex sweep") >= 1
 
 
 def test_runs_and_show_in_csv_and_json(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from alexandria.qex.cli import RUN_COLUMNS
+    from alexandria.qex.cli import LIST_COLUMNS
     from alexandria.qex.cli import qex as qex_group
 
     root = tmp_path / "qex_data"
@@ -255,7 +255,7 @@ def test_runs_and_show_in_csv_and_json(tmp_path: Path) -> None:
 
     listed = out("runs", "--format", "csv")
     header, *rows = list(csv.reader(io.StringIO(listed)))
-    assert "\r" not in listed and header == list(RUN_COLUMNS)
+    assert "\r" not in listed and header == list(LIST_COLUMNS)
     assert [r[0] for r in rows] == [b.run_id, a.run_id]
     assert json.loads(rows[0][header.index("params")]) == {"n": 2, "theta": 0.5}
     [row_b, row_a] = json.loads(out("runs", "--format", "json"))

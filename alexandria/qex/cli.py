@@ -47,20 +47,33 @@ def _backend(name: str, noise: str | None) -> Any:
     return make_backend(name, Noise.parse(noise) if noise else Noise())
 
 
+def _rows(reader: Any, deleted: bool | None = False) -> list[dict[str, Any]]:
+    """The seed's `runs` view with each run's name, newest first; deleted runs left out by default (None: all)."""
+    where = {False: "WHERE NOT r.deleted", True: "WHERE r.deleted", None: ""}[deleted]
+    columns, rows = reader.sql(
+        f"SELECT v.*, r.name AS name FROM runs v JOIN run r ON r.id = v.run_id {where} "  # noqa: S608
+        "ORDER BY v.timestamp DESC, v.run_id"
+    )
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
 def _runs(store: Store) -> list[dict[str, Any]]:
     from ..query import Reader
 
     with Reader(store) as reader:
-        columns, rows = reader.sql("SELECT * FROM runs ORDER BY timestamp DESC, run_id")
-    return [dict(zip(columns, row, strict=True)) for row in rows]
+        return _rows(reader)
 
 
-def _run(store: Store, prefix: str) -> dict[str, Any]:
-    found = [r for r in _runs(store) if r["run_id"].startswith(prefix)]
+def _run(store: Store, ref: str) -> dict[str, Any]:
+    """The `runs` row of the run `ref` names as every command names runs (`query.resolve_run_id`: an id, a
+    unique prefix, a name or EXPERIMENT/NAME), deleted or not."""
+    from ..query import Reader, resolve_run_id
+
+    with Reader(store) as reader:
+        run_id = resolve_run_id(reader.engine, ref)
+        found = [r for r in _rows(reader, deleted=None) if r["run_id"] == run_id]
     if not found:
-        raise RunNotFoundError(f"no qex run {prefix!r} in {store.root}; `qex runs` lists them")
-    if len(found) > 1:
-        raise RunNotFoundError(f"qex run id prefix {prefix!r} is ambiguous; give more characters")
+        raise RunNotFoundError(f"run {run_id} is not a qex run (it logged no density matrix); `qex runs` lists them")
     return found[0]
 
 
@@ -164,6 +177,8 @@ def sweep_cmd(
 
 #: The seed's `runs` view, column by column: what `qex runs --format csv|json` gives per run.
 RUN_COLUMNS = ("run_id", "experiment_name", "params", "backend_name", "timestamp", "density_matrix_path", "metadata")
+#: `qex runs --format csv|json`: those, then the run's name.
+LIST_COLUMNS = (*RUN_COLUMNS, "name")
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
@@ -174,22 +189,23 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
 @qex.command("runs")
 @click.option("--experiment", "-e", help="Only runs of this experiment.")
 @format_option(
-    f"a header, then one line per run, newest first: {', '.join(RUN_COLUMNS)} (params and metadata as JSON).",
+    f"a header, then one line per run, newest first: {', '.join(LIST_COLUMNS)} (params and metadata as JSON).",
     "a list of objects with those keys (params and metadata as objects).",
 )
 @click.pass_context
 def runs_cmd(ctx: click.Context, experiment: str | None, fmt: str) -> None:
-    """List qex runs (the seed's `runs` view), newest first."""
+    """List qex runs (the seed's `runs` view, with each run's name), newest first; deleted runs left out."""
     rows = [r for r in _runs(_store(ctx)) if experiment is None or r["experiment_name"] == experiment]
 
     def table() -> None:
         t = Table(title=f"{len(rows)} qex run(s)")
-        for col in ("run_id", "experiment", "params", "backend", "qubits", "purity", "density matrix"):
+        for col in ("run_id", "name", "experiment", "params", "backend", "qubits", "purity", "density matrix"):
             t.add_column(col)
         for r in rows:
             meta = json.loads(r["metadata"] or "{}")
             t.add_row(
                 r["run_id"],
+                r["name"] or "-",
                 r["experiment_name"],
                 r["params"],
                 r["backend_name"],
@@ -199,8 +215,8 @@ def runs_cmd(ctx: click.Context, experiment: str | None, fmt: str) -> None:
             )
         console.print(t)
 
-    rows_out = ([r[c] for c in RUN_COLUMNS] for r in rows)
-    emit(fmt, columns=RUN_COLUMNS, rows=rows_out, table=table, document=[_decoded(r) for r in rows])
+    rows_out = ([r[c] for c in LIST_COLUMNS] for r in rows)
+    emit(fmt, columns=LIST_COLUMNS, rows=rows_out, table=table, document=[_decoded(r) for r in rows])
 
 
 #: `qex show --format csv`: one line per qubit.
@@ -225,7 +241,8 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
     bloch = _bloch_file(store, r["run_id"])
 
     def table() -> None:
-        console.print(f"run {r['run_id']}  experiment {r['experiment_name']}  backend {r['backend_name']}")
+        name = r["name"] or "-"
+        console.print(f"run {r['run_id']}  name {name}  experiment {r['experiment_name']}  backend {r['backend_name']}")
         console.print(f"params {r['params']}  noise {meta.get('noise')}  simulator {meta.get('simulator')}")
         _print_state(meta)
         console.print(f"density matrix: {store.root / r['density_matrix_path']}")
@@ -268,8 +285,9 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
             f"runs {a['run_id'][:8]} and {b['run_id'][:8]} have {states.num_qubits(rho_a)} and "
             f"{states.num_qubits(rho_b)} qubits: only states of the same size compare"
         )
-    console.print(f"A {a['run_id']}  {a['experiment_name']} {a['params']} on {a['backend_name']}")
-    console.print(f"B {b['run_id']}  {b['experiment_name']} {b['params']} on {b['backend_name']}")
+    for label, r in (("A", a), ("B", b)):
+        name = r["name"] or "-"
+        console.print(f"{label} {r['run_id']}  {name}  {r['experiment_name']} {r['params']} on {r['backend_name']}")
     console.print(f"fidelity (Uhlmann-Jozsa, squared): {states.fidelity(rho_a, rho_b):.6f}")
     console.print(f"trace distance: {states.trace_distance(rho_a, rho_b):.6f}")
     table = Table()
