@@ -115,15 +115,23 @@ def experiments(engine: Engine) -> list[str]:
 def experiment_note(engine: Engine, experiment: str) -> str | None:
     """An experiment's note (Markdown): the latest `experiment_note` edit among its runs (edits.py writes it
     into every run of the experiment); None when it has none or it was cleared."""
+    return experiment_notes(engine, [experiment]).get(experiment)
+
+
+def experiment_notes(engine: Engine, experiments: Sequence[str] | None = None) -> dict[str, str]:
+    """`experiment_note` of each experiment (every one when None) in one query: the latest by time, then by
+    run id; experiments without a note, or whose note was cleared, are left out."""
+    q = (
+        select(run.c.experiment_name, run_edit.c.value)
+        .join(run, run.c.id == run_edit.c.run_id)
+        .where(run_edit.c.field == "experiment_note")
+        .order_by(run_edit.c.timestamp, run_edit.c.run_id)
+    )
+    if experiments is not None:
+        q = q.where(run.c.experiment_name.in_(list(experiments)))
     with engine.connect() as conn:
-        note = conn.execute(
-            select(run_edit.c.value)
-            .join(run, run.c.id == run_edit.c.run_id)
-            .where(run.c.experiment_name == experiment, run_edit.c.field == "experiment_note")
-            .order_by(run_edit.c.timestamp.desc(), run_edit.c.run_id.desc())
-            .limit(1)
-        ).scalar()
-    return note or None
+        latest = dict(conn.execute(q).tuples().all())  # ordered: each experiment's latest comes last
+    return {e: note for e, note in latest.items() if note}
 
 
 def run_tree(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
@@ -328,8 +336,7 @@ def run_count(engine: Engine) -> int:
 def list_experiments(engine: Engine, deleted: bool | None = False) -> list[dict[str, Any]]:
     """Experiments, the most recently active first (`alex experiments`): `name`, `runs` (live ones),
     `deleted` (deleted ones), `last_activity` (the latest start or sign of life of any of its runs, unix
-    seconds) and `note` (Markdown: the latest `experiment_note` edit among its runs, which edits.py writes
-    into every run of the experiment; None when none or cleared). As `list_runs`: experiments with a live run
+    seconds) and `note` (`experiment_note`: Markdown, or None). As `list_runs`: experiments with a live run
     by default, `deleted=True` only those whose every run is deleted, `None` all."""
     live = func.sum(case((run.c.deleted.is_(False), 1), else_=0))
     gone = func.sum(case((run.c.deleted.is_(True), 1), else_=0))
@@ -342,24 +349,11 @@ def list_experiments(engine: Engine, deleted: bool | None = False) -> list[dict[
     )
     if deleted is not None:
         q = q.having(live == 0 if deleted else live > 0)
-    notes: dict[str, tuple[float, str, str]] = {}
     with engine.connect() as conn:
         found = conn.execute(q).all()
-        for exp, value, ts, rid in conn.execute(
-            select(run.c.experiment_name, run_edit.c.value, run_edit.c.timestamp, run_edit.c.run_id)
-            .join(run, run.c.id == run_edit.c.run_id)
-            .where(run_edit.c.field == "experiment_note")
-        ):
-            if exp not in notes or (ts, rid) > notes[exp][:2]:
-                notes[exp] = (ts, rid, value)
+    notes = experiment_notes(engine)
     return [
-        {
-            "name": exp,
-            "runs": int(n_live),
-            "deleted": int(n_gone),
-            "last_activity": seen,
-            "note": (notes[exp][2] or None) if exp in notes else None,
-        }
+        {"name": exp, "runs": int(n_live), "deleted": int(n_gone), "last_activity": seen, "note": notes.get(exp)}
         for exp, n_live, n_gone, seen in found
     ]
 

@@ -47,12 +47,10 @@ def _backend(name: str, noise: str | None) -> Any:
     return make_backend(name, Noise.parse(noise) if noise else Noise())
 
 
-def _rows(reader: Any, deleted: bool | None = False) -> list[dict[str, Any]]:
-    """The seed's `runs` view with each run's name, newest first; deleted runs left out by default (None: all)."""
-    where = {False: "WHERE NOT r.deleted", True: "WHERE r.deleted", None: ""}[deleted]
+def _rows(reader: Any) -> list[dict[str, Any]]:
+    """The seed's `runs` view (deleted runs are not in it) with each run's name, newest first."""
     columns, rows = reader.sql(
-        f"SELECT v.*, r.name AS name FROM runs v JOIN run r ON r.id = v.run_id {where} "  # noqa: S608
-        "ORDER BY v.timestamp DESC, v.run_id"
+        "SELECT v.*, r.name AS name FROM runs v JOIN run r ON r.id = v.run_id ORDER BY v.timestamp DESC, v.run_id"
     )
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
@@ -66,12 +64,12 @@ def _runs(store: Store) -> list[dict[str, Any]]:
 
 def _run(store: Store, ref: str) -> dict[str, Any]:
     """The `runs` row of the run `ref` names as every command names runs (`query.resolve_run_id`: an id, a
-    unique prefix, a name or EXPERIMENT/NAME), deleted or not."""
-    from ..query import Reader, resolve_run_id
+    unique prefix, a name or EXPERIMENT/NAME); a deleted run is refused as `alex compare` refuses it."""
+    from ..query import Reader, resolve_run_id, select_runs
 
     with Reader(store) as reader:
-        run_id = resolve_run_id(reader.engine, ref)
-        found = [r for r in _rows(reader, deleted=None) if r["run_id"] == run_id]
+        (run_id,) = select_runs(reader.engine, [resolve_run_id(reader.engine, ref)])
+        found = [r for r in _rows(reader) if r["run_id"] == run_id]
     if not found:
         raise RunNotFoundError(f"run {run_id} is not a qex run (it logged no density matrix); `qex runs` lists them")
     return found[0]
