@@ -130,7 +130,7 @@ def experiment_notes(engine: Engine, experiments: Sequence[str] | None = None) -
     if experiments is not None:
         q = q.where(run.c.experiment_name.in_(list(experiments)))
     with engine.connect() as conn:
-        latest = dict(conn.execute(q).tuples().all())  # ordered: each experiment's latest comes last
+        latest = {e: note for e, note in conn.execute(q)}  # in order: each experiment's latest comes last
     return {e: note for e, note in latest.items() if note}
 
 
