@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,7 @@ from alexandria.qex.errors import InvalidStateError, QubitLimitError, StateFileE
 from alexandria.qex.grid import MAX_POINTS, parse_grid, parse_values
 from alexandria.qex.runner import open_store, run_circuit, run_experiment, sweep
 from alexandria.store import Store
-from tests.conftest import child_env
-
-
-def qex(store: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The real `qex` command line on `store`; `timeout` is the deadline a hang would miss."""
-    return subprocess.run(
-        [sys.executable, "-m", "alexandria.qex", "--store", str(store), *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.test_qex import qex
 
 
 def refused(out: subprocess.CompletedProcess[str], message: str) -> None:
