@@ -13,15 +13,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import astuple
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from .cli_base import ErrorsAsMessages, console
+from .cli_base import ErrorsAsMessages, console, progress_bar
 from .db import safe_target
 from .errors import InvalidInputError, StoreError
 from .formatting import duration_text, number_text, when_text
@@ -529,32 +528,12 @@ def watch(ctx: click.Context, poll: bool, interval: float) -> None:
 @click.pass_context
 def rebuild(ctx: click.Context) -> None:
     """Replay every log into a fresh database and swap it in atomically."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
     from .rebuild import rebuild as do_rebuild
 
     store = _store(ctx)
     started = time.perf_counter()
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    task = bar.add_task("replaying logs", total=None)
-
-    def progress(total: int) -> Callable[[int], None]:
-        bar.start()  # only once replaying begins: a refused database leaves just its `Error:` line
-        bar.update(task, total=total)
-        return lambda n: bar.advance(task, n)
-
-    try:
+    with progress_bar("replaying logs") as progress:
         stats = do_rebuild(store, progress=progress)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
     seconds = time.perf_counter() - started
     console.print(
         f"rebuilt {safe_target(store.database)}: {stats.events} events from {len(list(store.segments()))} segment(s) "
@@ -576,32 +555,13 @@ def rebuild(ctx: click.Context) -> None:
 @click.pass_context
 def gc(ctx: click.Context, older_than: str, dry_run: bool) -> None:
     """Remove for good the logs, artifacts and rows of runs deleted longer ago than the grace period."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
     from .formatting import size_text
     from .gc import collect_garbage, parse_age
 
     grace = parse_age(older_than)
     store = _store(ctx)
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    task = bar.add_task("purging deleted runs", total=None)
-
-    def progress(total: int) -> Callable[[int], None]:
-        bar.start()
-        bar.update(task, total=total)
-        return lambda n: bar.advance(task, n)
-
-    try:
+    with progress_bar("purging deleted runs") as progress:
         report = collect_garbage(store, grace, dry_run, progress=progress)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
     for rid in report.skipped_running:
         console.print(
             f"skipped run {rid[:8]}: deleted but still running (a live writer); rerun `alex gc` once it ended",

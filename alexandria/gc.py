@@ -48,6 +48,7 @@ from .backends import backend_of
 from .errors import InvalidInputError, RecordedFileError, UnsafePathError
 from .files import fsync_directory, write_atomically
 from .life import run_state
+from .rebuild import ProgressFactory
 from .schema import artifact, log_problem, metadata, run, run_edit
 from .store import Store, is_run_id, make_dirs, refuse_links
 
@@ -62,10 +63,6 @@ DEFAULT_GRACE = "7d"
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)\Z")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-#: What the progress bar is given: called once with the bytes to remove, it returns what to call with each
-#: file's bytes as it goes.
-ProgressFactory = Callable[[int], Callable[[int], None]]
 
 
 def parse_age(text: str) -> float:

@@ -21,6 +21,8 @@ from .backends import backend_for
 from .projector import TRANSACTION_BYTES, FoldStats, Projector, store_size
 from .store import Store
 
+#: What a long call is given to report progress (`rebuild`, `gc.collect_garbage`, the importers): called once
+#: with the total when the work begins, it returns what to call with each part done.
 ProgressFactory = Callable[[int], Callable[[int], None]]
 
 

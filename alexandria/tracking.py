@@ -67,7 +67,16 @@ from .life import ENDED, run_state
 from .names import check_name, generate_name
 from .segment import BATCH_SIZE, SegmentWriter
 from .store import STORE_ENV, Store, is_run_id, make_dirs, refuse_links
-from .values import STEP_MAX, STEP_MIN, check_key, check_text, metric_step, metric_value, param_to_str
+from .values import (
+    STEP_MAX,
+    STEP_MIN,
+    check_key,
+    check_text,
+    event_time,
+    metric_step,
+    metric_value,
+    param_to_str,
+)
 
 RUN_ENV = "ALEXANDRIA_RUN_ID"
 _MP_CONFIG_KEY = "alexandria_run"
@@ -129,8 +138,9 @@ class Run:
         return f"<Run {self.id} experiment={self.experiment!r} {state}>"
 
     # -- logging -------------------------------------------------------------
-    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
-        """Queue one metric point; costs no I/O. NaN and +-inf are kept."""
+    def log_metric(self, key: str, value: float, step: int | None = None, *, timestamp: float | None = None) -> None:
+        """Queue one metric point; costs no I/O. NaN and +-inf are kept. `timestamp` (unix seconds) is when
+        the point was measured, for points logged after the fact (an import); by default, now."""
         writer = self._writer
         if writer.error is not None:
             writer.raise_error()
@@ -141,19 +151,23 @@ class Run:
         # the literal bounds are STEP_MIN and STEP_MAX (constants are cheaper than globals here)
         if step is not None and (type(step) is not int or not -9223372036854775808 <= step <= 9223372036854775807):
             step = metric_step(step)
+        if timestamp is not None:
+            timestamp = event_time(timestamp)
         queue = self._queue
-        queue.append((_time(), key, value, step))
+        queue.append((_time() if timestamp is None else timestamp, key, value, step))
         if len(queue) >= BATCH_SIZE:
             writer.kick()
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Queue several metric points sharing one step and one timestamp (all or none)."""
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, *, timestamp: float | None = None
+    ) -> None:
+        """Queue several metric points sharing one step and one timestamp (all or none; see `log_metric`)."""
         writer = self._writer
         if writer.error is not None:
             writer.raise_error()
         if step is not None and (type(step) is not int or not STEP_MIN <= step <= STEP_MAX):
             step = metric_step(step)
-        now = _time()
+        now = _time() if timestamp is None else event_time(timestamp)
         keys = self._metric_keys
         points = []
         for key, value in metrics.items():
@@ -295,10 +309,11 @@ class Run:
         self._writer.drain()
 
     # -- life ----------------------------------------------------------------
-    def end(self, status: str | None = None, error: str | None = None) -> None:
+    def end(self, status: str | None = None, error: str | None = None, *, end_time: float | None = None) -> None:
         """End this handle: flush, close the segment and, for the owner, record how the run ended.
 
-        `status` is "finished" (default for the owner), "failed" or "killed".
+        `status` is "finished" (default for the owner), "failed" or "killed"; `end_time` (unix seconds)
+        when it ended, for a run logged after the fact (an import); by default, now.
         An attached handle records a status only when one is passed. If the
         final write fails, WriterError is raised and the handle stays open:
         call end() again (exit does too) once the cause is gone.
@@ -309,6 +324,7 @@ class Run:
             raise InvalidInputError(f"status must be 'finished', 'failed' or 'killed', got {status!r}")
         if status is None and self.owner:
             status = "finished"
+        ended_at = None if end_time is None else event_time(end_time, "end_time")
         capture = self._capture_thread
         if capture is not None and capture is not threading.current_thread():
             capture.join(CAPTURE_WAIT)  # the run's code and environment records belong in its log
@@ -318,7 +334,8 @@ class Run:
                 writer = writer.closing
             else:
                 if status is not None:
-                    writer.queue.append(RunFinished(status=status, error=error, time=_ordered_time()))
+                    when = _ordered_time() if ended_at is None else ended_at
+                    writer.queue.append(RunFinished(status=status, error=error, time=when))
                 ended = _EndedWriter(writer, self.id)
                 self._writer = ended  # type: ignore[assignment]
                 self._queue = ended.queue  # calls racing end() from other threads now fail loudly
@@ -349,14 +366,16 @@ class Run:
         if event is not None:
             self._writer.put(event)
 
-    def _start(self, experiment: str, tags: Mapping[str, Any], parent_id: str | None, name: str) -> None:
+    def _start(
+        self, experiment: str, tags: Mapping[str, Any], parent_id: str | None, name: str, started: float | None
+    ) -> None:
         tag_text = _tag_texts(tags)
         event = RunStarted(
             experiment=check_text(experiment, "experiment"),
             tags=tag_text,
             parent_id=parent_id,
             name=name,
-            time=_ordered_time(),
+            time=_ordered_time() if started is None else started,
         )
         self.parent_id = parent_id
         self.name = name
@@ -482,6 +501,7 @@ def start_run(
     nested: bool = False,
     capture: bool | Iterable[str] | None = None,
     name: str | None = None,
+    start_time: float | None = None,
 ) -> Run:
     """Start a new run, or continue an existing one with `run_id=`; it becomes the active run.
 
@@ -497,6 +517,9 @@ def start_run(
     `name` is a readable name for a new run (not unique: the id stays its identity); without one a name of
     two words and a number is generated ("brisk-heron-42"). Given with `run_id=`, it renames the run.
 
+    `start_time` (unix seconds) is when a new run began, for a run logged after the fact (an import, with
+    `log_metric(..., timestamp=)` and `end(end_time=)`); by default, now.
+
     `capture` says what to record about the run in the background: the code
     (git commit, dirty diff, hashes of tracked files, entrypoint) and the
     environment (Python, OS, installed packages). True or None (the default,
@@ -507,6 +530,9 @@ def start_run(
     kinds = _capture_kinds(capture)
     if name is not None:
         check_name(name)
+    started = None if start_time is None else event_time(start_time, "start_time")
+    if started is not None and run_id is not None:
+        raise InvalidInputError("start_time= is for a new run: a run continued with run_id= began already")
     if run_id is not None:
         if not isinstance(run_id, str) or not is_run_id(run_id):
             raise InvalidInputError(f"run_id must be a 32-character lowercase hex uuid, got {run_id!r}")
@@ -537,7 +563,7 @@ def start_run(
                 f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
                 "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
             ) from exc
-        run._start(experiment, tags or {}, parent_id, name or generate_name())
+        run._start(experiment, tags or {}, parent_id, name or generate_name(), started)
         run._capture(kinds)
     return _activate(run)
 
@@ -683,12 +709,12 @@ def log_params(params: Mapping[str, Any]) -> None:
     _require_active().log_params(params)
 
 
-def log_metric(key: str, value: float, step: int | None = None) -> None:
-    _require_active().log_metric(key, value, step)
+def log_metric(key: str, value: float, step: int | None = None, *, timestamp: float | None = None) -> None:
+    _require_active().log_metric(key, value, step, timestamp=timestamp)
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    _require_active().log_metrics(metrics, step)
+def log_metrics(metrics: Mapping[str, float], step: int | None = None, *, timestamp: float | None = None) -> None:
+    _require_active().log_metrics(metrics, step, timestamp=timestamp)
 
 
 def set_tag(key: str, value: Any) -> None:
@@ -713,9 +739,9 @@ def flush() -> None:
         run.flush()
 
 
-def end_run(status: str | None = None) -> None:
+def end_run(status: str | None = None, *, end_time: float | None = None) -> None:
     """End the active run of this process."""
-    _require_active().end(status)
+    _require_active().end(status, end_time=end_time)
 
 
 # -- process life (hooks.py calls these) -------------------------------------------

@@ -145,3 +145,14 @@ def metric_step(step: Any) -> int:
     if not STEP_MIN <= step <= STEP_MAX:
         raise InvalidInputError(f"step {step} is outside the 64-bit integer range SQL can store")
     return int(step)
+
+
+def event_time(when: Any, what: str = "timestamp") -> float:
+    """A time given by the caller (an imported point's or run's: unix seconds), as events carry it: a finite
+    number, not a bool. MLflow's milliseconds are converted by its adapter, not guessed here."""
+    if isinstance(when, bool) or not isinstance(when, int | float) and not hasattr(when, "__float__"):
+        raise InvalidInputError(f"{what} must be unix seconds (a number), got {when!r}")
+    seconds = float(when)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidInputError(f"{what} must be finite unix seconds (>= 0), got {when!r}")
+    return seconds

@@ -303,3 +303,28 @@ def test_metric_history_reads_into_numpy(store: Store) -> None:
     np.testing.assert_array_equal(history.values, [-np.inf, 0.0, 0.5, 1.0, np.nan])
     assert history.times is not None and history.times.shape == (5,) and np.all(history.times > 1e9)
     assert metric_history(reader_engine(store.db_path), run.id, "missing").values.shape == (0,)
+
+
+def test_a_run_logged_after_the_fact_keeps_its_own_times(store: Store) -> None:
+    """An import gives the times things happened: the run's start and end, each point's timestamp."""
+    started, ended = 1_600_000_000.25, 1_600_003_600.5
+    run = alexandria.start_run(experiment="imported", store=store, capture=False, start_time=started)
+    run.log_metric("loss", 0.5, step=0, timestamp=started + 1)
+    run.log_metrics({"loss": 0.25, "acc": 0.75}, step=1, timestamp=int(started) + 2)
+    run.log_metric("loss", 0.125, step=2)  # no timestamp: now
+    run.end(end_time=ended)
+    with alexandria.Reader(store) as reader:
+        row = reader.run(run.id)["run"]
+        _, points = reader.sql(f"SELECT key, step, timestamp FROM metric WHERE run_id = '{run.id}' ORDER BY step, key")
+    assert (row["timestamp_start"], row["timestamp_end"], row["status"]) == (started, ended, "finished")
+    assert points[:3] == [("loss", 0, started + 1), ("acc", 1, 1_600_000_002.0), ("loss", 1, 1_600_000_002.0)]
+    assert points[3][2] > ended  # logged now
+    for bad in (float("nan"), float("inf"), -1.0, "yesterday", True):
+        with pytest.raises(alexandria.InvalidInputError, match="unix seconds"):
+            run2 = alexandria.start_run(experiment="imported", store=store, capture=False)
+            try:
+                run2.log_metric("loss", 1.0, timestamp=bad)
+            finally:
+                run2.end()
+    with pytest.raises(alexandria.InvalidInputError, match="start_time= is for a new run"):
+        alexandria.start_run(run_id=run.id, store=store, start_time=started)
