@@ -15,7 +15,8 @@ How W&B's concepts land (README "W&B and trackio scripts", docs/migrating.md "Fr
   that step, nested dicts flattened with dots.
 * summary: its defaults are each metric's last value, which Alexandria derives already; a key set explicitly
   is stored as tag `summary.<k>` when it is set.
-* finish(exit_code=0) -> finished, any other code -> failed.
+* finish(exit_code=0) -> finished, any other code -> failed. Files written into `run.dir` are copied in as
+  artifacts when the run finishes.
 * Media (Image, Table, Histogram, ...) are accepted by their constructors and refused by `log` with
   UnsupportedError naming the type: nothing of that call is logged, nothing dropped silently.
 * define_metric, watch, unwatch, alert, log_code, login, setup: accepted, they do nothing here and warn once.
@@ -32,9 +33,12 @@ import glob as _glob
 import logging
 import os
 import random
+import shutil
 import string
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -312,6 +316,7 @@ class Run:
         self._step = 0
         self._row: dict[str, Any] = {}
         self._finished = False
+        self._dir: str | None = None
 
     @property
     def step(self) -> int:
@@ -319,8 +324,26 @@ class Run:
         return self._step
 
     @property
-    def dir(self) -> str | None:
-        return None if self.alexandria_run is None else str(self.alexandria_run.store.run_dir(self.alexandria_run.id))
+    def dir(self) -> str:
+        """A scratch folder for files to keep, as W&B's run folder: every file in it when the run finishes
+        (or the process exits) is copied into the store as an artifact, then the folder is removed."""
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix=f"wandb-{self.id}-")
+        return self._dir
+
+    def _keep_dir(self) -> None:
+        """The files of `dir` as artifacts (named by their relative path, slashes as "__")."""
+        folder, self._dir = self._dir, None
+        if folder is None:
+            return
+        try:
+            if self.alexandria_run is not None:
+                for path in sorted(Path(folder).rglob("*")):
+                    if path.is_file() and not path.is_symlink():
+                        name = str(path.relative_to(folder)).replace(os.sep, "__")
+                        self.alexandria_run.log_artifact(path, name=name)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
         """W&B's `log`, with its step numbering: without `step` a row is committed at the current step and the
@@ -385,6 +408,7 @@ class Run:
             alex = self.alexandria_run
             if alex is not None and not alex._ended:
                 self._commit()
+                self._keep_dir()
                 if alex.owner:
                     alex.end(status, error=error)
                 else:
@@ -603,6 +627,7 @@ def _commit_at_exit() -> None:
     if current is not None and current.alexandria_run is not None and not current.alexandria_run._ended:
         try:
             current._commit()
+            current._keep_dir()
         except Exception as exc:  # an exit hook must not raise: say what was lost
             _log.warning("alexandria.wandb: the last row of run %s could not be written at exit: %s", current.id, exc)
 

@@ -387,7 +387,13 @@ def test_config_changes_are_refused_and_save_keeps_files(store: Store, tmp_path:
             print("refused", exc)
         run.log_artifact("model.pt", type="model")
         wandb.save("ckpt/*.bin", base_path=".")
+        import os
+        os.makedirs(os.path.join(run.dir, "sub"))
+        with open(os.path.join(run.dir, "sub", "notes.txt"), "w") as f:
+            f.write("kept")
+        folder = run.dir
         wandb.finish()
+        assert not os.path.exists(folder)
         """,
         cwd=tmp_path,
     )
@@ -395,7 +401,9 @@ def test_config_changes_are_refused_and_save_keeps_files(store: Store, tmp_path:
     run_id = the_run(store)[0]
     assert params(store, run_id) == {"lr": "0.1", "seed": "1"}
     found = dict(query(store, f"SELECT name, type FROM artifact WHERE run_id = '{run_id}'"))
-    assert found == {"model.pt": "model", "ckpt__a.bin": "file", "ckpt__b.bin": "file"}
+    assert found == {"model.pt": "model", "ckpt__a.bin": "file", "ckpt__b.bin": "file", "sub__notes.txt": "file"}
+    (stored,) = query(store, f"SELECT path FROM artifact WHERE run_id = '{run_id}' AND name = 'sub__notes.txt'")
+    assert (store.root / str(stored[0])).read_text() == "kept"
 
 
 def test_log_before_init_and_disabled_mode(store: Store) -> None:
