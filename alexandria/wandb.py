@@ -58,6 +58,7 @@ __all__ = [
     "Object3D",
     "Plotly",
     "Run",
+    "Settings",
     "Table",
     "Video",
     "alert",
@@ -172,6 +173,13 @@ class Object3D(_Media):
 
 class Plotly(_Media):
     pass
+
+
+class Settings:
+    """`wandb.Settings(...)`, accepted by `init(settings=)`: none of W&B's settings means anything here."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.kwargs = kwargs
 
 
 class Artifact(_Media):

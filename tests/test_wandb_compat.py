@@ -321,7 +321,7 @@ def test_a_trackio_script_runs_with_the_same_module(store: Store) -> None:
         """
         import alexandria.wandb as trackio
 
-        trackio.init(project="fine-tune", name="trackio-run", config={"epochs": 2, "lr": 3e-4})
+        trackio.init(project="fine-tune", name="trackio-run", config={"epochs": 2, "lr": 3e-4}, space_id=None)
         for epoch in range(2):
             for step in range(3):
                 trackio.log({"epoch": epoch, "train_loss": 1.0 / (1 + epoch * 3 + step)})
@@ -424,7 +424,7 @@ def test_log_before_init_and_disabled_mode(store: Store) -> None:
             wandb.summary["x"] = 1
         except NoActiveRunError as exc:
             print("refused")
-        run = wandb.init(project="off", mode="disabled", config={{"lr": 1}})
+        run = wandb.init(project="off", mode="disabled", config={{"lr": 1}}, settings=wandb.Settings(console="off"))
         wandb.log({{"loss": 1.0}})
         assert run.step == 1 and wandb.config.lr == 1
         wandb.finish()
@@ -475,3 +475,52 @@ def test_start_run_with_a_new_run_id_and_an_experiment_creates_that_run(store: S
     ]
     with pytest.raises(alexandria.InvalidInputError, match="start_time= is for a new run"):
         alexandria.start_run(experiment="core", run_id=run_id, store=store, start_time=1.0)
+
+
+def test_a_second_process_resuming_a_running_run_leaves_its_end_to_the_owner(store: Store) -> None:
+    """init(id=, resume="allow") of a run another process still runs attaches to it: its finish flushes,
+    and the run ends when its owner finishes."""
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, alexandria
+                {WANDB_IMPORT}
+                wandb.init(project="shared", id="own12345")
+                wandb.log({{"loss": 1.0}})
+                alexandria.flush()
+                print("ready", flush=True)
+                sys.stdin.readline()
+                wandb.finish()
+                """
+            ),
+        ],
+        env=child_env(ALEXANDRIA_CAPTURE="0"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
+        run_script(
+            f"""
+            {WANDB_IMPORT}
+            run = wandb.init(project="shared", id="own12345", resume="allow")
+            assert run.resumed and run.step == 1, run.step
+            wandb.log({{"other": 2.0}})
+            wandb.finish()
+            """
+        )
+        run_id = run_id_for("shared", "own12345")
+        assert query(store, "SELECT status FROM run") == [("running",)]
+        assert owner.stdin is not None
+        owner.stdin.write("go\n")
+        owner.stdin.close()
+        assert owner.wait(timeout=120) == 0
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+    assert query(store, "SELECT status, attempt FROM run") == [("finished", 0)]
+    assert points(store, run_id) == {("loss", 0): 1.0, ("other", 1): 2.0}
