@@ -17,7 +17,7 @@ import pytest
 
 from alexandria import Reader
 from alexandria.errors import ImportSourceError
-from alexandria.importers import ImportSummary, stable_run_id
+from alexandria.importers import ImportSummary, stable_run_id, start_imported_run
 from alexandria.importers.tensorboard import import_tensorboard
 from alexandria.store import Store
 from tests.conftest import make_seed
@@ -286,3 +286,52 @@ def test_summary_lines_say_what_was_left() -> None:
     assert lines[0] == "imported 1 run(s): 5 point(s), 0 param(s), 0 tag(s)"
     assert "already imported, skipped: 2 run(s)" in lines
     assert any(line.startswith("  c: an earlier import of it did not finish (crashed)") for line in lines)
+
+
+def test_interrupted_import_is_named_and_can_be_redone(tmp_path: Path) -> None:
+    """A run an import began but never ended (the process died) is skipped with what to do; after
+    `alex delete` and `alex gc --older-than 0` the next import brings it in whole."""
+    root = tmp_path / "logs"
+    written = write_tensorboardx_run(root / "r", random.Random(make_seed()), {"loss": 50}, base=1.6e9)
+    store = tmp_path / "store"
+    env = {**os.environ, "ALEXANDRIA_STORE": str(store)}
+    run_id = stable_run_id("tensorboard", str((root / "r").resolve()))
+    died = (
+        "import os, sys\n"
+        "from alexandria.store import Store\n"
+        "from alexandria.importers import start_imported_run\n"
+        "run = start_imported_run(Store.open(sys.argv[1]), sys.argv[2], 'logs', name='r', start_time=1.6e9)\n"
+        "assert run is not None\n"
+        "run.log_metric('loss', 1.0, 0, timestamp=1.6e9)\n"
+        "run.flush()\n"
+        "os._exit(9)  # killed mid-import: no end, no more points\n"
+    )
+    subprocess.run([sys.executable, "-c", died, str(store), run_id], env=env, timeout=120)
+    alex = [sys.executable, "-m", "alexandria.cli", "--store", str(store)]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*alex, *args], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    skipped = cli("import", "tensorboard", str(root))
+    assert "already imported, skipped: 1 run(s)" in skipped.stdout
+    assert "r: an earlier import of it did not finish (crashed)" in skipped.stdout
+    cli("delete", run_id)
+    cli("gc", "--older-than", "0")
+    again = cli("import", "tensorboard", str(root))
+    assert again.stdout.splitlines()[0] == "imported 1 run(s): 50 point(s), 0 param(s), 1 tag(s)"
+    assert "reading event files" in again.stderr  # the progress bar, on stderr
+    with Reader(Store.open(store)) as reader:
+        assert_points(reader, "r", written)
+        assert reader.run("r")["run"]["status"] == "finished"
+
+
+def test_a_run_is_claimed_once(store: Store) -> None:
+    """Two imports racing for one run: the run's folder is made by one exclusive mkdir, and the loser gets
+    None (counted as already there), never a second writer of the same run."""
+    run_id = stable_run_id("tensorboard", "/somewhere/run")
+    first = start_imported_run(store, run_id, "e", name="run", start_time=1.6e9)
+    assert first is not None
+    assert start_imported_run(store, run_id, "e", name="run", start_time=1.6e9) is None
+    first.end(end_time=1.6e9 + 1)

@@ -8,6 +8,7 @@ called: `import alexandria` never loads them.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ImportSourceError
 from ..life import run_state
-from ..store import Store
+from ..store import Store, make_dirs
 
 if TYPE_CHECKING:
     from ..tracking import Run
@@ -48,11 +49,18 @@ def start_imported_run(
     name: str | None,
     start_time: float | None,
     tags: Mapping[str, Any] | None = None,
-) -> Run:
+) -> Run | None:
     """A new run with the given id and start time, not made the active run of this process (an import
-    must not change where the caller's own logging goes). End it with `run.end(end_time=...)`."""
+    must not change where the caller's own logging goes); end it with `run.end(end_time=...)`. None if the
+    run's folder is there already: another import made it since `already_imported` looked (the folder is
+    claimed with one exclusive mkdir, so two imports at once never both write the same run)."""
     from ..tracking import new_run
 
+    make_dirs(store.runs_dir)
+    try:
+        os.mkdir(store.run_dir(run_id))
+    except FileExistsError:
+        return None
     return new_run(store, run_id, experiment, tags, name=name, start_time=start_time)
 
 

@@ -233,6 +233,9 @@ def _write_run(
         summary.skip("scalar series (tag too long for a metric key)", 1)
         _log.warning("tensorboard import: scalar tag %r of %s is no metric key; skipped", key[:60], name)
     run = start_imported_run(store, run_id, experiment, name=name, start_time=data.first_time, tags=tags)
+    if run is None:
+        summary.already_there[name] = "running"  # another import of the same run, under way
+        return
     try:
         if data.params:
             run.log_params(data.params)
