@@ -335,3 +335,16 @@ def test_a_run_is_claimed_once(store: Store) -> None:
     assert first is not None
     assert start_imported_run(store, run_id, "e", name="run", start_time=1.6e9) is None
     first.end(end_time=1.6e9 + 1)
+
+
+def test_unreadable_event_file_stops_with_what_to_do(tmp_path: Path, store: Store) -> None:
+    """An event file that cannot be read (here a dangling link: open fails as for an I/O error) stops the
+    import with a typed error before its run is written; the runs before it stay, and the rerun skips them."""
+    root = tmp_path / "logs"
+    write_tensorboardx_run(root / "a-good", random.Random(make_seed()), {"loss": 10}, base=1.6e9)
+    (root / "b-broken").mkdir(parents=True)
+    (root / "b-broken" / "events.out.tfevents.1.host").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ImportSourceError, match=r"cannot read .*events\.out\.tfevents\.1\.host"):
+        import_tensorboard(root, store)
+    with Reader(store) as reader:
+        assert [r["name"] for r in reader.runs()] == ["a-good"]

@@ -65,7 +65,7 @@ def find_runs(logdir: Path) -> list[tuple[str, list[Path]]]:
             for n in os.listdir(directory)
             if io_wrapper.IsSummaryEventsFile(os.path.join(directory, n))
         )
-        files = [f for f in files if f.is_file()]
+        files = [f for f in files if not f.is_dir()]  # a link that leads nowhere is kept: reading it says so
         if files:
             runs.append((Path(os.path.relpath(directory, logdir)).as_posix(), files))
     return sorted(runs)
@@ -90,26 +90,39 @@ def import_tensorboard(
     if not runs:
         raise ImportSourceError(f"no TensorBoard event files (*tfevents*) under {str(root)!r}")
     summary = ImportSummary()
-    total = sum(f.stat().st_size for _, files in runs for f in files)
+    total = sum(_size(f) for _, files in runs for f in files)
     advance = progress(total) if progress else None
     for rel, files in runs:
         name = rel if rel != "." else root.name
         # The run's own folder names it: importing LOGDIR's parent later finds the same runs already there.
-        run_id = stable_run_id(TRACKER, str(root / rel) if rel != "." else str(root))
+        run_id = stable_run_id(TRACKER, str(root / rel))
         status = already_imported(store, run_id)
         if status is not None:
             summary.already_there[name] = status
             if advance:
-                advance(sum(f.stat().st_size for f in files))
+                advance(sum(_size(f) for f in files))
             continue
         data = _RunData()
         for path in files:
-            _read_file(path, data, summary, advance)
+            try:
+                _read_file(path, data, summary, advance)
+            except OSError as exc:  # nothing of this run is written yet: the runs before it stay imported
+                raise ImportSourceError(
+                    f"cannot read {path} ({exc.strerror or exc}); the runs before {name!r} were imported, "
+                    "run the same import again once the file can be read"
+                ) from exc
         if data.first_time is None:
             summary.warnings.append(f"{name}: no complete event in its files; not imported")
             continue
         _write_run(store, run_id, experiment, name, root / rel, data, summary)
     return summary
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # unreadable: _read_file says why
 
 
 def _read_file(path: Path, data: _RunData, summary: ImportSummary, advance: Any) -> None:
