@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ImportSourceError
+from ..errors import ImportSourceError, StoreError
 from ..life import run_state
 from ..store import Store, make_dirs
 
@@ -56,11 +56,16 @@ def start_imported_run(
     claimed with one exclusive mkdir, so two imports at once never both write the same run)."""
     from ..tracking import new_run
 
-    make_dirs(store.runs_dir)
     try:
+        make_dirs(store.runs_dir)
         os.mkdir(store.run_dir(run_id))
     except FileExistsError:
         return None
+    except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
+        raise StoreError(
+            f"cannot create a run directory in {store.runs_dir}: {exc.strerror}; "
+            "import into a store this process may write (--store, or $ALEXANDRIA_STORE)"
+        ) from exc
     return new_run(store, run_id, experiment, tags, name=name, start_time=start_time)
 
 
