@@ -86,3 +86,8 @@ class UnfoldedEventError(AlexandriaError, TypeError):
 class UnsupportedError(AlexandriaError, NotImplementedError):
     """A call of another tracker's API (alexandria.wandb, alexandria.mlflow) that Alexandria cannot honour: the
     message names the call and what to do instead."""
+
+
+class ImportSourceError(AlexandriaError):
+    """What an importer was pointed at cannot be read: no such folder or store, nothing of that tracker in it,
+    or the package that reads it is not installed."""
