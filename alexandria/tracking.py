@@ -555,17 +555,35 @@ def start_run(
                 "start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to"
             )
         parent_id = _parent_id(st, parent, nested)
-        run = Run(st, uuid.uuid4().hex, experiment, owner=True)
-        try:
-            make_dirs(st.run_dir(run.id))  # a link in its place is refused (UnsafePathError), never written through
-        except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
-            raise StoreError(
-                f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
-                "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
-            ) from exc
-        run._start(experiment, tags or {}, parent_id, name or generate_name(), started)
+        run = new_run(st, uuid.uuid4().hex, experiment, tags, parent_id=parent_id, name=name, start_time=started)
         run._capture(kinds)
     return _activate(run)
+
+
+def new_run(
+    st: Store,
+    run_id: str,
+    experiment: str,
+    tags: Mapping[str, Any] | None = None,
+    *,
+    parent_id: str | None = None,
+    name: str | None = None,
+    start_time: float | None = None,
+) -> Run:
+    """Create a run with this id and write its start, without making it the active run: `start_run`'s new
+    run, and an importer's, whose id is derived from its source (`alexandria.importers.stable_run_id`)."""
+    if name is not None:
+        check_name(name)
+    run = Run(st, run_id, experiment, owner=True)
+    try:
+        make_dirs(st.run_dir(run.id))  # a link in its place is refused (UnsafePathError), never written through
+    except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
+        raise StoreError(
+            f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
+            "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
+        ) from exc
+    run._start(experiment, tags or {}, parent_id, name or generate_name(), start_time)
+    return run
 
 
 def _activate(run: Run) -> Run:

@@ -21,6 +21,9 @@ from tests.conftest import child_env
 mlflow = pytest.importorskip("mlflow", reason="the MLflow tests need mlflow (pip install -e '.[test]')")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+#: MLflow 3 refuses to open an mlruns/ folder unless told to: the tests write and read old-style stores too.
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
 #: MLflow's own tags, which it sets by itself (user, source file, ...): not compared.
 SYSTEM_TAGS = ("mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit")
 
