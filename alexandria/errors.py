@@ -87,6 +87,7 @@ class ImportSourceError(AlexandriaError):
     """What an importer was pointed at cannot be read: no such folder or store, nothing of that tracker in it,
     or the package that reads it is not installed."""
 
+
 class UnsupportedError(AlexandriaError, NotImplementedError):
     """A call of a compatible API (`alexandria.mlflow`) that Alexandria cannot honour: the message names the
     call and says what to use instead."""

@@ -4,6 +4,7 @@ recorded is read back through MLflow's client and through our Reader/SQL and com
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,9 +51,13 @@ with mlflow.start_run(run_name="search") as parent:
                 mlflow.log_metric("loss", lr * (3 - step), step=step, timestamp=1700000100000 + 10 * step + i)
             mlflow.set_tag("trial", str(i))
     mlflow.log_metric("best_loss", 0.001)
+    mlflow.set_tag("mlflow.note.content", "grid over *lr*")
 with mlflow.start_run(run_name="broken"):
     mlflow.log_param("lr", 5.0)
     mlflow.end_run(status="FAILED")
+with mlflow.start_run(run_id=parent.info.run_id) as again:
+    mlflow.log_metric("after", 2.0, step=1, timestamp=1700000200000)
+    assert again.info.run_id == parent.info.run_id
 print(json.dumps({"active": mlflow.active_run() is None}))
 """
 
@@ -81,6 +86,8 @@ with mlflow.start_run(run_name="files"):
     fig, ax = plt.subplots()
     ax.plot([0, 1, 2], [1.0, 0.5, 0.25])
     mlflow.log_figure(fig, "figures/loss.svg", save_kwargs={"metadata": {"Date": None}})
+    import plotly.graph_objects as go
+    mlflow.log_figure(go.Figure(go.Scatter(x=[0, 1], y=[1.0, 0.5])), "figures/loss.html")
 print(json.dumps({}))
 """
 
@@ -123,6 +130,9 @@ print(json.dumps({
 """
 
 
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _both(tmp_path: Path, script: str) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     (tmp_path / "mlflow").mkdir()
     (tmp_path / "ours").mkdir()
@@ -142,6 +152,9 @@ def _same_records(theirs: dict[str, Any], ours: dict[str, Any]) -> None:
             for key, points in side["metrics"].items():
                 assert all(ts < start or start - 1 <= ts <= end + 1 for _, _, ts in points)
                 side["metrics"][key] = [(s, v, ts if ts < start - 1 else "now") for s, v, ts in points]
+            for name in side["artifacts"]:  # plotly names its <div> with a fresh uuid each time
+                if name.endswith(".html"):
+                    side["artifacts"][name] = _UUID.sub(b"<uuid>", side["artifacts"][name])
         assert t == o, name
 
 
@@ -161,6 +174,8 @@ def test_nested_sweep_parents_and_statuses_as_mlflow(tmp_path: Path) -> None:
     _same_records(theirs, ours)
     assert [ours[f"trial-{i}"]["parent"] for i in range(3)] == ["search"] * 3
     assert ours["broken"]["status"] == "FAILED"
+    assert ours["search"]["note"] == "grid over *lr*"  # the tag MLflow's UI shows as a description
+    assert ours["search"]["metrics"]["after"] == [(1, 2.0, 1700000200000)]  # logged into the run continued
 
 
 def test_artifacts_dict_text_files_dirs_and_figures_as_mlflow(tmp_path: Path) -> None:
@@ -172,6 +187,7 @@ def test_artifacts_dict_text_files_dirs_and_figures_as_mlflow(tmp_path: Path) ->
         "checkpoints/epoch-1/weights.bin",
         "config.json",
         "configs/train.yaml",
+        "figures/loss.html",
         "figures/loss.svg",
         "logs/history.csv",
         "plots/curve.svg",

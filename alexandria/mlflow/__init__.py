@@ -380,11 +380,9 @@ def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
 
 
 def log_dict(dictionary: Mapping[str, Any], artifact_file: str, run_id: str | None = None) -> None:
-    """JSON for a `.json` file, else YAML (PyYAML), as MLflow writes them."""
+    """YAML for a `.yaml`/`.yml` file (PyYAML), else JSON, written as MLflow writes them."""
     with _staged(artifact_file) as path:
-        if path.suffix == ".json":
-            path.write_text(json.dumps(dictionary, indent=2), encoding="utf-8")
-        else:
+        if path.suffix in (".yaml", ".yml"):
             try:
                 import yaml
             except ImportError:
@@ -392,24 +390,31 @@ def log_dict(dictionary: Mapping[str, Any], artifact_file: str, run_id: str | No
                     f"mlflow.log_dict({artifact_file!r}) writes YAML, which needs PyYAML (pip install pyyaml); "
                     "or name the file .json"
                 ) from None
-            path.write_text(yaml.safe_dump(dictionary, default_flow_style=False), encoding="utf-8")
+            path.write_text(yaml.dump(dictionary, indent=2, default_flow_style=False), encoding="utf-8")
+        else:
+            path.write_text(json.dumps(dictionary, indent=2, default=str), encoding="utf-8")
 
 
 def log_figure(figure: Any, artifact_file: str, *, save_kwargs: Mapping[str, Any] | None = None) -> None:
-    """A matplotlib figure (`savefig`) or a plotly one (HTML for `.html`, else `write_image`) as a file artifact."""
+    """A matplotlib figure (`savefig`) or a plotly one (HTML loading plotly.js from its CDN for `.html`, else
+    `write_image`) as a file artifact, as MLflow saves them."""
+    kwargs = dict(save_kwargs or {})
+    suffix = PurePosixPath(artifact_file).suffix
+    if hasattr(figure, "savefig"):
+        save = figure.savefig
+    elif hasattr(figure, "write_html") and suffix == ".html":
+        kwargs.setdefault("include_plotlyjs", "cdn")
+        kwargs.setdefault("auto_open", False)
+        save = figure.write_html
+    elif hasattr(figure, "write_image") and suffix in (".png", ".jpeg", ".webp", ".svg", ".pdf"):
+        save = figure.write_image
+    else:
+        raise InvalidInputError(
+            f"mlflow.log_figure({artifact_file!r}): {type(figure).__name__} is not a matplotlib figure, nor a plotly "
+            "figure saved as .html, .png, .jpeg, .webp, .svg or .pdf"
+        )
     with _staged(artifact_file) as path:
-        kwargs = dict(save_kwargs or {})
-        if hasattr(figure, "savefig"):
-            figure.savefig(path, **kwargs)
-        elif hasattr(figure, "write_html"):
-            if path.suffix == ".html":
-                figure.write_html(path, **kwargs)
-            else:
-                figure.write_image(path, **kwargs)
-        else:
-            raise UnsupportedError(
-                f"mlflow.log_figure: {type(figure).__name__} is neither a matplotlib nor a plotly figure"
-            )
+        save(path, **kwargs)
 
 
 # -- reading ----------------------------------------------------------------------------
