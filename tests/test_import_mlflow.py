@@ -109,3 +109,29 @@ def test_import_of_nothing_readable_fails_with_one_line(tmp_path: Path) -> None:
     assert proc.stderr.startswith("Error: ") and "no MLflow store folder there" in proc.stderr
     proc = alex("--store", str(tmp_path / "store"), "import", "mlflow", f"sqlite:///{tmp_path / 'none.db'}")
     assert proc.returncode == 1 and "no SQLite database there" in proc.stderr
+
+
+def test_a_run_still_running_in_mlflow_is_skipped_until_it_ends(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_script(
+        """
+        import os
+        mlflow.set_tracking_uri(os.environ["TRACKING"])
+        mlflow.set_experiment("live")
+        with mlflow.start_run(run_name="done"):
+            mlflow.log_metric("x", 1.0)
+        mlflow.start_run(run_name="busy")
+        mlflow.log_metric("x", 2.0)
+        print('{}', flush=True)
+        os._exit(0)  # no end_run: MLflow keeps it RUNNING
+        """,
+        tmp_path,
+        ours=False,
+        tracking=uri,
+    )
+    store = tmp_path / "store"
+    proc = alex("--store", str(store), "import", "mlflow", uri, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "imported 1 run(s): 1 point(s)" in proc.stdout
+    assert "skipped: 1 running run" in proc.stdout
+    assert sorted(recorded_by_us(store)) == ["done"]

@@ -205,6 +205,40 @@ def test_search_runs_filter_and_order_as_mlflow(tmp_path: Path) -> None:
     _same_records(theirs, ours)
 
 
+SEARCH_GRAMMAR = """
+import os, json
+mlflow.set_tracking_uri(os.environ["TRACKING"])
+mlflow.set_experiment("grammar")
+ids = {}
+for i in range(4):
+    with mlflow.start_run(run_name=f"g{i}") as run:
+        ids[f"g{i}"] = run.info.run_id
+        mlflow.log_metric("val acc", i / 4, step=0)
+        mlflow.log_param("model name", "mlp" if i % 2 else "cnn")
+        mlflow.set_tag("split", "a" if i < 2 else "b")
+
+def names(text, order=("attributes.run_name ASC",)):
+    frame = mlflow.search_runs(experiment_names=["grammar"], filter_string=text, order_by=list(order))
+    return frame["tags.mlflow.runName"].tolist()
+
+print(json.dumps({
+    "backticks": names("metrics.`val acc` >= 0.5 and params.`model name` = 'mlp'"),
+    "run_id_in": names(f"attributes.run_id IN ('{ids['g0']}', '{ids['g3']}')"),
+    "name_like": names("attributes.run_name LIKE 'g%' AND tags.split != 'a'"),
+    "name_tag": names("tags.`mlflow.runName` = 'g2'"),
+    "time": names("attributes.start_time > 0 AND metrics.`val acc` < 0.3"),
+    "order_tag": names("", order=("tags.split DESC", "metrics.`val acc` ASC")),
+    "double_quotes": names('params.`model name` = "cnn"'),
+}))
+"""
+
+
+def test_search_grammar_quoted_keys_attributes_and_lists_as_mlflow(tmp_path: Path) -> None:
+    theirs_out, ours_out, _, _ = _both(tmp_path, SEARCH_GRAMMAR)
+    assert ours_out["backticks"] == ["g3"] and ours_out["run_id_in"] == ["g0", "g3"]
+    assert theirs_out == ours_out
+
+
 def _ours(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     from tests.conftest import child_env
 
@@ -271,3 +305,20 @@ def test_importing_alexandria_mlflow_loads_neither_mlflow_nor_sqlalchemy(tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_crashed_run_reads_as_failed(tmp_path: Path) -> None:
+    """MLflow has no "crashed": a run whose process died without ending it reads as FAILED, and filters so."""
+    died = _ours(
+        "import os\nrun = mlflow.start_run(run_name='lost')\nmlflow.log_metric('x', 1.0)\n"
+        "import alexandria; alexandria.flush()\nprint(run.info.run_id, flush=True)\nos._exit(0)\n",
+        tmp_path,
+    )
+    run_id = died.stdout.split()[0]
+    proc = _ours(
+        f"print(mlflow.get_run({run_id!r}).info.status)\n"
+        "print(mlflow.search_runs(filter_string=\"attributes.status = 'FAILED'\")['tags.mlflow.runName'].tolist())\n",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["FAILED", "['lost']"]
