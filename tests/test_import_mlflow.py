@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import alex, child_env
-from tests.mlflow_common import recorded_by_mlflow, recorded_by_us, run_script
+from tests.mlflow_common import needs_mlflow, recorded_by_mlflow, recorded_by_us, require, run_script
 from tests.test_mlflow_compat import ARTIFACTS, QUICKSTART, SEARCH, SWEEP
+
+__all__ = ["needs_mlflow"]  # the autouse fixture, imported to apply here
 
 _LOGS = (QUICKSTART, SWEEP, SEARCH, ARTIFACTS)
 
@@ -21,6 +23,7 @@ _LOGS = (QUICKSTART, SWEEP, SEARCH, ARTIFACTS)
 @pytest.fixture(scope="module")
 def mlflow_stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, Path]]:
     """Two stores the real MLflow wrote with the same scripts: a SQLite database and an mlruns/ folder."""
+    require("mlflow")
     out = {}
     for kind in ("sqlite", "folder"):
         where = tmp_path_factory.mktemp(f"mlflow-{kind}")

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.mlflow_common import recorded_by_mlflow, recorded_by_us, run_script
+from tests.mlflow_common import needs_mlflow, recorded_by_mlflow, recorded_by_us, require, run_script
+
+__all__ = ["needs_mlflow"]  # the autouse fixture, imported to apply here
 
 QUICKSTART = """
 import os
@@ -179,8 +181,7 @@ def test_nested_sweep_parents_and_statuses_as_mlflow(tmp_path: Path) -> None:
 
 
 def test_artifacts_dict_text_files_dirs_and_figures_as_mlflow(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    pytest.importorskip("yaml")
+    require("matplotlib", "yaml")
     _, _, theirs, ours = _both(tmp_path, ARTIFACTS)
     _same_records(theirs, ours)
     assert sorted(ours["files"]["artifacts"]) == [
