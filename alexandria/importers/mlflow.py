@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from ..errors import ImportSourceError, InvalidInputError
 from ..events import RunEdited
+from ..life import ENDED
 from ..rebuild import ProgressFactory
 from ..store import Store
 from . import ImportSummary, already_imported, require_module, stable_run_id, start_imported_run
@@ -141,7 +142,9 @@ def _import_run(
     label = f"{experiment}/{info.run_name or info.run_id}"
     previous = already_imported(store, our_id)
     if previous is not None:
-        summary.already_there[label] = previous
+        # A run's end is written last, so any end (an MLflow run may have failed or been killed) means the
+        # earlier import of it completed; running or crashed means it was stopped midway.
+        summary.already_there[label] = "finished" if previous in ENDED else previous
         return
     status = _STATUS.get(info.status)
     if status is None:
