@@ -33,7 +33,9 @@ with mlflow.start_run(run_name="baseline", tags={"team": "vision"}, description=
     mlflow.set_tags({"stage": "final", "owner": "ada"})
     info = mlflow.active_run().info
     assert info.run_id == run.info.run_id and info.status == "RUNNING" and info.run_name == "baseline"
+    assert info.start_time == run.info.start_time
 got = mlflow.get_run(run.info.run_id)
+assert got.info.start_time == run.info.start_time and got.info.end_time >= got.info.start_time
 import json
 print(json.dumps({"params": got.data.params, "metrics": got.data.metrics, "status": got.info.status,
                   "name": got.info.run_name,

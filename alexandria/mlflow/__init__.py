@@ -48,6 +48,8 @@ _TO_MLFLOW = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", 
 _tracking_store: str | None = None
 _experiment: str | None = None
 _last_run_id: str | None = None
+#: The handle `start_run` returned, per run id: `active_run()` gives the same one back.
+_handles: dict[str, ActiveRun] = {}
 
 
 # -- MLflow's entities ------------------------------------------------------------------
@@ -95,18 +97,26 @@ class ActiveRun:
     """What `start_run` returns: `.info` as MLflow's, a context manager that ends the run (FINISHED, or FAILED
     on an exception, KILLED on Ctrl-C), and the Alexandria handle as `.run`."""
 
-    def __init__(self, run: tracking.Run) -> None:
+    def __init__(self, run: tracking.Run, start_time: float | None = None) -> None:
         self.run = run
+        self._start_time = start_time
 
     @property
     def info(self) -> RunInfo:
+        """The run as it stands: its status read from its log once this handle ended (no database needed);
+        `start_time` (ms) as recorded, for a run this handle started (None for one continued by id)."""
         run = self.run
+        status = "RUNNING"
+        if run._ended:
+            from ..life import run_state
+
+            status = _TO_MLFLOW.get(run_state(run.store, run.id).status, "FINISHED")
         return RunInfo(
             run_id=run.id,
             experiment_id=run.experiment or DEFAULT_EXPERIMENT,
             run_name=run.name,
-            status="FINISHED" if run._ended else "RUNNING",
-            start_time=None,
+            status=status,
+            start_time=_ms(self._start_time),
             end_time=None,
             artifact_uri=run.store.artifact_dir(run.id).as_uri(),
         )
@@ -206,15 +216,22 @@ def start_run(
     note = tags.pop(NOTE_TAG, None) if description is None else description
     tags.pop(PARENT_TAG, None)
     experiment = experiment_id or _experiment or DEFAULT_EXPERIMENT
+    started = None
     if run_id is not None:
         run = tracking.start_run(run_id=run_id, tags=tags or None, store=_store(), name=run_name)
     else:
         parent = parent_run_id if parent_run_id is not None else (active.id if nested and active else None)
-        run = tracking.start_run(experiment=experiment, tags=tags or None, store=_store(), parent=parent, name=run_name)
+        started = tracking._ordered_time()  # given, so that info.start_time is the recorded start
+        run = tracking.start_run(
+            experiment=experiment, tags=tags or None, store=_store(), parent=parent, name=run_name, start_time=started
+        )
     if note is not None:
         _set_note(run, note)
     _last_run_id = run.id
-    return ActiveRun(run)
+    for ended in [rid for rid, h in _handles.items() if h.run._ended]:  # only open runs are kept
+        del _handles[ended]
+    handle = _handles[run.id] = ActiveRun(run, started)
+    return handle
 
 
 def _set_note(run: tracking.Run, note: Any) -> None:
@@ -223,7 +240,10 @@ def _set_note(run: tracking.Run, note: Any) -> None:
 
 def active_run() -> ActiveRun | None:
     run = tracking._active[-1] if tracking._active else None
-    return None if run is None else ActiveRun(run)
+    if run is None:
+        return None
+    handle = _handles.get(run.id)
+    return handle if handle is not None and handle.run is run else ActiveRun(run)
 
 
 def last_active_run() -> MlflowRun | None:
