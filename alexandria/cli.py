@@ -604,6 +604,24 @@ def import_tensorboard_cmd(ctx: click.Context, logdir: str, experiment: str | No
     _print_import_summary(summary)
 
 
+@import_group.command("mlflow")
+@click.argument("uri")
+@click.option(
+    "--experiment", "experiments", multiple=True, metavar="NAME", help="Only this MLflow experiment (repeatable)."
+)
+@click.pass_context
+def import_mlflow_cmd(ctx: click.Context, uri: str, experiments: tuple[str, ...]) -> None:
+    """Import the runs of an MLflow store: URI is sqlite:///mlflow.db, an mlruns/ folder or a file: URI (needs
+    the mlflow package: pip install 'alexandria[mlflow]'). Params, tags, metrics with their steps and times,
+    artifacts, statuses and nesting come along; runs imported before are skipped."""
+    from .importers.mlflow import import_mlflow
+
+    store = _store(ctx, create=True)
+    with progress_bar("importing MLflow runs", unit="runs") as progress:
+        summary = import_mlflow(uri, store, experiments=list(experiments) or None, progress=progress)
+    _print_import_summary(summary)
+
+
 @cli.command()
 @click.option("--steps", type=click.IntRange(1), default=20000, show_default=True, help="Gradient steps per run.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")

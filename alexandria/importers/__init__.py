@@ -49,11 +49,13 @@ def start_imported_run(
     name: str | None,
     start_time: float | None,
     tags: Mapping[str, Any] | None = None,
+    parent_id: str | None = None,
 ) -> Run | None:
     """A new run with the given id and start time, not made the active run of this process (an import
-    must not change where the caller's own logging goes); end it with `run.end(end_time=...)`. None if the
-    run's folder is there already: another import made it since `already_imported` looked (the folder is
-    claimed with one exclusive mkdir, so two imports at once never both write the same run)."""
+    must not change where the caller's own logging goes); `parent_id` makes it a child of that run. End it
+    with `run.end(end_time=...)`. None if the run's folder is there already: another import made it since
+    `already_imported` looked (the folder is claimed with one exclusive mkdir, so two imports at once never
+    both write the same run)."""
     from ..tracking import new_run
 
     try:
@@ -66,7 +68,7 @@ def start_imported_run(
             f"cannot create a run directory in {store.runs_dir}: {exc.strerror}; "
             "import into a store this process may write (--store, or $ALEXANDRIA_STORE)"
         ) from exc
-    return new_run(store, run_id, experiment, tags, name=name, start_time=start_time)
+    return new_run(store, run_id, experiment, tags, parent_id=parent_id, name=name, start_time=start_time)
 
 
 @dataclass
