@@ -86,7 +86,8 @@ def interval_of(value: float | None) -> float:
 
 
 _samplers: dict[str, Sampler] = {}  # run id -> the sampler of this process: one per run
-_lock = threading.Lock()
+# Re-entrant: a SIGTERM handler may end a run (and stop its sampler) while the main thread holds it in start().
+_lock = threading.RLock()
 
 
 def start(run: Run, interval: float) -> Sampler | None:
@@ -102,7 +103,7 @@ def start(run: Run, interval: float) -> Sampler | None:
 def _forget_in_child() -> None:
     """A forked child has none of its parent's threads: none of its samplers either."""
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
     _samplers.clear()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import textwrap
 import threading
@@ -371,3 +372,27 @@ def test_a_resumed_run_samples_again(store: Store) -> None:
     wait_for_samples(store, run.id, 1)
     again.end()
     assert threads() == []
+
+
+def test_sigterm_while_sampling_ends_the_run_killed_with_its_samples(store: Store) -> None:
+    """The SIGTERM handler ends the run, which stops and joins the sampler: the process still dies of the
+    signal, the run is "killed", and the samples taken so far are in it."""
+    proc = start_child(
+        """
+        import time, alexandria
+        run = alexandria.start_run(experiment="term", capture=False, system_metrics_interval=0.05)
+        print(run.id, flush=True)
+        step = 0
+        while True:  # training, at a pace that keeps the store small
+            run.log_metric("loss", 0.5, step)
+            step += 1
+            time.sleep(0.001)
+        """
+    )
+    run_id = read_line(proc)
+    wait_for_samples(store, run_id, 3)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, err.decode()
+    assert query(store, f"SELECT status FROM run WHERE id = '{run_id}'") == [("killed",)]
+    assert count(store, run_id) >= 3
