@@ -181,8 +181,8 @@ class _Host:
         self.tree: dict[int, Any] = {}  # pid -> Process: cpu_percent measures since the same object's last call
         psutil.cpu_percent(None)  # primes "since the last call"
         self._processes()
-        disk = psutil.disk_io_counters()
-        net = psutil.net_io_counters()
+        disk = _counters(psutil.disk_io_counters)
+        net = _counters(psutil.net_io_counters)
         self.disk0 = None if disk is None else (disk.read_bytes, disk.write_bytes)
         self.net0 = None if net is None else (net.bytes_sent, net.bytes_recv)
 
@@ -226,11 +226,11 @@ class _Host:
                 continue
         out["system/process_rss_mb"] = rss / MB
         out["system/process_cpu_percent"] = cpu
-        disk = psutil.disk_io_counters() if self.disk0 is not None else None
+        disk = _counters(psutil.disk_io_counters) if self.disk0 is not None else None
         if disk is not None and self.disk0 is not None:
             out["system/disk_read_mb"] = (disk.read_bytes - self.disk0[0]) / MB
             out["system/disk_write_mb"] = (disk.write_bytes - self.disk0[1]) / MB
-        net = psutil.net_io_counters() if self.net0 is not None else None
+        net = _counters(psutil.net_io_counters) if self.net0 is not None else None
         if net is not None and self.net0 is not None:
             out["system/network_sent_mb"] = (net.bytes_sent - self.net0[0]) / MB
             out["system/network_recv_mb"] = (net.bytes_recv - self.net0[1]) / MB
@@ -238,6 +238,14 @@ class _Host:
 
     def close(self) -> None:
         pass
+
+
+def _counters(read: Any) -> Any:
+    """The machine's disk or network counters, or None where it has none to give (some containers raise)."""
+    try:
+        return read()
+    except (OSError, RuntimeError):
+        return None
 
 
 def _descendants(pid: int) -> list[int] | None:
