@@ -577,6 +577,33 @@ def gc(ctx: click.Context, older_than: str, dry_run: bool) -> None:
     console.print(f"{verb} {len(report.purged)} run(s){finished}, {freed} {size_text(report.bytes_freed)}")
 
 
+@cli.group("import")
+def import_group() -> None:
+    """Bring runs over from other trackers, keeping their times; running an import twice adds nothing."""
+
+
+def _print_import_summary(summary: Any) -> None:
+    """What every `alex import ...` prints: the counts, then what was skipped and why, in yellow."""
+    first, *rest = summary.lines()
+    console.print(first)
+    for line in rest:
+        console.print(line, style="yellow")
+
+
+@import_group.command("tensorboard")
+@click.argument("logdir", type=click.Path(exists=True, file_okay=False))
+@click.option("--experiment", metavar="NAME", help="The experiment the runs go into (default: the logdir's name).")
+@click.pass_context
+def import_tensorboard_cmd(ctx: click.Context, logdir: str, experiment: str | None) -> None:
+    """Import every run of a TensorBoard LOGDIR: scalars with their steps and wall times, hparams, text."""
+    from .importers.tensorboard import import_tensorboard
+
+    store = _store(ctx, create=True)
+    with progress_bar("reading event files") as progress:
+        summary = import_tensorboard(logdir, store, experiment, progress=progress)
+    _print_import_summary(summary)
+
+
 @cli.command()
 @click.option("--steps", type=click.IntRange(1), default=20000, show_default=True, help="Gradient steps per run.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")

@@ -81,3 +81,13 @@ class ChangedFileError(RecordedFileError):
 
 class UnfoldedEventError(AlexandriaError, TypeError):
     """An event type of the log has no fold rule (a developer added it to events.py, not to folding.py)."""
+
+
+class UnsupportedError(AlexandriaError, NotImplementedError):
+    """A call of another tracker's API (alexandria.wandb, alexandria.mlflow) that Alexandria cannot honour: the
+    message names the call and what to do instead."""
+
+
+class ImportSourceError(AlexandriaError):
+    """What an importer was pointed at cannot be read: no such folder or store, nothing of that tracker in it,
+    or the package that reads it is not installed."""

@@ -520,6 +520,10 @@ def start_run(
     status is running again, this process owns its end, and everything logged
     from now on carries the next `attempt` number.
 
+    `run_id=` together with `experiment=` of a run the store does not have yet starts a new run with that
+    id: an adapter that derives stable ids from another tracker's (alexandria.wandb) creates the run on its
+    first start and continues it on the next.
+
     `parent=` (a Run or run id) or `nested=True` (the active run) makes the new
     run a child of another, as a sweep's runs are of the sweep.
 
@@ -548,11 +552,13 @@ def start_run(
     if name is not None:
         check_name(name)
     started = None if start_time is None else event_time(start_time, "start_time")
-    if started is not None and run_id is not None:
+    if run_id is not None and (not isinstance(run_id, str) or not is_run_id(run_id)):
+        raise InvalidInputError(f"run_id must be a 32-character lowercase hex uuid, got {run_id!r}")
+    continued = run_id is not None and (experiment is None or st.run_exists(run_id))
+    if started is not None and continued:
         raise InvalidInputError("start_time= is for a new run: a run continued with run_id= began already")
-    if run_id is not None:
-        if not isinstance(run_id, str) or not is_run_id(run_id):
-            raise InvalidInputError(f"run_id must be a 32-character lowercase hex uuid, got {run_id!r}")
+    if continued:
+        assert run_id is not None
         st.require_run(run_id)
         state = run_state(st, run_id)
         if state.status == "running":
@@ -572,19 +578,38 @@ def start_run(
                 "start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to"
             )
         parent_id = _parent_id(st, parent, nested)
-        run = Run(st, uuid.uuid4().hex, experiment, owner=True)
-        try:
-            make_dirs(st.run_dir(run.id))  # a link in its place is refused (UnsafePathError), never written through
-        except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
-            raise StoreError(
-                f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
-                "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
-            ) from exc
-        run._start(experiment, tags or {}, parent_id, name or generate_name(), started)
+        run_id = run_id or uuid.uuid4().hex
+        run = new_run(st, run_id, experiment, tags, parent_id=parent_id, name=name, start_time=started)
         run._capture(kinds)
     if sampling and _system.wanted(system_metrics, run.owner):
         run._sampler = _system.start(run, interval)
     return _activate(run)
+
+
+def new_run(
+    st: Store,
+    run_id: str,
+    experiment: str,
+    tags: Mapping[str, Any] | None = None,
+    *,
+    parent_id: str | None = None,
+    name: str | None = None,
+    start_time: float | None = None,
+) -> Run:
+    """Create a run with this id and write its start, without making it the active run: `start_run`'s new
+    run, and an importer's, whose id is derived from its source (`alexandria.importers.stable_run_id`)."""
+    if name is not None:
+        check_name(name)
+    run = Run(st, run_id, experiment, owner=True)
+    try:
+        make_dirs(st.run_dir(run.id))  # a link in its place is refused (UnsafePathError), never written through
+    except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
+        raise StoreError(
+            f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
+            "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
+        ) from exc
+    run._start(experiment, tags or {}, parent_id, name or generate_name(), start_time)
+    return run
 
 
 def _activate(run: Run) -> Run:

@@ -168,9 +168,15 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
     scratch = root / "scratch"
     scratch.mkdir()
     ids = json.loads(run_python(SEED, str(store), str(scratch)).strip().splitlines()[-1])
+    yield from serving(store, ids, runs=4)
+
+
+def serving(store: Path, ids: dict[str, str], runs: int) -> Iterator[tuple[Server, dict[str, str]]]:
+    """`alex ui` over `store` once it lists its `runs` runs, with the ids the seeding script printed; stopped
+    after the tests."""
     server = start_ui(store, "--interval", "0.3")
     try:
-        wait_until(lambda: server.json("/api/runs")["count"] == 4, timeout=30, what="the seeded runs in /api/runs")
+        wait_until(lambda: server.json("/api/runs")["count"] == runs, timeout=30, what=f"{runs} runs in /api/runs")
         yield server, ids
     finally:
         if server.proc.poll() is None:
@@ -657,13 +663,7 @@ def _name_cells(page: str) -> dict[str, str]:
 def tidy(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
     store = tmp_path / "store"
     ids = json.loads(run_python(TIDY, str(store)).strip().splitlines()[-1])
-    server = start_ui(store, "--interval", "0.3")
-    try:
-        wait_until(lambda: server.json("/api/runs")["count"] == 4, timeout=30, what="the four runs in /api/runs")
-        yield server, ids
-    finally:
-        if server.proc.poll() is None:
-            stop_ui(server)
+    yield from serving(store, ids, runs=4)
 
 
 def test_run_names_in_every_listing(tidy: tuple[Server, dict[str, str]]) -> None:

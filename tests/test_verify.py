@@ -217,7 +217,8 @@ def test_verify_lists_missing_and_changed_files_and_exits_1(tmp_path: Path) -> N
     assert done.stdout.splitlines()[0] == "run_id,kind,name,path,status,detail"
     assert f"{rid},artifact,model.txt,artifacts/{rid}/model.txt,missing,missing" in done.stdout.splitlines()
     done = alex("--store", str(root), "verify", "0" * 8)
-    assert (done.returncode, done.stderr) == (1, "Error: no run with id '00000000'; `alex runs` lists the runs\n")
+    refused = "Error: no run with id or name '00000000'; `alex runs` lists the runs\n"
+    assert (done.returncode, done.stderr) == (1, refused)
 
 
 def test_the_dashboard_serves_a_changed_artifact_with_a_warning(store: Store) -> None:
