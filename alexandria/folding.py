@@ -97,8 +97,9 @@ class BulkAppend(Rule):
 @dataclass(frozen=True, eq=False)
 class Keep(Rule):
     """One row per `key`: a new row replaces the one there when it is later (`latest`) or earlier than it by
-    `time`, ties broken by the greater (latest) or smaller `tiebreak`. `then` runs after the write with the
-    runs whose rows were written."""
+    `time`, ties broken by the greater (latest) or smaller `tiebreak`. `then` settles what is derived from
+    the table (run.tags, run.name, ...) for the runs whose rows were written: `Batch.write` calls it once per
+    transaction, after every rule wrote, whichever rules share it."""
 
     table: Table
     key: tuple[str, ...]
@@ -120,8 +121,6 @@ class Keep(Rule):
             ins.on_conflict_do_update(index_elements=list(self.key), set_={c: x[c] for c in self.columns}, where=wins),
             rows,
         )
-        if self.then is not None:
-            self.then(conn, {row[self.key[0]] for row in rows})
 
 
 @dataclass(frozen=True, eq=False)
@@ -365,11 +364,17 @@ class Batch:
                     rows[rule].extend(make(run_id, attempt, e))
 
     def write(self, conn: Connection, backend: Backend) -> None:
-        """Every rule's rows, in `RULES` order, after the run rows they refer to."""
+        """Every rule's rows, in `RULES` order, after the run rows they refer to; then each settle step once,
+        for the runs of every rule that shares it (a run's start and its edits settle run.name together)."""
         if self.runs:
             new_runs = [{"id": r, "status": "running"} for r in sorted(self.runs)]
             conn.execute(backend.insert(run).on_conflict_do_nothing(), new_runs)
+        settle: dict[Callable[[Connection, set[str]], None], set[str]] = {}
         for rule in RULES:
             found = self.rows[rule]
             if found:
                 rule.write(conn, backend, found)
+                if isinstance(rule, Keep) and rule.then is not None:
+                    settle.setdefault(rule.then, set()).update(row[rule.key[0]] for row in found)
+        for then, run_ids in settle.items():
+            then(conn, run_ids)
