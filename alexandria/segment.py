@@ -69,18 +69,14 @@ MAX_PENDING = 100_000
 
 
 class _Wake:
-    """An Event whose set() may be re-entered from a signal handler on the same thread (RLock).
-
-    set() on the main thread is a critical section: a SIGTERM handled while it holds the lock would end the
-    runs there, and `close()` would join a writer thread that needs that very lock to leave its wait().
-    """
+    """An Event whose set() may be re-entered from a signal handler on the same thread (RLock)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.RLock())
         self._flag = False
 
     def set(self) -> None:
-        with critical(), self._cond:
+        with self._cond:
             self._flag = True
             self._cond.notify()
 
