@@ -41,6 +41,28 @@ def skip_outside_ci(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+FRAMEWORKS_ENV = "ALEXANDRIA_FRAMEWORK_TESTS"
+
+
+def need_framework(module: str) -> Any:
+    """Import a training framework (torch, lightning, transformers, keras) for a test of its integration.
+
+    The frameworks weigh gigabytes with torch, so the README's test line does not install them: their
+    tests are skipped there, with the reason, and .ci/run runs tests/frameworks/ in a second environment
+    that has them and sets $ALEXANDRIA_FRAMEWORK_TESTS=1, where a missing framework fails the test."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if os.environ.get(FRAMEWORKS_ENV) == "1":
+            pytest.fail(f"{module} is not installed in the frameworks environment: {exc}")
+        pytest.skip(
+            f"{module} is not installed: the framework tests run in their own environment "
+            "(pip install torch==2.13.0 -e '.[test,frameworks]'; .ci/run does it)"
+        )
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server of its own for the test session (see tests/pgserver.py). Without the binaries or
