@@ -189,7 +189,9 @@ def test_every_row_step_time_and_field_exact(runs: dict[str, Any], store: Store)
         got = reader.history(run_id, f"system/{key}", with_times=True)
         assert got.values.tolist() == [float(s["item"][key]) for s in stats if key in s["item"]]
         assert got.steps.tolist() == [float(i) for i, s in enumerate(stats) if key in s["item"]]
-        assert got.times is not None and len(got.times) == len(stats)
+        assert got.times is not None
+        expected = [_iso(s["timestamp"]) for s in stats if key in s["item"]]
+        assert got.times.tolist() == pytest.approx(expected, abs=1e-6)  # nanoseconds beyond a float's reach
 
         (run_record,) = [r["run"] for r in records if r["type"] == "run"]
         assert run["timestamp_start"] == pytest.approx(_iso(run_record["start_time"]), abs=1e-6)
@@ -264,8 +266,9 @@ def test_truncated_log_imports_its_complete_records_as_killed(
     rng = random.Random(make_seed())
     log = folder / "run-crash001.wandb"
     log.write_bytes(data[: len(data) - rng.randrange(40, 200)])
-    rows = history_in_file(wandb_records(log))
-    assert 0 < len(rows) < 5
+    records = wandb_records(log)
+    rows = history_in_file(records)
+    assert 0 < len(rows) <= 5 and not any(r["type"] == "exit" for r in records)
     summary = import_wandb(tmp_path / "wandb", store)
     assert summary.imported == ["vision/crashes"] and summary.points >= len(rows)
     assert any("incomplete .wandb file" in w for w in summary.warnings)
@@ -313,3 +316,26 @@ def test_killed_before_anything_was_written(tmp_path: Path, store: Store) -> Non
         assert any("imported as killed" in w for w in summary.warnings)
     else:
         assert summary.imported == [] and any("no run record" in w for w in summary.warnings)
+
+
+def test_damaged_block_imports_what_precedes_it(runs: dict[str, Any], store: Store, tmp_path: Path) -> None:
+    """Bytes overwritten inside the log (a checksum that fails): wandb-core skips the damaged data, the
+    records it reads are imported and its warning is printed."""
+    (source,) = folder_of(runs["root"], runs["main_id"])
+    name = f"run-{runs['main_id']}.wandb"
+    folder = tmp_path / "wandb" / source.name
+    folder.mkdir(parents=True)
+    data = bytearray((source / name).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = b"\xff" * 16
+    (folder / name).write_bytes(bytes(data))
+    rows = history_in_file(wandb_records(folder / name))
+    summary = import_wandb(folder, store)
+    assert summary.imported == ["vision/resnet-a"]
+    assert any("corrupt data" in w for w in summary.warnings)
+    with Reader(store) as reader:
+        run_id = stable_run_id("wandb", "vision", runs["main_id"])
+        got = reader.history(run_id, "train/loss", with_times=True)
+        in_file = [h for h in rows if "train/loss" in h]
+        assert 0 < len(in_file) and got.steps.tolist() == [float(h["_step"]) for h in in_file]
+        assert got.times is not None and got.times.tolist() == [h["_timestamp"] for h in in_file]
