@@ -241,6 +241,7 @@ def test_second_import_adds_nothing(runs: dict[str, Any], store: Store, tmp_path
     first = alex("--store", str(store.root), "import", "wandb", str(root / "wandb"))
     assert first.returncode == 0, first.stderr
     assert "imported 3 run(s):" in first.stdout and "3 artifact(s)" in first.stdout
+    assert "reading W&B runs" in first.stderr  # the progress bar, on stderr
     with Reader(store) as reader:
         before = [reader.sql(f"SELECT count(*) FROM {t}")[1] for t in ("metric", "parameter", "tag", "artifact")]
     # The folder that holds wandb/ ($WANDB_DIR), then one run folder: the same runs, found already there.
@@ -339,3 +340,27 @@ def test_damaged_block_imports_what_precedes_it(runs: dict[str, Any], store: Sto
         in_file = [h for h in rows if "train/loss" in h]
         assert in_file and got.steps.tolist() == [float(h["_step"]) for h in in_file]
         assert got.times is not None and got.times.tolist() == [h["_timestamp"] for h in in_file]
+
+
+def test_an_import_stopped_midway_is_reported_not_completed(runs: dict[str, Any], store: Store) -> None:
+    """A process killed while it imported a run leaves that run without an end: the next import skips it and
+    says how to import it again."""
+    run_id = stable_run_id("wandb", "vision", "crash001")
+    died = python(
+        """
+        import os, sys
+        from alexandria.store import Store
+        from alexandria.importers import start_imported_run
+        run = start_imported_run(Store.open(sys.argv[1]), sys.argv[2], "vision", name="crashes", start_time=1.6e9)
+        run.log_metric("loss", 1.0, 0, timestamp=1.6e9)
+        run.flush()
+        os._exit(9)
+        """,
+        str(store.root),
+        run_id,
+    )
+    assert died.wait(timeout=120) == 9
+    summary = import_wandb(runs["root"], store)
+    assert summary.already_there["vision/crashes"] in ("crashed", "running")
+    assert any("vision/crashes: an earlier import of it did not finish" in line for line in summary.lines())
+    assert sorted(summary.imported) == ["vision/resnet-a", "vision/resumed"]

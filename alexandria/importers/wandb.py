@@ -179,9 +179,18 @@ def _records(core: str, log: Path, warnings: list[str]) -> Iterator[dict[str, An
             raise ImportSourceError(f"cannot run W&B's reader {core}: {exc.strerror or exc}") from exc
         assert proc.stdout is not None
         with proc:
-            for line in proc.stdout:
-                if line.strip():
-                    yield json.loads(line)
+            for number, line in enumerate(proc.stdout, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:  # a wandb-core whose output this importer does not know
+                    raise ImportSourceError(
+                        f"W&B's reader printed line {number} for {log} that is no JSON record ({exc}); "
+                        "this wandb's output is not the one the import reads: pip install 'alexandria[wandb]'"
+                    ) from exc
+                if isinstance(record, dict):
+                    yield record
         err.seek(0)
         messages = [m.strip() for m in err.read().decode("utf-8", "replace").splitlines() if m.strip()]
     if proc.returncode != 0:
