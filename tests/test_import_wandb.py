@@ -248,6 +248,7 @@ def test_second_import_adds_nothing(runs: dict[str, Any], store: Store, tmp_path
     again = alex("--store", str(store.root), "import", "wandb", str(root))
     assert again.returncode == 0, again.stderr
     assert "imported 0 run(s): 0 point(s)" in again.stdout and "already imported, skipped: 3 run(s)" in again.stdout
+    assert "folder(s) of it" not in again.stdout  # the resumed run's two folders were both imported
     (one,) = folder_of(root, "crash001")
     assert import_wandb(one, store).already_there == {"vision/crashes": "finished"}
     with Reader(store) as reader:
@@ -364,3 +365,17 @@ def test_an_import_stopped_midway_is_reported_not_completed(runs: dict[str, Any]
     assert summary.already_there["vision/crashes"] in ("crashed", "running")
     assert any("vision/crashes: an earlier import of it did not finish" in line for line in summary.lines())
     assert sorted(summary.imported) == ["vision/resnet-a", "vision/resumed"]
+
+
+def test_a_folder_resumed_after_the_import_is_reported(runs: dict[str, Any], store: Store) -> None:
+    """A resumed run's second folder, appearing after its first was imported, is not appended to the ended
+    run: the next import says so and how to bring it (the folders the import saw are tag `wandb.folders`)."""
+    first, second = folder_of(runs["root"], "resume01")
+    assert import_wandb(first, store).imported == ["vision/resumed"]
+    summary = import_wandb(runs["root"], store)
+    assert summary.already_there == {"vision/resumed": "finished"}
+    assert any(line.startswith("vision/resumed: 1 folder(s) of it") for line in summary.warnings)
+    with Reader(store) as reader:
+        run = reader.run(stable_run_id("wandb", "vision", "resume01"))
+        assert run["run"]["tags"]["wandb.folders"] == "1"
+        assert reader.history(run["run"]["id"], "loss").values.tolist() == [0.0, 1.0, 2.0]

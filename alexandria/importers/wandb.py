@@ -32,7 +32,8 @@ How W&B's run lands (docs/migrating.md "From W&B", the same mapping as `alexandr
   only what was flushed) -> killed, with a warning line.
 
 A run resumed offline (`init(id=..., resume=...)`) has one folder per process: its folders are one run here,
-read in the order they started, each row at its own `_step`. A log cut short, or with a damaged block, is
+read in the order they started, each row at its own `_step`; tag `wandb.folders` counts them, so that a
+folder resumed after the import is reported by the next one (an ended run is not appended to). A log cut short, or with a damaged block, is
 what wandb-core reads past: the complete records are imported and its warning is printed (as a truncated
 TensorBoard record is); a file that is no W&B log at all raises ImportSourceError before anything of that
 run is written.
@@ -53,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImportSourceError, InvalidInputError
+from ..errors import ImportSourceError, InvalidInputError, RunNotFoundError
 from ..life import ENDED
 from ..rebuild import ProgressFactory
 from ..store import Store
@@ -148,10 +149,40 @@ def import_wandb(
             summary.warnings.append(f"{log}: no run record in the log (the process ended first); not imported")
             continue
         runs[(part.project or _default_project(), part.wandb_id)].append(part)
+    there: dict[str, tuple[str, int]] = {}  # run id -> (label, its folders now): runs an earlier import wrote
     for (project, wandb_id), parts in sorted(runs.items()):
         parts.sort(key=lambda p: (p.start or 0.0, str(p.folder)))
-        _import_run(store, project, wandb_id, parts, summary)
+        label = _label(project, wandb_id, parts)
+        if not _import_run(store, project, wandb_id, parts, summary) and summary.already_there[label] == "finished":
+            there[stable_run_id(TRACKER, project, wandb_id)] = (label, len(parts))
+    _report_new_folders(store, there, summary)
     return summary
+
+
+def _label(project: str, wandb_id: str, parts: list[_Part]) -> str:
+    """How the summary names a run: project/name, else project/W&B id."""
+    name = next((p.fields["display_name"] for p in parts if p.fields.get("display_name")), None)
+    return f"{project}/{name or wandb_id}"
+
+
+def _report_new_folders(store: Store, there: dict[str, tuple[str, int]], summary: ImportSummary) -> None:
+    """A run resumed after its import has more folders now than the import saw (tag `wandb.folders`):
+    they are not appended to an ended run, so the summary says how to bring them."""
+    if not there:
+        return
+    from ..query import Reader
+
+    with Reader(store) as reader:
+        for run_id, (label, now) in sorted(there.items()):
+            try:
+                before = int((reader.run(run_id)["run"]["tags"] or {}).get("wandb.folders", now))
+            except (RunNotFoundError, ValueError):  # not folded yet, or a tag edited by hand: nothing to compare
+                continue
+            if now > before:
+                summary.warnings.append(
+                    f"{label}: {now - before} folder(s) of it (resumed since it was imported) are not in it; "
+                    "delete it (alex delete, then alex gc --older-than 0) and import again to bring them"
+                )
 
 
 def _default_project() -> str:
@@ -309,7 +340,8 @@ def _skipped_kind(value: Any) -> tuple[str, str | None]:
     return "non-numeric history series", "only numbers are metrics"
 
 
-def _import_run(store: Store, project: str, wandb_id: str, parts: list[_Part], summary: ImportSummary) -> None:
+def _import_run(store: Store, project: str, wandb_id: str, parts: list[_Part], summary: ImportSummary) -> bool:
+    """Import one W&B run from its folders; False if an earlier import wrote it."""
     from ..events import RunEdited
     from ..names import check_name
     from ..wandb import _flatten
@@ -322,14 +354,18 @@ def _import_run(store: Store, project: str, wandb_id: str, parts: list[_Part], s
         config.update(part.config)
         final.update(part.summary)
     name = fields.get("display_name")
-    label = f"{project}/{name or wandb_id}"
+    label = _label(project, wandb_id, parts)
     run_id = stable_run_id(TRACKER, project, wandb_id)
     previous = already_imported(store, run_id)
     if previous is not None:
         # The end is written last: any end means the earlier import completed.
         summary.already_there[label] = "finished" if previous in ENDED else previous
-        return
-    tags: dict[str, Any] = {"imported_from": f"wandb:{parts[0].folder}", "wandb.id": wandb_id}
+        return False
+    tags: dict[str, Any] = {
+        "imported_from": f"wandb:{parts[0].folder}",
+        "wandb.id": wandb_id,
+        "wandb.folders": len(parts),
+    }
     tags.update({f"wandb.tag.{t}": "1" for t in fields.get("tags") or () if _is_key(f"wandb.tag.{t}")})
     if fields.get("run_group"):
         tags["wandb.group"] = fields["run_group"]
@@ -380,7 +416,7 @@ def _import_run(store: Store, project: str, wandb_id: str, parts: list[_Part], s
     run = start_imported_run(store, run_id, project, name=name, start_time=parts[0].start, tags=tags)
     if run is None:  # another import of the same run, under way
         summary.already_there[label] = "running"
-        return
+        return True
     last = parts[-1]
     end = max((p.last_time for p in parts if p.last_time is not None), default=None)
     if last.start is not None and last.exit_code is not None:
@@ -411,6 +447,7 @@ def _import_run(store: Store, project: str, wandb_id: str, parts: list[_Part], s
     summary.artifacts += artifacts
     for kind, keys in sorted(skipped.items()):
         summary.skip(kind, len(keys), reasons.get(kind))
+    return True
 
 
 def _copy_files(run: Any, part: _Part, summary: ImportSummary) -> int:
