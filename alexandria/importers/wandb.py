@@ -33,10 +33,11 @@ How W&B's run lands (docs/migrating.md "From W&B", the same mapping as `alexandr
 
 A run resumed offline (`init(id=..., resume=...)`) has one folder per process: its folders are one run here,
 read in the order they started, each row at its own `_step`; tag `wandb.folders` counts them, so that a
-folder resumed after the import is reported by the next one (an ended run is not appended to). A log cut short, or with a damaged block, is
-what wandb-core reads past: the complete records are imported and its warning is printed (as a truncated
-TensorBoard record is); a file that is no W&B log at all raises ImportSourceError before anything of that
-run is written.
+folder resumed after the import is reported by the next one (an ended run is not appended to).
+
+A log cut short, or with a damaged block, is what wandb-core reads past: the complete records are imported
+and its warning is printed (as a truncated TensorBoard record is); a file that is no W&B log at all raises
+ImportSourceError before anything of that run is written.
 """
 
 from __future__ import annotations
