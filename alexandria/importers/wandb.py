@@ -141,21 +141,28 @@ def import_wandb(
     core = _core_path()
     summary = ImportSummary()
     advance = progress(len(logs)) if progress else None
-    runs: dict[tuple[str, str], list[_Part]] = defaultdict(list)
+    # The logs of one W&B id (run-<id>.wandb: a run and its resumed lives) are read and written together, one
+    # id at a time, so that only one run's records are held at once.
+    by_id: dict[str, list[Path]] = defaultdict(list)
     for log in logs:
-        part = _read_log(core, log, summary)
-        if advance:
-            advance(1)
-        if part.wandb_id is None:
-            summary.warnings.append(f"{log}: no run record in the log (the process ended first); not imported")
-            continue
-        runs[(part.project or _default_project(), part.wandb_id)].append(part)
+        by_id[log.stem.removeprefix("run-")].append(log)
     there: dict[str, tuple[str, int]] = {}  # run id -> (label, its folders now): runs an earlier import wrote
-    for (project, wandb_id), parts in sorted(runs.items()):
-        parts.sort(key=lambda p: (p.start or 0.0, str(p.folder)))
-        label = _label(project, wandb_id, parts)
-        if not _import_run(store, project, wandb_id, parts, summary) and summary.already_there[label] == "finished":
-            there[stable_run_id(TRACKER, project, wandb_id)] = (label, len(parts))
+    for _, group in sorted(by_id.items()):
+        runs: dict[tuple[str, str], list[_Part]] = defaultdict(list)
+        for log in group:
+            part = _read_log(core, log, summary)
+            if advance:
+                advance(1)
+            if part.wandb_id is None:
+                summary.warnings.append(f"{log}: no run record in the log (the process ended first); not imported")
+                continue
+            runs[(part.project or _default_project(), part.wandb_id)].append(part)
+        for (project, wandb_id), parts in sorted(runs.items()):
+            parts.sort(key=lambda p: (p.start or 0.0, str(p.folder)))
+            label = _label(project, wandb_id, parts)
+            imported = _import_run(store, project, wandb_id, parts, summary)
+            if not imported and summary.already_there[label] == "finished":
+                there[stable_run_id(TRACKER, project, wandb_id)] = (label, len(parts))
     _report_new_folders(store, there, summary)
     return summary
 
