@@ -3,8 +3,9 @@
 What lands in the run (docs in the README's Transformers section):
 
 * parameters, once, when training begins: every `TrainingArguments` field as `args.<field>` (from `to_dict()`,
-  which masks tokens; nested dicts flattened with dots), the effective `args.train_batch_size` and
-  `args.eval_batch_size`, the model's config as `model.<key>` and `model.num_parameters`;
+  which masks tokens; nested dicts flattened with dots), the effective `args.train_batch_size`,
+  `args.eval_batch_size` and `args.world_size`, the model's config as `model.<key>` and
+  `model.num_parameters`;
 * every `on_log` as metrics at `state.global_step`, keys as the Trainer names them (`loss`, `learning_rate`,
   `grad_norm`, `epoch`, `eval_loss`, `train_runtime`, ...: `metric_for_best_model` names them so too);
   `trainer.predict`'s metrics (`test_*`), which the Trainer does not log, at the same step;
@@ -111,10 +112,11 @@ class AlexandriaCallback(transformers.TrainerCallback):  # type: ignore[misc]
 
 
 def _params(args: Any, model: Any) -> dict[str, Any]:
-    """`args.<field>` for every TrainingArguments field (tokens masked by `to_dict`), `model.<key>` for the
-    model's config, and `model.num_parameters`."""
+    """`args.<field>` for every TrainingArguments field (tokens masked by `to_dict`) and its effective sizes,
+    `model.<key>` for the model's config, and `model.num_parameters`."""
     params = flatten(args.to_dict(), "args.")
-    for effective in ("train_batch_size", "eval_batch_size"):  # per-device size times the devices
+    # the batch sizes per process (per-device size times its devices), and the number of processes
+    for effective in ("train_batch_size", "eval_batch_size", "world_size"):
         try:
             params[f"args.{effective}"] = getattr(args, effective)
         except Exception:  # a property that needs devices this process cannot set up

@@ -18,7 +18,7 @@ keras = need_framework("keras")
 
 #: argv = seed, log_every_n_batches, what happens. 40 samples, 20% for validation, batch 8: 4 batches/epoch.
 SCRIPT = r"""
-import json, sys
+import json, os, signal, sys
 import numpy as np
 import keras
 from alexandria.integrations.keras import AlexandriaCallback
@@ -37,6 +37,8 @@ class Record(keras.callbacks.Callback):
         batches.append(dict(logs))
         if event == "raise" and len(batches) == 6:
             raise RuntimeError("bad batch 6")
+        if event == "sigint" and len(batches) == 6:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
 
 callback = AlexandriaCallback(experiment="keras-tiny", tags={"kind": "dense"}, log_every_n_batches=every)
 if event == "adopt":  # the script's own run, and a callback per fit: both log into it
@@ -136,6 +138,14 @@ def test_a_fit_that_raises_is_failed_with_what_it_logged(store: Store) -> None:
     run_id, _, status, error = the_run(store)
     assert (status, error) == ("failed", "RuntimeError: bad batch 6")
     assert [s for s, _ in points(store, run_id, "batch/loss")] == [1, 2, 3, 4, 5]  # the 6th raised first
+    assert [s for s, _ in points(store, run_id, "loss")] == [4]
+
+
+def test_ctrl_c_during_a_fit_is_killed(store: Store) -> None:
+    code, _, err = fit(every=1, event="sigint")
+    assert code != 0 and "KeyboardInterrupt" in err
+    run_id, _, status, _ = the_run(store)
+    assert status == "killed"
     assert [s for s, _ in points(store, run_id, "loss")] == [4]
 
 

@@ -4,6 +4,8 @@ weights, never a download) trained on seeded random token ids in a child process
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,8 @@ class Trouble(TrainerCallback):
             raise RuntimeError("the loader broke at step 3")
         if state.global_step == 3 and event == "sigint":
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+        if state.global_step == 3 and event == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler stopping the job
 
 callbacks = [Trouble()]
 report_to = "none"
@@ -119,6 +123,7 @@ def test_trainer_logs_arguments_config_every_step_evaluation_and_its_end(store: 
     assert params["args.max_steps"] == "6"
     assert params["args.per_device_train_batch_size"] == "4"
     assert params["args.train_batch_size"] == "4"
+    assert params["args.world_size"] == "1"
     assert params["args.hub_token"] == "<HUB_TOKEN>"
     assert not any("hf_secret_never_logged" in v for v in params.values())  # type: ignore[operator]
     assert params["model.hidden_size"] == "32"
@@ -183,9 +188,10 @@ def test_a_training_that_raises_is_failed_with_what_it_logged(store: Store, tmp_
     assert [s for s, _ in points(store, run_id, "eval_loss")] == [3]
 
 
-def test_ctrl_c_during_training_is_killed(store: Store, tmp_path: Path) -> None:
-    code, _, err = train(tmp_path, "callbacks", "sigint")
-    assert code != 0 and "KeyboardInterrupt" in err
+@pytest.mark.parametrize("sig", ["sigint", "sigterm"])
+def test_ctrl_c_or_sigterm_during_training_is_killed(store: Store, tmp_path: Path, sig: str) -> None:
+    code, _, err = train(tmp_path, "callbacks", sig)
+    assert code != 0, err
     run_id, _, _, status, _ = the_run(store)
     assert status == "killed"
     assert [s for s, _ in points(store, run_id, "loss")] == [1, 2, 3]
@@ -201,6 +207,26 @@ def test_a_run_the_script_started_is_logged_into_and_left_to_it(store: Store, tm
     assert params["model.hidden_size"] == "32"
     assert points(store, run_id, "after_train") == [(7, 1.0)]
     assert query(store, f"SELECT count(*) FROM lifecycle WHERE run_id = '{run_id}'") == [(2,)]  # started, finished
+
+
+def test_under_torchrun_the_world_process_zero_logs_every_step_once(store: Store, tmp_path: Path) -> None:
+    """Two processes of one DDP job (gloo on CPU), each with the callback: one run, from rank 0."""
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+         str(tmp_path / "out"), str(make_seed()), "callbacks", "ddp"],
+        env=child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1"),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_id, experiment, _, status, _ = the_run(store)
+    assert (experiment, status) == ("tiny-bert", "finished")
+    assert [s for s, _ in points(store, run_id, "loss")] == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in points(store, run_id, "eval_loss")] == [3, 6]
+    params = dict(query(store, f"SELECT key, value FROM parameter WHERE run_id = '{run_id}'"))
+    assert params["args.world_size"] == "2"
+    assert len(list(store.runs_dir.iterdir())) == 1  # rank 1 created no run directory
 
 
 def test_only_the_world_process_zero_logs(store: Store) -> None:
