@@ -41,7 +41,8 @@ DEFAULT_EXPERIMENT = "keras"
 class AlexandriaCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Logs a Keras fit's parameters, batch and epoch metrics and end into an Alexandria run.
 
-    `log_every_n_batches`: 1 logs every batch, n every n-th, 0 no batch metrics (epochs only). With a run
+    `log_every_n_batches`: 1 logs every batch, n every n-th, 0 no batch metrics (epochs only). `name`: the
+    new run's name (default: a generated one). With a run
     already active in the process (`alexandria.start_run` around `fit`), the callback logs into it and
     leaves its end to its owner.
     """
@@ -52,6 +53,7 @@ class AlexandriaCallback(keras.callbacks.Callback):  # type: ignore[misc]
         tags: Mapping[str, Any] | None = None,
         store: str | os.PathLike[str] | Store | None = None,
         log_every_n_batches: int = 1,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(log_every_n_batches, bool) or not isinstance(log_every_n_batches, int) or log_every_n_batches < 0:
@@ -59,6 +61,7 @@ class AlexandriaCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f"log_every_n_batches must be an integer >= 0 (0: epochs only), got {log_every_n_batches!r}"
             )
         self._run = CallbackRun(experiment, tags, store)
+        self.name = name
         self.log_every_n_batches = log_every_n_batches
         self._batches = 0  # the global batch count: batches trained by the fits this callback saw
         self._epoch_base = 0  # the global count when the current epoch began
@@ -70,7 +73,7 @@ class AlexandriaCallback(keras.callbacks.Callback):  # type: ignore[misc]
         return self._run.run
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        _, new = self._run.begin(DEFAULT_EXPERIMENT)
+        _, new = self._run.begin(DEFAULT_EXPERIMENT, self.name)
         if new:
             self._run.log_params(_params(self.params or {}, self.model))
 

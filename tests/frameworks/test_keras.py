@@ -40,7 +40,9 @@ class Record(keras.callbacks.Callback):
         if event == "sigint" and len(batches) == 6:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
 
-callback = AlexandriaCallback(experiment="keras-tiny", tags={"kind": "dense"}, log_every_n_batches=every)
+callback = AlexandriaCallback(
+    experiment="keras-tiny", name="dense-8", tags={"kind": "dense"}, log_every_n_batches=every
+)
 if event == "adopt":  # the script's own run, and a callback per fit: both log into it
     import alexandria
     with alexandria.start_run(experiment="mine") as run:
@@ -68,9 +70,11 @@ def printed(out: str, what: str) -> str:
 
 
 def the_run(store: Store) -> tuple[str, str, str | None, str | None]:
-    runs = query(store, "SELECT id, experiment_name, status, error FROM run")
+    runs = query(store, "SELECT id, experiment_name, status, error, name FROM run")
     assert len(runs) == 1, runs
-    return runs[0]  # type: ignore[return-value]
+    if runs[0][1] != "mine":  # not the script's own run
+        assert runs[0][4] == "dense-8"
+    return runs[0][:4]  # type: ignore[return-value]
 
 
 def points(store: Store, run_id: str, key: str) -> list[tuple[int, float]]:
