@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -101,6 +101,19 @@ def param_to_str(value: Any) -> str:
         except (TypeError, msgspec.EncodeError):
             return str(value)
     return str(value)
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys, {"opt": {"lr": 1}} -> {"opt.lr": 1}: how a nested config becomes
+    parameters (an empty mapping stays one value)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def check_text(text: str, what: str) -> str:
