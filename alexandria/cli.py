@@ -622,6 +622,21 @@ def import_mlflow_cmd(ctx: click.Context, uri: str, experiments: tuple[str, ...]
     _print_import_summary(summary)
 
 
+@import_group.command("wandb")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.pass_context
+def import_wandb_cmd(ctx: click.Context, directory: str) -> None:
+    """Import W&B's runs kept on disk: DIRECTORY is a wandb/ folder (offline-run-*/, run-*/) or one run folder
+    (needs the wandb package: pip install 'alexandria[wandb]'). Config, history with W&B's steps and times,
+    system metrics, summary, tags, notes, files and exit status come along; runs imported before are skipped."""
+    from .importers.wandb import import_wandb
+
+    store = _store(ctx, create=True)
+    with progress_bar("reading W&B runs", unit="runs") as progress:
+        summary = import_wandb(directory, store, progress=progress)
+    _print_import_summary(summary)
+
+
 @cli.command()
 @click.option("--steps", type=click.IntRange(1), default=20000, show_default=True, help="Gradient steps per run.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
