@@ -5,7 +5,10 @@ The promise is that nothing logged is lost and every run records how it ended, h
 * a normal exit: `atexit` ends the open runs ("finished", or "failed" with the uncaught exception that
   `sys.excepthook` saw); a multiprocessing child leaves through `os._exit`, so a multiprocessing
   `Finalize` does it there;
-* SIGTERM: the runs are recorded "killed", then the previous handler (or the default action) runs;
+* SIGTERM: the runs are recorded "killed", then the previous handler (or the default action) runs; a handler
+  installed over ours that chains to it (Lightning's) keeps the signal: ours only writes what was logged, and
+  the runs end "killed" when the process leaves; a main thread stuck in native code that retries through
+  signals (a gloo collective) is not waited for beyond a grace: the runs are ended from another thread;
 * Ctrl-C: KeyboardInterrupt, which the run's `with` block or the excepthook records as "killed";
 * fork: the child gets fresh writers of its own (the run module's callback), never the parent's buffers.
 
@@ -18,6 +21,7 @@ this module knows nothing of runs, so segment.py's writer can use its critical s
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import sys
@@ -26,6 +30,8 @@ import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
+
+_log = logging.getLogger(__name__)
 
 # -- critical sections -----------------------------------------------------------------
 # Signal safety. Our SIGTERM and SIGINT handlers run on the main thread,
@@ -85,24 +91,30 @@ def _no_runs(*args: object) -> None:
 
 _end_runs: Callable[[str, str | None], None] = _no_runs
 _reset_runs_in_child: Callable[[], None] = _no_runs
+_flush_runs: Callable[[], None] = _no_runs
 _hooks_installed = False
 _signals_installed = False
 _failure: str | None = None  # the uncaught exception the excepthook saw: the runs failed
 
 
-def install(end_runs: Callable[[str, str | None], None], reset_runs_in_child: Callable[[], None]) -> None:
+def install(
+    end_runs: Callable[[str, str | None], None],
+    reset_runs_in_child: Callable[[], None],
+    flush_runs: Callable[[], None],
+) -> None:
     """Once per process (called at every run's start): flush at exit (also a multiprocessing child's exit),
     on SIGTERM and Ctrl-C.
 
     `end_runs(status, error)` ends every open run of the process; `reset_runs_in_child()` gives a forked
-    child writers of its own. They are called back rather than registered on their own so that the
+    child writers of its own; `flush_runs()` writes what every open run has queued (for a SIGTERM that
+    another program's handler chained to us). They are called back rather than registered on their own so that the
     order in a forked child stays: the runs are reset first, and only then are signals unblocked.
     """
     global _hooks_installed, _signals_installed, _previous_sigterm, _previous_excepthook
-    global _end_runs, _reset_runs_in_child
+    global _end_runs, _reset_runs_in_child, _flush_runs
     if not _hooks_installed:
         _hooks_installed = True
-        _end_runs, _reset_runs_in_child = end_runs, reset_runs_in_child
+        _end_runs, _reset_runs_in_child, _flush_runs = end_runs, reset_runs_in_child, flush_runs
         atexit.register(_at_exit)
         if sys.excepthook is not _excepthook:
             _previous_excepthook = sys.excepthook
@@ -123,8 +135,16 @@ def install(end_runs: Callable[[str, str | None], None], reset_runs_in_child: Ca
             signal.signal(signal.SIGINT, _on_sigint)
 
 
+def sigterm_received() -> bool:
+    """Whether this process was sent SIGTERM (and is leaving because of it): the runs it ends are "killed"."""
+    return _sigterm_seen
+
+
 def _at_exit() -> None:
-    _end_runs("failed" if _failure else "finished", _failure)
+    if _sigterm_seen:  # a graceful stop on SIGTERM (another handler kept the signal): the run did not finish
+        _end_runs("killed", "SIGTERM")
+    else:
+        _end_runs("failed" if _failure else "finished", _failure)
 
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
@@ -160,8 +180,17 @@ _previous_sigterm: Any = None
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     global _sigterm_seen
     _sigterm_seen = True
+    if _ending_elsewhere.is_set():  # the watcher thread ends the runs and the process: nothing to do here
+        _ending_elsewhere.wait()
+        return
     if _busy > 0:  # inside a drain or an end(): handled when it leaves
         _deferred_signals.append(lambda: _on_sigterm(signum, frame))
+        return
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        # A handler installed over ours called us (Lightning's chains to the one it found): the signal is
+        # theirs to act on, as they wrote it (Lightning stops the loop, tears down and exits 0). Ours only
+        # makes what was logged durable; the runs end "killed" as the process leaves (sigterm_received).
+        _flush_runs()
         return
     _end_runs("killed", "SIGTERM")
     previous = _previous_sigterm
@@ -185,8 +214,16 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 # CPython also writes every signal it catches to the "wakeup fd"; a watcher thread reads it, and if
 # the handler has not run shortly after a SIGTERM, it sends SIGTERM to the main thread again, which
 # interrupts the blocking call. (Only where no one else, such as asyncio, set a wakeup fd.)
+#
+# Some native code retries its wait whatever the signal (a gloo collective, pthread_join): the handler then
+# never runs, and a process that would have died at once without Alexandria lives on until its launcher's
+# SIGKILL, with nothing written. So when the handler has not run SIGTERM_GRACE seconds after the signal,
+# and ours is still the handler with the default action behind it, the watcher ends the runs from its own
+# thread ("killed", everything written and closed) and the process dies of SIGTERM as it would have.
+SIGTERM_GRACE = 2.0
 _wakeup: tuple[int, int] | None = None
 _sigterm_seen = False
+_ending_elsewhere = threading.Event()
 
 
 def _watch_sigterm() -> None:
@@ -217,13 +254,45 @@ def _resend_unseen_sigterm(read_fd: int) -> None:
             return
         if not caught:
             return
-        if signal.SIGTERM in caught:
-            time.sleep(0.05)
-            if not _sigterm_seen and main is not None:
-                try:
-                    signal.pthread_kill(main, signal.SIGTERM)
-                except (OSError, ProcessLookupError):
-                    return
+        if signal.SIGTERM in caught and not _sigterm_seen and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            if _handler_ran_within(0.05) or main is None:
+                continue
+            try:
+                signal.pthread_kill(main, signal.SIGTERM)
+            except (OSError, ProcessLookupError):
+                return
+            if not _handler_ran_within(SIGTERM_GRACE) and _previous_sigterm is None:
+                _end_here_and_die()
+
+
+def _handler_ran_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _sigterm_seen:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _end_here_and_die() -> None:
+    """On the watcher thread: end the runs, then die of SIGTERM (the main thread is stuck in native code)."""
+    _ending_elsewhere.set()
+    _log.warning(
+        "alexandria: SIGTERM was not handled within %.0f s (the main thread waits in native code): "
+        "the runs are ended from another thread and the process dies of SIGTERM",
+        SIGTERM_GRACE,
+    )
+    try:
+        _end_runs("killed", "SIGTERM")
+    finally:
+        try:  # signal.signal() is the main thread's alone: restore the default action through libc
+            import ctypes
+
+            ctypes.CDLL(None).signal(signal.SIGTERM, 0)  # 0 is SIG_DFL
+            os.kill(os.getpid(), signal.SIGTERM)  # blocked here: the kernel hands it to the main thread
+            time.sleep(5)
+        finally:
+            os._exit(128 + signal.SIGTERM)  # no libc: the exit code a shell gives a death by SIGTERM
 
 
 # -- fork ------------------------------------------------------------------------------
@@ -245,9 +314,10 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _sigterm_seen, _busy
+    global _sigterm_seen, _busy, _ending_elsewhere
     try:
         _sigterm_seen = False
+        _ending_elsewhere = threading.Event()
         _busy = 0  # the parent's critical sections are not the child's
         _deferred_signals.clear()
         _reset_runs_in_child()

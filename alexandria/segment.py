@@ -69,14 +69,18 @@ MAX_PENDING = 100_000
 
 
 class _Wake:
-    """An Event whose set() may be re-entered from a signal handler on the same thread (RLock)."""
+    """An Event whose set() may be re-entered from a signal handler on the same thread (RLock).
+
+    set() on the main thread is a critical section: a SIGTERM handled while it holds the lock would end the
+    runs there, and `close()` would join a writer thread that needs that very lock to leave its wait().
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.RLock())
         self._flag = False
 
     def set(self) -> None:
-        with self._cond:
+        with critical(), self._cond:
             self._flag = True
             self._cond.notify()
 

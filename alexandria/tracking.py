@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import Any
 
 from . import hooks
+from . import system_metrics as _system
 from .dataset import DatasetInfo, describe_dataset
 from .errors import (
     AlexandriaError,
@@ -129,6 +130,7 @@ class Run:
         self._metric_keys: set[str] = set()
         self._ended = False
         self._capture_thread: threading.Thread | None = None
+        self._sampler: _system.Sampler | None = None
         self._writer = SegmentWriter(store.run_dir(run_id), run_id, attempt=attempt)
         self._queue = self._writer.queue
         _open_runs.add(self)
@@ -325,6 +327,10 @@ class Run:
         if status is None and self.owner:
             status = "finished"
         ended_at = None if end_time is None else event_time(end_time, "end_time")
+        sampler = self._sampler
+        if sampler is not None:  # stopped first: its points belong before the run's end
+            self._sampler = None
+            sampler.stop()
         capture = self._capture_thread
         if capture is not None and capture is not threading.current_thread():
             capture.join(CAPTURE_WAIT)  # the run's code and environment records belong in its log
@@ -352,6 +358,8 @@ class Run:
     ) -> None:
         if not self.owner:
             self.end()  # an attached handle's exception is its process's business, not the run's end
+        elif exc_type is not None and hooks.sigterm_received():  # a graceful stop on SIGTERM: a sys.exit,
+            self.end("killed", error="SIGTERM")  # Lightning's SIGTERMException, whatever leaves the block
         elif exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (None, 0)):  # type: ignore[union-attr]
             self.end("finished")
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -440,6 +448,7 @@ class Run:
             return
         old.abandon()
         self._capture_thread = None  # the parent's thread; the parent records what it captures
+        self._sampler = None  # the parent's too: a forked child never samples the machine
         self._writer = SegmentWriter(old.run_dir, self.id, attempt=self.attempt)
         self._queue = self._writer.queue
         self.owner = False  # the parent records the end of the run
@@ -502,6 +511,8 @@ def start_run(
     capture: bool | Iterable[str] | None = None,
     name: str | None = None,
     start_time: float | None = None,
+    system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
 ) -> Run:
     """Start a new run, or continue an existing one with `run_id=`; it becomes the active run.
 
@@ -529,9 +540,17 @@ def start_run(
     environment (Python, OS, installed packages). True or None (the default,
     $ALEXANDRIA_CAPTURE if set: "0" for nothing, or "code", "environment")
     means both; False nothing; or a collection of "code" and "environment".
+
+    `system_metrics` (default on for the run's owner: None reads $ALEXANDRIA_SYSTEM_METRICS, "0" turns it
+    off; a handle attached with `run_id=` samples only when given True) logs the machine's and the
+    process's CPU, memory, disk, network and GPU load every `system_metrics_interval` seconds (None:
+    $ALEXANDRIA_SYSTEM_METRICS_INTERVAL, else 10) as `system/...` metrics; see system_metrics.py.
     """
     st = Store.open(store)
     kinds = _capture_kinds(capture)
+    # A bad option or variable is refused before anything is written; ownership is known further down.
+    sampling = _system.wanted(system_metrics, True)
+    interval = _system.interval_of(system_metrics_interval) if sampling else 0.0
     if name is not None:
         check_name(name)
     started = None if start_time is None else event_time(start_time, "start_time")
@@ -564,6 +583,8 @@ def start_run(
         run_id = run_id or uuid.uuid4().hex
         run = new_run(st, run_id, experiment, tags, parent_id=parent_id, name=name, start_time=started)
         run._capture(kinds)
+    if sampling and _system.wanted(system_metrics, run.owner):
+        run._sampler = _system.start(run, interval)
     return _activate(run)
 
 
@@ -594,7 +615,7 @@ def new_run(
 
 
 def _activate(run: Run) -> Run:
-    hooks.install(_end_all, _reset_in_child)
+    hooks.install(_end_all, _reset_in_child, _flush_all)
     global _saved_env
     with _state_lock:
         if not _active:
@@ -777,6 +798,15 @@ def _end_all(status: str, error: str | None) -> None:
             run.end(status if run.owner else None, error=error)
         except AlexandriaError as exc:
             _log.warning("alexandria: could not end run %s: %s", run.id, exc)
+
+
+def _flush_all() -> None:
+    """Write what every open handle has queued, never raising: a SIGTERM that another handler keeps."""
+    for run in list(_open_runs):
+        try:
+            run.flush()
+        except AlexandriaError as exc:
+            _log.warning("alexandria: could not write run %s: %s", run.id, exc)
 
 
 def _reset_in_child() -> None:

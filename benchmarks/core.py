@@ -114,6 +114,59 @@ def bench_log_metric(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+def bench_system_metrics(quick: bool, tmp: Path) -> list[Result]:
+    """log_metric with the system metrics sampler on, every 0.1 s (100 times the default, to exaggerate),
+    beside the same loop with it off. Short runs alternate off/on in the same process, so a change of the
+    machine's load hits both sides alike; the ratio is what sampling costs the logging hot path. The ratio
+    of points per CPU second of the whole process (sampler thread included) is beside it: on a shared
+    machine it is the steadier of the two."""
+    n = 200_000 if quick else 1_000_000
+    pairs = 5 if quick else 11
+    interval = 0.1
+    samples: list[int] = []
+
+    def measure(sampling: bool) -> tuple[float, float]:
+        run = alexandria.start_run(
+            experiment="bench",
+            store=tmp / "store",
+            capture=False,
+            system_metrics=sampling,
+            system_metrics_interval=interval,
+        )
+        sampler = run._sampler
+        log = run.log_metric
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(n):
+            log("loss", 0.5, i)
+        run.end()  # included: the points are on disk when the clock stops
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if sampler is not None:
+            samples.append(sampler.samples)
+        return n / wall, n / cpu
+
+    on, off = [], []
+    for _ in range(pairs):
+        off.append(measure(False))
+        on.append(measure(True))
+    median = statistics.median
+    return [
+        Result(
+            "log_metric, system metrics on",
+            median(r for r, _ in on),
+            "points/s",
+            median(r for r, _ in off),
+            "same loop, sampler off",
+            ">= 97%",
+            extra={
+                "interval_s": interval,
+                "samples_per_run": median(samples),
+                "median_ratio_of_pairs": median(a[0] / b[0] for a, b in zip(on, off, strict=True)),
+                "cpu_time_ratio": median(c for _, c in on) / median(c for _, c in off),
+            },
+        )
+    ]
+
+
 def bench_latency(quick: bool, tmp: Path) -> list[Result]:
     """Per-call latency while the background writer flushes."""
     n = 300_000 if quick else 3_000_000
@@ -514,6 +567,7 @@ def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
 
 ALL = {
     "log_metric": bench_log_metric,
+    "system_metrics": bench_system_metrics,
     "latency": bench_latency,
     "projection": bench_projection,
     "projection_postgres": bench_projection_postgres,

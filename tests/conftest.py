@@ -32,6 +32,15 @@ def _projection_in_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ALEXANDRIA_DB", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _system_metrics_never_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests' runs start, fork and stop their system metrics sampler as users' runs do, but its first sample
+    is due after an hour: a test that counts a run's metrics counts its own, however slow the machine.
+    tests/test_system_metrics.py gives its runs a short interval."""
+    monkeypatch.delenv("ALEXANDRIA_SYSTEM_METRICS", raising=False)
+    monkeypatch.setenv("ALEXANDRIA_SYSTEM_METRICS_INTERVAL", "3600")
+
+
 # -- PostgreSQL: a throwaway server for the session, a fresh database per test ---------------------------------
 def skip_outside_ci(reason: str) -> NoReturn:
     """Skip a test this machine lacks the means for, with the reason; under CI=true fail instead: CI

@@ -8,12 +8,13 @@ exit path under test.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
 from alexandria.db import open_database
 from alexandria.store import Store
-from tests.conftest import child_env, python
+from tests.conftest import child_env, python, skip_outside_ci, wait_until
 
 LOGGER = """
 import sys, time, alexandria
@@ -84,3 +85,76 @@ def test_ctrl_c_marks_the_run_killed(store: Store, in_with_block: bool) -> None:
     code = run_child(store, ending=ending, send=signal.SIGINT)
     assert code != 0
     assert status_and_points(store) == ("killed", "KeyboardInterrupt", 5000, 1)
+
+
+NATIVE_WAIT = """
+import ctypes
+# A joinable native thread that sleeps an hour, and the main thread joining it: pthread_join never returns
+# for a signal (like a gloo collective, it waits on through SIGTERM), so no Python handler can run.
+libc = ctypes.CDLL(None)
+thread = ctypes.c_ulong()
+sleep = ctypes.cast(libc.sleep, ctypes.c_void_p)
+assert libc.pthread_create(ctypes.byref(thread), None, sleep, ctypes.c_void_p(3600)) == 0
+print("joining", flush=True)
+libc.pthread_join(thread, None)
+"""
+
+
+def in_a_futex_wait(pid: int) -> bool:
+    """Whether the process's main thread sleeps in the kernel's futex wait (Linux: /proc's wchan)."""
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/wchan").read_text().startswith("futex")
+    except OSError:
+        return False
+
+
+def test_sigterm_ends_a_process_whose_main_thread_waits_in_native_code(store: Store) -> None:
+    env = child_env(ALEXANDRIA_FLUSH_INTERVAL="60", ALEXANDRIA_STORE=str(store.root))
+    proc = python(LOGGER.format(setup="", ending=NATIVE_WAIT), env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.readline().strip()) == 32
+    assert proc.stdout.readline() == b"joining\n"
+    if not Path(f"/proc/{proc.pid}/task").is_dir():
+        proc.kill()
+        skip_outside_ci("this test reads /proc to know the child waits in pthread_join (Linux)")
+    try:
+        wait_until(lambda: in_a_futex_wait(proc.pid), timeout=60, what="the child to wait in pthread_join")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == -signal.SIGTERM  # it dies of SIGTERM, as it would without Alexandria
+    finally:
+        proc.kill()
+    assert b"SIGTERM was not handled within" in proc.stderr.read()
+    assert status_and_points(store) == ("killed", "SIGTERM", 5000, 1)
+
+
+GRACEFUL = """
+import signal
+previous = signal.getsignal(signal.SIGTERM)  # ours: a framework chains to the handler it found
+stopping = []
+def graceful(signum, frame):
+    stopping.append(signum)
+    previous(signum, frame)
+signal.signal(signal.SIGTERM, graceful)
+print("installed", flush=True)
+{block}
+"""
+LOOP = """while not stopping:
+    time.sleep(0.01)
+print('stopped gracefully', file=sys.stderr, flush=True)
+sys.exit(0)"""
+
+
+@pytest.mark.parametrize("in_with_block", [False, True])
+def test_a_handler_installed_over_ours_keeps_sigterm(store: Store, in_with_block: bool) -> None:
+    """Lightning's way: its handler calls ours, then it stops the loop, tears down and exits 0. Ours must
+    not kill the process under it; the run ends "killed" with every point written."""
+    block = "with run:\n" + "\n".join("    " + line for line in LOOP.splitlines()) if in_with_block else LOOP
+    env = child_env(ALEXANDRIA_FLUSH_INTERVAL="60", ALEXANDRIA_STORE=str(store.root))
+    proc = python(LOGGER.format(setup="", ending=GRACEFUL.format(block=block)), env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.readline().strip()) == 32
+    assert proc.stdout.readline() == b"installed\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert b"stopped gracefully" in proc.stderr.read()
+    assert status_and_points(store) == ("killed", "SIGTERM", 5000, 1)

@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -294,6 +295,49 @@ def test_sigterm_at_any_moment_never_hangs_and_never_tears_a_line(store: Store) 
     assert query(store, "SELECT count(*) FROM metric") == [(metric_lines,)]
     for segment in store.segments():  # each ends with the run's end and the writer's clean close
         assert [json.loads(line)["event"] for _, line in complete_lines(segment)[-2:]] == ["run_finished", "closed"]
+
+
+def test_sigterm_while_the_writer_is_being_woken_never_hangs(store: Store) -> None:
+    """SIGTERM ends the runs, and ending one joins its writer thread, which leaves its wait only with the lock
+    that waking it takes. A SIGTERM handled while the main thread held that lock (waking the writer when
+    10,000 points are queued) hung the process for ever. The signal is sent at that very moment: from a
+    trace function, on the line of `_Wake.set` that runs with the lock held."""
+    code = """
+    import inspect, os, signal, sys
+    import alexandria
+    from alexandria import segment
+
+    lines, first = inspect.getsourcelines(segment._Wake.set)
+    target_line = first + next(i for i, text in enumerate(lines) if "self._flag = True" in text)
+    target = segment._Wake.set.__code__
+    sent = []
+
+    def local(frame, event, arg):
+        if event == "line" and frame.f_lineno == target_line and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code is target else None
+
+    run = alexandria.start_run(experiment="wake", system_metrics=False)
+    print(run.id, flush=True)
+    sys.settrace(tracer)
+    for step in range(20_000):  # the 10,000th point wakes the writer
+        run.log_metric("loss", 0.5, step)
+    sys.settrace(None)
+    print("not killed", flush=True)
+    """
+    proc = python(code, env=child_env(ALEXANDRIA_STORE=str(store.root)))
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the process hung after a SIGTERM taken while it woke the writer") from None
+    assert proc.returncode == -signal.SIGTERM, err.decode()
+    run_id = out.decode().split()[0]
+    assert query(store, f"SELECT status FROM run WHERE id = '{run_id}'") == [("killed",)]
 
 
 def test_first_run_started_on_a_thread_still_gets_sigterm_handling(store: Store) -> None:
