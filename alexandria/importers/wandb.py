@@ -59,6 +59,7 @@ from ..errors import ImportSourceError, InvalidInputError, RunNotFoundError
 from ..life import ENDED
 from ..rebuild import ProgressFactory
 from ..store import Store
+from ..values import flatten
 from . import ImportSummary, already_imported, require_module, stable_run_id, start_imported_run
 
 _log = logging.getLogger(__name__)
@@ -296,10 +297,9 @@ def _add_run_record(part: _Part, body: dict[str, Any]) -> None:
 
 
 def _add_config(part: _Part, body: dict[str, Any]) -> None:
-    from ..wandb import _flatten
 
     update = {k: v for k, v in (body.get("update") or {}).items() if not k.startswith("_wandb")}
-    part.config.update(_flatten(update))
+    part.config.update(flatten(update))
     for key in body.get("remove") or ():
         part.config.pop(key if isinstance(key, str) else ".".join(key.get("nested_key", ())), None)
 
@@ -352,7 +352,6 @@ def _import_run(store: Store, project: str, wandb_id: str, parts: list[_Part], s
     """Import one W&B run from its folders; False if an earlier import wrote it."""
     from ..events import RunEdited
     from ..names import check_name
-    from ..wandb import _flatten
 
     fields: dict[str, Any] = {}
     config: dict[str, Any] = {}
@@ -417,7 +416,7 @@ def _import_run(store: Store, project: str, wandb_id: str, parts: list[_Part], s
                 if number is not None and _is_key(f"system/{key}"):
                     points.append((f"system/{key}", number, sample, when))
             sample += 1
-    for key, value in _flatten({k: v for k, v in final.items() if not k.startswith("_")}).items():
+    for key, value in flatten({k: v for k, v in final.items() if not k.startswith("_")}).items():
         if (key not in last_logged or last_logged[key] != value) and _is_key(f"summary.{key}"):
             tags[f"summary.{key}"] = value
 
