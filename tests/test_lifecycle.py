@@ -87,6 +87,32 @@ def test_ctrl_c_marks_the_run_killed(store: Store, in_with_block: bool) -> None:
     assert status_and_points(store) == ("killed", "KeyboardInterrupt", 5000, 1)
 
 
+
+def test_ctrl_c_is_never_lost_while_every_background_thread_runs(tmp_path: Path) -> None:
+    """Eight processes at once, each with its writer, capture and system metrics threads busy (a sample every
+    10 ms) when Ctrl-C comes: every one of them stops at once and records its run killed. A Ctrl-C deferred
+    and never taken up (a critical section left open) would leave a child asleep for its 60 s."""
+    children = []
+    for i in range(8):
+        store = Store.open(tmp_path / f"store{i}")
+        env = child_env(
+            ALEXANDRIA_FLUSH_INTERVAL="60", ALEXANDRIA_STORE=str(store.root), ALEXANDRIA_SYSTEM_METRICS_INTERVAL="0.01"
+        )
+        children.append((store, python(LOGGER.format(setup="", ending="with run:\n    time.sleep(60)"), env=env)))
+    for _, proc in children:
+        assert proc.stdout is not None
+        assert len(proc.stdout.readline().strip()) == 32
+    for _, proc in children:
+        proc.send_signal(signal.SIGINT)
+    for store, proc in children:
+        try:
+            assert proc.wait(timeout=45) != 0  # well inside its 60 s sleep
+        finally:
+            proc.kill()
+        status, error, points, ended = status_and_points(store)
+        assert (status, error, ended) == ("killed", "KeyboardInterrupt", 1)
+        assert points >= 5000  # its own 5000, and the system metrics sampled meanwhile
+
 NATIVE_WAIT = """
 import ctypes
 # A joinable native thread that sleeps an hour, and the main thread joining it: pthread_join never returns
