@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -156,3 +156,16 @@ def event_time(when: Any, what: str = "timestamp") -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidInputError(f"{what} must be finite unix seconds (>= 0), got {when!r}")
     return seconds
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys, the one spelling of nested parameters and config (the W&B adapter's
+    config, Lightning's hyperparameters): {"opt": {"lr": 1}} -> {"opt.lr": 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -47,7 +47,7 @@ from .events import RunEdited
 from .store import Store
 from .tracking import Run as _AlexRun
 from .tracking import _ordered_time, start_run
-from .values import check_key, metric_value
+from .values import check_key, flatten, metric_value
 
 __all__ = [
     "Artifact",
@@ -105,18 +105,6 @@ def _warn_once(what: str, why: str) -> None:
     if what not in _warned:
         _warned.add(what)
         _log.warning("alexandria.wandb: %s %s", what, why)
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as dotted keys: {"opt": {"lr": 1}} -> {"opt.lr": 1}."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _as_mapping(data: Any, what: str) -> dict[str, Any]:
@@ -213,7 +201,7 @@ class Config(MutableMapping[str, Any]):
         items = {**_as_mapping(data, "config.update"), **kwargs}
         run: _AlexRun | None = self._run
         if run is not None:
-            run.log_params(_flatten(items))
+            run.log_params(flatten(items))
         self._items.update(items)
 
     def setdefaults(self, data: Any) -> None:
@@ -266,7 +254,7 @@ class Summary(MutableMapping[str, Any]):
             raise NoActiveRunError("wandb.summary: no run; call wandb.init() first")
         items = {**_as_mapping(data, "summary.update"), **kwargs}
         if self._run is not None:
-            self._run.set_tags({f"summary.{k}": v for k, v in _flatten(items).items()})
+            self._run.set_tags({f"summary.{k}": v for k, v in flatten(items).items()})
         self._set.update(items)
 
     def _merged(self) -> dict[str, Any]:
@@ -361,7 +349,7 @@ class Run:
         self._check_open("log")
         if not isinstance(data, Mapping):
             raise InvalidInputError(f"wandb.log takes a dict of values, got {type(data).__name__}")
-        flat = _flatten(data)
+        flat = flatten(data)
         row: dict[str, Any] = {}
         for key, value in flat.items():
             check_key(key, "metric")
