@@ -565,8 +565,8 @@ def start_run(
     if run_id is not None and (not isinstance(run_id, str) or not is_run_id(run_id)):
         raise InvalidInputError(f"run_id must be a 32-character lowercase hex uuid, got {run_id!r}")
     job = current_job()
-    if job is not None and parent is None and not nested and isinstance(experiment, str) and experiment:
-        return _activate(_start_rank(st, job, run_id, experiment, tags, name, started, kinds))
+    if job is not None and run_id is None and not (parent or nested) and isinstance(experiment, str) and experiment:
+        return _activate(_start_rank(st, job, experiment, tags, name, started, kinds))
     rank = None if job is None else job.rank
     continued = run_id is not None and (experiment is None or not _claim_new(st, run_id))
     if started is not None and continued:
@@ -626,7 +626,6 @@ _job_runs: dict[str, int] = {}
 def _start_rank(
     st: Store,
     job: Job,
-    run_id: str | None,
     experiment: str,
     tags: Mapping[str, Any] | None,
     name: str | None,
@@ -635,15 +634,15 @@ def _start_rank(
 ) -> Run:
     """`start_run(experiment=...)` in a rank of a distributed job (ranks.py): every rank logs into one run.
 
-    Its id is `run_id` if given, else the run a parent process shared ($ALEXANDRIA_RUN_ID: Lightning's main
-    process, or a job script that exported one), else derived from the job's identity and the experiment, so
-    that the ranks agree without talking. Global rank 0 owns it: creates it (or, when its start is written
+    Its id is the run a parent process shared ($ALEXANDRIA_RUN_ID: Lightning's main process, or a job script
+    that exported one), else derived from the job's identity and the experiment, so that the ranks agree
+    without talking. (With `run_id=` given, `start_run` does as anywhere else, except that a rank other than
+    0 never resumes the run.) Global rank 0 owns it: creates it (or, when its start is written
     already, a restarted job's, resumes the run that ended or attaches to it), records its end and status.
     Every other rank joins it as it is, even ended, or not created yet: its own segment, never a resume nor
     an end.
     """
-    if run_id is None:
-        run_id = os.environ.get(RUN_ENV) or ""
+    run_id = os.environ.get(RUN_ENV) or ""
     if not is_run_id(run_id):
         index = _job_runs.get(experiment, 0)
         _job_runs[experiment] = index + 1

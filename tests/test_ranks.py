@@ -327,3 +327,27 @@ for _ in range(2):
     assert query(store, "SELECT count(*) FROM run") == [(2,)]
     assert query(store, "SELECT rank FROM metric") == [(None,), (None,)]
     assert os.environ.get("RANK") is None
+
+
+EXPLICIT = """
+import sys, alexandria
+run = alexandria.start_run(run_id=sys.argv[2], store=sys.argv[1])
+run.log_metric("late", 1.0, 0)
+print(run.owner, flush=True)
+run.end()
+"""
+
+
+def test_a_rank_given_run_id_of_an_ended_run_joins_it_without_resuming(store: Store) -> None:
+    """Outside a job, start_run(run_id=) of an ended run resumes it; rank 1 of a job only joins it."""
+    zero = python(RANK, str(store.root), "5", "-", env=torchrun_env(0, 2))
+    out, err = zero.communicate(timeout=120)
+    assert zero.returncode == 0, err.decode()
+    run_id = out.decode().split()[0]
+    one = python(EXPLICIT, str(store.root), run_id, env=torchrun_env(1, 2))
+    out, err = one.communicate(timeout=120)
+    assert one.returncode == 0, err.decode()
+    assert out.decode().strip() == "False"
+    assert query(store, "SELECT status, attempt FROM run") == [("finished", 0)]
+    assert query(store, "SELECT rank, attempt FROM metric WHERE key = 'late'") == [(1, 0)]
+    assert "run_resumed" not in [e["event"] for e in _events(store, run_id)]
