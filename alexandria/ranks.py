@@ -13,7 +13,8 @@ whether it owns the run. `current_job()` reads both from the environment the lau
   and `MASTER_PORT` (no `RANK`), and it sets the same variables in its own environment when it launches
   them; the main process names the job (one node only: on several, use torchrun, Slurm or MPI);
 * Open MPI (`OMPI_COMM_WORLD_RANK`/`SIZE`, the job named by `PMIX_NAMESPACE` or the HNP's uri), MPICH and
-  Intel MPI (`PMI_RANK`/`PMI_SIZE`, the job named by the process manager's `PMI_KVSNAME` or `PMI_PORT`);
+  Intel MPI (`PMI_RANK`/`PMI_SIZE`, named by `PMIX_NAMESPACE` under PMIx); else by the Slurm step they run
+  in, else, all ranks on one node, by the process that started them (mpirun's daemon, Hydra's proxy);
 * Slurm (`SLURM_PROCID`, `SLURM_NTASKS`, named by `SLURM_JOB_ID` and `SLURM_STEP_ID`).
 
 A job of one process is no distributed job: `current_job()` says None and runs start as anywhere else.
@@ -62,6 +63,17 @@ def _process_key(pid: int) -> str:
     return f"{socket.gethostname()}:{pid}:{process_start(pid) or 0}"
 
 
+def _mpi_job(env: Mapping[str, str], names: tuple[str, ...], one_node: bool) -> str | None:
+    """An MPI job's identity: the first of `names` the launcher set, else the Slurm step it runs in, else, with
+    every rank on this node, the process that started them all (mpirun's daemon, Hydra's proxy)."""
+    for name in names:
+        if env.get(name):
+            return env[name]
+    if env.get("SLURM_JOB_ID"):
+        return f"slurm:{env['SLURM_JOB_ID']}.{env.get('SLURM_STEP_ID', '')}"
+    return _process_key(os.getppid()) if one_node else None
+
+
 def current_job(env: Mapping[str, str] | None = None) -> Job | None:
     """The distributed job this process is a rank of, or None (not launched as one, or a job of one)."""
     env = os.environ if env is None else env
@@ -91,12 +103,13 @@ def _detect(env: Mapping[str, str]) -> Job | None:
         return Job("lightning", f"lightning\0{env['MASTER_PORT']}\0{_process_key(launcher)}", local, size)
     rank, size = _int(env, "OMPI_COMM_WORLD_RANK"), _int(env, "OMPI_COMM_WORLD_SIZE")
     if rank is not None and size is not None:
-        job_id = env.get("PMIX_NAMESPACE") or env.get("OMPI_MCA_orte_hnp_uri") or env.get("OMPI_MCA_ess_base_jobid")
+        names = ("PMIX_NAMESPACE", "OMPI_MCA_orte_hnp_uri", "OMPI_MCA_ess_base_jobid")
+        job_id = _mpi_job(env, names, _int(env, "OMPI_COMM_WORLD_LOCAL_SIZE") == size)
         if job_id:
             return Job("openmpi", f"openmpi\0{job_id}", rank, size)
     rank, size = _int(env, "PMI_RANK"), _int(env, "PMI_SIZE")
     if rank is not None and size is not None:
-        job_id = env.get("PMI_KVSNAME") or env.get("PMI_PORT") or env.get("PMIX_NAMESPACE")
+        job_id = _mpi_job(env, ("PMIX_NAMESPACE",), _int(env, "MPI_LOCALNRANKS") == size)
         if job_id:
             return Job("mpich", f"mpich\0{job_id}", rank, size)
     rank, size = _int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS")

@@ -52,9 +52,11 @@ def test_each_launcher_is_recognised_with_its_global_rank() -> None:
     ompi = {"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "3", "PMIX_NAMESPACE": "prterun-h-1@1"}
     job = current_job(ompi)
     assert job is not None and (job.launcher, job.rank, job.world_size) == ("openmpi", 2, 3)
-    mpich = {"PMI_RANK": "1", "PMI_SIZE": "2", "PMI_KVSNAME": "kvs_123_0"}
+    mpich = {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALNRANKS": "2"}  # Hydra on one node: named by its proxy
     job = current_job(mpich)
     assert job is not None and (job.launcher, job.rank) == ("mpich", 1)
+    under_slurm = current_job({**mpich, "MPI_LOCALNRANKS": "1", "SLURM_JOB_ID": "5", "SLURM_STEP_ID": "2"})
+    assert under_slurm is not None and under_slurm.key == "mpich\0slurm:5.2"
     slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_JOB_ID": "991", "SLURM_STEP_ID": "0"}
     job = current_job(slurm)
     assert job is not None and (job.launcher, job.rank, job.world_size) == ("slurm", 5, 8)
@@ -147,6 +149,40 @@ def test_every_rank_logs_into_one_run_and_a_rank_after_rank_zero_ended_never_res
     assert kinds.count("run_started") == 1 and kinds.count("run_finished") == 1
     assert "run_resumed" not in kinds
     assert sorted(query(store, "SELECT rank FROM log_segment")) == [(r,) for r in range(world)]
+
+
+LAUNCHERS = {
+    "torchelastic": lambda r, n: {"TORCHELASTIC_RUN_ID": RDZV, "RANK": str(r), "WORLD_SIZE": str(n)},
+    "openmpi": lambda r, n: {"OMPI_COMM_WORLD_RANK": str(r), "OMPI_COMM_WORLD_SIZE": str(n), "PMIX_NAMESPACE": "p@1"},
+    "mpich": lambda r, n: {"PMI_RANK": str(r), "PMI_SIZE": str(n), "MPI_LOCALNRANKS": str(n)},
+    "slurm": lambda r, n: {"SLURM_PROCID": str(r), "SLURM_NTASKS": str(n), "SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0"},
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_ranks_of_every_launcher_started_together_share_one_run(store: Store, launcher: str) -> None:
+    """Three ranks started at once (as a launcher starts them: children of one process), released together."""
+    world = 3
+    procs = [
+        python(RANK.replace('os.environ.get("RANK")', "int(sys.argv[4])"), str(store.root), "10", "wait", str(r),
+               env=child_env(**LAUNCHERS[launcher](r, world)), stdin=subprocess.PIPE)
+        for r in range(world)
+    ]  # fmt: skip
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        outs.append(out.decode().split()[:2])
+    (run_id,) = {run_id for run_id, _ in outs}
+    assert [owner for _, owner in outs] == ["True", "False", "False"]
+    assert query(store, "SELECT id, status FROM run") == [(run_id, "finished")]
+    assert query(store, "SELECT rank, count(*) FROM metric GROUP BY rank ORDER BY rank") == [
+        (r, 20) for r in range(world)
+    ]
 
 
 def test_a_rank_that_joins_before_rank_zero_created_the_run_keeps_its_points(store: Store) -> None:
