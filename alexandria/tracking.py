@@ -568,6 +568,11 @@ def start_run(
     if job is not None and run_id is None and not (parent or nested) and isinstance(experiment, str) and experiment:
         return _activate(_start_rank(st, job, experiment, tags, name, started, kinds))
     rank = None if job is None else job.rank
+    parent_id = None
+    if run_id is None or (experiment is not None and not st.run_exists(run_id)):  # a new run: checked first
+        _require_experiment(experiment)
+        _tag_texts(tags or {})
+        parent_id = _parent_id(st, parent, nested)
     continued = run_id is not None and (experiment is None or not _claim_new(st, run_id))
     if started is not None and continued:
         raise InvalidInputError("start_time= is for a new run: a run continued with run_id= began already")
@@ -588,15 +593,18 @@ def start_run(
             run._put(RunEdited(name=name, time=_ordered_time()))
             run.name = name
     else:
-        if not isinstance(experiment, str) or not experiment:
-            raise InvalidInputError(
-                "start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to"
-            )
-        parent_id = _parent_id(st, parent, nested)
+        assert isinstance(experiment, str)
         run_id = run_id or uuid.uuid4().hex
         run = new_run(st, run_id, experiment, tags, parent_id=parent_id, name=name, start_time=started, rank=rank)
         run._capture(kinds)
     return _activate(run)
+
+
+def _require_experiment(experiment: Any) -> None:
+    if not isinstance(experiment, str) or not experiment:
+        raise InvalidInputError(
+            "start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to"
+        )
 
 
 def _claim_new(st: Store, run_id: str) -> bool:

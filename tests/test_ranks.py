@@ -387,3 +387,20 @@ def test_a_rank_given_run_id_of_an_ended_run_joins_it_without_resuming(store: St
     assert query(store, "SELECT status, attempt FROM run") == [("finished", 0)]
     assert query(store, "SELECT rank, attempt FROM metric WHERE key = 'late'") == [(1, 0)]
     assert "run_resumed" not in [e["event"] for e in _events(store, run_id)]
+
+
+def test_a_new_run_id_refused_for_bad_input_is_not_claimed(store: Store) -> None:
+    """What start_run refuses is refused before the run's folder is claimed: a later, valid start of the same id
+    still creates the run (and owns it) instead of attaching to a run nobody will start."""
+    import alexandria
+    from alexandria.errors import InvalidInputError
+
+    run_id = uuid.uuid4().hex
+    for bad in ({"experiment": ""}, {"experiment": "e", "tags": {"": "x"}}, {"experiment": "e", "parent": "nope"}):
+        with pytest.raises(InvalidInputError):
+            alexandria.start_run(run_id=run_id, store=store, **bad)  # type: ignore[arg-type]
+        assert not store.run_exists(run_id)
+    run = alexandria.start_run(run_id=run_id, experiment="e", store=store)
+    assert run.owner
+    run.end()
+    assert query(store, "SELECT id, experiment_name, status FROM run") == [(run_id, "e", "finished")]
