@@ -35,8 +35,9 @@ from ..values import flatten
 _STOPPED = ("KeyboardInterrupt", "SIGTERMException")
 
 
-def _logger_class(package: str) -> type:
-    """The AlexandriaLogger class over the Logger of `package` ("lightning.pytorch" or "pytorch_lightning")."""
+def _logger_class(package: str, module: str) -> type:
+    """The AlexandriaLogger class over the Logger of `package` ("lightning.pytorch" or "pytorch_lightning"),
+    named as an attribute of `module` (so that pickle finds it: strategy="ddp_spawn" pickles the logger)."""
     import importlib
 
     loggers = importlib.import_module(f"{package}.loggers")
@@ -154,7 +155,7 @@ def _logger_class(package: str) -> type:
             state["_run"] = None
             return state
 
-    AlexandriaLogger.__module__ = __name__
+    AlexandriaLogger.__module__ = module
     AlexandriaLogger.__qualname__ = "AlexandriaLogger"
     return AlexandriaLogger
 
@@ -171,4 +172,4 @@ def _installed() -> str:
     )
 
 
-AlexandriaLogger = _logger_class(_installed())
+AlexandriaLogger = _logger_class(_installed(), __name__)

@@ -5,4 +5,4 @@ from __future__ import annotations
 
 from .lightning import _logger_class
 
-AlexandriaLogger = _logger_class("pytorch_lightning")
+AlexandriaLogger = _logger_class("pytorch_lightning", __name__)
