@@ -404,3 +404,64 @@ def test_a_new_run_id_refused_for_bad_input_is_not_claimed(store: Store) -> None
     assert run.owner
     run.end()
     assert query(store, "SELECT id, experiment_name, status FROM run") == [(run_id, "e", "finished")]
+
+
+def test_a_restarted_job_s_rank_zero_resumes_the_run_and_the_others_join_the_new_life(store: Store) -> None:
+    """torchelastic restarts every rank with the same job id after a failure: rank 0 finds the run's start
+    written, resumes it (attempt 1) and owns its end; rank 1 of the new round joins that life."""
+    failing = RANK.replace("alexandria.end_run()", 'alexandria.end_run("failed" if rank == 0 else None)')
+    for rank in (0, 1):
+        proc = python(failing, str(store.root), "5", "-", env=torchrun_env(rank, 2))
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    assert query(store, "SELECT status, attempt FROM run") == [("failed", 0)]
+    for rank in (0, 1):
+        env = torchrun_env(rank, 2)
+        env["TORCHELASTIC_RESTART_COUNT"] = "1"
+        proc = python(RANK, str(store.root), "5", "-", env=env)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        assert out.decode().split()[1] == ("True" if rank == 0 else "False")
+    assert query(store, "SELECT status, attempt FROM run") == [("finished", 1)]
+    assert query(store, "SELECT event, attempt FROM lifecycle ORDER BY timestamp") == [
+        ("started", 0),
+        ("finished", 0),
+        ("resumed", 1),
+        ("finished", 1),
+    ]
+    assert query(store, "SELECT attempt, rank, count(*) FROM metric GROUP BY attempt, rank ORDER BY attempt, rank") == [
+        (0, 0, 10),
+        (0, 1, 10),
+        (1, 0, 10),
+        (1, 1, 10),
+    ]
+
+
+INHERITED_CALL = """
+import sys, alexandria
+alexandria.log_metric("late", 1.0, 0)  # no start_run: the run the main process shared
+alexandria.flush()
+"""
+
+
+def test_a_rank_that_inherited_a_run_already_ended_still_logs_into_it(store: Store) -> None:
+    """Outside a job, a child inheriting an ended run gets NoActiveRunError; a rank of a job joins the run."""
+    code = """
+import sys, alexandria
+run = alexandria.start_run(experiment="main", store=sys.argv[1])
+print(run.id, flush=True)
+run.end()
+"""
+    proc = python(code, str(store.root))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    run_id = out.decode().strip()
+    lightning_child = dict(LOCAL_RANK="1", NODE_RANK="0", WORLD_SIZE="2", MASTER_PORT="4321")
+    proc = python(INHERITED_CALL, env=child_env(ALEXANDRIA_RUN_ID=run_id, **lightning_child))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    plain = python(INHERITED_CALL, env=child_env(ALEXANDRIA_RUN_ID=run_id))
+    _, err = plain.communicate(timeout=120)
+    assert plain.returncode != 0 and b"NoActiveRunError" in err
+    assert query(store, "SELECT status, attempt FROM run") == [("finished", 0)]
+    assert query(store, "SELECT key, rank FROM metric WHERE key = 'late'") == [("late", 1)]
