@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -78,7 +79,9 @@ def main() -> None:
     if mode == "fit_test":
         trainer.test(model, loader)
         trainer.validate(model, loader)
-    print(f"RUN {trainer.global_rank} {logger.version}", flush=True)
+    # each rank says which run it logged into, in a file of its own (the ranks share one stdout)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    Path(root, f"rank{trainer.global_rank}.run").write_text(logger.version)
 
 
 if __name__ == "__main__":

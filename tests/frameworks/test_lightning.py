@@ -21,10 +21,12 @@ PARAMS = [("hidden", "8"), ("lr", "0.05"), ("optimizer.momentum", "0.0"), ("opti
 STEPS = 16  # 64 samples in batches of 8, two epochs
 
 
-def lit(mode: str, store: Store, tmp_path: Path, package: str = "lightning") -> subprocess.CompletedProcess[str]:
+def lit(
+    mode: str, store: Store, tmp_path: Path, package: str = "lightning", launcher: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = child_env(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     return subprocess.run(
-        [sys.executable, str(SCRIPT), mode, str(store.root), str(tmp_path / "root"), package],
+        [sys.executable, *launcher, str(SCRIPT), mode, str(store.root), str(tmp_path / "root"), package],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -33,15 +35,16 @@ def lit(mode: str, store: Store, tmp_path: Path, package: str = "lightning") -> 
     )
 
 
-def printed_runs(proc: subprocess.CompletedProcess[str]) -> dict[int, str]:
+def printed_runs(proc: subprocess.CompletedProcess[str], tmp_path: Path) -> dict[int, str]:
+    """Rank -> run id, as each rank wrote them (lit_script.py: root/rank<N>.run)."""
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return {int(line.split()[1]): line.split()[2] for line in proc.stdout.splitlines() if line.startswith("RUN ")}
+    return {int(path.stem[4:]): path.read_text() for path in (tmp_path / "root").glob("rank*.run")}
 
 
 @pytest.mark.parametrize("package", ["lightning", "pytorch_lightning"])
 def test_a_fit_logs_its_hyperparameters_every_step_and_finishes(store: Store, tmp_path: Path, package: str) -> None:
     need_framework(package)
-    (run_id,) = printed_runs(lit("fit", store, tmp_path, package)).values()
+    (run_id,) = printed_runs(lit("fit", store, tmp_path, package), tmp_path).values()
     assert query(store, "SELECT id, experiment_name, status, error FROM run") == [(run_id, "lit", "finished", None)]
     assert query(store, "SELECT key, value FROM parameter ORDER BY key") == PARAMS
     assert query(store, "SELECT value FROM tag WHERE key = 'suite'") == [("lightning",)]
@@ -53,7 +56,7 @@ def test_a_fit_logs_its_hyperparameters_every_step_and_finishes(store: Store, tm
 
 
 def test_test_and_validate_after_fit_log_into_the_same_run(store: Store, tmp_path: Path) -> None:
-    (run_id,) = printed_runs(lit("fit_test", store, tmp_path)).values()
+    (run_id,) = printed_runs(lit("fit_test", store, tmp_path), tmp_path).values()
     assert query(store, "SELECT id, status FROM run") == [(run_id, "finished")]
     assert query(store, "SELECT key, step FROM metric WHERE key IN ('test_loss', 'val_loss') ORDER BY key, step") == [
         ("test_loss", STEPS),
@@ -81,8 +84,8 @@ def test_an_interrupted_fit_ends_the_run_killed(store: Store, tmp_path: Path) ->
 
 def test_checkpoints_are_logged_as_artifacts_when_asked(store: Store, tmp_path: Path) -> None:
     torch = need_framework("torch")
-    (run_id,) = printed_runs(lit("ckpt", store, tmp_path)).values()
-    found = query(store, "SELECT name, type, path FROM artifact ORDER BY name")
+    (run_id,) = printed_runs(lit("ckpt", store, tmp_path), tmp_path).values()
+    found = query(store, "SELECT name, type, path FROM artifact WHERE type != 'git-diff' ORDER BY name")
     assert [(name, kind) for name, kind, _ in found] == [
         ("epoch=0-step=8.ckpt", "checkpoint"),
         ("epoch=1-step=16.ckpt", "checkpoint"),
@@ -93,11 +96,19 @@ def test_checkpoints_are_logged_as_artifacts_when_asked(store: Store, tmp_path: 
     assert not (tmp_path / "root" / "lit" / run_id / "checkpoints" / "epoch=0-step=8.ckpt").exists()
 
 
-def test_lightning_ddp_on_cpu_logs_every_rank_into_one_run(store: Store, tmp_path: Path) -> None:
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
+
+
+@pytest.mark.parametrize("launcher", [(), TORCHRUN], ids=["lightning-launcher", "torchrun"])
+def test_lightning_ddp_on_cpu_logs_every_rank_into_one_run(
+    store: Store, tmp_path: Path, launcher: tuple[str, ...]
+) -> None:
     """Trainer(strategy="ddp", devices=2) run as a script: Lightning's launcher starts the second rank as a
-    child process; both log (sync_dist=False), into one run, each point once with its rank."""
-    runs = printed_runs(lit("ddp", store, tmp_path))
-    assert sorted(runs) == [0, 1] and len(set(runs.values())) == 1
+    child process (or torchrun starts both); both log (sync_dist=False), into one run, each point once with
+    its rank."""
+    proc = lit("ddp", store, tmp_path, launcher=launcher)
+    runs = printed_runs(proc, tmp_path)
+    assert sorted(runs) == [0, 1] and len(set(runs.values())) == 1, proc.stdout
     run_id = runs[0]
     assert query(store, "SELECT id, experiment_name, status FROM run") == [(run_id, "lit", "finished")]
     assert query(store, "SELECT key, value FROM parameter ORDER BY key") == PARAMS

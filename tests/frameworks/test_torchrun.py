@@ -29,8 +29,8 @@ def test_every_rank_of_a_torchrun_job_logs_into_one_run(store: Store, tmp_path: 
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    printed = sorted(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RUN "))
-    assert [int(rank) for rank, _, _ in printed] == list(range(ranks))
+    printed = [(int(p.stem[4:]), *p.read_text().split()) for p in sorted(tmp_path.glob("rank*.run"))]
+    assert [rank for rank, _, _ in printed] == list(range(ranks))
     run_ids = {run_id for _, run_id, _ in printed}
     assert len(run_ids) == 1
     assert [owner for _, _, owner in printed] == ["True"] + ["False"] * (ranks - 1)  # rank 0 owns it

@@ -7,6 +7,7 @@ about ranks: `start_run(experiment=...)` alone, as a single-process script would
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -23,6 +24,6 @@ for step in range(steps):
     dist.all_reduce(total)
     alexandria.log_metric("sum", total.item(), step)
     alexandria.log_metric("mine", float(rank), step)
-print(f"RUN {rank} {run.id} {run.owner}", flush=True)
+Path(f"rank{rank}.run").write_text(f"{run.id} {run.owner}")  # in the working directory: one file per rank
 alexandria.end_run()
 dist.destroy_process_group()
