@@ -1,7 +1,7 @@
 """A small Lightning training script the tests run as a real process: python lit_script.py MODE STORE ROOT [PACKAGE].
 
 MODE: fit, fit_test (fit, then test and validate on the same trainer), fail (an exception at step 3),
-interrupt (KeyboardInterrupt at step 3),
+interrupt (KeyboardInterrupt at step 3), sigterm (Lightning's SIGTERMException at step 3),
 ckpt (checkpoints logged as artifacts), ddp (two CPU processes through Lightning's own launcher).
 PACKAGE: lightning (default) or pytorch_lightning. The data are random (seeded), the model a tiny MLP.
 """
@@ -37,6 +37,8 @@ class MLP(pl.LightningModule):
             raise RuntimeError("boom at step 3")
         if mode == "interrupt" and self.global_step == 3:
             raise KeyboardInterrupt  # as Ctrl-C would, inside the fit
+        if mode == "sigterm" and self.global_step == 3:  # what Lightning's SIGTERM handler raises
+            raise importlib.import_module(f"{pl.__name__}.utilities.exceptions").SIGTERMException(143)
         loss = self._loss(batch)
         self.log("train_loss", loss)
         # every rank logs its own value (no sync, not rank 0 only): one point per rank and step

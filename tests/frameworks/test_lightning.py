@@ -75,9 +75,11 @@ def test_a_fit_that_raises_ends_the_run_failed_with_its_points(store: Store, tmp
     assert query(store, "SELECT step FROM metric WHERE key = 'train_loss' ORDER BY step") == [(0,), (1,), (2,)]
 
 
-def test_an_interrupted_fit_ends_the_run_killed(store: Store, tmp_path: Path) -> None:
-    proc = lit("interrupt", store, tmp_path)
-    assert proc.returncode == 1, proc.stderr[-4000:]
+@pytest.mark.parametrize("mode", ["interrupt", "sigterm"])
+def test_an_interrupted_fit_ends_the_run_killed(store: Store, tmp_path: Path, mode: str) -> None:
+    """Ctrl-C (KeyboardInterrupt), or the SIGTERMException Lightning raises on SIGTERM, inside the fit."""
+    proc = lit(mode, store, tmp_path)
+    assert proc.returncode == (1 if mode == "interrupt" else 143), proc.stderr[-4000:]
     assert query(store, "SELECT status FROM run") == [("killed",)]
     assert query(store, "SELECT count(*) FROM metric WHERE key = 'train_loss'") == [(3,)]
 
