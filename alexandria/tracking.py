@@ -648,14 +648,16 @@ def _start_rank(
     0 never resumes the run.) Global rank 0 owns it: creates it (or, when its start is written
     already, a restarted job's, resumes the run that ended or attaches to it), records its end and status.
     Every other rank joins it as it is, even ended, or not created yet: its own segment, never a resume nor
-    an end.
+    an end; so does rank 0 when the run was shared with it and has started (a process that rank 0 started,
+    or rank 0 of Lightning's launcher, whose run began before the launch: the sharer owns it).
     """
     run_id = os.environ.get(RUN_ENV) or ""
-    if not is_run_id(run_id):
+    shared = is_run_id(run_id)
+    if not shared:
         index = _job_runs.get(experiment, 0)
         _job_runs[experiment] = index + 1
         run_id = job.run_id(experiment, index)
-    if job.rank != 0:
+    if job.rank != 0 or (shared and has_started(st, run_id)):  # a shared run is the sharer's to resume and end
         run = Run(st, run_id, experiment, owner=False, attempt=run_state(st, run_id).attempt, rank=job.rank)
         if tags:
             run.set_tags(tags)
@@ -670,7 +672,7 @@ def _start_rank(
         run._resume(state.status, tags or {})
         run._capture(kinds)
         return run
-    # running: this process's own run (a handle open already owns it), or a restarted job's
+    # running: a restarted job's run whose last rank 0 left no end, or this process's own (nested) run
     owner = not any(r.id == run_id and r.owner for r in list(_open_runs))
     run = Run(st, run_id, experiment, owner=owner, attempt=state.attempt, rank=0)
     if tags:

@@ -465,3 +465,29 @@ run.end()
     assert plain.returncode != 0 and b"NoActiveRunError" in err
     assert query(store, "SELECT status, attempt FROM run") == [("finished", 0)]
     assert query(store, "SELECT key, rank FROM metric WHERE key = 'late'") == [("late", 1)]
+
+
+RANK_ZERO_WITH_HELPER = """
+import subprocess, sys, alexandria
+run = alexandria.start_run(experiment="main", store=sys.argv[1])
+helper = "import sys, alexandria; h = alexandria.start_run(experiment='main', store=sys.argv[1]); print(h.id, h.owner)"
+out = subprocess.run([sys.executable, "-c", helper, sys.argv[1]], capture_output=True, text=True, check=True).stdout
+print(run.id, out.strip(), flush=True)
+run.log_metric("after", 1.0, 0)
+run.end("failed")
+"""
+
+
+def test_a_process_rank_zero_starts_joins_its_run_and_leaves_its_end_to_rank_zero(store: Store) -> None:
+    """A helper process of rank 0 has rank 0's variables and the run it shared: it joins that run, not as its
+    owner, so its exit does not end it: the run's end and status stay rank 0's."""
+    proc = python(RANK_ZERO_WITH_HELPER, str(store.root), env=torchrun_env(0, 2))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    run_id, helper_id, helper_owner = out.decode().split()
+    assert helper_id == run_id and helper_owner == "False"
+    assert query(store, "SELECT status FROM run") == [("failed",)]
+    assert query(store, "SELECT event, status FROM lifecycle ORDER BY timestamp") == [
+        ("started", "running"),
+        ("finished", "failed"),
+    ]
