@@ -13,8 +13,13 @@ import pytest
 from alexandria.store import Store
 from tests.conftest import child_env, need_framework, query
 
-need_framework("torch")
-need_framework("lightning")
+
+@pytest.fixture(autouse=True)
+def _frameworks() -> None:
+    """Every test here starts by needing torch and Lightning (skipped outside the frameworks environment)."""
+    need_framework("torch")
+    need_framework("lightning")
+
 
 SCRIPT = Path(__file__).with_name("lit_script.py")
 PARAMS = [("hidden", "8"), ("lr", "0.05"), ("optimizer.momentum", "0.0"), ("optimizer.name", "sgd")]

@@ -11,14 +11,13 @@ import pytest
 from alexandria.store import Store
 from tests.conftest import child_env, need_framework, query
 
-need_framework("torch")
-
 SCRIPT = Path(__file__).with_name("torchrun_script.py")
 STEPS = 25
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
 def test_every_rank_of_a_torchrun_job_logs_into_one_run(store: Store, tmp_path: Path, ranks: int) -> None:
+    need_framework("torch")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
     proc = subprocess.run(
         [*command, str(SCRIPT), str(store.root), str(STEPS)],
