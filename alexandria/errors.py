@@ -91,3 +91,8 @@ class UnsupportedError(AlexandriaError, NotImplementedError):
 class ImportSourceError(AlexandriaError):
     """What an importer was pointed at cannot be read: no such folder or store, nothing of that tracker in it,
     or the package that reads it is not installed."""
+
+
+class MissingExtraError(AlexandriaError, ImportError):
+    """An integration's framework is not installed (alexandria.integrations): the message names the extra
+    that installs it."""

@@ -53,6 +53,9 @@ class Header(_Event, tag="header"):
     #: A segment of edits made after the fact (`alex edit`, `alex delete`: see edits.py), not a life of the
     #: run: written whole and closed, it never counts for the run's status, end, last sign of life or attempt.
     annotation: bool = False
+    #: The global rank of its writer in a distributed job (ranks.py: torchrun, Lightning, MPI, Slurm), None
+    #: outside one: every metric point of the segment carries it, so a run's points tell its ranks apart.
+    rank: Union[int, None] = None  # noqa: UP007
 
 
 class RunStarted(_Event, tag="run_started"):

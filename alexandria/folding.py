@@ -199,7 +199,7 @@ RUN_EDIT = Keep(run_edit, ("run_id", "field"), ("value", "timestamp"), "value", 
 ARTIFACT = Keep(
     artifact, ("run_id", "name"), ("type", "path", "size", "sha256", "timestamp", "links"), "sha256", latest=True
 )
-METRIC = BulkAppend(metric, ("run_id", "key", "value", "step", "timestamp", "attempt"))
+METRIC = BulkAppend(metric, ("run_id", "key", "value", "step", "timestamp", "attempt", "rank"))
 BOOKKEEPING = _Bookkeeping()
 
 #: Every rule with rows, in the order a transaction writes them (foreign keys: the run rows come first).
@@ -346,7 +346,8 @@ class Batch:
     runs: set[str] = field(default_factory=set)
     rows: dict[Rule, list[Any]] = field(default_factory=lambda: {rule: [] for rule in RULES})
 
-    def fold(self, run_id: str, attempt: int, events: list[Any]) -> None:
+    def fold(self, run_id: str, attempt: int, events: list[Any], rank: int | None = None) -> None:
+        """Gather the rows of one segment's `events`; `attempt` and `rank` are its header's."""
         self.runs.add(run_id)
         metrics = self.rows[METRIC]
         rows = self.rows
@@ -358,7 +359,7 @@ class Batch:
                     v = decode_float(v)
                     if v != v:
                         v = None  # NaN: SQL has no NaN in SQLite; NULL stands for it
-                metrics.append((run_id, e.key, v, e.step, e.time, attempt))
+                metrics.append((run_id, e.key, v, e.step, e.time, attempt, rank))
             else:
                 for rule, make in _ROWS[t]:
                     rows[rule].extend(make(run_id, attempt, e))

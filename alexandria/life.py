@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .events import DECODE_ERRORS, Header, RunFinished, SegmentClosed, WriterInfo, decoder
+from .events import DECODE_ERRORS, Header, RunFinished, RunStarted, SegmentClosed, WriterInfo, decoder
 from .store import Store, open_segment
 
 #: Seconds of silence after which a writer writes a heartbeat; $ALEXANDRIA_HEARTBEAT_INTERVAL.
@@ -176,3 +176,19 @@ def run_state(store: Store, run_id: str, now: float | None = None) -> RunState:
         return RunState(max(ends, key=lambda e: (e.time, e.status)).status, attempt)
     alive = any(writer_alive(t.header.writer if t.header else None, t.last_time, t.closed, now) for t in tails)
     return RunState("running" if alive else "crashed", attempt)
+
+
+def has_started(store: Store, run_id: str) -> bool:
+    """Whether the run's start is written: the creator writes `run_started` first in its segment, straight
+    after the header, before `start_run` returns. A rank that joined a distributed job's run before its
+    rank 0 created it has a segment there without one."""
+    for path in store.run_segments(run_id):
+        with open(open_segment(path), "rb") as f:  # a link in a segment's place is never followed
+            f.readline()
+            line = f.readline()
+        try:
+            if isinstance(decoder.decode(line), RunStarted):
+                return True
+        except DECODE_ERRORS:
+            continue
+    return False

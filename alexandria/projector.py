@@ -114,6 +114,7 @@ class _Fold:
         count: int,
         attempt: int,
         budget: int,
+        rank: int | None = None,
     ) -> tuple[int, bool]:
         """Read the complete lines of one segment after `offset` (at most about `budget` bytes) into the batch;
         returns the budget left and whether lines were left for a later transaction."""
@@ -136,11 +137,12 @@ class _Fold:
         if offset == 0:
             header = reader.header
             attempt = header.attempt if header else 0
+            rank = header.rank if header else None
             position.update(_header_columns(header))
             if position["last_time"] is None and header is not None:
                 position["last_time"] = header.time
         if not reader.refused:
-            self.batch.fold(run_id, attempt, events)
+            self.batch.fold(run_id, attempt, events, rank)
         stats = self.stats
         for p in reader.problems:
             self.problems.append({"segment": rel, "offset": p.offset, "kind": p.kind, "detail": p.detail})
@@ -181,7 +183,7 @@ class _Fold:
         settle_runs(conn, self.batch.runs, running=running)
 
 
-_HEADER_COLUMNS = ("attempt", "host", "pid", "boot_id", "started", "heartbeat", "annotation")
+_HEADER_COLUMNS = ("attempt", "host", "pid", "boot_id", "started", "heartbeat", "annotation", "rank")
 
 
 def _header_columns(header: Header | None) -> dict[str, Any]:
@@ -195,6 +197,7 @@ def _header_columns(header: Header | None) -> dict[str, Any]:
             "started": None,
             "heartbeat": None,
             "annotation": False,
+            "rank": None,
         }
     w = header.writer
     return {
@@ -205,6 +208,7 @@ def _header_columns(header: Header | None) -> dict[str, Any]:
         "started": w.started,
         "heartbeat": w.heartbeat,
         "annotation": header.annotation,
+        "rank": header.rank,
     }
 
 

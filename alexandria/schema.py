@@ -6,7 +6,8 @@ parent_id/attempt/last_seen, a `lifecycle` table (every start, resume and
 end of a run), timestamps on most rows, artifact size, sha256 and links, a `tag`
 table that run.tags (JSON) is kept in step with, dataset role/format/size,
 the git details of `code`, the interpreter details of `environment`, and the
-`attempt` (which life of a resumed run) on metric, code and environment rows,
+`attempt` (which life of a resumed run) on metric, code and environment rows, the
+`rank` (of a distributed job's process, ranks.py) on metric and log_segment rows,
 and what a user edits after the fact (edits.py): run.name/note/deleted, the
 latest edit of each field in `run_edit` and of each tag in `tag_state`. A
 deleted run keeps its rows (`alex gc` purges it for good): a query of live runs
@@ -46,7 +47,7 @@ from sqlalchemy import (
 )
 
 #: Bump when any table changes: databases of another version are rebuilt from the logs.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -112,6 +113,7 @@ metric = Table(
     Column("step", Int64),
     Column("timestamp", Float),
     Column("attempt", Integer),  # which life of the run logged it: 0, or n after the n-th resume
+    Column("rank", Integer),  # the global rank that logged it in a distributed job (ranks.py); NULL outside one
 )
 #: The big index, created after a rebuild has loaded the rows.
 metric_index = Index("ix_metric_run_key_step", metric.c.run_id, metric.c.key, metric.c.step)
@@ -237,6 +239,7 @@ log_segment = Table(
     Column("last_time", Float),  # time of its newest folded line
     Column("closed", Boolean),  # its writer ended cleanly
     Column("annotation", Boolean),  # edits made after the fact (events.Header.annotation): not a life
+    Column("rank", Integer),  # its writer's global rank in a distributed job (events.Header.rank)
 )
 
 log_problem = Table(

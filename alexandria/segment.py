@@ -135,12 +135,14 @@ class SegmentWriter:
         run_id: str,
         *,
         attempt: int = 0,
+        rank: int | None = None,
         flush_interval: float = FLUSH_INTERVAL,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
     ) -> None:
         self.run_dir = run_dir
         self.run_id = run_id
         self.attempt = attempt
+        self.rank = rank
         self.flush_interval = flush_interval
         self.heartbeat_interval = heartbeat_interval
         self._last_write = 0.0  # monotonic time of the last append
@@ -265,7 +267,12 @@ class SegmentWriter:
         writer = this_writer()
         writer.heartbeat = self.heartbeat_interval
         header = Header(
-            time=time.time(), format=FORMAT_VERSION, run_id=self.run_id, writer=writer, attempt=self.attempt
+            time=time.time(),
+            format=FORMAT_VERSION,
+            run_id=self.run_id,
+            writer=writer,
+            attempt=self.attempt,
+            rank=self.rank,
         )
         self._out[0:0] = encoder.encode(header) + b"\n"
 

@@ -15,6 +15,12 @@ does I/O per event. Processes and runs:
   never touches the parent's buffer or file); a spawned or forkserver child
   finds the run through $ALEXANDRIA_RUN_ID and $ALEXANDRIA_STORE, which
   `start_run` sets, and attaches on its first module-level logging call.
+* Every rank of a distributed job (torchrun, Lightning's DDP launcher, MPI, Slurm: ranks.py) logs into one
+  run: `start_run(experiment=...)` finds the run a parent shared, else derives the id from the job's identity
+  and the experiment; global rank 0 creates and ends it, the other ranks join it without ever resuming or
+  ending it (`_start_rank`). Each rank's points carry its rank (`Header.rank`, `metric.rank`).
+* Of processes that start one new run id at once (`start_run(run_id=..., experiment=...)`), the one whose
+  exclusive mkdir of the run's folder succeeds creates it; the others attach (`_claim_new`).
 * Pending events are written on `flush()`, `end()`, interpreter exit, the exit
   of a multiprocessing child, and SIGTERM (hooks.py).
 
@@ -64,8 +70,9 @@ from .events import (
     TagSet,
 )
 from .files import copy_atomically, hash_file
-from .life import ENDED, run_state
+from .life import ENDED, has_started, run_state
 from .names import check_name, generate_name
+from .ranks import Job, current_job
 from .segment import BATCH_SIZE, SegmentWriter
 from .store import STORE_ENV, Store, is_run_id, make_dirs, refuse_links
 from .values import (
@@ -115,7 +122,16 @@ def _ordered_time() -> float:
 class Run:
     """A handle on one run in one process. Use `start_run` to get one."""
 
-    def __init__(self, store: Store, run_id: str, experiment: str | None, *, owner: bool, attempt: int = 0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        experiment: str | None,
+        *,
+        owner: bool,
+        attempt: int = 0,
+        rank: int | None = None,
+    ) -> None:
         self.store = store
         self.id = run_id
         self.experiment = experiment
@@ -125,15 +141,23 @@ class Run:
         self.owner = owner
         #: 0 in the run's first life, n after its n-th resume.
         self.attempt = attempt
+        #: This process's global rank in a distributed job (ranks.py), None outside one: its segment's
+        #: header carries it, and so every metric point it logs (`metric.rank`).
+        self.rank = rank
         self.parent_id: str | None = None
         self._params: dict[str, str] = {}
         self._metric_keys: set[str] = set()
         self._ended = False
         self._capture_thread: threading.Thread | None = None
         self._sampler: _system.Sampler | None = None
-        self._writer = SegmentWriter(store.run_dir(run_id), run_id, attempt=attempt)
+        self._writer = SegmentWriter(store.run_dir(run_id), run_id, attempt=attempt, rank=rank)
         self._queue = self._writer.queue
         _open_runs.add(self)
+
+    @property
+    def ended(self) -> bool:
+        """Whether this handle was ended (its logging calls raise RunEndedError)."""
+        return self._ended
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "active"
@@ -449,7 +473,7 @@ class Run:
         old.abandon()
         self._capture_thread = None  # the parent's thread; the parent records what it captures
         self._sampler = None  # the parent's too: a forked child never samples the machine
-        self._writer = SegmentWriter(old.run_dir, self.id, attempt=self.attempt)
+        self._writer = SegmentWriter(old.run_dir, self.id, attempt=self.attempt, rank=self.rank)
         self._queue = self._writer.queue
         self.owner = False  # the parent records the end of the run
 
@@ -532,6 +556,9 @@ def start_run(
     `name` is a readable name for a new run (not unique: the id stays its identity); without one a name of
     two words and a number is generated ("brisk-heron-42"). Given with `run_id=`, it renames the run.
 
+    In a rank of a distributed job (ranks.py), `start_run(experiment=...)` logs into the job's one run: rank
+    0 owns it, the other ranks join it (the module's docstring; README "Distributed training").
+
     `start_time` (unix seconds) is when a new run began, for a run logged after the fact (an import, with
     `log_metric(..., timestamp=)` and `end(end_time=)`); by default, now.
 
@@ -556,36 +583,122 @@ def start_run(
     started = None if start_time is None else event_time(start_time, "start_time")
     if run_id is not None and (not isinstance(run_id, str) or not is_run_id(run_id)):
         raise InvalidInputError(f"run_id must be a 32-character lowercase hex uuid, got {run_id!r}")
-    continued = run_id is not None and (experiment is None or st.run_exists(run_id))
+    job = current_job()
+    if job is not None and run_id is None and not (parent or nested) and isinstance(experiment, str) and experiment:
+        return _activate(_start_rank(st, job, experiment, tags, name, started, kinds))
+    rank = None if job is None else job.rank
+    parent_id = None
+    if run_id is None or (experiment is not None and not st.run_exists(run_id)):  # a new run: checked first
+        _require_experiment(experiment)
+        _tag_texts(tags or {})
+        parent_id = _parent_id(st, parent, nested)
+    continued = run_id is not None and (experiment is None or not _claim_new(st, run_id))
     if started is not None and continued:
         raise InvalidInputError("start_time= is for a new run: a run continued with run_id= began already")
     if continued:
         assert run_id is not None
         st.require_run(run_id)
         state = run_state(st, run_id)
-        if state.status == "running":
-            run = Run(st, run_id, experiment, owner=False, attempt=state.attempt)
+        if state.status == "running" or not has_started(st, run_id) or (job is not None and job.rank != 0):
+            # (a run whose creator is writing its start; a rank's job run, never resumed but by rank 0)
+            run = Run(st, run_id, experiment, owner=False, attempt=state.attempt, rank=rank)
             if tags:
                 run.set_tags(tags)
         else:
-            run = Run(st, run_id, experiment, owner=True, attempt=state.attempt + 1)
+            run = Run(st, run_id, experiment, owner=True, attempt=state.attempt + 1, rank=rank)
             run._resume(state.status, tags or {})
             run._capture(kinds)
         if name is not None:
             run._put(RunEdited(name=name, time=_ordered_time()))
             run.name = name
     else:
-        if not isinstance(experiment, str) or not experiment:
-            raise InvalidInputError(
-                "start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to"
-            )
-        parent_id = _parent_id(st, parent, nested)
+        assert isinstance(experiment, str)
         run_id = run_id or uuid.uuid4().hex
-        run = new_run(st, run_id, experiment, tags, parent_id=parent_id, name=name, start_time=started)
+        run = new_run(st, run_id, experiment, tags, parent_id=parent_id, name=name, start_time=started, rank=rank)
         run._capture(kinds)
     if sampling and _system.wanted(system_metrics, run.owner):
         run._sampler = _system.start(run, interval)
     return _activate(run)
+
+
+def _require_experiment(experiment: Any) -> None:
+    if not isinstance(experiment, str) or not experiment:
+        raise InvalidInputError(
+            "start_run needs experiment='name' (a non-empty string) or run_id= of a run to attach to"
+        )
+
+
+def _claim_new(st: Store, run_id: str) -> bool:
+    """Whether this process creates run `run_id` (`start_run(run_id=..., experiment=...)` of a run the store
+    lacks): the run's folder is claimed with one exclusive mkdir, as importers claim theirs, so of several
+    processes starting the same new id at once exactly one writes its start and owns it; the others attach."""
+    if st.run_exists(run_id):
+        return False
+    try:
+        make_dirs(st.runs_dir)
+        os.mkdir(st.run_dir(run_id))
+    except FileExistsError:
+        return False
+    except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
+        raise StoreError(
+            f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
+            "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
+        ) from exc
+    return True
+
+
+#: How many runs of each experiment this process started as a rank of a distributed job (their ids'
+#: index: every rank of the job counts the same, so the n-th run of every rank is the same run).
+_job_runs: dict[str, int] = {}
+
+
+def _start_rank(
+    st: Store,
+    job: Job,
+    experiment: str,
+    tags: Mapping[str, Any] | None,
+    name: str | None,
+    started: float | None,
+    kinds: frozenset[str],
+) -> Run:
+    """`start_run(experiment=...)` in a rank of a distributed job (ranks.py): every rank logs into one run.
+
+    Its id is the run a parent process shared ($ALEXANDRIA_RUN_ID: Lightning's main process, or a job script
+    that exported one), else derived from the job's identity and the experiment, so that the ranks agree
+    without talking. (With `run_id=` given, `start_run` does as anywhere else, except that a rank other than
+    0 never resumes the run.) Global rank 0 owns it: creates it (or, when its start is written
+    already, a restarted job's, resumes the run that ended or attaches to it), records its end and status.
+    Every other rank joins it as it is, even ended, or not created yet: its own segment, never a resume nor
+    an end; so does rank 0 when the run was shared with it and has started (a process that rank 0 started,
+    or rank 0 of Lightning's launcher, whose run began before the launch: the sharer owns it).
+    """
+    run_id = os.environ.get(RUN_ENV) or ""
+    shared = is_run_id(run_id)
+    if not shared:
+        index = _job_runs.get(experiment, 0)
+        _job_runs[experiment] = index + 1
+        run_id = job.run_id(experiment, index)
+    if job.rank != 0 or (shared and has_started(st, run_id)):  # a shared run is the sharer's to resume and end
+        run = Run(st, run_id, experiment, owner=False, attempt=run_state(st, run_id).attempt, rank=job.rank)
+        if tags:
+            run.set_tags(tags)
+        return run
+    if not has_started(st, run_id):
+        run = new_run(st, run_id, experiment, tags, name=name, start_time=started, rank=0)
+        run._capture(kinds)
+        return run
+    state = run_state(st, run_id)
+    if state.status != "running":  # a restarted job's run (torchelastic restarts its ranks): a new life
+        run = Run(st, run_id, experiment, owner=True, attempt=state.attempt + 1, rank=0)
+        run._resume(state.status, tags or {})
+        run._capture(kinds)
+        return run
+    # running: a restarted job's run whose last rank 0 left no end, or this process's own (nested) run
+    owner = not any(r.id == run_id and r.owner for r in list(_open_runs))
+    run = Run(st, run_id, experiment, owner=owner, attempt=state.attempt, rank=0)
+    if tags:
+        run.set_tags(tags)
+    return run
 
 
 def new_run(
@@ -597,12 +710,13 @@ def new_run(
     parent_id: str | None = None,
     name: str | None = None,
     start_time: float | None = None,
+    rank: int | None = None,
 ) -> Run:
     """Create a run with this id and write its start, without making it the active run: `start_run`'s new
     run, and an importer's, whose id is derived from its source (`alexandria.importers.stable_run_id`)."""
     if name is not None:
         check_name(name)
-    run = Run(st, run_id, experiment, owner=True)
+    run = Run(st, run_id, experiment, owner=True, rank=rank)
     try:
         make_dirs(st.run_dir(run.id))  # a link in its place is refused (UnsafePathError), never written through
     except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
@@ -725,6 +839,9 @@ def active_run() -> Run | None:
     st = Store.open(store)
     st.require_run(run_id)
     state = run_state(st, run_id)
+    job = current_job()
+    if job is not None and job.rank != 0:  # a rank joins its job's run as it is, even ended (see start_run)
+        return _activate(Run(st, run_id, None, owner=False, attempt=state.attempt, rank=job.rank))
     if state.status in ENDED:  # never resumed from here: that is the parent's business
         raise NoActiveRunError(
             f"the run this process inherited from its parent ({run_id}) has already ended; "

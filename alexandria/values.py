@@ -104,8 +104,9 @@ def param_to_str(value: Any) -> str:
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys, {"opt": {"lr": 1}} -> {"opt.lr": 1}: how a nested config becomes
-    parameters (an empty mapping stays one value)."""
+    """Nested mappings as dotted keys, {"opt": {"lr": 1}} -> {"opt.lr": 1}: the one spelling of nested
+    parameters and config (the W&B adapter and importer, Lightning's hyperparameters, the callbacks); an
+    empty mapping stays one value."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"

@@ -53,7 +53,15 @@ class FoldTransaction(Protocol):
         """The runs whose rows this transaction writes."""
 
     def fold_segment(
-        self, path: Path, rel: str, size: int, offset: int, count: int, attempt: int, budget: int
+        self,
+        path: Path,
+        rel: str,
+        size: int,
+        offset: int,
+        count: int,
+        attempt: int,
+        budget: int,
+        rank: int | None = None,
     ) -> tuple[int, bool]:
         """Read one segment after `offset` into the transaction; returns (budget left, lines left over)."""
 

@@ -238,7 +238,7 @@ class PostgresBackend(Backend):
                     locked = {
                         row.path: row
                         for row in conn.execute(
-                            select(seg.path, seg.offset, seg.events, seg.attempt)
+                            select(seg.path, seg.offset, seg.events, seg.attempt, seg.rank)
                             .where(seg.path.in_(rels))
                             .order_by(seg.path)
                             .with_for_update(skip_locked=not block)
@@ -257,7 +257,7 @@ class PostgresBackend(Backend):
                             more = True
                             break
                         budget, cut = fold.fold_segment(
-                            path, rel, size, row.offset, row.events, row.attempt or 0, budget
+                            path, rel, size, row.offset, row.events, row.attempt or 0, budget, row.rank
                         )
                         more = more or cut
                 running = set(conn.execute(select(run.c.id).where(run.c.status == "running")).scalars())

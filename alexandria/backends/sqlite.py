@@ -264,17 +264,17 @@ class SQLiteBackend(Backend):
         with engine.begin() as conn:
             seg = log_segment.c
             known = {
-                row.path: (row.offset, row.events, row.attempt or 0)
-                for row in conn.execute(select(seg.path, seg.offset, seg.events, seg.attempt))
+                row.path: (row.offset, row.events, row.attempt or 0, row.rank)
+                for row in conn.execute(select(seg.path, seg.offset, seg.events, seg.attempt, seg.rank))
             }
             for path, rel, size in segment_sizes(store):
-                offset, count, attempt = known.get(rel, (0, 0, 0))
+                offset, count, attempt, rank = known.get(rel, (0, 0, 0, None))
                 if size <= offset:
                     continue
                 if budget <= 0:
                     more = True
                     break
-                budget, cut = fold.fold_segment(path, rel, size, offset, count, attempt, budget)
+                budget, cut = fold.fold_segment(path, rel, size, offset, count, attempt, budget, rank)
                 more = more or cut
             fold.write(conn)
         return more, False
