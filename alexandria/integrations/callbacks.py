@@ -5,12 +5,15 @@ hook for it), so the process hooks (hooks.py) record how a run the callback left
 uncaught exception, killed on Ctrl-C or SIGTERM. What the callback decides is which run it logs into and
 whether it owns that run's end:
 
-* a run of its own, started when training begins and ended ("finished") when training ends;
+* a run of its own, started when training begins; the end of training only writes out what is queued, so
+  `trainer.evaluate()` or `predict()` after `train()`, or a second `fit`, log into the same run, and the run
+  ends when the process exits ("finished", or failed/killed by the process hooks) or at the callback's
+  `end()` (a notebook's way: its kernel outlives the training), as the Lightning logger's run does;
 * or the run the process already has active (`alexandria.start_run(...)` around `fit`/`train`, or a run
   shared by a parent process): logged into, never ended, since its owner ends it.
 
-Logged to again after training ended (`trainer.evaluate()` after `trainer.train()`, a second `fit`), a run of
-its own is resumed (`start_run(run_id=...)`: its next life), so everything one callback logs stays one run.
+Logged to again after `end()`, a run of its own is resumed (`start_run(run_id=...)`: its next life), so
+everything one callback logs stays one run.
 """
 
 from __future__ import annotations
@@ -47,9 +50,9 @@ class CallbackRun:
     def begin(self, default_experiment: str, name: str | None = None) -> tuple[Run, bool]:
         """The run to log into now, and whether it is new (its parameters not logged yet)."""
         run = self.run
-        if run is not None and not run._ended:
+        if run is not None and not run.ended:
             return run, False
-        if run is not None and self.owned:  # ended by this callback when training ended: its next life
+        if run is not None and self.owned:  # ended by the callback's end(): its next life
             self.run = start_run(run_id=run.id, store=run.store)
             return self.run, False
         # an adopted run its owner has ended since is not ours to resume: a run of the process, or a new one
@@ -91,10 +94,16 @@ class CallbackRun:
                 except ParamConflictError as exc:
                     _log.warning("alexandria: %s", exc)
 
-    def end(self, status: str = "finished") -> None:
-        """End the run if this callback started it; an adopted run is only flushed."""
+    def training_ended(self) -> None:
+        """The end of a fit or of training: write out what is queued; the run stays open for what follows."""
         run = self.run
-        if run is None or run._ended:
+        if run is not None and not run.ended:
+            run.flush()
+
+    def end(self, status: str = "finished") -> None:
+        """End the run now if this callback started it; an adopted run is only flushed."""
+        run = self.run
+        if run is None or run.ended:
             return
         if self.owned:
             run.end(status)

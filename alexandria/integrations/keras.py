@@ -12,7 +12,9 @@ What lands in the run (docs in the README's Keras section):
 * every epoch: the epoch logs as Keras names them in `History` (`loss`, `val_loss`, ...), `learning_rate`
   and `epoch` (the number of epochs done), at the global batch count when the epoch ended, so that batch
   and epoch curves share one step axis;
-* the end: "finished" when the fit ends; failed or killed through the process hooks.
+* the end: the end of a fit only writes out what is queued (a second fit, `evaluate`, log on into the same
+  run); the run ends "finished" when the process exits (or at `callback.end()`, a notebook's way), failed
+  or killed through the process hooks.
 """
 
 from __future__ import annotations
@@ -99,8 +101,13 @@ class AlexandriaCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._add_learning_rate(metrics, "learning_rate")  # unless ReduceLROnPlateau put it in the logs
             run.log_metrics(metrics, step=self._batches)
 
+    def end(self, status: str = "finished") -> None:
+        """End the callback's run now ("finished", "failed" or "killed"): in a notebook, whose kernel outlives
+        the training; elsewhere the run ends when the process exits. A run the script started is its own."""
+        self._run.end(status)
+
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        self._run.end("finished")
+        self._run.training_ended()
 
     def _add_learning_rate(self, metrics: dict[str, float], key: str) -> None:
         """The optimizer's current learning rate (a schedule's value at this step), as W&B's Keras logger

@@ -26,7 +26,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from .. import tracking
+from .. import hooks, tracking
 from ..errors import InvalidInputError, MissingExtraError
 from ..store import Store
 from ..values import flatten
@@ -124,7 +124,10 @@ def _logger_class(package: str, module: str) -> type:
             exc = sys.exc_info()[1]  # Lightning calls finalize("failed") while it handles the exception
             kind = type(exc).__name__ if exc is not None else ""
             ended = "killed" if kind in _STOPPED or status != "failed" else "failed"
-            run.end(ended if run.owner else None, error=f"{kind}: {exc}" if exc is not None else None)
+            error = None if exc is None else f"{kind}: {exc}" if str(exc) else kind
+            if hooks.sigterm_received():  # Lightning's graceful stop on SIGTERM: as every run killed by it says
+                ended, error = "killed", "SIGTERM"
+            run.end(ended if run.owner else None, error=error)
 
         def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
             """With `log_checkpoints=True`, copy every checkpoint file saved since the last call into the run

@@ -9,8 +9,10 @@ What lands in the run (docs in the README's Transformers section):
 * every `on_log` as metrics at `state.global_step`, keys as the Trainer names them (`loss`, `learning_rate`,
   `grad_norm`, `epoch`, `eval_loss`, `train_runtime`, ...: `metric_for_best_model` names them so too);
   `trainer.predict`'s metrics (`test_*`), which the Trainer does not log, at the same step;
-* the end: "finished" when training ends; failed or killed through the process hooks (the callback never
-  sees the exception). Only the world process zero logs.
+* the end: the end of training only writes out what is queued, so `trainer.evaluate()` and `predict()`
+  after `train()` log into the same run; it ends "finished" when the process exits (or at `callback.end()`,
+  a notebook's way), failed or killed through the process hooks (the callback never sees the exception).
+  Only the world process zero logs.
 
 `report_to="alexandria"` works once this module is imported: the Trainer looks each name up, when it is
 built, in `transformers.integrations.integration_utils.INTEGRATION_TO_CALLBACK` (a plain dict, the same lookup
@@ -94,12 +96,17 @@ class AlexandriaCallback(transformers.TrainerCallback):  # type: ignore[misc]
         if run is not None:
             run.log_metrics(self._run.scalars(metrics), step=state.global_step)
 
+    def end(self, status: str = "finished") -> None:
+        """End the callback's run now ("finished", "failed" or "killed"): in a notebook, whose kernel outlives
+        the training; elsewhere the run ends when the process exits. A run the script started is its own."""
+        self._run.end(status)
+
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or self._run.run is None:
             return
         if self.log_model and model is not None:
             self._log_model(model, kwargs.get("processing_class") or kwargs.get("tokenizer"))
-        self._run.end("finished")
+        self._run.training_ended()
 
     def _log_model(self, model: Any, processor: Any) -> None:
         run = self._run.run

@@ -51,7 +51,12 @@ if event == "adopt":  # the script's own run, and a callback per fit: both log i
         run.log_metric("after_fit", 1.0, step=99)
 else:
     history = model.fit(x, y, batch_size=8, epochs=3, validation_split=0.2, verbose=0, callbacks=[Record(), callback])
-if event == "refit":
+if event == "end-refit":  # a notebook's way: end the run, later fit again with the same callback
+    callback.end()
+    from alexandria.db import open_database
+    with open_database(callback._run.run.store).connect() as conn:
+        print("STATUS", conn.exec_driver_sql("SELECT status FROM run").scalar_one(), flush=True)
+if event in ("refit", "end-refit"):
     model.fit(x, y, batch_size=8, epochs=1, validation_split=0.2, verbose=0, callbacks=[Record(), callback])
 print("HISTORY", json.dumps(history.history), flush=True)
 print("BATCHES", json.dumps(batches), flush=True)
@@ -123,9 +128,21 @@ def test_log_every_n_batches_and_a_second_fit_count_on(store: Store) -> None:
     assert [s for s, _ in points(store, run_id, "batch/loss")] == [3, 6, 9, 12, 15]
     assert [s for s, _ in points(store, run_id, "val_loss")] == [4, 8, 12, 16]
     assert query(store, f"SELECT event, attempt FROM lifecycle WHERE run_id = '{run_id}' ORDER BY id") == [
-        ("started", 0), ("finished", 0), ("resumed", 1), ("finished", 1),
+        ("started", 0), ("finished", 0),  # the end of a fit is not the run's: it ends at exit
     ]
     assert query(store, f"SELECT count(*) FROM parameter WHERE run_id = '{run_id}' AND key = 'fit.epochs'") == [(1,)]
+
+
+def test_end_ends_the_run_now_and_a_later_fit_resumes_it(store: Store) -> None:
+    code, out, err = fit(every=3, event="end-refit")
+    assert code == 0, err
+    assert printed(out, "STATUS") == "finished"  # before the process ends: end() ended it
+    run_id, _, status, _ = the_run(store)
+    assert status == "finished"
+    assert [s for s, _ in points(store, run_id, "val_loss")] == [4, 8, 12, 16]  # the second fit counts on
+    assert query(store, f"SELECT event, attempt FROM lifecycle WHERE run_id = '{run_id}' ORDER BY id") == [
+        ("started", 0), ("finished", 0), ("resumed", 1), ("finished", 1),
+    ]
 
 
 def test_epochs_only(store: Store) -> None:
