@@ -212,6 +212,20 @@ class Store:
     def artifact_dir(self, run_id: str) -> Path:
         return self.root / "artifacts" / run_id
 
+    def claim_run_dir(self, run_id: str, remedy: str) -> bool:
+        """Create the run's folder with one exclusive mkdir: True for the one process that made it (it writes
+        the run's start), False if it was there already. Of several processes creating one new run at once
+        (ranks, imports) exactly one wins. A store this process may not write is a StoreError ending in
+        `remedy` (what the caller's user should do)."""
+        try:
+            make_dirs(self.runs_dir)
+            os.mkdir(self.run_dir(run_id))
+        except FileExistsError:
+            return False
+        except OSError as exc:  # permissions, a read-only mount, a full disk
+            raise StoreError(f"cannot create a run directory in {self.runs_dir}: {exc.strerror}; {remedy}") from exc
+        return True
+
     def run_exists(self, run_id: str) -> bool:
         """Whether the run's folder is there (UnsafePathError if a link or another file has its place)."""
         try:

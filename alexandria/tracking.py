@@ -634,17 +634,7 @@ def _claim_new(st: Store, run_id: str) -> bool:
     processes starting the same new id at once exactly one writes its start and owns it; the others attach."""
     if st.run_exists(run_id):
         return False
-    try:
-        make_dirs(st.runs_dir)
-        os.mkdir(st.run_dir(run_id))
-    except FileExistsError:
-        return False
-    except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
-        raise StoreError(
-            f"cannot create a run directory in {st.runs_dir}: {exc.strerror}; "
-            "log into a store this process may write (store=, or $ALEXANDRIA_STORE)"
-        ) from exc
-    return True
+    return st.claim_run_dir(run_id, "log into a store this process may write (store=, or $ALEXANDRIA_STORE)")
 
 
 #: How many runs of each experiment this process started as a rank of a distributed job (their ids'

@@ -8,16 +8,15 @@ called: `import alexandria` never loads them.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ImportSourceError, StoreError
+from ..errors import ImportSourceError
 from ..life import run_state
-from ..store import Store, make_dirs
+from ..store import Store
 
 if TYPE_CHECKING:
     from ..tracking import Run
@@ -58,16 +57,8 @@ def start_imported_run(
     both write the same run)."""
     from ..tracking import new_run
 
-    try:
-        make_dirs(store.runs_dir)
-        os.mkdir(store.run_dir(run_id))
-    except FileExistsError:
+    if not store.claim_run_dir(run_id, "import into a store this process may write (--store, or $ALEXANDRIA_STORE)"):
         return None
-    except OSError as exc:  # a store this process may not write (permissions, a read-only mount, a full disk)
-        raise StoreError(
-            f"cannot create a run directory in {store.runs_dir}: {exc.strerror}; "
-            "import into a store this process may write (--store, or $ALEXANDRIA_STORE)"
-        ) from exc
     return new_run(store, run_id, experiment, tags, parent_id=parent_id, name=name, start_time=start_time)
 
 
