@@ -261,7 +261,9 @@ def test_show_in_every_format(store: Store, two_runs: tuple[str, str]) -> None:
     assert shown["tags"] == {"team": "vision"}
     assert shown["metrics"] == [{"key": "loss", "count": 10, "last_value": 0.1, "last_step": 9, "min": 0.1, "max": 1.0}]
     assert shown["code"]["run_id"] == a and shown["environment"]["python_version"]
-    assert shown["artifacts"] == [] and shown["children"] == [] and shown["problems"] == []
+    # the only artifact is the captured diff of uncommitted changes, when the tree has any
+    assert [a["type"] for a in shown["artifacts"]] in ([], ["git-diff"])
+    assert shown["children"] == [] and shown["problems"] == []
     assert [e["event"] for e in shown["lifecycle"]] == ["started", "finished"]
 
 
