@@ -1,4 +1,5 @@
-"""torchrun on CPU (gloo) for real: 2 and 4 ranks, each logging its own steps, end in one run."""
+"""torchrun (2 and 4 ranks) and `accelerate launch` (2) on CPU (gloo) for real: each rank logging its own steps,
+they end in one run."""
 
 from __future__ import annotations
 
@@ -15,10 +16,22 @@ SCRIPT = Path(__file__).with_name("torchrun_script.py")
 STEPS = 25
 
 
-@pytest.mark.parametrize("ranks", [2, 4])
-def test_every_rank_of_a_torchrun_job_logs_into_one_run(store: Store, tmp_path: Path, ranks: int) -> None:
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node={ranks}")
+# accelerate's launcher on a machine without GPUs: --multi_gpu is what hands it to torch.distributed.run (its
+# --cpu runs one process, or MPI); the job has torchelastic's default id "none", named by the launcher process.
+ACCELERATE = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes={ranks}", "--num_machines=1",
+              "--mixed_precision=no", "--dynamo_backend=no")
+
+
+@pytest.mark.parametrize(("launcher", "ranks"), [(TORCHRUN, 2), (TORCHRUN, 4), (ACCELERATE, 2)],
+                         ids=["torchrun-2", "torchrun-4", "accelerate-2"])
+def test_every_rank_of_a_torchrun_job_logs_into_one_run(
+    store: Store, tmp_path: Path, launcher: tuple[str, ...], ranks: int
+) -> None:
     need_framework("torch")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+    if launcher is ACCELERATE:
+        need_framework("accelerate")
+    command = [sys.executable, *(part.format(ranks=ranks) for part in launcher)]
     proc = subprocess.run(
         [*command, str(SCRIPT), str(store.root), str(STEPS)],
         env=child_env(OMP_NUM_THREADS="1"),
