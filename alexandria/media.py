@@ -135,7 +135,8 @@ def _image_array(what: str, image: Any) -> Any:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
-        hint = "; a channels-first array becomes one with array.transpose(1, 2, 0)" if a.ndim == 3 else ""
+        channels_first = a.ndim == 3 and a.shape[0] in (1, 3, 4)
+        hint = "; a channels-first array becomes one with array.transpose(1, 2, 0)" if channels_first else ""
         raise InvalidInputError(
             f"{what}: an image array must be HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA); got shape {a.shape}{hint}"
         )
@@ -167,13 +168,18 @@ def _image_array(what: str, image: Any) -> Any:
     )
 
 
+def _package(obj: Any) -> str:
+    """The top-level package an object's class comes from ("pandas", "plotly", ...), told without importing it."""
+    return (type(obj).__module__ or "").partition(".")[0]
+
+
 # -- figures ------------------------------------------------------------------------------------------------------
 def encode_figure(key: str, fig: Any) -> Encoded:
     """A plotly figure as its JSON; a matplotlib figure as PNG and SVG."""
-    module = type(fig).__module__ or ""
-    if module.startswith("plotly.") and hasattr(fig, "to_json"):
+    module = _package(fig)
+    if module == "plotly" and hasattr(fig, "to_json"):
         return Encoded("figure", [("plotly.json", "plotly.json", fig.to_json().encode("utf-8"))])
-    if module.startswith("matplotlib.") and hasattr(fig, "savefig"):
+    if module == "matplotlib" and hasattr(fig, "savefig"):
         png, svg = io.BytesIO(), io.BytesIO()
         fig.savefig(png, format="png")
         fig.savefig(svg, format="svg")
@@ -195,13 +201,13 @@ def encode_table(key: str, data: Any) -> Encoded:
     """A table as Parquet (pyarrow installed) or CSV: a pandas DataFrame, a pyarrow Table, a list of dicts
     (one per row) or a dict of columns (equal lengths)."""
     what = f"log_table({key!r})"
-    module = type(data).__module__ or ""
+    module = _package(data)
     frame = table = None
-    if module.startswith("pandas.") and hasattr(data, "columns"):
+    if module == "pandas" and hasattr(data, "columns"):
         frame = data
         columns = [str(c) for c in data.columns]
         n_rows = len(data)
-    elif module.startswith("pyarrow") and hasattr(data, "column_names"):
+    elif module == "pyarrow" and hasattr(data, "column_names"):
         table = data
         columns, n_rows = [str(c) for c in data.column_names], data.num_rows
     elif isinstance(data, Mapping):
