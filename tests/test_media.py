@@ -193,7 +193,7 @@ def test_texts_and_histograms_and_the_readmes_queries(store: Store) -> None:
         f"SELECT step, value_min, value_max, value_count, nonfinite, n_rows FROM media "
         f"WHERE run_id = '{run.id}' AND key = 'weights' ORDER BY step",
     )
-    for (step, low, high, count, nonfinite, bins), v in zip(summary, values, strict=True):
+    for (_step, low, high, count, nonfinite, bins), v in zip(summary, values, strict=True):
         finite = v[np.isfinite(v)]
         assert (low, high, count, nonfinite, bins) == (
             finite.min(),
@@ -441,9 +441,11 @@ def test_alex_show_lists_the_media_keys(store: Store) -> None:
 def test_an_artifact_cannot_take_the_media_folders_name(store: Store, tmp_path: Path) -> None:
     src = tmp_path / "f.txt"
     src.write_text("x")
-    with alexandria.start_run(experiment="media", store=store) as run:
-        with pytest.raises(InvalidInputError, match="is where the run's media files are kept"):
-            run.log_artifact(src, name=".media")
+    with (
+        alexandria.start_run(experiment="media", store=store) as run,
+        pytest.raises(InvalidInputError, match="is where the run's media files are kept"),
+    ):
+        run.log_artifact(src, name=".media")
 
 
 def test_gc_purges_a_deleted_runs_media_and_keeps_the_others(store: Store) -> None:
