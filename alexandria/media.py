@@ -69,7 +69,7 @@ def key_folder(key: str) -> str:
     return name
 
 
-def _require_pillow(what: str) -> Any:
+def require_pillow(what: str) -> Any:
     try:
         import PIL.Image
     except ImportError:
@@ -97,7 +97,7 @@ def encode_image(key: str, image: Any) -> Encoded:
     """An image as PNG: a numpy array (HxW grey, HxWx3 RGB, HxWx4 RGBA; uint8, integers in 0..255, floats in
     [0, 1], or bool), a PIL image, or the path of an image file Pillow reads."""
     what = f"log_image({key!r})"
-    pil = _require_pillow(what)
+    pil = require_pillow(what)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
