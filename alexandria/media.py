@@ -12,17 +12,14 @@ figure PNG and SVG; a table Parquet when pyarrow is installed, else CSV; a text 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import math
 import os
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from .errors import InvalidInputError, MissingExtraError
 
@@ -63,6 +60,8 @@ class Histogram:
 def key_folder(key: str) -> str:
     """A file name for a media key: percent-encoded so that no '/', '.' or '..' survives (a key never names a
     folder outside the run's media folder), cut and suffixed with a hash of the key when long."""
+    from urllib.parse import quote
+
     name = quote(key, safe="-_").replace(".", "%2E")
     if len(name) > _NAME_MAX:
         name = f"{name[:80]}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
@@ -192,6 +191,8 @@ def encode_figure(key: str, fig: Any) -> Encoded:
 
 def _png_size(data: bytes) -> tuple[int, int]:
     """Width and height from a PNG's header (its IHDR chunk)."""
+    import struct
+
     width, height = struct.unpack(">II", data[16:24])
     return int(width), int(height)
 
@@ -251,6 +252,8 @@ def encode_table(key: str, data: Any) -> Encoded:
         buf = io.BytesIO()
         pa.parquet.write_table(table, buf)
         return Encoded("table", [("parquet", "parquet", buf.getvalue())], **shape)  # type: ignore[arg-type]
+    import csv
+
     text = io.StringIO()
     if frame is not None:
         frame.to_csv(text, index=False)
