@@ -130,6 +130,9 @@ def test_figures_plotly_as_json_and_matplotlib_as_png_and_svg(store: Store) -> N
     data = (store.root / svg["path"]).read_bytes()
     assert svg["format"] == "svg" and data.lstrip().startswith(b"<?xml") and b"<svg" in data
     assert (svg["size"], svg["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    (store.root / svg["path"]).write_bytes(data + b"<!-- changed -->")
+    (problem,) = verify_files(store, [run2.id]).problems  # the record's second file is checked too
+    assert (problem.kind, problem.name, problem.status) == ("media", "mpl (svg)", "changed")
 
 
 def test_tables_of_every_kind_are_parquet_with_their_shape_and_columns(store: Store) -> None:
@@ -460,3 +463,22 @@ def test_gc_purges_a_deleted_runs_media_and_keeps_the_others(store: Store) -> No
     assert (store.root / kept_path).is_file()
     assert query(store, "SELECT run_id FROM media") == [(kept.id,)]
     assert os.path.isdir(store.artifact_dir(kept.id) / ".media")
+
+
+def test_gc_keeps_a_media_file_another_runs_event_records(store: Store) -> None:
+    """A log recording a file inside another run's folder (an edited log, a copied record): purging that other
+    run leaves the file, since an event still references it."""
+    from alexandria.events import MediaLogged
+
+    with alexandria.start_run(experiment="media", store=store) as gone:
+        path = gone.log_image("img", np.zeros((2, 2), dtype=np.uint8))
+    (size, sha) = query(store, "SELECT size, sha256 FROM media")[0]
+    with alexandria.start_run(experiment="media", store=store) as other:
+        event = MediaLogged(key="borrowed", kind="image", path=path, format="png", size=size, sha256=sha, time=1.0)
+        other._put(event)  # type: ignore[attr-defined]
+    assert alex("delete", gone.id).returncode == 0
+    done = alex("gc", "--older-than", "0")
+    assert done.returncode == 0, done.stderr
+    assert (store.root / path).is_file()
+    assert query(store, "SELECT run_id, key FROM media") == [(other.id, "borrowed")]
+    assert not verify_files(store).problems
