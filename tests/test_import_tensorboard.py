@@ -365,3 +365,26 @@ def test_unreadable_event_file_stops_with_what_to_do(tmp_path: Path, store: Stor
         import_tensorboard(root, store)
     with Reader(store) as reader:
         assert [r["name"] for r in reader.runs()] == ["a-good"]
+
+
+def test_without_pillow_images_are_counted_as_skipped_naming_the_extra(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "logs"
+    writer = tensorboardX.SummaryWriter(str(root / "run1"))
+    writer.add_image("sample", np.zeros((3, 2, 2), dtype=np.uint8), 1, walltime=1.7e9)
+    writer.add_image("sample", np.zeros((3, 2, 2), dtype=np.uint8), 2, walltime=1.7e9 + 1)
+    writer.add_histogram("weights", np.arange(10.0), 1, walltime=1.7e9 + 1)
+    writer.close()
+    code = f"""
+import sys
+sys.modules["PIL"] = None  # as if Pillow were not installed
+from alexandria.importers.tensorboard import import_tensorboard
+from alexandria.store import Store
+print("\\n".join(import_tensorboard({str(root)!r}, Store.open({str(store.root)!r})).lines()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "imported 1 run(s): 0 point(s), 0 param(s), 1 tag(s), 1 media" in out
+    assert (
+        "skipped: 1 image series: importing TensorBoard images needs Pillow, which is not installed: "
+        "pip install 'alexandria[media]'" in out
+    )
+    assert query(store, "SELECT key, kind FROM media") == [("weights", "histogram")]

@@ -250,17 +250,22 @@ def _write_media(run: Any, data: _RunData, summary: ImportSummary) -> None:
     """The images and histograms, each at its step and wall time; one the run API refuses (an image Pillow
     cannot decode, a histogram whose edges are out of order) is counted as skipped, with the reason logged."""
     from ..errors import MissingExtraError
+    from ..media import require_pillow
     from ..values import MAX_KEY_LENGTH
 
-    for tag, step, wall, png in data.images:
+    images = data.images
+    if images:
+        try:
+            require_pillow("importing TensorBoard images")
+        except MissingExtraError as exc:
+            summary.skip("image series", len({tag for tag, *_ in images}), str(exc))
+            images = []
+    for tag, step, wall, png in images:
         try:
             if not 0 < len(tag) <= MAX_KEY_LENGTH:
                 raise InvalidInputError(f"image tag {tag[:60]!r} is no media key")
             run.log_image(tag, _decoded(png), step, timestamp=wall)
             summary.media += 1
-        except MissingExtraError as exc:
-            summary.skip("image series", 1, str(exc))
-            break
         except InvalidInputError as exc:
             summary.skip("images (unreadable)", 1)
             _log.warning("tensorboard import: image %r at step %d skipped: %s", tag[:60], step, exc)
