@@ -244,7 +244,7 @@ class HistogramLogged(_Event, tag="histogram"):
     edges: list[float]
     counts: list[int]
     step: Union[Step, None] = None  # noqa: UP007
-    #: The smallest and largest value counted, and how many were.
+    #: The smallest and largest value counted (of one logged already counted: its outer edges), and how many.
     min: Union[float, None] = None  # noqa: UP007
     max: Union[float, None] = None  # noqa: UP007
     count: int = 0
