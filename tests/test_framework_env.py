@@ -26,11 +26,7 @@ def collect(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     module.write_text(MODULE)
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(module), "-q", "-rs", "-p", "no:cacheprovider", f"--rootdir={tmp_path}"],
-        cwd=tmp_path,
-        env=child_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        cwd=tmp_path, env=child_env(**env), capture_output=True, text=True, timeout=120,
     )
 
 

@@ -87,6 +87,7 @@ def test_ctrl_c_marks_the_run_killed(store: Store, in_with_block: bool) -> None:
     assert status_and_points(store) == ("killed", "KeyboardInterrupt", 5000, 1)
 
 
+
 def test_ctrl_c_is_never_lost_while_every_background_thread_runs(tmp_path: Path) -> None:
     """Eight processes at once, each with its writer, capture and system metrics threads busy (a sample every
     10 ms) when Ctrl-C comes: every one of them stops at once and records its run killed. A Ctrl-C deferred
@@ -111,7 +112,6 @@ def test_ctrl_c_is_never_lost_while_every_background_thread_runs(tmp_path: Path)
         status, error, points, ended = status_and_points(store)
         assert (status, error, ended) == ("killed", "KeyboardInterrupt", 1)
         assert points >= 5000  # its own 5000, and the system metrics sampled meanwhile
-
 
 NATIVE_WAIT = """
 import ctypes

@@ -128,8 +128,7 @@ def test_log_every_n_batches_and_a_second_fit_count_on(store: Store) -> None:
     assert [s for s, _ in points(store, run_id, "batch/loss")] == [3, 6, 9, 12, 15]
     assert [s for s, _ in points(store, run_id, "val_loss")] == [4, 8, 12, 16]
     assert query(store, f"SELECT event, attempt FROM lifecycle WHERE run_id = '{run_id}' ORDER BY id") == [
-        ("started", 0),
-        ("finished", 0),  # the end of a fit is not the run's: it ends at exit
+        ("started", 0), ("finished", 0),  # the end of a fit is not the run's: it ends at exit
     ]
     assert query(store, f"SELECT count(*) FROM parameter WHERE run_id = '{run_id}' AND key = 'fit.epochs'") == [(1,)]
 
@@ -142,10 +141,7 @@ def test_end_ends_the_run_now_and_a_later_fit_resumes_it(store: Store) -> None:
     assert status == "finished"
     assert [s for s, _ in points(store, run_id, "val_loss")] == [4, 8, 12, 16]  # the second fit counts on
     assert query(store, f"SELECT event, attempt FROM lifecycle WHERE run_id = '{run_id}' ORDER BY id") == [
-        ("started", 0),
-        ("finished", 0),
-        ("resumed", 1),
-        ("finished", 1),
+        ("started", 0), ("finished", 0), ("resumed", 1), ("finished", 1),
     ]
 
 

@@ -70,11 +70,8 @@ def test_a_rank_stopped_inside_a_gloo_collective_ends_with_everything_written(st
                 pids[int(words[1])] = int(words[3])
         wait_until(lambda: in_a_futex_wait(pids[1]), timeout=60, what="rank 1 to wait in the collective")
         os.kill(pids[1], signal.SIGTERM)  # rank 1 alone, as `kill PID` does: rank 0 lives on, so gloo waits on
-        wait_until(
-            lambda: not Path(f"/proc/{pids[1]}").exists() or is_a_zombie(pids[1]),
-            timeout=60,
-            what="rank 1 to die of its SIGTERM",
-        )
+        wait_until(lambda: not Path(f"/proc/{pids[1]}").exists() or is_a_zombie(pids[1]), timeout=60,
+                   what="rank 1 to die of its SIGTERM")
         launcher.send_signal(signal.SIGTERM)  # then the job: torchrun hands it on, waits 30 s, SIGKILLs
         launcher.wait(timeout=120)
     finally:

@@ -19,22 +19,12 @@ STEPS = 25
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node={ranks}")
 # accelerate's launcher on a machine without GPUs: --multi_gpu is what hands it to torch.distributed.run (its
 # --cpu runs one process, or MPI); the job has torchelastic's default id "none", named by the launcher process.
-ACCELERATE = (
-    "-m",
-    "accelerate.commands.launch",
-    "--multi_gpu",
-    "--num_processes={ranks}",
-    "--num_machines=1",
-    "--mixed_precision=no",
-    "--dynamo_backend=no",
-)
+ACCELERATE = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes={ranks}", "--num_machines=1",
+              "--mixed_precision=no", "--dynamo_backend=no")
 
 
-@pytest.mark.parametrize(
-    ("launcher", "ranks"),
-    [(TORCHRUN, 2), (TORCHRUN, 4), (ACCELERATE, 2)],
-    ids=["torchrun-2", "torchrun-4", "accelerate-2"],
-)
+@pytest.mark.parametrize(("launcher", "ranks"), [(TORCHRUN, 2), (TORCHRUN, 4), (ACCELERATE, 2)],
+                         ids=["torchrun-2", "torchrun-4", "accelerate-2"])
 def test_every_rank_of_a_torchrun_job_logs_into_one_run(
     store: Store, tmp_path: Path, launcher: tuple[str, ...], ranks: int
 ) -> None:

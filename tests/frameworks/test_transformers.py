@@ -88,11 +88,7 @@ print("NUM_PARAMETERS", model.num_parameters(), flush=True)
 def train(tmp_path: Path, how: str, event: str) -> tuple[int, str, str]:
     """Run the script to its end in a process of its own: (exit code, stdout, stderr)."""
     proc = python(
-        SCRIPT,
-        str(tmp_path / "out"),
-        str(make_seed()),
-        how,
-        event,
+        SCRIPT, str(tmp_path / "out"), str(make_seed()), how, event,
         env=child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"),
     )
     out, err = proc.communicate(timeout=300)
@@ -214,22 +210,10 @@ def test_under_torchrun_the_world_process_zero_logs_every_step_once(store: Store
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            str(script),
-            str(tmp_path / "out"),
-            str(make_seed()),
-            "callbacks",
-            "ddp",
-        ],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+         str(tmp_path / "out"), str(make_seed()), "callbacks", "ddp"],
         env=child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
-        timeout=600,
+        capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     run_id, experiment, _, status, _ = the_run(store)
