@@ -308,7 +308,9 @@ def test_resume_by_id_continues_the_same_run_after_its_last_step(store: Store) -
     assert (name, status) == ("r", "finished")
     assert points(store, run_id) == {("loss", s): float(s) for s in range(6)}
     assert query(store, f"SELECT max(attempt) FROM lifecycle WHERE run_id = '{run_id}'") == [(1,)]
-    never = run_script(f'{WANDB_IMPORT}\nwandb.init(project="resumable", id="abc12345", resume="never")', check=False)
+    never = run_script(
+        f'{WANDB_IMPORT}\nwandb.init(project="resumable", id="abc12345", resume="never")', check=False
+    )
     assert never.returncode == 1 and "InvalidInputError" in never.stderr and "resume='never'" in never.stderr
     must = run_script(f'{WANDB_IMPORT}\nwandb.init(project="resumable", id="zzz99999", resume="must")', check=False)
     assert must.returncode == 1 and "has no such run" in must.stderr
