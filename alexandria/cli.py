@@ -180,6 +180,7 @@ def _show_rows(d: dict[str, Any]) -> Iterable[tuple[Any, ...]]:
     yield from (("tag", k, v, None, None, None, None) for k, v in (d["run"]["tags"] or {}).items())
     yield from (("metric", m.key, m.last_value, m.count, m.last_step, m.min, m.max) for m in d["metrics"])
     yield from (("artifact", a["name"], a["path"], None, None, None, None) for a in d["artifacts"])
+    yield from (("media", m["key"], m["kind"], m["count"], m["last_step"], None, None) for m in d["media"])
 
 
 def _skipped(p: dict[str, Any]) -> str:
@@ -269,6 +270,13 @@ def _show_table(d: dict[str, Any]) -> None:
             t.add_column(col)
         for a in d["artifacts"]:
             t.add_row(a["name"], a["type"] or "", str(a["size"]), a["path"])
+        console.print(t)
+    if d["media"]:
+        t = Table(title="media")
+        for col in ("key", "kind", "count", "last step"):
+            t.add_column(col, justify="right" if col in ("count", "last step") else "left")
+        for m in d["media"]:
+            t.add_row(m["key"], m["kind"], str(m["count"]), "-" if m["last_step"] is None else str(m["last_step"]))
         console.print(t)
     for p in d["problems"]:
         console.print(_skipped(p), style="yellow")

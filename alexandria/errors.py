@@ -94,5 +94,5 @@ class ImportSourceError(AlexandriaError):
 
 
 class MissingExtraError(AlexandriaError, ImportError):
-    """An integration's framework is not installed (alexandria.integrations): the message names the extra
-    that installs it."""
+    """An integration's framework (alexandria.integrations), or Pillow for `log_image`, is not installed: the
+    message names the extra that installs it."""

@@ -200,6 +200,57 @@ class DatasetLogged(_Event, tag="dataset"):
     size: Union[int, None] = None  # noqa: UP007
 
 
+class MediaFile(msgspec.Struct, omit_defaults=True):
+    """One more file of a media record (a matplotlib figure's SVG beside its PNG): where, and its hash."""
+
+    #: Relative to the store directory.
+    path: str
+    format: str
+    size: int = 0
+    sha256: str = ""
+
+
+class MediaLogged(_Event, tag="media"):
+    """An image, figure, table or text a run logged (media.py): its file in the run's artifact folder, written
+    before this event, and what it is. Every one is kept (a key has one per step, like a metric)."""
+
+    key: str
+    #: "image", "figure", "table" or "text".
+    kind: str
+    #: Relative to the store directory.
+    path: str
+    #: What the file holds: "png", "plotly.json", "parquet", "csv", "txt".
+    format: str
+    step: Union[Step, None] = None  # noqa: UP007
+    size: int = 0
+    sha256: str = ""
+    #: Of an image or a figure's PNG, in pixels.
+    width: Union[int, None] = None  # noqa: UP007
+    height: Union[int, None] = None  # noqa: UP007
+    caption: Union[str, None] = None  # noqa: UP007
+    #: Of a table: its shape and column names.
+    n_rows: Union[int, None] = None  # noqa: UP007
+    n_cols: Union[int, None] = None  # noqa: UP007
+    columns: list[str] = []
+    #: Other files of the same record (a matplotlib figure's SVG).
+    files: list[MediaFile] = []
+
+
+class HistogramLogged(_Event, tag="histogram"):
+    """A histogram of values (media.py): `len(edges) == len(counts) + 1`, finite edges; `nonfinite` values
+    (NaN, +-inf) were dropped before counting. Kept whole in SQL (the `histogram` table, one row per bin)."""
+
+    key: str
+    edges: list[float]
+    counts: list[int]
+    step: Union[Step, None] = None  # noqa: UP007
+    #: The smallest and largest value counted (of one logged already counted: its outer edges), and how many.
+    min: Union[float, None] = None  # noqa: UP007
+    max: Union[float, None] = None  # noqa: UP007
+    count: int = 0
+    nonfinite: int = 0
+
+
 Event = Union[  # noqa: UP007
     Header,
     RunStarted,
@@ -217,6 +268,8 @@ Event = Union[  # noqa: UP007
     DatasetLogged,
     RunEdited,
     RunDeleted,
+    MediaLogged,
+    HistogramLogged,
 ]
 
 EVENT_TYPES = frozenset(cls.__struct_config__.tag for cls in get_args(Event))

@@ -7,8 +7,9 @@ added to events.py and forgotten here fails loudly instead of being dropped.
 The rules do not depend on the order segments are folded in, so a live projection and a rebuild give the
 same rows (only the integer surrogate `id`s, numbered in fold order, may differ):
 
-* `Append`: every row is kept (metric points, datasets, code and environment records; each carries the
-  `attempt`, the life of the run, of its segment);
+* `Append`: every row is kept (metric points, datasets, code and environment records, media records and
+  histogram bins; metric, code, environment and media rows carry the `attempt`, the life of the run, of
+  their segment);
 * `Keep`: one row per key, the earliest or the latest by time (ties broken by a column, so the outcome is
   the same whichever row comes first): a parameter keeps its earliest value (the API refuses a second
   value in one process; if two processes disagree the earliest wins), a tag (set or removed: `tag_state`,
@@ -39,6 +40,8 @@ from .events import (
     Event,
     Header,
     Heartbeat,
+    HistogramLogged,
+    MediaLogged,
     MetricLogged,
     ParamLogged,
     RunDeleted,
@@ -50,7 +53,21 @@ from .events import (
     TagRemoved,
     TagSet,
 )
-from .schema import artifact, code, dataset, environment, lifecycle, metric, parameter, run, run_edit, tag, tag_state
+from .schema import (
+    artifact,
+    code,
+    dataset,
+    environment,
+    histogram,
+    lifecycle,
+    media,
+    metric,
+    parameter,
+    run,
+    run_edit,
+    tag,
+    tag_state,
+)
 from .values import decode_float
 
 Row = dict[str, Any]
@@ -199,6 +216,8 @@ RUN_EDIT = Keep(run_edit, ("run_id", "field"), ("value", "timestamp"), "value", 
 ARTIFACT = Keep(
     artifact, ("run_id", "name"), ("type", "path", "size", "sha256", "timestamp", "links"), "sha256", latest=True
 )
+MEDIA = Append(media)
+HISTOGRAM = Append(histogram)
 METRIC = BulkAppend(metric, ("run_id", "key", "value", "step", "timestamp", "attempt", "rank"))
 BOOKKEEPING = _Bookkeeping()
 
@@ -213,6 +232,8 @@ RULES: tuple[Rule, ...] = (
     TAG,
     RUN_EDIT,
     ARTIFACT,
+    MEDIA,
+    HISTOGRAM,
     METRIC,
 )
 
@@ -254,6 +275,37 @@ def _artifact(run_id: str, attempt: int, e: Any) -> list[Row]:
             "links": e.links or None,
         }
     ]
+
+
+#: Every column of a media row, so that rows of every kind have the same keys (one executemany).
+_MEDIA_NONE = {c.name: None for c in media.c if c.name != "id"}
+
+
+def _media(run_id: str, attempt: int, e: Any) -> list[Row]:
+    files = [{"path": f.path, "format": f.format, "size": f.size, "sha256": f.sha256} for f in e.files]
+    row = {
+        **_MEDIA_NONE,
+        **{f: getattr(e, f) for f in ("key", "step", "kind", "path", "format", "size", "sha256", "width", "height")},
+        **{f: getattr(e, f) for f in ("caption", "n_rows", "n_cols")},
+    }
+    row.update(run_id=run_id, columns=e.columns or None, files=files or None, attempt=attempt, timestamp=e.time)
+    return [row]
+
+
+def _histogram_media(run_id: str, attempt: int, e: Any) -> list[Row]:
+    row = {**_MEDIA_NONE, "run_id": run_id, "key": e.key, "step": e.step, "kind": "histogram"}
+    row.update(value_min=e.min, value_max=e.max, value_count=e.count, nonfinite=e.nonfinite)
+    row.update(n_rows=len(e.counts), attempt=attempt, timestamp=e.time)
+    return [row]
+
+
+def _histogram_bins(run_id: str, attempt: int, e: Any) -> list[Row]:
+    edges = e.edges
+    return [
+        {"run_id": run_id, "key": e.key, "step": e.step, "bin": i, "lower": edges[i], "upper": edges[i + 1],
+         "count": n, "timestamp": e.time}
+        for i, n in enumerate(e.counts)
+    ]  # fmt: skip
 
 
 def _start(run_id: str, attempt: int, e: Any) -> list[Row]:
@@ -303,6 +355,8 @@ FOLDS: dict[type, tuple[tuple[Rule, RowsOf | None], ...]] = {
     RunEdited: ((RUN_EDIT, _edit),),
     RunDeleted: ((RUN_EDIT, _tombstone),),
     ArtifactSaved: ((ARTIFACT, _artifact),),
+    MediaLogged: ((MEDIA, _media),),
+    HistogramLogged: ((MEDIA, _histogram_media), (HISTOGRAM, _histogram_bins)),
     RunStarted: (
         (RUN_START, _start),
         (LIFECYCLE, lambda rid, attempt, e: _life("started", "running", None, attempt, e, rid)),

@@ -49,7 +49,7 @@ from .errors import InvalidInputError, RecordedFileError, UnsafePathError
 from .files import fsync_directory, write_atomically
 from .life import run_state
 from .rebuild import ProgressFactory
-from .schema import artifact, log_problem, metadata, run, run_edit
+from .schema import artifact, log_problem, media, metadata, run, run_edit
 from .store import Store, is_run_id, make_dirs, refuse_links
 
 log = logging.getLogger("alexandria.gc")
@@ -316,12 +316,17 @@ def _delete_run_rows(conn: Connection, run_id: str) -> None:
 
 
 def _recorded_by_others(store: Store, engine: Engine, run_id: str) -> set[Path]:
-    """Paths in `artifacts/<run_id>/` another run records (kept: a forged or a shared record)."""
+    """Paths in `artifacts/<run_id>/` another run records as an artifact or a media file (kept: a forged or a
+    shared record)."""
     prefix = f"artifacts/{run_id}/"
     with engine.connect() as conn:
-        found = conn.execute(
-            select(artifact.c.path).where(artifact.c.path.startswith(prefix), artifact.c.run_id != run_id)
-        ).scalars()
+        found = set(
+            conn.execute(
+                select(artifact.c.path).where(artifact.c.path.startswith(prefix), artifact.c.run_id != run_id)
+            ).scalars()
+        )
+        for path, files in conn.execute(select(media.c.path, media.c.files).where(media.c.run_id != run_id)):
+            found.update(p for p in [path, *(f.get("path") for f in files or [])] if p and p.startswith(prefix))
         return {store.root / rel for rel in found}
 
 

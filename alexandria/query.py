@@ -18,7 +18,20 @@ from sqlalchemy import Engine, and_, case, exists, func, or_, select
 from .backends import backend_of
 from .db import open_database, reader_engine
 from .errors import InvalidInputError, QueryError, RunNotFoundError, StoreError
-from .schema import artifact, code, dataset, environment, lifecycle, log_problem, metric, parameter, run, run_edit, tag
+from .schema import (
+    artifact,
+    code,
+    dataset,
+    environment,
+    lifecycle,
+    log_problem,
+    media,
+    metric,
+    parameter,
+    run,
+    run_edit,
+    tag,
+)
 from .store import Store
 from .summaries import MetricSummary, id_chunks, last_value, metric_summaries
 from .values import finite_or_none, param_to_str
@@ -360,7 +373,8 @@ def list_experiments(engine: Engine, deleted: bool | None = False) -> list[dict[
 
 def recorded_files(engine: Engine, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """What the runs (every run when None) recorded as files, with the size and SHA-256 logged for each:
-    every artifact (kind "artifact", its path relative to the store) and every dataset logged from a file
+    every artifact (kind "artifact", its path relative to the store), every media file (kind "media", named
+    by its key, step and format) and every dataset logged from a file
     (kind "dataset", its absolute path; one row per distinct path and hash), by run, kind and name."""
     arts = select(artifact.c.run_id, artifact.c.name, artifact.c.path, artifact.c.size, artifact.c.sha256)
     sets = (
@@ -375,6 +389,9 @@ def recorded_files(engine: Engine, run_ids: Sequence[str] | None = None) -> list
             a = arts if chunk is None else arts.where(artifact.c.run_id.in_(chunk))
             d = sets if chunk is None else sets.where(dataset.c.run_id.in_(chunk))
             out.extend({"kind": "artifact", **r._mapping} for r in conn.execute(a))
+            m = select(media.c.run_id, media.c.key, media.c.step, media.c.path, media.c.format, media.c.size)
+            m = m.add_columns(media.c.sha256, media.c.files).where(media.c.path.is_not(None))
+            out.extend(_media_files(conn.execute(m if chunk is None else m.where(media.c.run_id.in_(chunk)))))
             out.extend(
                 {
                     "kind": "dataset",
@@ -388,6 +405,32 @@ def recorded_files(engine: Engine, run_ids: Sequence[str] | None = None) -> list
             )
     out.sort(key=lambda f: (f["run_id"], f["kind"], f["name"] or "", f["path"]))
     return out
+
+
+def _media_files(rows: Any) -> Iterator[dict[str, Any]]:
+    """`recorded_files` rows of media records: the record's own file and its others (a figure's SVG)."""
+    for r in rows:
+        at = "" if r.step is None else f" step {r.step}"
+        for f in [{"path": r.path, "format": r.format, "size": r.size, "sha256": r.sha256}, *(r.files or [])]:
+            yield {
+                "kind": "media",
+                "run_id": r.run_id,
+                "name": f"{r.key}{at} ({f['format']})",
+                "path": f["path"],
+                "size": f["size"],
+                "sha256": f["sha256"],
+            }
+
+
+def media_keys(conn: Any, run_id: str) -> list[dict[str, Any]]:
+    """A run's media keys: each key's kind, how many records it has and its last step (None: no step)."""
+    q = (
+        select(media.c.key, media.c.kind, func.count().label("count"), func.max(media.c.step).label("last_step"))
+        .where(media.c.run_id == run_id)
+        .group_by(media.c.key, media.c.kind)
+        .order_by(media.c.key, media.c.kind)
+    )
+    return [dict(r._mapping) for r in conn.execute(q)]
 
 
 def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -410,6 +453,7 @@ def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
                 .order_by(artifact.c.name)
             )
         ]
+        media_rows = media_keys(conn, run_id)
         problems = [
             dict(r._mapping)
             for r in conn.execute(
@@ -447,6 +491,7 @@ def run_details(engine: Engine, run_id: str) -> dict[str, Any]:
         "params": params,
         "metrics": metrics,
         "artifacts": arts,
+        "media": media_rows,
         "problems": problems,
         "lifecycle": life,
         "datasets": datasets,

@@ -17,7 +17,8 @@ code and environment row per life: a seed query still runs, and `WHERE
 attempt = 0` (or the latest attempt) picks one. Bookkeeping of the
 projection: log_segment (read position of every segment, committed with the
 rows), log_problem (corrupt or unknown lines, with file and byte offset) and
-alexandria_meta (schema version).
+alexandria_meta (schema version). Version 7 added `media` and `histogram`
+(what a run logged to look at: media.py).
 
 Timestamps are unix seconds (REAL). A NaN metric value is stored as NULL
 (SQLite cannot hold NaN); +-inf are stored as they are.
@@ -47,7 +48,7 @@ from sqlalchemy import (
 )
 
 #: Bump when any table changes: databases of another version are rebuilt from the logs.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = MetaData()
 
@@ -222,6 +223,56 @@ artifact = Table(
     UniqueConstraint("run_id", "name", name="uq_artifact_run_name"),
 )
 
+#: What a run logged to look at (media.py): images, figures, tables, texts and histograms, one row per call
+#: (`SELECT * FROM media WHERE run_id = ? AND key = ? ORDER BY step`). A histogram has no file: its bins are
+#: the `histogram` table's rows, its summary (value_min, value_max, value_count, nonfinite; n_rows: its
+#: number of bins) is here.
+media = Table(
+    "media",
+    metadata,
+    Column("id", Int64, primary_key=True),
+    Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("step", Int64),  # NULL: logged without a step
+    Column("kind", Text, nullable=False),  # image, figure, table, text, histogram
+    Column("path", Text),  # relative to the store directory; NULL for a histogram
+    Column("format", Text),  # png, plotly.json, parquet, csv, txt
+    Column("size", Int64),
+    Column("sha256", String(64)),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("caption", Text),
+    Column("n_rows", Int64),
+    Column("n_cols", Integer),
+    Column("columns", JSON(none_as_null=True)),  # a table's column names
+    Column(
+        "files", JSON(none_as_null=True)
+    ),  # more files of the record: [{path, format, size, sha256}] (a figure's SVG)
+    Column("value_min", Float),
+    Column("value_max", Float),
+    Column("value_count", Int64),
+    Column("nonfinite", Int64),  # a histogram's NaN and +-inf values, dropped before counting
+    Column("attempt", Integer),
+    Column("timestamp", Float),
+)
+Index("ix_media_run_key_step", media.c.run_id, media.c.key, media.c.step)
+
+#: A histogram's bins, one row each: `[lower, upper)` (the last bin includes `upper`) held `count` values.
+histogram = Table(
+    "histogram",
+    metadata,
+    Column("id", Int64, primary_key=True),
+    Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("step", Int64),
+    Column("bin", Integer, nullable=False),  # 0, 1, ...
+    Column("lower", Float, nullable=False),
+    Column("upper", Float, nullable=False),
+    Column("count", Int64, nullable=False),
+    Column("timestamp", Float),
+)
+Index("ix_histogram_run_key_step", histogram.c.run_id, histogram.c.key, histogram.c.step)
+
 log_segment = Table(
     "log_segment",
     metadata,
@@ -271,6 +322,8 @@ USER_TABLES = (
     "code",
     "environment",
     "artifact",
+    "media",
+    "histogram",
     "tag_state",
     "run_edit",
 )

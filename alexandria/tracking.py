@@ -41,7 +41,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -62,6 +62,9 @@ from .events import (
     CodeCaptured,
     DatasetLogged,
     EnvironmentCaptured,
+    HistogramLogged,
+    MediaFile,
+    MediaLogged,
     ParamLogged,
     RunEdited,
     RunFinished,
@@ -69,8 +72,9 @@ from .events import (
     RunStarted,
     TagSet,
 )
-from .files import copy_atomically, hash_file
+from .files import copy_atomically, hash_file, write_atomically
 from .life import ENDED, has_started, run_state
+from .media import MEDIA_DIR, Encoded, Histogram
 from .names import check_name, generate_name
 from .ranks import Job, current_job
 from .segment import BATCH_SIZE, SegmentWriter
@@ -249,6 +253,8 @@ class Run:
         name = name or src.name
         if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
             raise InvalidInputError(f"artifact name {name!r} must be a plain file name")
+        if name == MEDIA_DIR:
+            raise InvalidInputError(f"artifact name {name!r} is where the run's media files are kept; pass name=")
         kind = type or ("directory" if src.is_dir() else "file")
         try:
             dest = refuse_links(make_dirs(self.store.artifact_dir(self.id)) / name)
@@ -327,6 +333,124 @@ class Run:
             )
         )
         return info
+
+    # -- media (media.py encodes, these write) ----------------------------------------------------------------
+    def log_image(
+        self,
+        key: str,
+        image: Any,
+        step: int | None = None,
+        caption: str | None = None,
+        *,
+        timestamp: float | None = None,
+    ) -> str:
+        """Log an image as PNG: a numpy array (HxW grey, HxWx3 RGB, HxWx4 RGBA; uint8, floats in [0, 1], bool),
+        a PIL image or an image file's path (Pillow: the `media` extra). Returns its file's path in the store.
+        `step` None logs it without a step, as `log_metric` does."""
+        from .media import encode_image
+
+        key, step, when = self._media_args(key, step, timestamp)
+        if caption is not None and not isinstance(caption, str):
+            raise InvalidInputError(f"log_image({key!r}): caption must be a str or None, got {type(caption).__name__}")
+        caption = None if caption is None else check_text(caption, f"image {key!r} caption")
+        return self._log_media(key, step, encode_image(key, image), when, caption=caption)
+
+    def log_figure(self, key: str, fig: Any, step: int | None = None, *, timestamp: float | None = None) -> str:
+        """Log a figure: a plotly figure as its JSON, a matplotlib figure as PNG and SVG. Returns its path."""
+        from .media import encode_figure
+
+        key, step, when = self._media_args(key, step, timestamp)
+        return self._log_media(key, step, encode_figure(key, fig), when)
+
+    def log_table(self, key: str, data: Any, step: int | None = None, *, timestamp: float | None = None) -> str:
+        """Log a table (a DataFrame, a pyarrow Table, a list of dicts or a dict of columns) as Parquet when
+        pyarrow is installed, else as CSV; its shape and column names go into its `media` row."""
+        from .media import encode_table
+
+        key, step, when = self._media_args(key, step, timestamp)
+        return self._log_media(key, step, encode_table(key, data), when)
+
+    def log_text(self, key: str, text: str, step: int | None = None, *, timestamp: float | None = None) -> str:
+        """Log a text as a UTF-8 .txt file (its `media` row's n_rows: its number of lines)."""
+        from .media import encode_text
+
+        key, step, when = self._media_args(key, step, timestamp)
+        return self._log_media(key, step, encode_text(key, text), when)
+
+    def log_histogram(
+        self,
+        key: str,
+        values: Any = None,
+        step: int | None = None,
+        bins: int = 64,
+        *,
+        np_histogram: tuple[Any, Any] | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        """Log a histogram of `values` (numpy's, over `bins` equal bins of the finite values; NaN and +-inf are
+        counted as dropped), or one already counted: `np_histogram=(counts, edges)`. Its bins are rows of the
+        `histogram` table, no file."""
+        from .media import histogram_from_counts, histogram_of
+
+        key, step, when = self._media_args(key, step, timestamp)
+        if (values is None) == (np_histogram is None):
+            raise InvalidInputError(f"log_histogram({key!r}): pass values, or np_histogram=(counts, edges), not both")
+        h: Histogram
+        if np_histogram is not None:
+            if not isinstance(np_histogram, Sequence) or len(np_histogram) != 2:
+                raise InvalidInputError(f"log_histogram({key!r}): np_histogram must be a pair (counts, edges)")
+            h = histogram_from_counts(key, *np_histogram)
+        else:
+            h = histogram_of(key, values, bins)
+        self._put(
+            HistogramLogged(
+                key=key, step=step, edges=h.edges, counts=h.counts, min=h.min, max=h.max, count=h.count,
+                nonfinite=h.nonfinite, time=when,
+            )
+        )  # fmt: skip
+
+    def _media_args(self, key: Any, step: Any, timestamp: Any) -> tuple[str, int | None, float]:
+        if self._writer.error is not None:
+            self._writer.raise_error()
+        key = check_key(key, "media")
+        step = None if step is None else metric_step(step)
+        return key, step, _time() if timestamp is None else event_time(timestamp)
+
+    def _log_media(self, key: str, step: int | None, enc: Encoded, when: float, caption: str | None = None) -> str:
+        """Write the record's files (each atomically, under a fresh name in the key's folder of the run's media
+        folder), then queue its event; a file written before a failure is removed again."""
+        import hashlib
+
+        from .media import key_folder
+
+        try:
+            folder = refuse_links(make_dirs(self.store.artifact_dir(self.id) / MEDIA_DIR / key_folder(key)))
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write media {key!r} into the store: {exc}") from exc
+        stem = f"{'x' if step is None else step}-{uuid.uuid4().hex[:12]}"
+        written: list[MediaFile] = []
+        try:
+            for fmt, ext, data in enc.files:
+                dest = refuse_links(folder / f"{stem}.{ext}")
+                try:
+                    write_atomically(dest, data)
+                except OSError as exc:
+                    raise InvalidInputError(f"cannot write media {key!r} into the store: {exc}") from exc
+                sha = hashlib.sha256(data).hexdigest()
+                written.append(MediaFile(path=self.store.relative(dest), format=fmt, size=len(data), sha256=sha))
+            main = written[0]
+            self._put(
+                MediaLogged(
+                    key=key, kind=enc.kind, path=main.path, format=main.format, step=step, size=main.size,
+                    sha256=main.sha256, width=enc.width, height=enc.height, caption=caption, n_rows=enc.n_rows,
+                    n_cols=enc.n_cols, columns=enc.columns, files=written[1:], time=when,
+                )
+            )  # fmt: skip
+        except BaseException:
+            for f in written:
+                (self.store.root / f.path).unlink(missing_ok=True)
+            raise
+        return main.path
 
     def flush(self) -> None:
         """Write everything logged so far to the event log now."""
@@ -884,6 +1008,33 @@ def log_artifact(path: str | os.PathLike[str], type: str | None = None, name: st
 
 def log_dataset(data: Any, name: str | None = None, role: str = "train") -> DatasetInfo:
     return _require_active().log_dataset(data, name=name, role=role)
+
+
+def log_image(key: str, image: Any, step: int | None = None, caption: str | None = None) -> str:
+    return _require_active().log_image(key, image, step, caption)
+
+
+def log_figure(key: str, fig: Any, step: int | None = None) -> str:
+    return _require_active().log_figure(key, fig, step)
+
+
+def log_table(key: str, data: Any, step: int | None = None) -> str:
+    return _require_active().log_table(key, data, step)
+
+
+def log_text(key: str, text: str, step: int | None = None) -> str:
+    return _require_active().log_text(key, text, step)
+
+
+def log_histogram(
+    key: str,
+    values: Any = None,
+    step: int | None = None,
+    bins: int = 64,
+    *,
+    np_histogram: tuple[Any, Any] | None = None,
+) -> None:
+    _require_active().log_histogram(key, values, step, bins, np_histogram=np_histogram)
 
 
 def flush() -> None:

@@ -1,4 +1,4 @@
-"""Checking recorded files against the log: every artifact and dataset file a run logged has its size and
+"""Checking recorded files against the log: every artifact, media and dataset file a run logged has its size and
 SHA-256 in the log, and this module is where they are compared with what is on disk now.
 
 `verify_files` is `alex verify`: each file is found (an artifact only inside the store: `Store.recorded_file`),
@@ -35,7 +35,7 @@ class FileCheck:
     """One recorded file and what was found: `status` one of `STATUSES`, `detail` why (empty when ok)."""
 
     run_id: str
-    kind: str  # "artifact" or "dataset"
+    kind: str  # "artifact", "media" or "dataset"
     name: str
     path: str  # as recorded
     status: str
@@ -75,7 +75,7 @@ class Verification:
 
 
 def verify_files(store: Store, run_ids: Sequence[str] | None = None) -> Verification:
-    """Check every artifact and dataset file the runs (ids or unique prefixes; every run when None) logged
+    """Check every artifact, media and dataset file the runs (ids or unique prefixes; every run when None) logged
     against its logged size and SHA-256. Folds what is new in the logs first."""
     from .query import Reader, recorded_files, resolve_run_ids, run_count
 
@@ -91,7 +91,7 @@ def check_recorded(store: Store, record: dict[str, Any]) -> FileCheck:
     name, path = record["name"] or "", record["path"] or ""
     check = FileCheck(record["run_id"], record["kind"], name, path, "ok")
     try:
-        if record["kind"] == "artifact":
+        if record["kind"] in ("artifact", "media"):  # both kept inside the store
             _check_artifact(store, record)
         else:
             _check_dataset(record)
@@ -155,7 +155,7 @@ class FileHashes:
 
 
 def _check_artifact(store: Store, record: dict[str, Any]) -> None:
-    what = _what(record["run_id"], "artifact", record["name"] or "")
+    what = _what(record["run_id"], record["kind"], record["name"] or "")
     real = store.recorded_file(record["path"], what)
     if real.is_dir():
         try:

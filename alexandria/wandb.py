@@ -17,8 +17,10 @@ How W&B's concepts land (README "W&B and trackio scripts", docs/migrating.md "Fr
   is stored as tag `summary.<k>` when it is set.
 * finish(exit_code=0) -> finished, any other code -> failed. Files written into `run.dir` are copied in as
   artifacts when the run finishes.
-* Media (Image, Table, Histogram, ...) are accepted by their constructors and refused by `log` with
-  UnsupportedError naming the type: nothing of that call is logged, nothing dropped silently.
+* Media: `wandb.Image`, `wandb.Table` and `wandb.Histogram` in `log` are logged at the row's step
+  (`log_image`, `log_table`, `log_histogram`: the `media` and `histogram` tables); a list of images is each
+  logged under its key. The others (Audio, Video, Html, ...) are accepted by their constructors and refused
+  by `log` with UnsupportedError naming the type: nothing of that call is logged, nothing dropped silently.
 * define_metric, watch, unwatch, alert, log_code, login, setup: accepted, they do nothing here and warn once.
   use_artifact and Artifact objects raise UnsupportedError; resume="auto" (or True) without an id starts a new
   run with a warning (W&B finds the directory's last crashed run: not supported).
@@ -37,7 +39,7 @@ import shutil
 import string
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -122,25 +124,118 @@ def _as_mapping(data: Any, what: str) -> dict[str, Any]:
     raise InvalidInputError(f"{what} must be a dict or an argparse Namespace, got {type(data).__name__}")
 
 
-# -- media: a later issue --------------------------------------------------------------------------------------
+# -- media --------------------------------------------------------------------------------------------------------
 class _Media:
-    """A W&B media object: built as scripts build them, refused by `log` (media are not supported yet)."""
+    """A W&B media object: built as scripts build them. Image, Table and Histogram are logged by `log` at the
+    row's step (`Run.log_image`, `log_table`, `log_histogram`); the others are refused by `log`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args, self.kwargs = args, kwargs
 
 
 class Image(_Media):
-    pass
+    """`wandb.Image(data_or_path, mode=None, caption=None)`: an array (W&B's scaling: shifted to start at 0,
+    times 255 when at most 1, clipped to 0..255; a channels-first array or torch tensor transposed), a PIL
+    image or an image file; `mode` converts a PIL image."""
+
+    def __init__(self, data_or_path: Any, mode: str | None = None, caption: str | None = None, **kwargs: Any) -> None:
+        super().__init__(data_or_path, mode=mode, caption=caption, **kwargs)
+        self.data, self.mode, self.caption = data_or_path, mode, caption
+
+    def _log(self, run: _AlexRun, key: str, step: int) -> None:
+        data = self.data
+        if isinstance(data, str | os.PathLike):
+            pass
+        elif hasattr(data, "convert") and hasattr(data, "save"):  # a PIL image
+            if self.mode is not None:
+                data = data.convert(self.mode)
+        else:
+            data = _wandb_pixels(data)
+        run.log_image(key, data, step, self.caption)
+
+
+def _wandb_pixels(data: Any) -> Any:
+    """An image array scaled as W&B scales one (see `Image`)."""
+    import numpy as np
+
+    if type(data).__module__.partition(".")[0] == "torch":
+        data = data.detach().cpu().numpy()
+    try:
+        a = np.asarray(data)
+    except (TypeError, ValueError):
+        return data  # log_image says what it cannot use
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+        a = a.transpose(1, 2, 0)
+    if a.dtype == np.bool_ or a.dtype == np.uint8 or not np.issubdtype(a.dtype, np.number) or a.size == 0:
+        return a
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        return a  # refused by log_image, naming the NaN
+    if a.min() < 0:
+        a = a - a.min()
+    if a.max() <= 1.0:
+        a = a * 255.0
+    return np.clip(a, 0, 255).astype(np.uint8)
 
 
 class Table(_Media):
+    """`wandb.Table(columns=, data=)` (rows as lists; `add_data(*row)` adds one) or `wandb.Table(dataframe=)`.
+    Without `columns`, they are named Column_1, Column_2, ... Media inside a table are refused."""
+
+    def __init__(
+        self,
+        columns: Sequence[Any] | None = None,
+        data: Sequence[Sequence[Any]] | None = None,
+        rows: Sequence[Sequence[Any]] | None = None,
+        dataframe: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(columns=columns, data=data, rows=rows, dataframe=dataframe, **kwargs)
+        self.columns = None if columns is None else [str(c) for c in columns]
+        self.data: list[list[Any]] = [list(r) for r in (data if data is not None else rows or [])]
+        self.dataframe = dataframe
+
     def add_data(self, *row: Any) -> None:
-        self.args = (*self.args, row)
+        self.data.append(list(row))
+
+    def _columns(self, key: str) -> list[str]:
+        """The column names, once the rows are checked (before anything of the log call is logged)."""
+        width = max((len(r) for r in self.data), default=0)
+        columns = self.columns or [f"Column_{i + 1}" for i in range(width)]
+        if any(len(r) != len(columns) for r in self.data):
+            raise InvalidInputError(f"wandb.Table {key!r}: every row must have one value per column {columns}")
+        for r in self.data:
+            for cell in r:
+                if isinstance(cell, _Media) or type(cell).__module__.partition(".")[0] == "wandb":
+                    raise UnsupportedError(
+                        f"wandb.log: table {key!r} holds a {type(cell).__name__}; media inside a table are not "
+                        "supported, nothing of this log call was logged (log the images with wandb.Image)"
+                    )
+        return columns
+
+    def _log(self, run: _AlexRun, key: str, step: int) -> None:
+        if self.dataframe is not None:
+            run.log_table(key, self.dataframe, step)
+            return
+        columns = self._columns(key)
+        run.log_table(key, {c: [r[i] for r in self.data] for i, c in enumerate(columns)}, step)
 
 
 class Histogram(_Media):
-    pass
+    """`wandb.Histogram(sequence, num_bins=64)` or `wandb.Histogram(np_histogram=(counts, edges))`."""
+
+    def __init__(self, sequence: Any = None, np_histogram: Any = None, num_bins: int = 64, **kwargs: Any) -> None:
+        super().__init__(sequence, np_histogram=np_histogram, num_bins=num_bins, **kwargs)
+        self.sequence, self.np_histogram, self.num_bins = sequence, np_histogram, num_bins
+
+    def _log(self, run: _AlexRun, key: str, step: int) -> None:
+        if self.np_histogram is not None:
+            run.log_histogram(key, step=step, np_histogram=tuple(self.np_histogram))  # type: ignore[arg-type]
+        else:
+            run.log_histogram(key, self.sequence, step, bins=self.num_bins)
+
+
+_LOGGED_MEDIA = (Image, Table, Histogram)
 
 
 class Audio(_Media):
@@ -174,15 +269,25 @@ class Artifact(_Media):
     """W&B's Artifact: refused by `log_artifact` (log a file path instead)."""
 
 
-def _refuse_media(key: str, value: Any) -> None:
+def _media_of(key: str, value: Any) -> list[Any] | None:
+    """The Image, Table and Histogram objects `value` is (a list of images is a gallery: each is logged), None
+    if it is no media; UnsupportedError for other media."""
     values = value if isinstance(value, list | tuple) else (value,)
+    found = []
     for item in values:
         kind = type(item)
-        if isinstance(item, _Media) or kind.__module__.split(".")[0] == "wandb":
+        if isinstance(item, _LOGGED_MEDIA):
+            if isinstance(item, Table) and item.dataframe is None:
+                item._columns(key)
+            found.append(item)
+        elif isinstance(item, _Media) or kind.__module__.split(".")[0] == "wandb":
             raise UnsupportedError(
-                f"wandb.log: {key!r} is a wandb.{kind.__name__}; media are not supported by Alexandria yet, "
-                "nothing of this log call was logged (log numbers, or save the file with wandb.save)"
+                f"wandb.log: {key!r} is a wandb.{kind.__name__}; of W&B's media only Image, Table and Histogram "
+                "are supported, nothing of this log call was logged (save the file with wandb.save)"
             )
+    if found and len(found) != len(values):
+        raise InvalidInputError(f"wandb.log: {key!r} mixes media with other values; log them under separate keys")
+    return found or None
 
 
 # -- config and summary ----------------------------------------------------------------------------------------
@@ -351,9 +456,13 @@ class Run:
             raise InvalidInputError(f"wandb.log takes a dict of values, got {type(data).__name__}")
         flat = flatten(data)
         row: dict[str, Any] = {}
+        media: list[tuple[str, Any]] = []
         for key, value in flat.items():
             check_key(key, "metric")
-            _refuse_media(key, value)
+            found = _media_of(key, value)
+            if found is not None:
+                media.extend((key, m) for m in found)
+                continue
             metric_value(key, value)  # a value that is no number fails here, before anything is logged
             row[key] = value
         if step is not None:
@@ -376,6 +485,9 @@ class Run:
                 self._step = step
         elif commit is None:
             commit = True
+        if self.alexandria_run is not None:
+            for key, item in media:  # at the row's step; a media object that fails raises before the row is kept
+                item._log(self.alexandria_run, key, self._step)
         self._row.update(row)
         if commit:
             self._commit()
@@ -686,5 +798,3 @@ def login(*args: Any, **kwargs: Any) -> bool:
 
 def setup(*args: Any, **kwargs: Any) -> None:
     return None
-
-

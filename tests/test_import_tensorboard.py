@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from alexandria import Reader
 from alexandria.errors import ImportSourceError
 from alexandria.importers import ImportSummary, stable_run_id, start_imported_run
 from alexandria.importers.tensorboard import import_tensorboard
 from alexandria.store import Store
-from tests.conftest import make_seed
+from tests.conftest import make_seed, query
 
 tensorboardX = pytest.importorskip("tensorboardX")  # in the [test] extra: CI always has it
 
@@ -160,14 +161,16 @@ def test_parent_folder_import_finds_the_same_runs(
         assert sorted(r["name"] for r in reader.runs()) == ["tb/baseline", "tb/tb-native", "wide"]
 
 
-def test_hparams_text_and_skipped_media(tmp_path: Path, store: Store) -> None:
+def test_hparams_text_images_and_histograms(tmp_path: Path, store: Store) -> None:
     root = tmp_path / "logs"
+    rng = np.random.default_rng(make_seed())
+    picture = rng.integers(0, 256, (3, 4, 5), dtype=np.uint8)  # CHW, as add_image takes it
     writer = tensorboardX.SummaryWriter(str(root / "run1"))
     writer.add_scalar("loss", 0.5, 1, walltime=1.7e9)
     writer.add_histogram("weights", np.arange(100.0), 1, walltime=1.7e9 + 1)
     writer.add_histogram("bias", np.arange(10.0), 1, walltime=1.7e9 + 1)
     writer.add_histogram("bias", np.arange(12.0), 2, walltime=1.7e9 + 2)
-    writer.add_image("sample", np.zeros((3, 4, 4), dtype=np.uint8), 1, walltime=1.7e9 + 3)
+    writer.add_image("sample", picture, 1, walltime=1.7e9 + 3)
     writer.add_text("status", "converged", 0, walltime=1.7e9 + 4)
     writer.add_text("config", "lr: 0.1\nbatch: 32", 0, walltime=1.7e9 + 5)
     writer.add_hparams({"lr": 0.01, "batch": 32, "optimizer": "adam", "amsgrad": True}, {"hp/acc": 0.75}, name="hp")
@@ -175,8 +178,22 @@ def test_hparams_text_and_skipped_media(tmp_path: Path, store: Store) -> None:
 
     summary = import_tensorboard(root, store, experiment="hp-test")
     assert sorted(summary.imported) == ["run1", "run1/hp"]
-    assert dict(summary.skipped) == {"histogram series": 2, "image series": 1}
-    assert "skipped: 2 histogram series, 1 image series: media arrive with `log_image`" in summary.lines()
+    assert dict(summary.skipped) == {}
+    assert summary.media == 4
+    assert "imported 2 run(s): 2 point(s), 4 param(s), 3 tag(s), 4 media" in summary.lines()
+    media = query(store, "SELECT key, step, kind, width, height, value_count, timestamp, path FROM media ORDER BY id")
+    assert [m[:7] for m in media] == [
+        ("sample", 1, "image", 5, 4, None, 1.7e9 + 3),
+        ("weights", 1, "histogram", None, None, 100, 1.7e9 + 1),
+        ("bias", 1, "histogram", None, None, 10, 1.7e9 + 1),
+        ("bias", 2, "histogram", None, None, 12, 1.7e9 + 2),
+    ]
+    with Image.open(store.root / str(media[0][7])) as img:
+        np.testing.assert_array_equal(np.asarray(img), picture.transpose(1, 2, 0))
+    bins = query(store, "SELECT step, lower, upper, count FROM histogram WHERE key = 'bias' ORDER BY step, bin")
+    assert sum(b[3] for b in bins if b[0] == 2) == 12
+    assert all(b[1] <= b[2] for b in bins)
+    assert [(b[1], b[3]) for b in bins if b[0] == 1 and b[3]][0][0] <= 0.0  # the first value, 0, counted
     with Reader(store) as reader:
         hp = reader.run("run1/hp")
         assert hp["params"] == {"lr": "0.01", "batch": "32", "optimizer": "adam", "amsgrad": "true"}
@@ -348,3 +365,26 @@ def test_unreadable_event_file_stops_with_what_to_do(tmp_path: Path, store: Stor
         import_tensorboard(root, store)
     with Reader(store) as reader:
         assert [r["name"] for r in reader.runs()] == ["a-good"]
+
+
+def test_without_pillow_images_are_counted_as_skipped_naming_the_extra(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "logs"
+    writer = tensorboardX.SummaryWriter(str(root / "run1"))
+    writer.add_image("sample", np.zeros((3, 2, 2), dtype=np.uint8), 1, walltime=1.7e9)
+    writer.add_image("sample", np.zeros((3, 2, 2), dtype=np.uint8), 2, walltime=1.7e9 + 1)
+    writer.add_histogram("weights", np.arange(10.0), 1, walltime=1.7e9 + 1)
+    writer.close()
+    code = f"""
+import sys
+sys.modules["PIL"] = None  # as if Pillow were not installed
+from alexandria.importers.tensorboard import import_tensorboard
+from alexandria.store import Store
+print("\\n".join(import_tensorboard({str(root)!r}, Store.open({str(store.root)!r})).lines()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "imported 1 run(s): 0 point(s), 0 param(s), 1 tag(s), 1 media" in out
+    assert (
+        "skipped: 1 image series: importing TensorBoard images needs Pillow, which is not installed: "
+        "pip install 'alexandria[media]'" in out
+    )
+    assert query(store, "SELECT key, kind FROM media") == [("weights", "histogram")]

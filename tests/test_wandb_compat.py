@@ -19,7 +19,9 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from alexandria.store import Store
 from alexandria.wandb import run_id_for
@@ -339,17 +341,20 @@ def test_a_trackio_script_runs_with_the_same_module(store: Store) -> None:
     assert points(store, run_id) == expected
 
 
-def test_media_are_refused_by_type_and_nothing_of_the_call_is_logged(store: Store) -> None:
+def test_media_other_than_image_table_and_histogram_are_refused_and_nothing_of_the_call_is_logged(
+    store: Store,
+) -> None:
     proc = run_script(
         f"""
         {WANDB_IMPORT}
         from alexandria.errors import UnsupportedError
         wandb.init(project="media")
-        image = wandb.Image([[0, 1], [1, 0]], caption="grid")
-        table = wandb.Table(columns=["a"], data=[[1]])
-        for value in (image, [image, image], table, wandb.Histogram([1, 2, 3])):
+        audio = wandb.Audio([0.0, 0.1], sample_rate=8000)
+        image = wandb.Image([[0, 1], [1, 0]])
+        with_image = wandb.Table(columns=["a"], data=[[image]])
+        for value in (audio, [audio, audio], wandb.Video("clip.mp4"), wandb.Html("<b>x</b>"), with_image):
             try:
-                wandb.log({{"loss": 1.0, "sample": value}})
+                wandb.log({{"loss": 1.0, "sample": value, "picture": image}})
             except UnsupportedError as exc:
                 print(exc)
             else:
@@ -362,11 +367,58 @@ def test_media_are_refused_by_type_and_nothing_of_the_call_is_logged(store: Stor
         """
     )
     lines = proc.stdout.splitlines()
-    assert [line.split()[4] for line in lines] == ["wandb.Image;", "wandb.Image;", "wandb.Table;", "wandb.Histogram;"]
+    assert [line.split()[4] for line in lines[:4]] == ["wandb.Audio;", "wandb.Audio;", "wandb.Video;", "wandb.Html;"]
     assert all("'sample'" in line and "nothing of this log call was logged" in line for line in lines)
+    assert "table 'sample' holds a Image; media inside a table are not supported" in lines[4]
     assert proc.stderr.count("define_metric is ignored") == 1 and proc.stderr.count("watch is ignored") == 1
     run_id = the_run(store)[0]
     assert points(store, run_id) == {("loss", 0): 0.5}
+    assert query(store, "SELECT count(*) FROM media") == [(0,)]
+
+
+def test_images_tables_and_histograms_are_logged_at_the_rows_step(store: Store) -> None:
+    run_script(
+        f"""
+        {WANDB_IMPORT}
+        import numpy as np
+        import pandas as pd
+        from PIL import Image
+        wandb.init(project="media")
+        wandb.log({{"loss": 1.0, "grid": wandb.Image([[0, 1], [1, 0]], caption="grid")}})  # step 0
+        wandb.log({{"chw": wandb.Image(np.zeros((3, 4, 5)) + 0.5), "hist": wandb.Histogram([1, 2, 2, 3], num_bins=2)}})
+        table = wandb.Table(columns=["a", "b"], data=[[1, "x"]])
+        table.add_data(2, "y")
+        wandb.log({{"table": table, "frame": wandb.Table(dataframe=pd.DataFrame({{"c": [1.5]}}))}}, step=5)
+        wandb.log({{"gallery": [wandb.Image(Image.new("RGB", (3, 2))), wandb.Image(np.ones((2, 2)))]}}, commit=False)
+        wandb.log({{"given": wandb.Histogram(np_histogram=([1, 4], [0.0, 1.0, 2.0])), "loss": 0.5}})
+        wandb.log({{"plain": wandb.Table(data=[[1, 2]])}})
+        wandb.finish()
+        """
+    )
+    run_id = the_run(store)[0]
+    found = query(
+        store,
+        f"SELECT key, step, kind, width, height, caption, n_rows, n_cols, columns, value_count FROM media "
+        f"WHERE run_id = '{run_id}' ORDER BY step, key, id",
+    )
+    assert found == [
+        ("grid", 0, "image", 2, 2, "grid", None, None, None, None),
+        ("chw", 1, "image", 5, 4, None, None, None, None, None),
+        ("hist", 1, "histogram", None, None, None, 2, None, None, 4),
+        ("frame", 5, "table", None, None, None, 1, 1, '["c"]', None),
+        ("gallery", 5, "image", 3, 2, None, None, None, None, None),
+        ("gallery", 5, "image", 2, 2, None, None, None, None, None),
+        ("given", 5, "histogram", None, None, None, 2, None, None, 5),
+        ("table", 5, "table", None, None, None, 2, 2, '["a", "b"]', None),
+        ("plain", 6, "table", None, None, None, 1, 2, '["Column_1", "Column_2"]', None),
+    ]
+    (path,) = query(store, f"SELECT path FROM media WHERE run_id = '{run_id}' AND key = 'grid'")[0]
+    with Image.open(store.root / str(path)) as img:
+        assert np.asarray(img).tolist() == [[0, 255], [255, 0]]  # W&B's scaling: at most 1, times 255
+    (chw,) = query(store, f"SELECT path FROM media WHERE run_id = '{run_id}' AND key = 'chw'")[0]
+    with Image.open(store.root / str(chw)) as img:
+        assert img.mode == "RGB" and set(np.asarray(img).reshape(-1).tolist()) == {127}  # 127.5, cut as W&B cuts
+    assert points(store, run_id) == {("loss", 0): 1.0, ("loss", 5): 0.5}
 
 
 def test_config_changes_are_refused_and_save_keeps_files(store: Store, tmp_path: Path) -> None:

@@ -74,6 +74,8 @@ class ImportSummary:
     params: int = 0
     tags: int = 0
     artifacts: int = 0
+    #: Images, histograms, ... imported as media (`log_image`, `log_histogram`).
+    media: int = 0
     #: What was not imported, by kind: {"histogram series": 3, "image series": 1}.
     skipped: Counter[str] = field(default_factory=Counter)
     #: Why a kind is skipped, printed once after the counts ("media arrive with `log_image`").
@@ -90,7 +92,9 @@ class ImportSummary:
         """The summary as lines of text, for a command line to print."""
         out = [
             f"imported {len(self.imported)} run(s): {self.points} point(s), {self.params} param(s), "
-            f"{self.tags} tag(s)" + (f", {self.artifacts} artifact(s)" if self.artifacts else "")
+            f"{self.tags} tag(s)"
+            + (f", {self.artifacts} artifact(s)" if self.artifacts else "")
+            + (f", {self.media} media" if self.media else "")
         ]
         if self.already_there:
             out.append(f"already imported, skipped: {len(self.already_there)} run(s)")

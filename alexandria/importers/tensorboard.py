@@ -8,8 +8,10 @@ become tensors with their plugin's name), so every writer's files read the same 
 
 What a run gets: every scalar point with its step and the wall time the writer recorded; the first event's
 wall time as the run's start and the last one's as its end; the HParams plugin's hyperparameters
-(`add_hparams`) as params; text summaries as tags (one short line) or as sections of the run's note.
-Histograms, images, audio and the other plugins' data are counted and reported, not imported yet.
+(`add_hparams`) as params; text summaries as tags (one short line) or as sections of the run's note; images
+(`add_image`, `add_images`: TensorBoard keeps them as encoded PNGs) as `log_image` media and histograms
+(`add_histogram`: bucket limits and counts) as `log_histogram` ones, at their steps and wall times. Audio and
+the other plugins' data are counted and reported, not imported.
 
 A record cut short at the end of a file (a file still being written, or truncated) is what TensorBoard calls
 "not written yet": the complete records before it are imported and the rest is reported, never a crash.
@@ -36,9 +38,9 @@ TRACKER = "tensorboard"
 TAG_TEXT_MAX = 250
 #: The most characters of text summaries a run's note takes; text past it is counted as skipped.
 NOTE_MAX = 100_000
-MEDIA_REASON = "media arrive with `log_image`"
+MEDIA_REASON = "Alexandria logs images, figures, tables, texts and histograms only"
 #: What a plugin's series is called in the summary.
-_SKIPPED_KINDS = {"histograms": "histogram series", "images": "image series", "audio": "audio series"}
+_SKIPPED_KINDS = {"audio": "audio series"}
 
 
 @dataclass
@@ -49,6 +51,9 @@ class _RunData:
     points: list[tuple[str, float, int, float]] = field(default_factory=list)  # key, value, step, wall time
     params: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
+    images: list[tuple[str, int, float, bytes]] = field(default_factory=list)  # tag, step, wall time, PNG bytes
+    #: tag, step, wall time, bucket edges, counts
+    histograms: list[tuple[str, int, float, list[float], list[int]]] = field(default_factory=list)
     skipped: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # kind -> tags
     first_time: float | None = None
     last_time: float | None = None
@@ -177,6 +182,10 @@ def _add_event(event: Any, data: _RunData, data_compat: Any) -> None:
             _add_hparams(value, data)
         elif plugin == "text":
             _add_text(value, event.step, data)
+        elif plugin == "images":
+            _add_images(value, event.step, wall, data)
+        elif plugin == "histograms":
+            _add_histogram(value, event.step, wall, data)
         else:
             data.skipped[plugin or "untyped"].add(value.tag)
 
@@ -214,6 +223,76 @@ def _add_text(value: Any, step: int, data: _RunData) -> None:
     array = tensor_util.make_ndarray(value.tensor)
     parts = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in array.reshape(-1)]
     data.texts[value.tag].append((int(step), "\n".join(parts)))
+
+
+def _add_images(value: Any, step: int, wall: float, data: _RunData) -> None:
+    """An image summary's tensor: [width, height, encoded image, ...] (several for `add_images`)."""
+    from tensorboard.util import tensor_util
+
+    array = tensor_util.make_ndarray(value.tensor).reshape(-1)
+    for encoded in array[2:]:
+        data.images.append((value.tag, int(step), wall, bytes(encoded)))
+
+
+def _add_histogram(value: Any, step: int, wall: float, data: _RunData) -> None:
+    """A histogram summary's tensor: one [left edge, right edge, count] row per bucket."""
+    from tensorboard.util import tensor_util
+
+    array = tensor_util.make_ndarray(value.tensor)
+    if array.ndim != 2 or array.shape[1] != 3 or array.shape[0] == 0:
+        data.skipped["histograms"].add(value.tag)  # an empty histogram
+        return
+    edges = [float(x) for x in array[:, 0]] + [float(array[-1, 1])]
+    data.histograms.append((value.tag, int(step), wall, edges, [round(float(c)) for c in array[:, 2]]))
+
+
+def _write_media(run: Any, data: _RunData, summary: ImportSummary) -> None:
+    """The images and histograms, each at its step and wall time; one the run API refuses (an image Pillow
+    cannot decode, a histogram whose edges are out of order) is counted as skipped, with the reason logged."""
+    from ..errors import MissingExtraError
+    from ..media import require_pillow
+    from ..values import MAX_KEY_LENGTH
+
+    images = data.images
+    if images:
+        try:
+            require_pillow("importing TensorBoard images")
+        except MissingExtraError as exc:
+            summary.skip("image series", len({tag for tag, *_ in images}), str(exc))
+            images = []
+    for tag, step, wall, png in images:
+        try:
+            if not 0 < len(tag) <= MAX_KEY_LENGTH:
+                raise InvalidInputError(f"image tag {tag[:60]!r} is no media key")
+            run.log_image(tag, _decoded(png), step, timestamp=wall)
+            summary.media += 1
+        except InvalidInputError as exc:
+            summary.skip("images (unreadable)", 1)
+            _log.warning("tensorboard import: image %r at step %d skipped: %s", tag[:60], step, exc)
+    for tag, step, wall, edges, counts in data.histograms:
+        try:
+            if not 0 < len(tag) <= MAX_KEY_LENGTH:
+                raise InvalidInputError(f"histogram tag {tag[:60]!r} is no media key")
+            run.log_histogram(tag, step=step, np_histogram=(counts, edges), timestamp=wall)
+            summary.media += 1
+        except InvalidInputError as exc:
+            summary.skip("histograms (unreadable)", 1)
+            _log.warning("tensorboard import: histogram %r at step %d skipped: %s", tag[:60], step, exc)
+
+
+def _decoded(png: bytes) -> Any:
+    """The PIL image of an encoded image summary (InvalidInputError if Pillow cannot read it)."""
+    import io
+
+    from ..media import require_pillow
+
+    pil = require_pillow("importing TensorBoard images")
+    try:
+        with pil.open(io.BytesIO(png)) as img:
+            img.load()
+            return img.copy()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInputError(f"not an image Pillow can read ({exc})") from None
 
 
 def _write_run(
@@ -256,6 +335,7 @@ def _write_run(
             run._put(RunEdited(note="\n\n".join(note_parts), time=_ordered_time()))
         for key, value, step, wall in points:
             run.log_metric(key, value, step, timestamp=wall)
+        _write_media(run, data, summary)
     except BaseException:
         run.end("failed", error="the import stopped", end_time=data.last_time)
         raise
