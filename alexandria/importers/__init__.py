@@ -78,7 +78,7 @@ class ImportSummary:
     media: int = 0
     #: What was not imported, by kind: {"histogram series": 3, "image series": 1}.
     skipped: Counter[str] = field(default_factory=Counter)
-    #: Why a kind is skipped, printed once after the counts ("media arrive with `log_image`").
+    #: Why a kind is skipped, printed once after the counts ("not built yet").
     skipped_reasons: dict[str, str] = field(default_factory=dict)
     #: Files read only in part (a truncated or still-written file), with what was left.
     warnings: list[str] = field(default_factory=list)

@@ -77,7 +77,7 @@ BOOKKEEPING = frozenset(
         "wandb-job.json",
     }
 )
-MEDIA_REASON = "media arrive with `log_image`"
+MEDIA_REASON = "the import of W&B's media files is not built yet (the W&B adapter logs them as media)"
 #: How W&B's JSON spells the non-finite floats.
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
