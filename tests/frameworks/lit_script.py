@@ -86,6 +86,8 @@ def main() -> None:
     # each rank says which run it logged into, in a file of its own (the ranks share one stdout)
     Path(root).mkdir(parents=True, exist_ok=True)
     Path(root, f"rank{trainer.global_rank}.run").write_text(logger.version)
+    if torch.distributed.is_initialized():  # as torch asks: a process group left to exit can abort the process
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

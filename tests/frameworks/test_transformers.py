@@ -82,6 +82,9 @@ else:
         trainer.predict(Tokens(8))
 print("HISTORY", json.dumps(trainer.state.log_history), flush=True)
 print("NUM_PARAMETERS", model.num_parameters(), flush=True)
+import torch.distributed as dist
+if dist.is_initialized():  # as torch asks: a process group left to exit can abort ("terminate called ...")
+    dist.destroy_process_group()
 """
 
 
