@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +106,9 @@ class Field:
     numeric: ColumnElement[Any] | None = None
     choices: tuple[str, ...] = ()
 
+    def numeric_column(self) -> ColumnElement[Any]:
+        return self.column if self.numeric is None else self.numeric
+
 
 @dataclass
 class Dialect:
@@ -115,10 +118,10 @@ class Dialect:
     what: str
     resolve: Callable[[Token, Callable[[str, Token], FilterError]], Field]
     connectives: bool = True
-    names: dict[str, str] = field(default_factory=dict)
 
 
 def tokens(text: str, error: Callable[[str, Token], FilterError]) -> list[Token]:
+    """`text` as tokens with their positions; `error` makes the FilterError for what cannot be read."""
     out: list[Token] = []
     pos = 0
     while pos < len(text):
@@ -352,10 +355,9 @@ class _Parser:
         if value_tok is None:
             wanted = {"param": "a number or a quoted value", "text": "a quoted value ('text')"}[fld.kind]
             raise FilterError(f"{self.dialect.what} {self.text!r}: ends where {wanted} was expected")
-        if fld.kind == "param" and value_tok.kind == "number":
-            self.i += 1
-            assert fld.numeric is not None
-            return _compare(fld.numeric, symbol, float(value_tok.text))
+        if fld.kind == "param" and (value_tok.kind == "number" or symbol not in ("=", "!=")):
+            value_tok = self.take(("number",), "a number")
+            return _compare(fld.numeric_column(), symbol, float(value_tok.text))
         if symbol not in ("=", "!="):
             raise self.error(
                 f"{op.text} {{at}} compares numbers; {ident.text} is text (use =, !=, LIKE, ILIKE or IN)", op
@@ -378,7 +380,7 @@ class _Parser:
             return not_(cond) if word.startswith("not") else cond
         self.take(("lparen",), f"( after {word.upper()}")
         items = [self.take(("string", "number"), "a value")]
-        while self.peek() is not None and self.peek().kind == "comma":  # type: ignore[union-attr]
+        while (nxt := self.peek()) is not None and nxt.kind == "comma":
             self.i += 1
             items.append(self.take(("string", "number"), "a value"))
         self.take(("rparen",), f") closing the {word.upper()} list")
@@ -392,8 +394,7 @@ class _Parser:
                 raise self.error(f"expected a quoted value {{at}}, found {items[0].text!r}", items[0])
             values = [float(t.text) for t in items]
             if fld.kind == "param":
-                assert fld.numeric is not None
-                column = fld.numeric
+                column = fld.numeric_column()
         else:
             if fld.kind == "number":
                 raise self.error(f"expected a number {{at}}, found {items[0].text!r}", items[0])

@@ -150,10 +150,10 @@ def test_values_are_bound_parameters_never_sql_text() -> None:
     ("expr", "message"),
     [
         ("params.lr >", "filter 'params.lr >': ends where a number or a quoted value was expected"),
+        ("params.lr > 'a'", "filter \"params.lr > 'a'\": expected a number at position 12, found \"'a'\""),
         (
-            "params.lr > 'a'",
-            "filter \"params.lr > 'a'\": > at position 10 compares numbers; params.lr is text "
-            "(use =, !=, LIKE, ILIKE or IN)",
+            "tags.t > 'a'",
+            "filter \"tags.t > 'a'\": > at position 7 compares numbers; tags.t is text (use =, !=, LIKE, ILIKE or IN)",
         ),
         ("metrics.acc > high", "filter 'metrics.acc > high': expected a number at position 14, found 'high'"),
         (
