@@ -82,7 +82,13 @@ _KEYWORDS = ("and", "or", "not", "in", "like", "ilike", "is", "null")
 
 class FilterError(InvalidInputError):
     """A filter that is not the language: the message names the bad token, its position (0-based) and what
-    was expected there."""
+    was expected there; `pointer` shows the filter with a caret under that position."""
+
+    def __init__(self, message: str, text: str = "", position: int | None = None) -> None:
+        super().__init__(message)
+        self.text, self.position = text, position
+        if position is not None and "\n" not in text:
+            self.pointer = f"  {text}\n  {' ' * position}^"
 
 
 @dataclass
@@ -246,7 +252,12 @@ class _Parser:
     def error(self, problem: str, tok: Token | None) -> FilterError:
         """The error for `problem`, its `{at}` the position of `tok`."""
         where = f"at position {tok.pos}" if tok is not None else "at the end"
-        return FilterError(f"{self.dialect.what} {self.text!r}: {problem.replace('{at}', where)}")
+        message = f"{self.dialect.what} {self.text!r}: {problem.replace('{at}', where)}"
+        return FilterError(message, self.text, len(self.text) if tok is None else tok.pos)
+
+    def ends(self, problem: str) -> FilterError:
+        """The error of a filter that stops short: the caret after its end."""
+        return FilterError(f"{self.dialect.what} {self.text!r}: {problem}", self.text, len(self.text.rstrip()))
 
     def peek(self) -> Token | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -254,7 +265,7 @@ class _Parser:
     def take(self, kinds: tuple[str, ...], wanted: str) -> Token:
         tok = self.peek()
         if tok is None:
-            raise FilterError(f"{self.dialect.what} {self.text!r}: ends where {wanted} was expected")
+            raise self.ends(f"ends where {wanted} was expected")
         if tok.kind not in kinds:
             raise self.error(f"expected {wanted} {{at}}, found {tok.text!r}", tok)
         self.i += 1
@@ -289,7 +300,7 @@ class _Parser:
             if conj.word() != "and":
                 raise self.error(f"expected AND {{at}}, found {conj.text!r} (only AND is MLflow's)", conj)
             if self.peek() is None:
-                raise FilterError(f"{self.dialect.what} {self.text!r}: ends after AND")
+                raise self.ends("ends after AND")
             conditions.append(self.comparison(self.take(("ident",), self.field_hint())))
         return and_(*conditions)
 
@@ -354,7 +365,7 @@ class _Parser:
             return _compare(fld.column, symbol, float(value.text))
         if value_tok is None:
             wanted = {"param": "a number or a quoted value", "text": "a quoted value ('text')"}[fld.kind]
-            raise FilterError(f"{self.dialect.what} {self.text!r}: ends where {wanted} was expected")
+            raise self.ends(f"ends where {wanted} was expected")
         if fld.kind == "param" and (value_tok.kind == "number" or symbol not in ("=", "!=")):
             value_tok = self.take(("number",), "a number")
             return _compare(fld.numeric_column(), symbol, float(value_tok.text))

@@ -133,6 +133,23 @@ def test_the_language_on_a_real_store(store: Store) -> None:
         assert reader.sql("SELECT count(*) FROM run")[1] == [(4,)]
 
 
+def test_a_filter_is_one_sql_query(store: Store) -> None:
+    """However much it says, a filter is part of the one query that lists the runs: no loop over runs."""
+    from sqlalchemy import event
+
+    ids = seed(store)
+    with Reader(store) as reader:
+        reader.runs()  # connected, warmed
+        statements: list[str] = []
+        event.listen(reader.engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+        got = reader.runs(
+            'metrics.val/accuracy > 0.9 and params.lr = 0.01 and tags.team = "vision" and status = "finished"'
+            " or (vision and params.lr > 0.05) or not (metrics.val/accuracy.min < 0.6 or metrics.x is null)"
+        )
+        assert {r["id"] for r in got} == {ids["a"], ids["b"]}
+        assert len(statements) == 1, statements
+
+
 def test_values_are_bound_parameters_never_sql_text() -> None:
     from sqlalchemy import select
     from sqlalchemy.dialects import postgresql, sqlite
@@ -208,7 +225,18 @@ def test_alex_runs_filter(store: Store) -> None:
     bad = alex("--store", str(store.root), "runs", "--filter", "params.lr >")
     assert bad.returncode == 1
     assert bad.stdout == ""
-    assert bad.stderr == "Error: filter 'params.lr >': ends where a number or a quoted value was expected\n"
+    assert bad.stderr == (
+        "Error: filter 'params.lr >': ends where a number or a quoted value was expected\n"
+        "  params.lr >\n"
+        "             ^\n"
+    )
+    bad = alex("--store", str(store.root), "runs", "--filter", "metrics.acc > high or x")
+    assert bad.returncode == 1
+    assert bad.stderr == (
+        "Error: filter 'metrics.acc > high or x': expected a number at position 14, found 'high'\n"
+        "  metrics.acc > high or x\n"
+        "                ^\n"
+    )
 
 
 def test_docs_list_the_modules_fields_and_operators() -> None:

@@ -88,7 +88,8 @@ def parse_order_by(clauses: Sequence[str]) -> list[Any]:
     for clause in clauses:
 
         def error(problem: str, tok: Token, clause: str = clause) -> FilterError:
-            return FilterError(f"order_by {clause!r}: {problem.replace('{at}', f'at position {tok.pos}')}")
+            message = f"order_by {clause!r}: {problem.replace('{at}', f'at position {tok.pos}')}"
+            return FilterError(message, clause, tok.pos)
 
         toks = tokens(clause, error)
         if not toks or toks[0].kind != "ident":
