@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Float, and_, cast, exists, false, func, literal, not_, or_, select, true
 from sqlalchemy.sql import ColumnElement
 
+from .backends.base import CaseSensitiveLike
 from .errors import InvalidInputError
 from .schema import metric, parameter, run, tag
 from .summaries import last_value
@@ -57,7 +58,8 @@ FIELDS: dict[str, str] = {
 #: Every operator and what it does (docs/filters.md lists these).
 OPERATORS: dict[str, str] = {
     "= != > >= < <=": "compare (`==` is `=`); text compares with = and != only",
-    "like, ilike": "SQL patterns (% any text, _ one character); ilike ignores case",
+    "like, ilike": "SQL patterns (% any text, _ one character, a backslash takes the next one literally); "
+    "like respects case on every database, ilike ignores it",
     "in (...), not in (...)": "one of the listed values",
     "is null, is not null": "the field is missing (a run without that parameter, tag or metric) or present",
     "and, or, not, ( )": "combine; and binds tighter than or",
@@ -387,7 +389,8 @@ class _Parser:
             raise self.error(f"{word.upper()} {{at}} compares text, not numbers", op_tok)
         if word.endswith("like"):
             pattern = unquote(self.take(("string",), "a quoted pattern").text)
-            cond = fld.column.like(pattern) if word.endswith(" like") or word == "like" else _ilike(fld, pattern)
+            like = word in ("like", "not like")
+            cond = CaseSensitiveLike(fld.column, pattern) if like else _ilike(fld, pattern)
             return not_(cond) if word.startswith("not") else cond
         self.take(("lparen",), f"( after {word.upper()}")
         items = [self.take(("string", "number"), "a value")]
@@ -419,7 +422,7 @@ class _Parser:
 
 
 def _ilike(fld: Field, pattern: str) -> ColumnElement[bool]:
-    return func.lower(fld.column).like(func.lower(literal(pattern)))
+    return func.lower(fld.column).like(func.lower(literal(pattern)), escape="\\")
 
 
 def _compare(column: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:

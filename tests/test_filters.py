@@ -45,7 +45,7 @@ if which == "abc":
     with alexandria.start_run(experiment="audio", name="c-run", store=store, capture=False,
                               tags={"team": "vision"}) as r:
         ids["c"] = r.id
-        r.log_params({"lr": "1e-2", "opt": "adam", "weird": sys.argv[3]})
+        r.log_params({"lr": "1e-2", "opt": "adam", "weird": sys.argv[3], "glob": "x*[y]?_1"})
     print(json.dumps(ids))
 else:
     r = alexandria.start_run(experiment="audio", name="d-run", store=store, capture=False)
@@ -97,6 +97,15 @@ CASES = [
     ('(experiment = "vision" or name like "c%") and not params.opt = "sgd"', "ac"),
     ('experiment = "vision" or name like "c%" and params.opt = "sgd"', "ab"),  # and binds tighter than or
     ('name ilike "A-RUN"', "a"),
+    ('name like "A-RUN"', ""),  # like respects case, on SQLite too
+    ('name like "a_run"', "a"),
+    ('name like "a\\\\_run"', ""),  # a backslash takes _ literally
+    ('name like "%-run"', "abcd"),
+    ('params.glob like "x*[y]?\\\\_1"', "c"),  # GLOB's own characters are plain text in a like pattern
+    ('params.glob like "x*[y]?%"', "c"),
+    ('params.glob like "X%"', ""),
+    ('params.glob ilike "X*[Y]?_1"', "c"),
+    ('params.glob not like "x*%"', ""),
     ('attributes.name = "c-run"', "c"),
     ('error like "%diverged%"', "b"),
     ("vision", "abc"),  # a word alone: the experiment, a tag's key=value
