@@ -77,6 +77,7 @@ def test_the_filter_box_in_a_real_browser(store: Store, tmp_path: Path) -> None:
                 assert page.locator(".filter-error").inner_text() == (
                     "filter 'params.lr > <b>': expected a number at position 12, found '<' (the filter is not applied)"
                 )
+                assert page.locator("#filter-pointer").inner_text() == "  params.lr > <b>\n              ^"
                 assert rows.count() == 4
                 shot = tmp_path / "ui-filter-error.png"
                 page.screenshot(path=str(shot), full_page=True)

@@ -50,6 +50,7 @@ class RunFilter:
     sort: str = "start"
     desc: bool = True
     errors: list[str] = field(default_factory=list)
+    pointer: str = ""  # a filter that does not parse, with a caret under its bad token
 
     @classmethod
     def from_query(cls, qp: QueryParams) -> RunFilter:
@@ -128,6 +129,7 @@ def runs_tree(engine: Engine, f: RunFilter) -> list[tuple[int, dict[str, Any]]]:
         rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params, filter=f.text)
     except FilterError as exc:
         f.errors.append(f"{exc} (the filter is not applied)")
+        f.pointer = exc.pointer
         rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params)
     known = [r for r in rows if _sort_value(r, f.sort) is not None]
     unknown = [r for r in rows if _sort_value(r, f.sort) is None]  # missing values last, either way
