@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, and_, cast, exists, false, func, literal, not_, or_, select, true
+from sqlalchemy import Boolean, Float, and_, cast, exists, false, func, literal, not_, or_, select, true
 from sqlalchemy.sql import ColumnElement
 
 from .backends.base import CaseSensitiveLike
@@ -227,7 +227,7 @@ def text_search(needle: str) -> ColumnElement[bool]:
     in_tags = exists().where(
         tag.c.run_id == run.c.id, func.lower(tag.c.key + "=" + tag.c.value).contains(n, autoescape=True)
     )
-    return or_(*found, in_tags)
+    return func.coalesce(or_(*found, in_tags), false(), type_=Boolean)  # never NULL: `not` is the complement
 
 
 def _time_value(tok: Token, error: Callable[[str, Token], FilterError]) -> float:
@@ -338,6 +338,11 @@ class _Parser:
         return self.comparison(tok)
 
     def comparison(self, ident: Token) -> ColumnElement[bool]:
+        """A comparison, never NULL: a missing value (no such parameter, tag or metric) makes it false, so
+        `not` keeps exactly the runs the comparison does not."""
+        return func.coalesce(self._comparison(ident), false(), type_=Boolean)
+
+    def _comparison(self, ident: Token) -> ColumnElement[bool]:
         fld = self.dialect.resolve(ident, self.error)
         op_tok = self.peek()
         word = self.keyword("in", "like", "ilike", "is", "not")

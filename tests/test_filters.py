@@ -93,6 +93,9 @@ CASES = [
     ('status = "failed" or status = "crashed"', "bd"),
     ('STATUS = "finished" AND Params.lr = 0.01', "ac"),
     ('not status = "finished"', "bd"),
+    ('not tags.team = "vision"', "bd"),  # d has no team: not is the complement
+    ('not params.opt = "sgd"', "acd"),
+    ("not params.lr > 0.05", "acd"),
     ('status in ("failed", "crashed") and not (name = "b-run")', "d"),
     ('(experiment = "vision" or name like "c%") and not params.opt = "sgd"', "ac"),
     ('experiment = "vision" or name like "c%" and params.opt = "sgd"', "ab"),  # and binds tighter than or
@@ -111,6 +114,7 @@ CASES = [
     ("vision", "abc"),  # a word alone: the experiment, a tag's key=value
     ('"TEAM=NLP"', "b"),
     ("diverged or d-run", "bd"),
+    ("not vision", "d"),
     ("duration >= 0", "abcd"),  # a crashed run ends when it was last seen
     ("end is null", ""),
     ('start > "2000-01-01"', "abcd"),
