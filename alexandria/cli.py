@@ -91,13 +91,26 @@ RUN_COLUMNS = (
 )
 @click.option("--limit", "-n", type=int, default=None, help="At most this many runs (newest first).")
 @click.option("--deleted", is_flag=True, help="Only deleted runs (`alex restore RUN` brings one back).")
+@click.option(
+    "--filter",
+    "-f",
+    "expr",
+    metavar="EXPR",
+    help="Only runs this expression keeps, e.g. 'metrics.val/acc > 0.9 and params.lr = 0.01' (docs/filters.md).",
+)
 @format_option(
     f"a header, then one line per run, newest first: {', '.join(RUN_COLUMNS)} (times in unix seconds, tags as JSON).",
     "a list of objects with those keys.",
 )
 @click.pass_context
 def runs(
-    ctx: click.Context, experiment: str | None, status: str | None, limit: int | None, deleted: bool, fmt: str
+    ctx: click.Context,
+    experiment: str | None,
+    status: str | None,
+    limit: int | None,
+    deleted: bool,
+    expr: str | None,
+    fmt: str,
 ) -> None:
     """List runs, newest first, each sweep's child runs indented under their parent; deleted runs only
     with --deleted.
@@ -108,7 +121,7 @@ def runs(
     from .query import list_runs, problems
 
     engine = _fresh_reader(ctx)
-    rows = list_runs(engine, experiment=experiment, status=status, limit=limit, deleted=deleted)
+    rows = list_runs(engine, experiment=experiment, status=status, limit=limit, deleted=deleted, filter=expr)
     title = f"{len(rows)} deleted run(s) (`alex restore RUN` restores one)" if deleted else f"{len(rows)} run(s)"
     emit(
         fmt,

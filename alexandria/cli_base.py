@@ -29,6 +29,8 @@ class ErrorsAsMessages(click.Group):
             return super().invoke(ctx)
         except AlexandriaError as exc:
             click.echo(f"Error: {exc}", err=True)
+            if exc.pointer:
+                click.echo(exc.pointer, err=True)
             ctx.exit(1)
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 class AlexandriaError(Exception):
-    """Base of every error Alexandria raises on purpose."""
+    """Base of every error Alexandria raises on purpose. `pointer`: lines a command line prints under its
+    `Error:` line, when there is something to point at (a filter's bad token, with a caret under it)."""
+
+    pointer: str = ""
 
 
 class InvalidInputError(AlexandriaError, ValueError):

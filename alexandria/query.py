@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, case, exists, func, or_, select
 from .backends import backend_of
 from .db import open_database, reader_engine
 from .errors import InvalidInputError, QueryError, RunNotFoundError, StoreError
+from .filters import compile_filter
 from .schema import (
     artifact,
     code,
@@ -53,6 +54,7 @@ def list_runs(
     until: float | None = None,
     parent_id: str | None = None,
     deleted: bool | None = False,
+    filter: str | None = None,  # noqa: A002 (the name callers know, from `alex runs --filter`)
 ) -> list[dict[str, Any]]:
     """Runs, newest first, with their parameter and metric counts (see `run_tree` for the nesting).
     Deleted runs are left out (`deleted=True`: only they, `None`: every run).
@@ -60,7 +62,8 @@ def list_runs(
     Filters combine with AND: `tags` and `params` match exact text (parameters as `param_to_str`
     stores them, so `{"lr": 0.01}` works); `metric_filter=("val/acc", ">=", 0.9)` keeps runs whose
     *last* value of the metric (see summaries.py) passes; `since`/`until` bound the start
-    time (unix seconds); `parent_id` keeps one sweep's children.
+    time (unix seconds); `parent_id` keeps one sweep's children; `filter` is an expression of the filter
+    language (`filters.py`, docs/filters.md), compiled into this one query (FilterError when it is not one).
     """
 
     nparams = select(func.count()).where(parameter.c.run_id == run.c.id).scalar_subquery()
@@ -68,6 +71,8 @@ def list_runs(
     q = select(run, nparams.label("num_params"), keys.label("num_metric_keys")).order_by(
         run.c.timestamp_start.desc().nulls_last(), run.c.id
     )
+    if filter:
+        q = q.where(compile_filter(filter))
     if deleted is not None:
         q = q.where(run.c.deleted == deleted)
     if experiment is not None:
@@ -701,10 +706,11 @@ class Reader:
     def refresh(self) -> None:
         open_database(self.store).dispose()
 
-    def runs(self, **filters: Any) -> list[dict[str, Any]]:
+    def runs(self, filter: str | None = None, **filters: Any) -> list[dict[str, Any]]:  # noqa: A002
         """`list_runs` filters: experiment, status, limit, tags, params, metric_filter, since, until, parent_id,
+        filter (an expression of the filter language, docs/filters.md),
         deleted (False, the default: live runs only; True: only deleted ones; None: every run)."""
-        return list_runs(self.engine, **filters)
+        return list_runs(self.engine, filter=filter, **filters)
 
     def run(self, run_id: str) -> dict[str, Any]:
         """`run_details` of a run given by id, unique prefix or name: its `run` row has name, note (Markdown)

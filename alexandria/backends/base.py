@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from sqlalchemy import Connection, Engine, Table, event, select
+from sqlalchemy import Boolean, Connection, Engine, Table, event, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement
 
 from ..errors import ForeignDatabaseError, QueryError, ReadOnlyError, StoreError
 from ..schema import SCHEMA_VERSION, meta, metadata, metric_index
@@ -43,6 +45,24 @@ READ_ONLY_MESSAGE = (
     "the database is opened read-only: the logs are the truth and the tables are their projection, "
     "so change data by logging events (queries only here)"
 )
+
+
+class CaseSensitiveLike(ColumnElement[bool]):
+    """`column LIKE pattern` that respects case on every database (`%` any text, `_` one character, a
+    backslash takes the next character literally). PostgreSQL's LIKE does; SQLite's ignores ASCII case, so
+    its backend compiles this as GLOB instead. Not cached: the pattern is compiled into its own parameter."""
+
+    inherit_cache = False
+    type = Boolean()
+
+    def __init__(self, column: ColumnElement[Any], pattern: str) -> None:
+        self.column = column
+        self.pattern = pattern
+
+
+@compiles(CaseSensitiveLike)
+def _like(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column.like(element.pattern, escape="\\"), **kw))
 
 
 class FoldTransaction(Protocol):

@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.dialects import sqlite as dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import NullPool, QueuePool
 
 from ..errors import ReadOnlyError, StoreError
 from ..schema import log_segment, meta, metric_index
-from .base import READ_ONLY_MESSAGE, Backend, FoldTransaction, Rows, segment_sizes
+from .base import READ_ONLY_MESSAGE, Backend, CaseSensitiveLike, FoldTransaction, Rows, segment_sizes
 
 if TYPE_CHECKING:
     from ..projector import FoldStats
@@ -72,6 +73,30 @@ _ACTIONS = {
     or name in ("SQLITE_ALTER_TABLE", "SQLITE_REINDEX")
     or name in ("SQLITE_ANALYZE", "SQLITE_ATTACH", "SQLITE_DETACH")
 }
+
+
+def like_to_glob(pattern: str) -> str:
+    """A LIKE pattern (`%`, `_`, a backslash escaping the next character) as the GLOB pattern matching the
+    same text with case respected: `*`, `?`, and GLOB's own `*?[` taken literally in brackets."""
+    out: list[str] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            ch = next(chars, "\\")
+            out.append(f"[{ch}]" if ch in "*?[" else ch)
+        elif ch == "%":
+            out.append("*")
+        elif ch == "_":
+            out.append("?")
+        else:
+            out.append(f"[{ch}]" if ch in "*?[" else ch)
+    return "".join(out)
+
+
+@compiles(CaseSensitiveLike, "sqlite")
+def _glob(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
+    """SQLite's LIKE ignores ASCII case; its GLOB does not."""
+    return str(compiler.process(element.column.op("GLOB")(like_to_glob(element.pattern)), **kw))
 
 
 def refused_message(what: str) -> str:

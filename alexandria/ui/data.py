@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from starlette.datastructures import QueryParams
 
 from ..errors import NotRegularFileError, RecordedFileError
+from ..filters import FilterError
 from ..formatting import duration_seconds, run_duration_text, run_label, when_text
 from ..plugins import embedded_artifacts
 from ..query import (
@@ -49,6 +50,7 @@ class RunFilter:
     sort: str = "start"
     desc: bool = True
     errors: list[str] = field(default_factory=list)
+    pointer: str = ""  # a filter that does not parse, with a caret under its bad token
 
     @classmethod
     def from_query(cls, qp: QueryParams) -> RunFilter:
@@ -119,19 +121,16 @@ def _sort_value(r: Mapping[str, Any], key: str) -> Any:
     return r["num_metric_keys"]
 
 
-def _matches(r: Mapping[str, Any], text: str) -> bool:
-    hay = [r["id"], r["name"], r["experiment_name"], r["status"], r["error"], r["parent_id"]]
-    hay += [f"{k}={v}" for k, v in (r["tags"] or {}).items()]
-    return any(text in str(h).lower() for h in hay if h)
-
-
 def runs_tree(engine: Engine, f: RunFilter) -> list[tuple[int, dict[str, Any]]]:
     """The runs the filter keeps, sorted, each child right under its parent: (depth, row). Deleted runs are
-    never among them (`list_runs` leaves them out)."""
-    rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params)
-    if f.text:
-        needle = f.text.lower()
-        rows = [r for r in rows if _matches(r, needle)]
+    never among them (`list_runs` leaves them out). The search box is the filter language (docs/filters.md);
+    one it cannot read is said in `f.errors` and not applied."""
+    try:
+        rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params, filter=f.text)
+    except FilterError as exc:
+        f.errors.append(f"{exc} (the filter is not applied)")
+        f.pointer = exc.pointer
+        rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params)
     known = [r for r in rows if _sort_value(r, f.sort) is not None]
     unknown = [r for r in rows if _sort_value(r, f.sort) is None]  # missing values last, either way
     known.sort(key=lambda r: (_sort_value(r, f.sort), r["id"]), reverse=f.desc)
