@@ -244,6 +244,15 @@ def make_seed() -> int:
     return seed
 
 
+def in_a_futex_wait(pid: int) -> bool:
+    """Whether the process's main thread sleeps in the kernel's futex wait (Linux: /proc's wchan): how a test
+    knows a child is inside a native wait (pthread_join, a gloo collective) before it sends a signal."""
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/wchan").read_text().startswith("futex")
+    except OSError:
+        return False
+
+
 def wait_until(check: Callable[[], T], *, timeout: float = 90.0, what: str = "a condition", every: float = 0.05) -> T:
     """Poll `check` until it returns something truthy (which is returned); fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

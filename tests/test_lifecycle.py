@@ -14,7 +14,7 @@ import pytest
 
 from alexandria.db import open_database
 from alexandria.store import Store
-from tests.conftest import child_env, python, skip_outside_ci, wait_until
+from tests.conftest import child_env, in_a_futex_wait, python, skip_outside_ci, wait_until
 
 LOGGER = """
 import sys, time, alexandria
@@ -124,14 +124,6 @@ assert libc.pthread_create(ctypes.byref(thread), None, sleep, ctypes.c_void_p(36
 print("joining", flush=True)
 libc.pthread_join(thread, None)
 """
-
-
-def in_a_futex_wait(pid: int) -> bool:
-    """Whether the process's main thread sleeps in the kernel's futex wait (Linux: /proc's wchan)."""
-    try:
-        return Path(f"/proc/{pid}/task/{pid}/wchan").read_text().startswith("futex")
-    except OSError:
-        return False
 
 
 def test_sigterm_ends_a_process_whose_main_thread_waits_in_native_code(store: Store) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from alexandria.db import open_database
 from alexandria.store import Store
-from tests.conftest import child_env, need_framework, python, wait_until
+from tests.conftest import child_env, in_a_futex_wait, need_framework, python, wait_until
 
 torch = need_framework("torch")
 
@@ -33,13 +33,6 @@ if rank == 0:
 else:
     dist.all_reduce(torch.ones(1))  # waits in gloo for rank 0: forever
 """
-
-
-def in_a_futex_wait(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/task/{pid}/wchan").read_text().startswith("futex")
-    except OSError:
-        return False
 
 
 def is_a_zombie(pid: int) -> bool:
