@@ -316,9 +316,10 @@ store, run_id, go, k = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()
 run = alexandria.start_run(experiment="race", run_id=run_id, store=store)
+print(run.owner, flush=True)
+sys.stdin.readline()  # every racer has started before any ends: a racer that came after the end would resume
 for step in range(100):
     run.log_metric("loss", float(k), step)
-print(run.owner, flush=True)
 run.end()
 """
 
@@ -336,9 +337,11 @@ def test_processes_racing_to_create_one_new_run_id_make_one_run_with_one_owner(s
         proc.stdin.flush()
     owners = []
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        assert proc.stdout is not None
+        owners.append(proc.stdout.readline().decode().strip())
+    for proc in procs:
+        out, err = proc.communicate(b"end\n", timeout=120)
         assert proc.returncode == 0, err.decode()
-        owners.append(out.decode().strip())
     assert sorted(owners) == ["False"] * (racers - 1) + ["True"]
     kinds = [e["event"] for e in _events(store, run_id)]
     assert kinds.count("run_started") == 1 and kinds.count("run_finished") == 1 and "run_resumed" not in kinds
