@@ -394,6 +394,9 @@
     setTimeout(poll, anyRunning ? interval : interval * 5);
   }
 
+  /* What the pages' other scripts (loaded after this one, in the templates' `scripts` block) share. */
+  window.Alexandria = { page, getJSON, fmtNum, plotlyText, localTime, metricURL, xValues, Chart, watchChart, setStatus };
+
   if (page.page === "run") runPage();
   else if (page.page === "compare") comparePage();
   else if (page.page === "runs") runsPage();
