@@ -564,6 +564,69 @@ def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
         )
     ]
 
+#: The question the seed asks of a metric table: every run's last loss, as a join at each run's highest step.
+LAST_VALUE_JOIN = """SELECT r.id, m.value FROM run r
+JOIN metric m ON m.run_id = r.id AND m.key = 'loss'
+ AND m.step = (SELECT MAX(step) FROM metric m2 WHERE m2.run_id = r.id AND m2.key = 'loss')"""
+
+
+def bench_sqlite_statistics(quick: bool, tmp: Path) -> list[Result]:
+    """The natural "last value per run" join on a store folded live (the projector takes SQLite's statistics
+    as the metric table grows), against the same query on a copy analyzed in full just before (the best plan
+    SQLite can find: the limit), and on a copy without statistics (what every store had before)."""
+    runs, points = (100, 1_000) if quick else (1_000, int(os.environ.get("BENCH_POINTS", "10000")))
+    store = Store.open(tmp / "stats")
+    engine = open_database(store)
+    for r in range(runs):
+        run = alexandria.start_run(experiment="stats", store=store, capture=False, system_metrics=False)
+        for i in range(points):
+            run.log_metric("loss", 1.0 / (i + 1), i)
+            if i % 10 == 0:
+                run.log_metric("val/loss", 1.0 / (i + 1), i)
+        run.end()
+        if r % 50 == 49:  # folded as it grows, as `alex watch` or the dashboard would
+            Projector(store, engine).catch_up()
+    Projector(store, engine).catch_up()
+    engine.dispose()
+    repeat = 5 if quick else 7
+
+    def rate(path: Path) -> float:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            def once() -> float:
+                t = time.perf_counter()
+                assert len(con.execute(LAST_VALUE_JOIN).fetchall()) == runs
+                return 1 / (time.perf_counter() - t)
+
+            return _best(repeat, once)
+        finally:
+            con.close()
+
+    ours = rate(store.db_path)
+    best = tmp / "analyzed.db"
+    bare = tmp / "bare.db"
+    for copy in (best, bare):
+        src = sqlite3.connect(store.db_path)
+        dst = sqlite3.connect(copy)
+        src.backup(dst)
+        src.close()
+        dst.execute("ANALYZE" if copy == best else "DROP TABLE IF EXISTS sqlite_stat1")
+        dst.commit()
+        dst.close()
+    limit = rate(best)
+    none = rate(bare)
+    return [
+        Result(
+            f"sqlite statistics: last value per run, {runs:,} runs x {points:,} points",
+            ours,
+            "queries/s",
+            limit=limit,
+            limit_name="the same query right after a full ANALYZE",
+            target="ratio ~1; under 50 ms at 10 M points",
+            extra={"ours_ms": 1000 / ours, "analyzed_ms": 1000 / limit, "without_statistics_ms": 1000 / none},
+        )
+    ]
+
 
 ALL = {
     "log_metric": bench_log_metric,
@@ -578,6 +641,7 @@ ALL = {
     "start_end": bench_start_end,
     "memory": bench_writer_memory,
     "ui_metric": bench_ui_metric,
+    "sqlite_statistics": bench_sqlite_statistics,
 }
 
 

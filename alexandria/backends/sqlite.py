@@ -12,6 +12,7 @@ transactions or load extensions, whichever statement it is.
 A rebuild replays every segment into a scratch file beside the real one (no journal: it is thrown away on
 failure), builds the big metric index after the rows are in, then copies it over the real database with
 SQLite's online backup in one write transaction: readers see the old database or the new one, never half.
+The planner's statistics are taken then, and retaken by the fold as the metric table grows (`refresh_statistics`).
 """
 
 from __future__ import annotations
@@ -236,6 +237,39 @@ _UNUSABLE = {
 }
 
 
+#: Rows a table needs before its statistics matter, and the growth since they were taken that retakes them.
+STATISTICS_FLOOR = 10_000
+STATISTICS_GROWTH = 10
+#: Rows of each index ANALYZE samples (SQLite's `analysis_limit`): statistics good enough to choose plans,
+#: in milliseconds whatever the table's size.
+ANALYSIS_LIMIT = 2_000
+
+
+def analyze(conn: Connection) -> None:
+    """Takes the query planner's statistics (sqlite_stat1). Without them SQLite guesses that every index is as
+    selective as the next, and a join on the metric table at a run's highest step can take seconds instead of
+    milliseconds (PostgreSQL analyzes by itself; SQLite never does)."""
+    conn.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+    conn.exec_driver_sql("ANALYZE")
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """Retakes the statistics, in the fold's own transaction, once the metric table has grown
+    `STATISTICS_GROWTH` times since they were taken (or has `STATISTICS_FLOOR` rows and none were taken):
+    a few cheap lookups per fold, an ANALYZE a handful of times over a store's life."""
+    rows = conn.exec_driver_sql("SELECT max(id) FROM metric").scalar() or 0  # the rowid: a b-tree's last key
+    if rows < STATISTICS_FLOOR:
+        return
+    has_stats = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").scalar()
+    taken = 0
+    if has_stats:
+        stat = conn.exec_driver_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = 'metric' LIMIT 1").scalar()
+        taken = int(str(stat).split()[0]) if stat else 0
+    if not taken or rows >= STATISTICS_GROWTH * taken:
+        log.info("metric table at %d rows (statistics taken at %d): analyzing", rows, taken)
+        analyze(conn)
+
+
 class SQLiteBackend(Backend):
     dialect = "sqlite"
     placeholder = "?"
@@ -302,6 +336,7 @@ class SQLiteBackend(Backend):
                 budget, cut = fold.fold_segment(path, rel, size, offset, count, attempt, budget, rank)
                 more = more or cut
             fold.write(conn)
+            refresh_statistics(conn)
         return more, False
 
     def lock_for_purge(self, conn: Connection, run_ids: list[str]) -> None:
@@ -335,6 +370,7 @@ class SQLiteBackend(Backend):
             stats = load(engine)
             with engine.begin() as conn:
                 metric_index.create(conn)
+                analyze(conn)
             engine.dispose()
             _swap_in(scratch, store.db_path)
         finally:
