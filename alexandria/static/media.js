@@ -140,7 +140,9 @@
         const head = el("tr");
         head.append(el("th", {}, "#"));
         for (const c of d.columns) head.append(el("th", {}, c));
-        table.append(el("thead")).append(head);
+        const thead = el("thead");
+        thead.append(head);
+        table.append(thead);
         const tbody = el("tbody");
         d.rows.forEach((row, i) => {
           const tr = el("tr");
