@@ -565,6 +565,8 @@ def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+from .media import bench_media  # noqa: E402  (it imports Result from here when it runs)
+
 ALL = {
     "log_metric": bench_log_metric,
     "system_metrics": bench_system_metrics,
@@ -578,6 +580,7 @@ ALL = {
     "start_end": bench_start_end,
     "memory": bench_writer_memory,
     "ui_metric": bench_ui_metric,
+    "media": bench_media,
 }
 
 

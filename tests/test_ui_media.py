@@ -95,9 +95,7 @@ def _box(page: Any, key: str) -> Any:
 
 
 def _natural_width(page: Any, selector: str) -> int:
-    return int(
-        page.eval_on_selector(selector, "img => img.complete && img.naturalWidth ? img.naturalWidth : 0")
-    )
+    return int(page.eval_on_selector(selector, "img => img.complete && img.naturalWidth ? img.naturalWidth : 0"))
 
 
 def test_the_run_page_shows_media_by_step(media_run: tuple[Server, dict[str, str]], tmp_path: Path) -> None:

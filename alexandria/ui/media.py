@@ -137,7 +137,7 @@ def table_page(store: Store, run_id: str, record: dict[str, Any], page: int) -> 
                 out.error = "this table is Parquet and pyarrow is not installed: pip install 'alexandria[media]'"
                 return out
             try:
-                table = pq.read_table(f).slice(start, TABLE_PAGE_ROWS)
+                table = _parquet_rows(pq, f.read(), start, TABLE_PAGE_ROWS)
             except Exception as exc:  # pyarrow's errors: a damaged or foreign file
                 out.error = f"pyarrow cannot read this table's file ({exc})"
                 return out
@@ -148,22 +148,31 @@ def table_page(store: Store, run_id: str, record: dict[str, Any], page: int) -> 
     return out
 
 
+def _parquet_rows(pq: Any, data: bytes, start: int, count: int) -> Any:
+    """Rows [start, start + count) of a Parquet file's bytes, decoding only the row groups that hold them."""
+    import pyarrow as pa
+
+    pf = pq.ParquetFile(pa.BufferReader(data))
+    groups, first, at = [], None, 0
+    for i in range(pf.metadata.num_row_groups):
+        rows = pf.metadata.row_group(i).num_rows
+        if at + rows > start and at < start + count:
+            groups.append(i)
+            first = at if first is None else first
+        at += rows
+    if not groups:
+        return pf.schema_arrow.empty_table()
+    return pf.read_row_groups(groups).slice(start - (first or 0), count)
+
+
 def histogram_grid(engine: Engine, run_id: str, key: str) -> dict[str, Any] | None:
-    """A histogram key over steps as a heatmap: `z[bin][record]` counts on common bins (`media.rebin`), the
-    records' steps, and each record's own bins (for reading one step exactly). None: no such key."""
+    """A histogram key over steps as a heatmap: `z[bin][record]` counts on common bins (`media.rebin`) and the
+    records' steps (a cell's hover reads one step). None: no such key."""
     h = histogram_steps(engine, run_id, key)
     if not h.steps:
         return None
     edges, grid = rebin(h.lower, h.upper, h.counts, HEATMAP_BINS)
-    return {
-        "key": key,
-        "steps": h.steps,
-        "edges": edges,
-        "z": [list(col) for col in zip(*grid, strict=True)],
-        "lower": h.lower,
-        "upper": h.upper,
-        "counts": h.counts,
-    }
+    return {"key": key, "steps": h.steps, "edges": edges, "z": [list(col) for col in zip(*grid, strict=True)]}
 
 
 # -- artifacts ----------------------------------------------------------------------------------------------------
