@@ -292,3 +292,93 @@ def _page_data(server: Server, run: str) -> Any:
     found = re.search(rb'<script type="application/json" id="page-data">(.*?)</script>', body, re.S)
     assert found is not None
     return json.loads(found.group(1))
+
+
+# -- the data behind the page, without a browser ----------------------------------------------------------------
+
+
+def _records(store: Any, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    from alexandria.query import Reader, media_records
+
+    with Reader(store) as reader:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for r in media_records(reader.engine, run_id):
+            found.setdefault(r["key"], []).append(r)
+        return found
+
+
+def test_table_pages_from_csv_and_parquet_and_without_pyarrow(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import alexandria
+    from alexandria import media as media_module
+    from alexandria.ui.media import table_page
+
+    rows = [{"n": i, "name": f"row {i}"} for i in range(1, 121)]
+    with alexandria.start_run(experiment="media", store=store, capture=False) as run:
+        run.log_table("parquet", rows)
+        with monkeypatch.context() as m:
+            m.setattr(media_module, "_pyarrow", lambda: None)  # no pyarrow when logging: CSV
+            run.log_table("csv", rows)
+    found = _records(store, run.id)
+    assert found["csv"][0]["format"] == "csv" and found["parquet"][0]["format"] == "parquet"
+    csv_page = table_page(store, run.id, found["csv"][0], 2)
+    assert (csv_page.first, csv_page.pages, csv_page.total, csv_page.columns) == (51, 3, 120, ["n", "name"])
+    assert csv_page.rows[0] == ["51", "row 51"] and len(csv_page.rows) == 50
+    pq_page = table_page(store, run.id, found["parquet"][0], 3)
+    assert pq_page.rows[0] == [101, "row 101"] and len(pq_page.rows) == 20 and pq_page.error is None
+    beyond = table_page(store, run.id, found["parquet"][0], 9)
+    assert beyond.rows == [] and beyond.error is None
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # pyarrow not installed where the dashboard runs
+    said = table_page(store, run.id, found["parquet"][0], 1)
+    assert said.rows == [] and said.error == (
+        "this table is Parquet and pyarrow is not installed: pip install 'alexandria[media]'"
+    )
+    assert table_page(store, run.id, found["csv"][0], 1).rows[0] == ["1", "row 1"]  # CSV needs no pyarrow
+
+
+def test_histogram_grid_keeps_every_count(store: Any) -> None:
+    import alexandria
+    from alexandria.query import Reader
+    from alexandria.ui.media import HEATMAP_BINS, histogram_grid
+
+    rng = __import__("numpy").random.default_rng(11)
+    with alexandria.start_run(experiment="media", store=store, capture=False) as run:
+        for step in range(4):
+            run.log_histogram("w", rng.normal(step * 3, 1.0, 500), step=step, bins=10)
+        run.log_histogram("w", [2.0] * 7, step=4, bins=3)  # every value equal: bins of no width
+        run.log_histogram("w", [1.0, 2.0], step=4, bins=2)  # a second record at one step stays its own
+    with Reader(store) as reader:
+        grid = histogram_grid(reader.engine, run.id, "w")
+        assert histogram_grid(reader.engine, run.id, "nope") is None
+    assert grid is not None
+    assert grid["steps"] == [0, 1, 2, 3, 4, 4]
+    assert len(grid["z"]) == HEATMAP_BINS and len(grid["edges"]) == HEATMAP_BINS + 1
+    totals = [round(sum(row[i] for row in grid["z"]), 6) for i in range(6)]
+    assert totals == [500, 500, 500, 500, 7, 2]
+
+
+def test_artifact_previews_are_capped(tmp_path: Path) -> None:
+    from alexandria.ui.media import PREVIEW_BYTES, PREVIEW_LINES, artifact_preview
+
+    def preview(name: str, data: bytes, kind: str | None = None) -> Any:
+        path = tmp_path / name
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return artifact_preview(fd, path, {"type": kind}, f"/artifact/x/{name}")
+        finally:
+            os.close(fd)
+
+    big = b"".join(b"line %d <b>\n" % i for i in range(1_000_000))  # ~13 MB: only the head is read
+    got = preview("log.txt", big)
+    assert got["kind"] == "text" and got["more"] and len(got["text"].splitlines()) == PREVIEW_LINES
+    assert got["text"].startswith("line 0 <b>\nline 1 <b>")
+    assert preview("notes.md", b"# title\n")["text"] == "# title"
+    table = preview("m.csv", b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(100)))
+    assert table["header"] == ["a", "b"] and table["rows"][:2] == [["0", "0"], ["1", "1"]] and table["more"]
+    assert len(table["rows"]) == 20
+    assert preview("p.html", b"<script></script>") == {"kind": "html", "url": "/artifact/x/p.html"}
+    assert preview("i.png", b"\x89PNG") == {"kind": "image", "url": "/artifact/x/i.png"}
+    assert preview("weights.npy", b"\x93NUMPY") is None
+    assert preview("huge.bin", b"\0" * (PREVIEW_BYTES + 1)) is None
