@@ -4,6 +4,7 @@ engine. Views format what these return; they hold no SQL of their own."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import os
@@ -481,19 +482,20 @@ def histogram_steps(engine: Engine, run_id: str, key: str) -> HistogramSteps:
     q = (
         select(histogram.c.step, histogram.c.bin, histogram.c.lower, histogram.c.upper, histogram.c.count)
         .where(histogram.c.run_id == run_id, histogram.c.key == key)
-        .order_by(histogram.c.step.is_not(None), histogram.c.step, histogram.c.id)
+        .order_by(histogram.c.step, histogram.c.id)  # the index's order: no sort (no step: the backend's NULL place)
     )
-    out = HistogramSteps([], [], [], [])
     with engine.connect() as conn:
-        for step, b, lower, upper, count in conn.execute(q):
-            if b == 0 or not out.steps:  # bin 0 starts a record (two at one step stay two)
-                out.steps.append(step)
-                out.lower.append([])
-                out.upper.append([])
-                out.counts.append([])
-            out.lower[-1].append(float(lower))
-            out.upper[-1].append(float(upper))
-            out.counts[-1].append(int(count))
+        rows = conn.execute(q).all()
+    out = HistogramSteps([], [], [], [])
+    if not rows:
+        return out
+    steps, bins, lower, upper, counts = zip(*rows, strict=True)
+    starts = [i for i, b in enumerate(bins) if b == 0 or i == 0] + [len(rows)]  # bin 0 starts a record
+    for a, b in itertools.pairwise(starts):
+        out.steps.append(steps[a])
+        out.lower.append(list(lower[a:b]))
+        out.upper.append(list(upper[a:b]))
+        out.counts.append(list(counts[a:b]))
     return out
 
 

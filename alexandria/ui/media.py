@@ -171,8 +171,11 @@ def histogram_grid(engine: Engine, run_id: str, key: str) -> dict[str, Any] | No
     h = histogram_steps(engine, run_id, key)
     if not h.steps:
         return None
+    import numpy as np
+
     edges, grid = rebin(h.lower, h.upper, h.counts, HEATMAP_BINS)
-    return {"key": key, "steps": h.steps, "edges": edges, "z": [list(col) for col in zip(*grid, strict=True)]}
+    z = np.round(np.asarray(grid, dtype=np.float64).T, 3)  # shares of a count: 3 decimals are plenty to read
+    return {"key": key, "steps": h.steps, "edges": edges, "z": z.tolist()}
 
 
 # -- artifacts ----------------------------------------------------------------------------------------------------
