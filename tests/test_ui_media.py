@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_python, wait_until
+from tests.conftest import every_backend, run_python, wait_until
 from tests.test_ui import CHROMIUM_ARGS, Server, _browser_or_skip, _save_artifact, serving
 
 # A run logging media of every kind, a matplotlib figure, and artifacts (an HTML page whose script tries to reach
@@ -307,6 +307,7 @@ def _records(store: Any, run_id: str) -> dict[str, list[dict[str, Any]]]:
         return found
 
 
+@every_backend
 def test_table_pages_from_csv_and_parquet_and_without_pyarrow(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
@@ -337,6 +338,7 @@ def test_table_pages_from_csv_and_parquet_and_without_pyarrow(store: Any, monkey
     assert table_page(store, run.id, found["csv"][0], 1).rows[0] == ["1", "row 1"]  # CSV needs no pyarrow
 
 
+@every_backend
 def test_histogram_grid_keeps_every_count(store: Any) -> None:
     import alexandria
     from alexandria.query import Reader
