@@ -666,7 +666,7 @@ def demo(ctx: click.Context, steps: int, workers: int) -> None:
     """Train a small model for several learning rates in worker processes, tracking everything."""
     from pathlib import Path
 
-    from .demo import EXPERIMENT, LEARNING_RATES, SUMMARY_SQL, run_demo
+    from .demo import EXPERIMENT, LEARNING_RATES, MEDIA, SUMMARY_SQL, run_demo
 
     store = _store(ctx, create=True)
     console.print(f"store: {store.root}")
@@ -678,8 +678,10 @@ def demo(ctx: click.Context, steps: int, workers: int) -> None:
     for r in done.rows:
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r))
     console.print(table)
-    console.print("Query it yourself:")
     store_opt = f"--store {store.root} " if store.root != Path.cwd() / "alexandria_data" else ""
+    logged = ", ".join(f"{key} ({kind})" for key, kind in MEDIA.items())
+    console.print(f"Each run also logged media, shown on its page in `alex {store_opt}ui`: {logged}", soft_wrap=True)
+    console.print("Query it yourself:")
     console.print(f"  alex {store_opt}runs --experiment {EXPERIMENT}")
     console.print(f"  alex {store_opt}show {done.run_ids[-1]}")
     one_line = " ".join(SUMMARY_SQL.split())

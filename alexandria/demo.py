@@ -35,6 +35,10 @@ JOIN parameter p ON p.run_id = r.id AND p.key = 'lr'
 JOIN metric m ON m.run_id = r.id
 WHERE r.experiment_name = '{EXPERIMENT}'
 GROUP BY r.id ORDER BY r.timestamp_start DESC, CAST(p.value AS REAL) LIMIT {len(LEARNING_RATES)}"""
+#: What each run logs to look at: key -> kind (the dashboard's run page shows them).
+MEDIA = {"weights": "image", "weights/histogram": "histogram", "val/roc": "figure", "val/per_class": "table"}
+#: How many times during training the weights are logged as an image and a histogram.
+MEDIA_STEPS = 4
 
 
 def make_data(seed: int = 7, n: int = 4000, d: int = 20) -> tuple[np.ndarray, ...]:
@@ -53,12 +57,53 @@ def _loss_acc(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, float
     return loss, float(np.mean((p > 0.5) == y))
 
 
+def _weights_image(w: np.ndarray) -> np.ndarray:
+    """The weights as a small grey image (one pixel each, 0 at mid-grey), scaled up 8x so it is visible."""
+    side = int(np.ceil(np.sqrt(w.size)))
+    grid = np.zeros(side * side)
+    grid[: w.size] = w
+    scale = max(float(np.abs(grid).max()), 1e-12)
+    img = (grid.reshape(side, side) / scale + 1.0) / 2.0
+    return np.kron(img, np.ones((8, 8)))
+
+
+def _log_final_media(run: Any, w: np.ndarray, xv: np.ndarray, yv: np.ndarray, step: int) -> None:
+    """The validation ROC curve (a plotly figure) and per-class precision / recall (a table)."""
+    import plotly.graph_objects as go
+
+    p = 1.0 / (1.0 + np.exp(-(xv @ w)))
+    order = np.argsort(-p)
+    hits = yv[order]
+    tpr = np.concatenate([[0.0], np.cumsum(hits) / max(hits.sum(), 1.0)])
+    fpr = np.concatenate([[0.0], np.cumsum(1 - hits) / max((1 - hits).sum(), 1.0)])
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    fig = go.Figure(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"ROC (AUC {auc:.3f})"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot"}, name="chance"))
+    fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate")
+    run.log_figure("val/roc", fig, step=step)
+    pred = p > 0.5
+    rows = []
+    for cls in (0, 1):
+        truth, said = yv == cls, pred == cls
+        tp = int(np.sum(truth & said))
+        rows.append(
+            {
+                "class": cls,
+                "support": int(truth.sum()),
+                "precision": tp / max(int(said.sum()), 1),
+                "recall": tp / max(int(truth.sum()), 1),
+            }
+        )
+    run.log_table("val/per_class", rows, step=step)
+
+
 def train(job: tuple[str, str, float, int, int]) -> dict[str, Any]:
     """One worker's job: attach to an existing run and train, logging every step."""
     store, run_id, lr, steps, batch = job
     x, y, xv, yv = make_data()
     rng = np.random.default_rng(int(lr * 1000))
     w = np.zeros(x.shape[1])
+    media_at = set(np.linspace(0, steps - 1, MEDIA_STEPS).astype(int).tolist())
     with start_run(run_id=run_id, store=store) as run:
         for step in range(steps):
             idx = rng.integers(0, len(x), size=batch)
@@ -71,6 +116,10 @@ def train(job: tuple[str, str, float, int, int]) -> dict[str, Any]:
             if step % 50 == 0 or step == steps - 1:
                 val_loss, val_acc = _loss_acc(w, xv, yv)
                 run.log_metrics({"val/loss": val_loss, "val/accuracy": val_acc}, step=step)
+            if step in media_at:
+                run.log_image("weights", _weights_image(w), step=step, caption=f"weights after {step + 1} steps")
+                run.log_histogram("weights/histogram", w, step=step, bins=16)
+        _log_final_media(run, w, xv, yv, steps - 1)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "weights.npy"
             np.save(path, w, allow_pickle=False)

@@ -328,3 +328,33 @@ def histogram_from_counts(key: str, counts: Any, edges: Any) -> Histogram:
     if not all(math.isfinite(x) for x in e) or any(b < a for a, b in zip(e, e[1:], strict=False)):
         raise InvalidInputError(f"{what}: edges must be finite and in increasing order")
     return Histogram(e, c, e[0], e[-1], sum(c), 0)
+
+
+def rebin(
+    lower: list[list[float]], upper: list[list[float]], counts: list[list[int]], n: int
+) -> tuple[list[float], list[list[float]]]:
+    """Histograms with bins of their own spread onto `n` common equal bins spanning them all (a bin's count
+    shared in proportion to its overlap with each common bin): what a step x bin heatmap draws. Returns the
+    common edges and, per histogram, its `n` counts."""
+    import numpy as np
+
+    lo = min(row[0] for row in lower)
+    hi = max(row[-1] for row in upper)
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, n + 1)
+    out = []
+    for low, up, cnt in zip(lower, upper, counts, strict=True):
+        a, b, c = np.asarray(low), np.asarray(up), np.asarray(cnt, dtype=np.float64)
+        width = np.where(b > a, b - a, 1.0)
+        # overlap of every own bin (rows) with every common bin (columns)
+        left = np.maximum(a[:, None], edges[None, :-1])
+        right = np.minimum(b[:, None], edges[None, 1:])
+        share = np.clip(right - left, 0.0, None) / width[:, None]
+        point = b <= a  # a bin of no width (all values equal): its count in the common bin holding it
+        if point.any():
+            idx = np.clip(np.searchsorted(edges, a[point], side="right") - 1, 0, n - 1)
+            share[point] = 0.0
+            share[np.nonzero(point)[0], idx] = 1.0
+        out.append((c @ share).tolist())
+    return edges.tolist(), out

@@ -4,6 +4,7 @@ engine. Views format what these return; they hold no SQL of their own."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import os
@@ -24,6 +25,7 @@ from .schema import (
     code,
     dataset,
     environment,
+    histogram,
     lifecycle,
     log_problem,
     media,
@@ -436,6 +438,68 @@ def media_keys(conn: Any, run_id: str) -> list[dict[str, Any]]:
         .order_by(media.c.key, media.c.kind)
     )
     return [dict(r._mapping) for r in conn.execute(q)]
+
+
+#: The `media` columns a page shows of a record (all but the timestamp and attempt).
+_MEDIA_COLUMNS = (
+    "id", "key", "step", "kind", "path", "format", "size", "sha256", "width", "height", "caption",
+    "n_rows", "n_cols", "columns", "files", "value_min", "value_max", "value_count", "nonfinite",
+)  # fmt: skip
+
+
+def media_records(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """Every media record of a run, by key then step (a record without a step first), then the order logged."""
+    cols = [media.c[name] for name in _MEDIA_COLUMNS]
+    q = (
+        select(*cols)
+        .where(media.c.run_id == run_id)
+        .order_by(media.c.key, media.c.step.is_not(None), media.c.step, media.c.id)
+    )
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def media_record(engine: Engine, run_id: str, media_id: int) -> dict[str, Any] | None:
+    """One media record of a run by its id, or None (an id of another run is None too)."""
+    q = select(*[media.c[name] for name in _MEDIA_COLUMNS]).where(media.c.run_id == run_id, media.c.id == media_id)
+    with engine.connect() as conn:
+        row = conn.execute(q).first()
+    return None if row is None else dict(row._mapping)
+
+
+@dataclass
+class HistogramSteps:
+    """A histogram key's records over steps: `steps[i]`'s bins are `lower[i]`, `upper[i]`, `counts[i]`."""
+
+    steps: list[int | None]
+    lower: list[list[float]]
+    upper: list[list[float]]
+    counts: list[list[int]]
+
+
+def histogram_steps(engine: Engine, run_id: str, key: str) -> HistogramSteps:
+    """The bins of every histogram a run logged under `key`, one list per record, by step (one query)."""
+    q = (
+        select(histogram.c.step, histogram.c.bin, histogram.c.lower, histogram.c.upper, histogram.c.count)
+        .where(histogram.c.run_id == run_id, histogram.c.key == key)
+        .order_by(histogram.c.step, histogram.c.id)  # the index's order: no sort (no step: the backend's NULL place)
+    )
+    compiled = q.compile(dialect=engine.dialect)
+    args: Any = [compiled.params[k] for k in compiled.positiontup or ()] if compiled.positional else compiled.params
+    with engine.connect() as conn:  # the driver's own tuples: a bin is one row, a Row object each costs 3x
+        db: Any = conn.connection.driver_connection
+        rows = backend_of(engine).fast_rows(db, str(compiled), args).fetchall()
+    out = HistogramSteps([], [], [], [])
+    if not rows:
+        return out
+    steps, bins, lower, upper, counts = zip(*rows, strict=True)
+    starts = [i for i, b in enumerate(bins) if b == 0 or i == 0] + [len(rows)]  # bin 0 starts a record
+    for a, b in itertools.pairwise(starts):
+        out.steps.append(steps[a])
+        out.lower.append(list(lower[a:b]))
+        out.upper.append(list(upper[a:b]))
+        out.counts.append(list(counts[a:b]))
+    return out
 
 
 def run_details(engine: Engine, run_id: str) -> dict[str, Any]:

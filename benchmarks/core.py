@@ -626,6 +626,8 @@ def bench_sqlite_statistics(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+from .media import bench_media  # noqa: E402  (it imports Result from here when it runs)
+
 ALL = {
     "log_metric": bench_log_metric,
     "system_metrics": bench_system_metrics,
@@ -640,6 +642,7 @@ ALL = {
     "memory": bench_writer_memory,
     "ui_metric": bench_ui_metric,
     "sqlite_statistics": bench_sqlite_statistics,
+    "media": bench_media,
 }
 
 

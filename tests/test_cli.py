@@ -202,6 +202,21 @@ def test_demo_tracks_a_real_sweep(tmp_path: object) -> None:
     assert all(r["best_val_acc"] > 0.8 for r in rows)  # it really learned something
     listed = alex("--store", target, "sql", "SELECT count(*) FROM artifact WHERE type = 'model'", "--format", "json")
     assert json.loads(listed.stdout) == [{"count(*)": 4}]
+    # every child run logged media of each kind the dashboard shows: images and histograms at 4 steps
+    media_sql = (
+        "SELECT m.run_id, m.kind, count(*) AS n, count(DISTINCT m.step) AS steps FROM media m "
+        "JOIN run r ON r.id = m.run_id WHERE r.parent_id IS NOT NULL GROUP BY m.run_id, m.kind"
+    )
+    media = json.loads(alex("--store", target, "sql", media_sql, "--format", "json").stdout)
+    per_run: dict[str, dict[str, tuple[int, int]]] = {}
+    for r in media:
+        per_run.setdefault(r["run_id"], {})[r["kind"]] = (r["n"], r["steps"])
+    assert len(per_run) == 4
+    for kinds in per_run.values():
+        assert kinds == {"image": (4, 4), "histogram": (4, 4), "figure": (1, 1), "table": (1, 1)}
+    bins = alex("--store", target, "sql", "SELECT count(*) AS n FROM histogram", "--format", "json")
+    assert json.loads(bins.stdout) == [{"n": 4 * 4 * 16}]
+    assert "weights (image), weights/histogram (histogram), val/roc (figure), val/per_class (table)" in proc.stdout
 
 
 def test_an_unreadable_database_is_rebuilt_from_the_logs(store: Store, two_runs: tuple[str, str]) -> None:

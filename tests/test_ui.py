@@ -232,8 +232,7 @@ def test_artifacts_only_files_inside_the_store(seeded: tuple[Server, dict[str, s
         f"/artifact/{rid}/..%2F..%2Fetc%2Fpasswd",
         f"/artifact/{rid}/../../etc/passwd",
         f"/artifact/{rid}/%2Fetc%2Fpasswd",
-        f"/artifact/{rid}/ckpt",  # a directory artifact is not served
-        f"/artifact/{rid}/ckpt/a.bin",
+        f"/artifact/{rid}/ckpt/escape",  # no such file in the directory artifact
         f"/artifact/{'0' * 32}/model.txt",
         "/artifact/..%2F..%2F..%2Fetc/passwd",
         "/static/..%2F..%2Fui.py",
@@ -242,6 +241,10 @@ def test_artifacts_only_files_inside_the_store(seeded: tuple[Server, dict[str, s
         status, body = server.get(path)
         assert status == 404, (path, status, body[:200])
         assert b"root:" not in body
+    # a directory artifact is its listing (tests/test_ui_media.py), its regular files served
+    status, headers, _ = server.request("GET", f"/artifact/{rid}/ckpt")
+    assert status == 302 and headers["location"] == f"/artifact/{rid}/ckpt/"
+    assert server.get(f"/artifact/{rid}/ckpt/a.bin") == (200, b"x")
 
 
 def test_a_fifo_artifact_never_blocks_a_request(store: Store) -> None:

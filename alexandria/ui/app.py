@@ -19,13 +19,30 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import AlexandriaError, ForeignDatabaseError, RecordedFileError, RunNotFoundError, StoreError
+from ..errors import (
+    AlexandriaError,
+    ForeignDatabaseError,
+    InvalidInputError,
+    NotRegularFileError,
+    RecordedFileError,
+    RunNotFoundError,
+    StoreError,
+)
 from ..formatting import run_label
 from ..pages import PLOTLYJS_NAME
-from ..query import Reader, artifact_record, experiment_note, experiments, resolve_run_id, resolve_run_ids
+from ..query import (
+    Reader,
+    artifact_record,
+    experiment_note,
+    experiments,
+    media_record,
+    resolve_run_id,
+    resolve_run_ids,
+)
 from ..store import Store
 from ..verify import FileHashes
 from . import data
+from . import media as media_data
 from .data import PAGE_LIMIT, RunFilter, run_summary, runs_tree
 from .render import PACKAGE, json_response, templates, url_part
 from .security import (
@@ -111,6 +128,9 @@ class Dashboard:
             Route("/api/runs", self.api_runs),
             Route("/api/run/{run_id}/status", self.api_status),
             Route("/api/run/{run_id}/metric/{key:path}", self.api_metric),
+            Route("/api/run/{run_id}/media/{media_id:int}/table", self.api_media_table),
+            Route("/api/run/{run_id}/histogram/{key:path}", self.api_histogram),
+            Route("/media/{run_id}/{media_id:int}", self.media_file),
             Route("/artifact/{run_id}/{name:path}", self.artifact_file),
             Route(f"/static/{PLOTLYJS_NAME}", self.plotlyjs),
             Mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static"),
@@ -255,28 +275,109 @@ class Dashboard:
 
     # -- files
 
-    def artifact_file(self, request: Request) -> Response:
-        run_id, name = request.path_params["run_id"], request.path_params["name"]
-        row = artifact_record(self.engine, run_id, name)
-        if row is None:
-            if name == PLOTLYJS_NAME:  # plug-ins' pages load the library beside them: the bundled copy, no store file
-                return self.plotlyjs(request)
-            return PlainTextResponse("Not Found", status_code=404)
-        try:  # only regular files inside the store: not a directory artifact, a FIFO, a device, a path out
-            fd, real = self.store.open_recorded(row["path"], f"run {run_id} artifact {name!r}")
-        except RecordedFileError:
-            return PlainTextResponse("Not Found", status_code=404)
+    def api_media_table(self, request: Request) -> Response:
+        run_id = self._run_id(request.path_params["run_id"])
+        record = media_record(self.engine, run_id, request.path_params["media_id"])
+        if record is None or record["kind"] != "table":
+            return json_response({"error": f"run {run_id} has no table {request.path_params['media_id']}"}, 404)
+        try:
+            page = int(request.query_params.get("page", "1"))
+        except ValueError:
+            return json_response({"error": "page must be a whole number (1 is the first page)"}, 400)
+        try:
+            found = media_data.table_page(self.store, run_id, record, page)
+        except RecordedFileError as exc:
+            return json_response({"error": str(exc)}, 404)
+        return json_response(found.__dict__)
+
+    def api_histogram(self, request: Request) -> Response:
+        run_id = self._run_id(request.path_params["run_id"])
+        key = request.path_params["key"]
+        found = media_data.histogram_grid(self.engine, run_id, key)
+        if found is None:
+            return json_response({"error": f"run {run_id} has no histogram {key!r}"}, 404)
+        return json_response(found)
+
+    # -- files
+
+    def _serve(
+        self, request: Request, fd: int, real: Any, record: dict[str, Any] | None, kind: str | None, name: str
+    ) -> Response:
+        """An open recorded file as the response: its type, nosniff (the middleware), the sandbox CSP (its
+        page, if it is one, runs in an opaque origin), and when `record` is given the integrity header if
+        it no longer matches its log. `fd` is closed once sent."""
         info = os.fstat(fd)
         headers = {"content-length": str(info.st_size), "content-security-policy": ARTIFACT_CSP}
-        warning = self.hashes.warning(fd, row, full=False)
+        warning = self.hashes.warning(fd, record, full=False) if record is not None else None
         if warning is not None:  # served all the same, as it is now: the header (and the run page) say so
             headers[INTEGRITY_HEADER] = warning
         if request.query_params.get("download"):
             headers["content-disposition"] = f"attachment; filename*=UTF-8''{url_part(name)}"
         if request.method == "HEAD":
             os.close(fd)
-            return Response(b"", headers=headers, media_type=content_type(real, row["type"]))
-        return StreamingResponse(file_chunks(fd), headers=headers, media_type=content_type(real, row["type"]))
+            return Response(b"", headers=headers, media_type=content_type(real, kind))
+        return StreamingResponse(file_chunks(fd), headers=headers, media_type=content_type(real, kind))
+
+    def artifact_file(self, request: Request) -> Response:
+        run_id, name = request.path_params["run_id"], request.path_params["name"]
+        row = artifact_record(self.engine, run_id, name)
+        if row is None:
+            if name == PLOTLYJS_NAME:  # plug-ins' pages load the library beside them: the bundled copy, no store file
+                return self.plotlyjs(request)
+            return self._in_directory(request, run_id, name)
+        try:  # only regular files inside the store: not a directory artifact, a FIFO, a device, a path out
+            fd, real = self.store.open_recorded(row["path"], f"run {run_id} artifact {name!r}")
+        except NotRegularFileError as exc:
+            if exc.reason == "is a directory":  # a directory artifact: its listing
+                return RedirectResponse(f"/artifact/{run_id}/{url_part(name)}/", status_code=302)
+            return PlainTextResponse("Not Found", status_code=404)
+        except RecordedFileError:
+            return PlainTextResponse("Not Found", status_code=404)
+        return self._serve(request, fd, real, row, row["type"], name)
+
+    def _in_directory(self, request: Request, run_id: str, name: str) -> Response:
+        """`/artifact/<run>/<dir>/` lists a directory artifact, `.../<dir>/<sub>/` a folder in it, and
+        `.../<dir>/<file>` serves a regular file in it (no link followed: `media.open_in_directory`)."""
+        parts = name.split("/")
+        for cut in range(len(parts) - 1, 0, -1):
+            artifact_name, rest = "/".join(parts[:cut]), "/".join(parts[cut:])
+            row = artifact_record(self.engine, run_id, artifact_name)
+            if row is not None:
+                break
+        else:
+            return PlainTextResponse("Not Found", status_code=404)
+        try:
+            if rest == "" or rest.endswith("/"):
+                entries = media_data.directory_listing(self.store, run_id, artifact_name, row["path"], rest)
+                return self._render(
+                    "artifact_dir.html",
+                    title=f"{artifact_name}/{rest}",
+                    run_id=run_id,
+                    name=artifact_name,
+                    rest=rest,
+                    parent=f"/artifact/{run_id}/{url_part(artifact_name)}/"
+                    + "".join(f"{url_part(p)}/" for p in rest.split("/")[:-2] if p)
+                    if rest
+                    else None,
+                    entries=entries,
+                )
+            fd, real = media_data.open_in_directory(self.store, run_id, artifact_name, row["path"], rest)
+        except (RecordedFileError, InvalidInputError):
+            return PlainTextResponse("Not Found", status_code=404)
+        return self._serve(request, fd, real, None, None, rest.rsplit("/", 1)[-1])
+
+    def media_file(self, request: Request) -> Response:
+        run_id = self._run_id(request.path_params["run_id"])
+        record = media_record(self.engine, run_id, request.path_params["media_id"])
+        if record is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        try:
+            recorded, logged = media_data.media_file(self.store, run_id, record, request.query_params.get("file"))
+            fd, real = self.store.open_recorded(recorded, f"run {run_id} media {record['key']!r}")
+        except (RecordedFileError, InvalidInputError):
+            return PlainTextResponse("Not Found", status_code=404)
+        # a plotly figure's JSON is data the page draws: served as JSON (its name ends .plotly.json)
+        return self._serve(request, fd, real, logged, None, real.name)
 
     def plotlyjs(self, _request: Request) -> Response:
         if self._plotlyjs is None:

@@ -31,6 +31,7 @@ from ..query import (
 )
 from ..store import Store
 from ..verify import FileHashes
+from .media import artifact_preview, run_media
 from .render import STATUSES, floats, url_part
 
 SORT_KEYS = ("id", "name", "experiment", "status", "start", "duration", "parent", "params", "metrics")
@@ -158,18 +159,21 @@ def run_summary(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _artifact_state(store: Store, run_id: str, a: dict[str, Any], hashes: FileHashes) -> tuple[str, str | None]:
-    """What the run page says of an artifact: file (served), directory, other (not a regular file) or
-    missing (not in the store, or refused); for a file, why it no longer matches its log, if it does not."""
+def _artifact_state(
+    store: Store, run_id: str, a: dict[str, Any], hashes: FileHashes, url: str
+) -> tuple[str, str | None, dict[str, Any] | None]:
+    """What the run page says of an artifact: file (served), directory (browsable), other (not a regular
+    file) or missing (not in the store, or refused); for a file, why it no longer matches its log, if it
+    does not, and its preview (`media.artifact_preview`: a capped read)."""
     what = f"run {run_id} artifact {a['name']!r}"
     try:
-        fd, _real = store.open_recorded(a["path"], what)
+        fd, real = store.open_recorded(a["path"], what)
     except NotRegularFileError as exc:
-        return ("directory" if exc.reason == "is a directory" else "other"), None
+        return ("directory" if exc.reason == "is a directory" else "other"), None, None
     except RecordedFileError:  # missing, or a path out of the store
-        return "missing", None
+        return "missing", None, None
     try:
-        return "file", hashes.warning(fd, a, full=True)
+        return "file", hashes.warning(fd, a, full=True), artifact_preview(fd, real, a, url)
     finally:
         os.close(fd)
 
@@ -187,12 +191,13 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
     embedded = []
     panels = embedded_artifacts()
     for a in d["artifacts"]:
-        kind, warning = _artifact_state(store, run_id, a, hashes)
         url = f"/artifact/{run_id}/{url_part(a['name'])}"
-        artifacts.append({**a, "kind": kind, "url": url, "warning": warning})
+        kind, warning, preview = _artifact_state(store, run_id, a, hashes, url)
+        artifacts.append({**a, "kind": kind, "url": url, "warning": warning, "preview": preview})
         if kind == "file" and a["name"] in panels:
             embedded.append({"title": panels[a["name"]], "name": a["name"], "url": url})
     env = d["environment"]
+    media = run_media(engine, store, run_id, hashes)
     metrics = [
         {
             "key": m.key,
@@ -218,6 +223,7 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
         "artifacts": artifacts,
         "embedded": embedded,
         "metrics": metrics,
+        "media": media,
         "packages": len(env["pip_freeze"] or {}) if env else 0,
         "page_data": {
             "page": "run",
@@ -225,6 +231,7 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
             "status": r["status"],
             "interval": interval,
             "metrics": [{"key": m["key"], "dom": m["dom"], "count": m["count"]} for m in metrics],
+            "media": media,
         },
     }
 
