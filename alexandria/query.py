@@ -92,7 +92,6 @@ def list_runs(
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
-
 def run_conditions(
     experiment: str | None = None,
     status: str | None = None,
@@ -137,6 +136,7 @@ def run_conditions(
             raise QueryError(f"metric filter operator {op!r} is not one of {', '.join(_COMPARE)}")
         out.append(_COMPARE[op](last_value(run.c.id, key), threshold))
     return out
+
 
 _COMPARE: dict[str, Callable[[Any, float], Any]] = {
     ">": operator.gt,

@@ -80,7 +80,7 @@ def parse_column(text: str) -> Column:
     if text in ATTRIBUTES:
         return Column(text, "attribute", text)
     if '"' in text and "`" in text:
-        raise ColumnError(f"column {text!r}: a key cannot hold both ` and \"")
+        raise ColumnError(f'column {text!r}: a key cannot hold both ` and "')
     try:
         filters.field(text)  # the language's own check and message
     except filters.FilterError as exc:
@@ -98,8 +98,10 @@ def parse_column(text: str) -> Column:
         return Column(column_name("tag", key), "tag", key)
     name = (key if entity in ("attributes", "attribute") else text).lower()
     if name not in ATTRIBUTES:
-        raise ColumnError(f"column {text!r}: not a column of the runs table: one of {', '.join(ATTRIBUTES)}, "
-                          "metrics.<key>.last|min|max, params.<key>, tags.<key>")
+        raise ColumnError(
+            f"column {text!r}: not a column of the runs table: one of {', '.join(ATTRIBUTES)}, "
+            "metrics.<key>.last|min|max, params.<key>, tags.<key>"
+        )
     return Column(name, "attribute", name)
 
 
@@ -124,7 +126,7 @@ def _split_list(item: str) -> list[str]:
     for ch in item:
         if quote:
             quote = "" if ch == quote else quote
-        elif ch in "`\"":
+        elif ch in '`"':
             quote = ch
         elif ch == ",":
             parts.append(current)

@@ -22,11 +22,11 @@ from ..query import (
     experiment_note,
     has_metric,
     list_runs,
+    run_conditions,
     run_details,
     run_metric_keys,
     run_metrics,
     run_params,
-    run_conditions,
     run_rows,
 )
 from ..runs_table import (
@@ -102,7 +102,9 @@ class RunFilter:
             try:
                 g = parse_column(group)
                 if g.kind not in GROUPABLE and g.name not in ("experiment", "status"):
-                    raise ColumnError(f"cannot group by {group!r}: group by params.<key>, tags.<key>, experiment or status")
+                    raise ColumnError(
+                        f"cannot group by {group!r}: group by params.<key>, tags.<key>, experiment or status"
+                    )
                 f.group = g
             except ColumnError as exc:
                 f.errors.append(f"{exc} (not grouped)")
@@ -247,7 +249,8 @@ def api_runs(engine: Engine, f: RunFilter) -> dict[str, Any]:
         "sort": f.sort,
         "desc": f.desc,
         "errors": f.errors,
-        "runs": [run_json(depth, r) for depth, r in table.rows] + [run_json(0, r) for g in table.groups for r in g["rows"]],
+        "runs": [run_json(depth, r) for depth, r in table.rows]
+        + [run_json(0, r) for g in table.groups for r in g["rows"]],
     }
     if f.group is not None:
         out["group"] = f.group.name
