@@ -105,6 +105,16 @@ def parse_column(text: str) -> Column:
     return Column(name, "attribute", name)
 
 
+def parse_sort(text: str) -> Column:
+    """The column `text` sorts by: any column but tags (every tag), or the run's id."""
+    if text.strip() == "id":
+        return Column("id", "attribute", "id")
+    c = parse_column(text)
+    if c.name == "tags":
+        raise ColumnError("cannot sort by tags (every tag): sort by one, tags.<key>")
+    return c
+
+
 def parse_columns(items: Sequence[str], errors: list[str]) -> list[Column]:
     """Columns from `?col=` values (each one name or a comma list), in order, once each; a bad one is said in
     `errors` and left out."""

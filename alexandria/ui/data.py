@@ -43,6 +43,7 @@ from ..runs_table import (
     keys_of,
     parse_column,
     parse_columns,
+    parse_sort,
     runs_table,
 )
 from ..store import Store
@@ -90,10 +91,7 @@ class RunFilter:
         sort = qp.get("sort")
         if sort:
             try:
-                c = parse_column(sort)
-                if c.name == "tags":
-                    raise ColumnError("cannot sort by tags (every tag): sort by one, tags.<key>")
-                f.sort = c.name
+                f.sort = parse_sort(sort).name
                 f.desc = qp.get("desc", "0") not in ("", "0", "false")
             except ColumnError as exc:
                 f.errors.append(f"{exc} (sorted by start instead)")
@@ -175,7 +173,7 @@ def runs_view(engine: Engine, f: RunFilter) -> dict[str, Any]:
     read is said in `f.errors` and not applied."""
     chosen = bool(f.columns)
     columns = f.columns or [parse_column(name) for name in DEFAULT_ATTRIBUTES]
-    view = View(columns, parse_column(f.sort), f.desc, f.group, f.page)
+    view = View(columns, parse_sort(f.sort), f.desc, f.group, f.page)
     try:
         conditions = f.conditions()
     except FilterError as exc:
