@@ -53,8 +53,8 @@ class Column:
 
     @property
     def numeric(self) -> bool:
-        """A number in every run (metrics, times, duration): what a group aggregates."""
-        return self.kind == "metric" or self.key in ("start", "end", "duration") and self.kind == "attribute"
+        """A measure a group aggregates (min, max, mean): a metric, or the duration (not the times of day)."""
+        return self.kind == "metric" or (self.kind == "attribute" and self.key == "duration")
 
 
 def quoted_key(key: str) -> str:

@@ -565,6 +565,13 @@ def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+def bench_runs_table(quick: bool, tmp: Path) -> list[Result]:
+    """The dashboard's runs table at 10,000 runs (benchmarks/dashboard.py)."""
+    from .dashboard import bench_runs_table as bench
+
+    return bench(quick, tmp)
+
+
 ALL = {
     "log_metric": bench_log_metric,
     "system_metrics": bench_system_metrics,
@@ -578,6 +585,7 @@ ALL = {
     "start_end": bench_start_end,
     "memory": bench_writer_memory,
     "ui_metric": bench_ui_metric,
+    "runs_table": bench_runs_table,
 }
 
 
