@@ -275,7 +275,7 @@ def _grouped(conn: Connection, conditions: Sequence[ColumnElement[bool]], view: 
     gorder: ColumnElement[Any] = literal(0)
     if g.kind == "param" and _numeric_param(conn, g.key):
         inner = inner.add_columns(filters.field(g.name).numeric_column().label("gnum"))
-    sub = inner.subquery("grouped")
+    sub = inner.offset(0).subquery("grouped")  # not flattened: each value once, however many aggregates use it
     if "gnum" in sub.c:
         gorder = func.min(sub.c.gnum)
     aggs = []
@@ -296,7 +296,8 @@ def _grouped(conn: Connection, conditions: Sequence[ColumnElement[bool]], view: 
             lo, hi, mean, n = r[2 + 4 * i : 6 + 4 * i]
             stats[c.name] = {"min": lo, "max": hi, "mean": mean, "count": n}
         groups.append({"value": r.g, "count": r.runs, "stats": stats, "rows": []})
-    n_groups = conn.execute(select(func.count()).select_from(select(sub.c.g).group_by(sub.c.g).subquery())).scalar_one()
+    values_only = select(gexpr.label("g")).where(*conditions).group_by(gexpr).subquery()  # no metric read
+    n_groups = conn.execute(select(func.count()).select_from(values_only)).scalar_one()
     total = conn.execute(select(func.count()).select_from(select(run.c.id).where(*conditions).subquery())).scalar_one()
     values = [grp["value"] for grp in groups]
     if groups:
