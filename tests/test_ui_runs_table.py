@@ -294,3 +294,42 @@ def _drive(context: Any, url: str, runs: dict[str, Any], tmp_path: Path) -> None
     shared.goto(ungrouped)
     assert _ids(shared) == _top_order(maxima, True)
     assert not problems, problems
+
+
+def test_next_page_links_and_a_groups_list_all_link(
+    seeded: tuple[Store, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import html
+    import re
+
+    from starlette.testclient import TestClient
+
+    from alexandria import runs_table as module
+    from alexandria.ui.app import create_app
+
+    store, logged = seeded
+    runs = logged["runs"]
+    alexandria.Reader(store).close()  # folded
+    monkeypatch.setattr(module, "GROUP_RUNS", 2)  # groups of 3 runs show 2
+    minima = {rid: _expected(r["points"], "min") for rid, r in runs.items()}
+    with TestClient(create_app(store.root, fold=False), base_url="http://127.0.0.1") as client:
+
+        def link(text: str, dom_id: str) -> str | None:
+            m = re.search(rf'<a href="([^"]*)" id="{dom_id}"', text)
+            return html.unescape(m.group(1)) if m else None
+
+        url: str | None = "/?experiment=grid&sort=metrics.loss.min&desc=0&per=4"
+        seen: list[str] = []
+        while url is not None:  # follow "next page" to the end: every run once, in the order
+            text = client.get(url).text
+            seen += re.findall(r'<tr data-run-id="([0-9a-f]{32})"', text)
+            url = link(text, "page-next")
+        assert seen == _top_order(minima, False)
+        assert client.get("/?per=0").text.count("per &#39;0&#39; is not a page size from 1 to 1000") == 1
+
+        text = client.get("/?experiment=grid&group=params.opt&sort=metrics.loss.min&desc=0").text
+        links = [html.unescape(h) for h in re.findall(r'<a href="([^"]*)" class="group-all">', text)]
+        assert len(links) == 3 and "q=params.opt+%3D+%27adam%27" in links[0]
+        api = client.get(links[0].replace("/?", "/api/runs?")).json()
+        adam = [rid for rid, r in runs.items() if r["params"]["opt"] == "adam"]
+        assert api["errors"] == [] and [r["id"] for r in api["runs"]] == _top_order({k: minima[k] for k in adam}, False)

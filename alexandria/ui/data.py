@@ -34,6 +34,7 @@ from ..runs_table import (
     DEFAULT_ATTRIBUTES,
     DEFAULT_METRICS,
     DEFAULT_PARAMS,
+    PAGE_SIZE,
     Column,
     ColumnError,
     View,
@@ -50,6 +51,7 @@ from ..store import Store
 from ..verify import FileHashes
 from .render import STATUSES, floats, url_part
 
+MAX_PAGE_SIZE = 1000
 GROUPABLE = ("param", "tag")  # a group is a parameter's or a tag's value (or experiment, status)
 
 
@@ -69,6 +71,7 @@ class RunFilter:
     columns: list[Column] = field(default_factory=list)  # none: the default columns (`runs_view`)
     group: Column | None = None
     page: int = 1
+    per: int = PAGE_SIZE  # top-level runs (or groups) per page
     errors: list[str] = field(default_factory=list)
     pointer: str = ""  # a filter that does not parse, with a caret under its bad token
 
@@ -112,6 +115,12 @@ class RunFilter:
                 f.page = int(page)
             else:
                 f.errors.append(f"page {page!r} is not a page number (1, 2, ...): showing page 1")
+        per = qp.get("per")
+        if per:
+            if per.isdigit() and 1 <= int(per) <= MAX_PAGE_SIZE:
+                f.per = int(per)
+            else:
+                f.errors.append(f"per {per!r} is not a page size from 1 to {MAX_PAGE_SIZE}: {PAGE_SIZE} per page")
         return f
 
     def items(self, **override: Any) -> list[tuple[str, str]]:
@@ -138,6 +147,8 @@ class RunFilter:
         out += [("sort", values["sort"]), ("desc", "1" if values["desc"] else "0")]
         if values["group"]:
             out.append(("group", values["group"]))
+        if self.per != PAGE_SIZE:
+            out.append(("per", str(self.per)))
         if values["page"] != 1:
             out.append(("page", str(values["page"])))
         return out
@@ -173,7 +184,7 @@ def runs_view(engine: Engine, f: RunFilter) -> dict[str, Any]:
     read is said in `f.errors` and not applied."""
     chosen = bool(f.columns)
     columns = f.columns or [parse_column(name) for name in DEFAULT_ATTRIBUTES]
-    view = View(columns, parse_sort(f.sort), f.desc, f.group, f.page)
+    view = View(columns, parse_sort(f.sort), f.desc, f.group, f.page, f.per)
     try:
         conditions = f.conditions()
     except FilterError as exc:
