@@ -79,8 +79,6 @@ def parse_column(text: str) -> Column:
     text = text.strip()
     if text in ATTRIBUTES:
         return Column(text, "attribute", text)
-    if '"' in text and "`" in text:
-        raise ColumnError(f'column {text!r}: a key cannot hold both ` and "')
     try:
         filters.field(text)  # the language's own check and message
     except filters.FilterError as exc:
@@ -328,14 +326,15 @@ def add_values(engine: Engine, table: Table, columns: Sequence[Column]) -> None:
 
 def keys_of(engine: Engine, run_ids: Sequence[str]) -> dict[str, list[str]]:
     """The param, metric and tag keys the runs `run_ids` have, each sorted (what a column picker lists): from the
-    parameter and tag tables and the metric index, for those runs only."""
+    parameter and tag tables and the metric index, for those runs only; a key the filter language cannot
+    write (one holding both ` and ") is left out."""
     out: dict[str, set[str]] = {"param": set(), "metric": set(), "tag": set()}
     with engine.connect() as conn:
         for chunk in id_chunks(list(run_ids)):
             for kind, table in (("param", parameter), ("tag", tag), ("metric", metric)):
                 q = select(table.c.key).where(table.c.run_id.in_(chunk)).group_by(table.c.run_id, table.c.key)
                 out[kind].update(conn.execute(q).scalars())
-    return {k: sorted(v) for k, v in out.items()}
+    return {k: sorted(key for key in v if not ("`" in key and '"' in key)) for k, v in out.items()}
 
 
 def differing_params(engine: Engine, run_ids: Sequence[str]) -> list[str]:

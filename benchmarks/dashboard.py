@@ -113,7 +113,17 @@ def bench_runs_table(quick: bool, tmp: Path) -> list[Result]:
     size = f"{runs:,} runs"
     extra = {"runs": runs, "points_per_metric": points, "store_built_s": built}
     return [
-        Result(f"runs table: page, {size}", page_ms, "ms", raw_page, "sqlite3: the page's rows", "< 1000 ms", extra),
-        Result(f"runs table: api, {size}", api_ms, "ms", raw_page, "sqlite3: the page's rows", "< 1000 ms"),
-        Result(f"runs table: grouped, {size}", group_ms, "ms", raw_groups, "sqlite3: the groups", "< 1500 ms"),
+        Result(
+            f"runs table: page, {size}",
+            page_ms,
+            "ms",
+            raw_page,
+            "sqlite3: the page's rows",
+            "< 1000 ms, <= 2x raw",
+            extra,
+        ),
+        Result(f"runs table: api, {size}", api_ms, "ms", raw_page, "sqlite3: the page's rows", "< 1000 ms, <= 2x raw"),
+        Result(
+            f"runs table: grouped, {size}", group_ms, "ms", raw_groups, "sqlite3: the groups", "<= 2x the raw query"
+        ),
     ]

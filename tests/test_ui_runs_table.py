@@ -333,3 +333,21 @@ def test_next_page_links_and_a_groups_list_all_link(
         api = client.get(links[0].replace("/?", "/api/runs?")).json()
         adam = [rid for rid, r in runs.items() if r["params"]["opt"] == "adam"]
         assert api["errors"] == [] and [r["id"] for r in api["runs"]] == _top_order({k: minima[k] for k in adam}, False)
+
+
+def test_column_names_are_the_filter_languages_and_read_back() -> None:
+    from alexandria.runs_table import ColumnError, column_name
+
+    for key in ("lr", "val/acc", "a.min", "my key", "<i>k</i>", "a,b", "x`y", 'x"y', "ünï"):
+        for kind, agg in (("param", ""), ("metric", "max"), ("metric", "last"), ("tag", "")):
+            c = parse_column(column_name(kind, key, agg))
+            assert (c.kind, c.key, c.agg) == (kind, key, agg), (kind, key, agg)
+    assert (
+        column_name("param", "my key") == "params.`my key`" and column_name("metric", "a.min") == "metrics.a.min.last"
+    )
+    assert parse_column("metrics.a.min").agg == "min"  # a bare key's last part is the aggregate, as in filters
+    for bad, says in (("metrics.", "cannot read"), ("params.lr > 1", "expected one field"), ("id", "not a column")):
+        with pytest.raises(ColumnError, match=says):
+            parse_column(bad)
+    with pytest.raises(ColumnError, match="cannot sort by tags"):
+        parse_sort("tags")

@@ -194,15 +194,14 @@ def runs_view(engine: Engine, f: RunFilter) -> dict[str, Any]:
     table = runs_table(engine, conditions, view)
     listed = [r for _, r in table.rows] + [r for g in table.groups for r in g["rows"]]
     ids = [r["id"] for r in listed]
+    keys = keys_of(engine, ids)  # only keys the filter language can name
     if not chosen:
-        keys = keys_of(engine, ids)
-        extra = [parse_column(column_name("param", k)) for k in differing_params(engine, ids)[:DEFAULT_PARAMS]]
+        differ = [k for k in differing_params(engine, ids) if k in keys["param"]]
+        extra = [parse_column(column_name("param", k)) for k in differ[:DEFAULT_PARAMS]]
         extra += [parse_column(column_name("metric", k, "last")) for k in keys["metric"][:DEFAULT_METRICS]]
         extra += [parse_column("tags"), parse_column("parent")]
         add_values(engine, table, extra)
         columns = columns + extra
-    else:
-        keys = keys_of(engine, ids)
     shown = {c.name for c in columns}
     choices = [name for name in DEFAULT_ATTRIBUTES + tuple(a for a in ATTRIBUTES if a not in DEFAULT_ATTRIBUTES)]
     choices += [column_name("param", k) for k in keys["param"]]
