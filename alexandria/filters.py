@@ -66,6 +66,8 @@ OPERATORS: dict[str, str] = {
 }
 
 _NUMBER_TEXT = r"^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$"
+#: A parameter's text that compares as a number (a regular expression for the database's REGEXP).
+NUMBER_TEXT = _NUMBER_TEXT
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -450,4 +452,18 @@ def compile_filter(text: str | None, dialect: Dialect = CORE) -> ColumnElement[b
     return _Parser(text or "", dialect).parse()
 
 
-__all__ = ["CORE", "FIELDS", "OPERATORS", "STATUSES", "Dialect", "Field", "FilterError", "compile_filter"]
+def field(name: str, what: str = "column") -> Field:
+    """The field `name` is in the filter language (`metrics.loss.max`, `params.lr`, `duration`): its SQL
+    over the `run` table, for a reader that shows or sorts by it as a filter compares it (the dashboard's runs
+    table); FilterError, saying `what` it was given as, when it is not exactly one field."""
+    parser = _Parser(name, Dialect(what, _core_field))
+    tok = parser.take(("ident",), "a field (metrics.<key>[.min|.max|.last], params.<key>, tags.<key>, ...)")
+    if tok.word():
+        raise parser.error(f"expected a field {{at}}, found the keyword {tok.text!r}", tok)
+    rest = parser.peek()
+    if rest is not None:
+        raise parser.error(f"expected one field, found {rest.text!r} {{at}}", rest)
+    return parser.dialect.resolve(tok, parser.error)
+
+
+__all__ = ["CORE", "FIELDS", "OPERATORS", "STATUSES", "Dialect", "Field", "FilterError", "compile_filter", "field"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, and_, case, exists, func, or_, select
+from sqlalchemy.sql import ColumnElement
 
 from .backends import backend_of
 from .db import open_database, reader_engine
@@ -73,24 +74,60 @@ def list_runs(
     q = select(run, nparams.label("num_params"), keys.label("num_metric_keys")).order_by(
         run.c.timestamp_start.desc().nulls_last(), run.c.id
     )
+    q = q.where(
+        *run_conditions(
+            experiment=experiment,
+            status=status,
+            tags=tags,
+            params=params,
+            metric_filter=metric_filter,
+            since=since,
+            until=until,
+            parent_id=parent_id,
+            deleted=deleted,
+            filter=filter,
+        )
+    )
+    if limit is not None:
+        q = q.limit(limit)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def run_conditions(
+    experiment: str | None = None,
+    status: str | None = None,
+    *,
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    metric_filter: tuple[str, str, float] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    parent_id: str | None = None,
+    deleted: bool | None = False,
+    filter: str | None = None,  # noqa: A002
+) -> list[ColumnElement[bool]]:
+    """`list_runs`' filters as conditions on the `run` table, for every query that lists runs (the runs table
+    of the dashboard too, runs_table.py): FilterError when `filter` is not the language."""
+    out: list[ColumnElement[bool]] = []
     if filter:
-        q = q.where(compile_filter(filter))
+        out.append(compile_filter(filter))
     if deleted is not None:
-        q = q.where(run.c.deleted == deleted)
+        out.append(run.c.deleted == deleted)
     if experiment is not None:
-        q = q.where(run.c.experiment_name == experiment)
+        out.append(run.c.experiment_name == experiment)
     if status is not None:
-        q = q.where(run.c.status == status)
+        out.append(run.c.status == status)
     if parent_id is not None:
-        q = q.where(run.c.parent_id == parent_id)
+        out.append(run.c.parent_id == parent_id)
     if since is not None:
-        q = q.where(run.c.timestamp_start >= since)
+        out.append(run.c.timestamp_start >= since)
     if until is not None:
-        q = q.where(run.c.timestamp_start <= until)
+        out.append(run.c.timestamp_start <= until)
     for key, value in (tags or {}).items():
-        q = q.where(exists().where(tag.c.run_id == run.c.id, tag.c.key == key, tag.c.value == param_to_str(value)))
+        out.append(exists().where(tag.c.run_id == run.c.id, tag.c.key == key, tag.c.value == param_to_str(value)))
     for key, value in (params or {}).items():
-        q = q.where(
+        out.append(
             exists().where(
                 parameter.c.run_id == run.c.id, parameter.c.key == key, parameter.c.value == param_to_str(value)
             )
@@ -99,11 +136,8 @@ def list_runs(
         key, op, threshold = metric_filter
         if op not in _COMPARE:
             raise QueryError(f"metric filter operator {op!r} is not one of {', '.join(_COMPARE)}")
-        q = q.where(_COMPARE[op](last_value(run.c.id, key), threshold))
-    if limit is not None:
-        q = q.limit(limit)
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        out.append(_COMPARE[op](last_value(run.c.id, key), threshold))
+    return out
 
 
 _COMPARE: dict[str, Callable[[Any, float], Any]] = {

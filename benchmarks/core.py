@@ -628,6 +628,13 @@ def bench_sqlite_statistics(quick: bool, tmp: Path) -> list[Result]:
 
 from .media import bench_media  # noqa: E402  (it imports Result from here when it runs)
 
+def bench_runs_table(quick: bool, tmp: Path) -> list[Result]:
+    """The dashboard's runs table at 10,000 runs (benchmarks/dashboard.py)."""
+    from .dashboard import bench_runs_table as bench
+
+    return bench(quick, tmp)
+
+
 ALL = {
     "log_metric": bench_log_metric,
     "system_metrics": bench_system_metrics,
@@ -643,6 +650,7 @@ ALL = {
     "ui_metric": bench_ui_metric,
     "sqlite_statistics": bench_sqlite_statistics,
     "media": bench_media,
+    "runs_table": bench_runs_table,
 }
 
 

@@ -374,17 +374,20 @@
         return;
       }
       try {
+        /* The same view (columns, sort, page) as the page: a run on it changed status or a run came or went. */
         const d = await getJSON(page.api);
         const now = new Set(d.runs.map((r) => r.id));
-        const changed = now.size !== rows.size || [...now].some((id) => !rows.has(id));
+        const changed = d.count !== page.count || now.size !== rows.size || [...now].some((id) => !rows.has(id));
         for (const r of d.runs) {
           const tr = rows.get(r.id);
           if (!tr) continue;
           setStatus(tr.querySelector(".status .badge"), r.status);
-          tr.querySelector(".duration").textContent = r.duration;
+          const duration = tr.querySelector(".duration");
+          if (duration) duration.textContent = r.duration;
         }
         notice.hidden = !changed;
-        if (changed) count.textContent = `${d.count} (${d.count - rows.size >= 0 ? "+" : ""}${d.count - rows.size})`;
+        const more = d.count - page.count;
+        if (changed) count.textContent = `${d.count} (${more >= 0 ? "+" : ""}${more})`;
         anyRunning = d.runs.some((r) => r.status === "running");
       } catch (err) {
         console.error(err);

@@ -28,7 +28,6 @@ from ..errors import (
     RunNotFoundError,
     StoreError,
 )
-from ..formatting import run_label
 from ..pages import PLOTLYJS_NAME
 from ..query import (
     Reader,
@@ -43,7 +42,7 @@ from ..store import Store
 from ..verify import FileHashes
 from . import data
 from . import media as media_data
-from .data import PAGE_LIMIT, RunFilter, run_summary, runs_tree
+from .data import RunFilter, runs_view
 from .render import PACKAGE, json_response, templates, url_part
 from .security import (
     ARTIFACT_CSP,
@@ -180,38 +179,34 @@ class Dashboard:
 
     def runs_page(self, request: Request) -> Response:
         f = RunFilter.from_query(request.query_params)
-        tree = runs_tree(self.engine, f)
-        shown = tree[:PAGE_LIMIT]
-        columns = [
-            ("id", "id"),
-            ("name", "name"),
-            ("experiment", "experiment"),
-            ("status", "status"),
-            ("start", "start"),
-            ("duration", "duration"),
-            ("params", "params"),
-            ("metrics", "metrics"),
-        ]
+        v = runs_view(self.engine, f)
         headers = [
-            {"key": k, "label": label, "url": f.sort_url(k), "arrow": ("▼" if f.desc else "▲") if f.sort == k else ""}
-            for k, label in columns
+            {
+                "key": c.name,
+                "label": c.name,
+                "kind": c.kind,
+                "url": f.sort_url(c.name) if c.name != "tags" else "",
+                "arrow": ("▼" if f.desc else "▲") if f.sort == c.name else "",
+            }
+            for c in v["columns"]
         ]
         api = "/api/runs?" + urlencode(f.items())
         return self._render(
             "runs.html",
             title="Runs",
             filt=f,
-            rows=shown,
-            total=len(tree),
-            limit=PAGE_LIMIT,
+            view=v,
+            table=v["table"],
+            columns=v["columns"],
             experiments=experiments(self.engine),
             experiment_note=experiment_note(self.engine, f.experiment) if f.experiment else None,
             headers=headers,
-            labels={r["id"]: run_label(r) for _, r in tree},  # a parent by its name, when it is listed
+            labels=v["labels"],
             page_data={
                 "page": "runs",
                 "api": api,
-                "ids": [r["id"] for _, r in shown],
+                "ids": v["ids"],
+                "count": v["table"].runs,
                 "interval": max(self.interval, 2.0),
             },
         )
@@ -234,15 +229,7 @@ class Dashboard:
     # -- JSON
 
     def api_runs(self, request: Request) -> Response:
-        f = RunFilter.from_query(request.query_params)
-        tree = runs_tree(self.engine, f)
-        return json_response(
-            {
-                "count": len(tree),
-                "errors": f.errors,
-                "runs": [{**run_summary(r), "depth": depth} for depth, r in tree[:PAGE_LIMIT]],
-            }
-        )
+        return json_response(data.api_runs(self.engine, RunFilter.from_query(request.query_params)))
 
     def api_status(self, request: Request) -> Response:
         run_id = self._run_id(request.path_params["run_id"])

@@ -14,7 +14,7 @@ from starlette.datastructures import QueryParams
 
 from ..errors import NotRegularFileError, RecordedFileError
 from ..filters import FilterError
-from ..formatting import duration_seconds, run_duration_text, run_label, when_text
+from ..formatting import run_duration_text, run_label, when_text
 from ..plugins import embedded_artifacts
 from ..query import (
     deleted_runs,
@@ -22,26 +22,45 @@ from ..query import (
     experiment_note,
     has_metric,
     list_runs,
+    run_conditions,
     run_details,
     run_metric_keys,
     run_metrics,
     run_params,
     run_rows,
-    run_tree,
+)
+from ..runs_table import (
+    ATTRIBUTES,
+    DEFAULT_ATTRIBUTES,
+    DEFAULT_METRICS,
+    DEFAULT_PARAMS,
+    PAGE_SIZE,
+    Column,
+    ColumnError,
+    View,
+    add_values,
+    column_name,
+    differing_params,
+    keys_of,
+    parse_column,
+    parse_columns,
+    parse_sort,
+    runs_table,
 )
 from ..store import Store
 from ..verify import FileHashes
 from .media import artifact_preview, run_media
 from .render import STATUSES, floats, url_part
 
-SORT_KEYS = ("id", "name", "experiment", "status", "start", "duration", "parent", "params", "metrics")
-PAGE_LIMIT = 1000
+MAX_PAGE_SIZE = 1000
+GROUPABLE = ("param", "tag")  # a group is a parameter's or a tag's value (or experiment, status)
 
 
 @dataclass
 class RunFilter:
-    """The runs table's filters and sort, read from the query string (`from_query`) and written back into links
-    (`items`, `sort_url`); what it cannot use is said in `errors`, not refused."""
+    """The runs table's view, read from the query string (`from_query`) and written back into links (`items`,
+    `sort_url`): filters, columns (`col`), sort (`sort`, `desc`), grouping (`group`) and page (`page`); what it
+    cannot use is said in `errors`, not refused, and the rest is shown."""
 
     experiment: str | None = None
     status: str | None = None
@@ -50,6 +69,10 @@ class RunFilter:
     text: str = ""
     sort: str = "start"
     desc: bool = True
+    columns: list[Column] = field(default_factory=list)  # none: the default columns (`runs_view`)
+    group: Column | None = None
+    page: int = 1
+    per: int = PAGE_SIZE  # top-level runs (or groups) per page
     errors: list[str] = field(default_factory=list)
     pointer: str = ""  # a filter that does not parse, with a caret under its bad token
 
@@ -68,23 +91,51 @@ class RunFilter:
                     f.errors.append(f"{name} filter {item!r} is not key=value; ignored")
                     continue
                 target[key.strip()] = value.strip()
+        f.columns = parse_columns(qp.getlist("col"), f.errors)
         sort = qp.get("sort")
-        if sort is not None:
-            if sort in SORT_KEYS:
-                f.sort = sort
+        if sort:
+            try:
+                f.sort = parse_sort(sort).name
                 f.desc = qp.get("desc", "0") not in ("", "0", "false")
+            except ColumnError as exc:
+                f.errors.append(f"{exc} (sorted by start instead)")
+        group = qp.get("group")
+        if group:
+            try:
+                g = parse_column(group)
+                if g.kind not in GROUPABLE and g.name not in ("experiment", "status"):
+                    raise ColumnError(
+                        f"cannot group by {group!r}: group by params.<key>, tags.<key>, experiment or status"
+                    )
+                f.group = g
+            except ColumnError as exc:
+                f.errors.append(f"{exc} (not grouped)")
+        page = qp.get("page")
+        if page:
+            if page.isdigit() and int(page) >= 1:
+                f.page = int(page)
             else:
-                f.errors.append(f"cannot sort by {sort!r}: one of {', '.join(SORT_KEYS)}")
+                f.errors.append(f"page {page!r} is not a page number (1, 2, ...): showing page 1")
+        per = qp.get("per")
+        if per:
+            if per.isdigit() and 1 <= int(per) <= MAX_PAGE_SIZE:
+                f.per = int(per)
+            else:
+                f.errors.append(f"per {per!r} is not a page size from 1 to {MAX_PAGE_SIZE}: {PAGE_SIZE} per page")
         return f
 
     def items(self, **override: Any) -> list[tuple[str, str]]:
-        """The query string that gives this filter (with `override`s)."""
+        """The query string that gives this view (with `override`s: experiment, status, q, sort, desc, col
+        (a list of names), group, page)."""
         values: dict[str, Any] = {
             "experiment": self.experiment,
             "status": self.status,
             "q": self.text,
+            "col": [c.name for c in self.columns],
             "sort": self.sort,
             "desc": self.desc,
+            "group": self.group.name if self.group else "",
+            "page": self.page,
         }
         values.update(override)
         out: list[tuple[str, str]] = []
@@ -93,49 +144,130 @@ class RunFilter:
                 out.append((key, str(values[key])))
         out += [("tag", f"{k}={v}") for k, v in self.tags.items()]
         out += [("param", f"{k}={v}") for k, v in self.params.items()]
+        out += [("col", name) for name in values["col"]]
         out += [("sort", values["sort"]), ("desc", "1" if values["desc"] else "0")]
+        if values["group"]:
+            out.append(("group", values["group"]))
+        if self.per != PAGE_SIZE:
+            out.append(("per", str(self.per)))
+        if values["page"] != 1:
+            out.append(("page", str(values["page"])))
         return out
 
     def sort_url(self, column: str) -> str:
         # Clicking the sorted column flips its order; another column starts ascending (start: newest first).
         desc = (not self.desc) if column == self.sort else column == "start"
-        return "/?" + urlencode(self.items(sort=column, desc=desc))
+        return "/?" + urlencode(self.items(sort=column, desc=desc, page=1))
+
+    def conditions(self, *, with_text: bool = True) -> list[Any]:
+        return run_conditions(
+            experiment=self.experiment,
+            status=self.status,
+            tags=self.tags,
+            params=self.params,
+            filter=self.text if with_text else None,
+        )
 
 
-def _sort_value(r: Mapping[str, Any], key: str) -> Any:
-    if key == "id":
-        return r["id"]
-    if key == "name":
-        return run_label(r)
-    if key == "experiment":
-        return r["experiment_name"]
-    if key == "status":
-        return r["status"]
-    if key == "start":
-        return r["timestamp_start"]
-    if key == "duration":
-        return duration_seconds(r)
-    if key == "parent":
-        return r["parent_id"]
-    if key == "params":
-        return r["num_params"]
-    return r["num_metric_keys"]
+def _cell(c: Column, r: Mapping[str, Any]) -> Any:
+    """A column's value of a run row as JSON carries it."""
+    value = r["values"].get(c.name)
+    if c.kind == "attribute" and c.key == "tags":
+        return value or {}
+    return value
 
 
-def runs_tree(engine: Engine, f: RunFilter) -> list[tuple[int, dict[str, Any]]]:
-    """The runs the filter keeps, sorted, each child right under its parent: (depth, row). Deleted runs are
-    never among them (`list_runs` leaves them out). The search box is the filter language (docs/filters.md);
-    one it cannot read is said in `f.errors` and not applied."""
+def runs_view(engine: Engine, f: RunFilter) -> dict[str, Any]:
+    """The runs table of the view `f` asks for: its columns (the chosen ones, or the defaults: name, experiment,
+    status, start, duration, the first params that differ among the page's runs and the last values of its first
+    metrics, tags and parent), one page of runs sorted in SQL with children under their parent, or its groups.
+    Deleted runs are never among them. The search box is the filter language (docs/filters.md); one it cannot
+    read is said in `f.errors` and not applied."""
+    chosen = bool(f.columns)
+    columns = f.columns or [parse_column(name) for name in DEFAULT_ATTRIBUTES]
+    view = View(columns, parse_sort(f.sort), f.desc, f.group, f.page, f.per)
     try:
-        rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params, filter=f.text)
+        conditions = f.conditions()
     except FilterError as exc:
         f.errors.append(f"{exc} (the filter is not applied)")
         f.pointer = exc.pointer
-        rows = list_runs(engine, experiment=f.experiment, status=f.status, tags=f.tags, params=f.params)
-    known = [r for r in rows if _sort_value(r, f.sort) is not None]
-    unknown = [r for r in rows if _sort_value(r, f.sort) is None]  # missing values last, either way
-    known.sort(key=lambda r: (_sort_value(r, f.sort), r["id"]), reverse=f.desc)
-    return run_tree(known + unknown)
+        conditions = f.conditions(with_text=False)
+    table = runs_table(engine, conditions, view)
+    listed = [r for _, r in table.rows] + [r for g in table.groups for r in g["rows"]]
+    ids = [r["id"] for r in listed]
+    keys = keys_of(engine, ids)  # only keys the filter language can name
+    if not chosen:
+        differ = [k for k in differing_params(engine, ids) if k in keys["param"]]
+        extra = [parse_column(column_name("param", k)) for k in differ[:DEFAULT_PARAMS]]
+        extra += [parse_column(column_name("metric", k, "last")) for k in keys["metric"][:DEFAULT_METRICS]]
+        extra += [parse_column("tags"), parse_column("parent")]
+        add_values(engine, table, extra)
+        columns = columns + extra
+    shown = {c.name for c in columns}
+    choices = [name for name in DEFAULT_ATTRIBUTES + tuple(a for a in ATTRIBUTES if a not in DEFAULT_ATTRIBUTES)]
+    choices += [column_name("param", k) for k in keys["param"]]
+    for k in keys["metric"]:
+        choices += [column_name("metric", k, agg) for agg in ("last", "min", "max")]
+    choices += [column_name("tag", k) for k in keys["tag"]]
+    choices += [c.name for c in columns if c.name not in choices]
+    groups = ["experiment", "status"] + [column_name("param", k) for k in keys["param"]]
+    groups += [column_name("tag", k) for k in keys["tag"]]
+    if f.group is not None and f.group.name not in groups:
+        groups.append(f.group.name)
+    labels = {r["id"]: run_label(r) for r in listed}  # a parent by its name, when it is listed
+    return {
+        "columns": columns,
+        "table": table,
+        "choices": [{"name": name, "checked": name in shown} for name in choices],
+        "group_choices": groups,
+        "labels": labels,
+        "ids": ids,
+        "next_url": "/?" + urlencode(f.items(page=f.page + 1)) if f.page < table.pages else "",
+        "prev_url": "/?" + urlencode(f.items(page=f.page - 1)) if f.page > 1 else "",
+        "group_filters": [_group_filter(f, g["value"]) for g in table.groups],
+    }
+
+
+def _group_filter(f: RunFilter, value: Any) -> str:
+    """The link that lists one group's runs alone (its value added to the filter, the grouping dropped)."""
+    assert f.group is not None
+    cond = f"{f.group.name} is null" if value is None else f"{f.group.name} = {_quoted(str(value))}"
+    text = f"({f.text}) and {cond}" if f.text and not f.pointer else cond
+    return "/?" + urlencode(f.items(q=text, group="", page=1))
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def api_runs(engine: Engine, f: RunFilter) -> dict[str, Any]:
+    """What /api/runs answers: the view's runs (each with `depth` and `values` per column name) or groups."""
+    v = runs_view(engine, f)
+    table = v["table"]
+    columns = v["columns"]
+
+    def run_json(depth: int, r: Mapping[str, Any]) -> dict[str, Any]:
+        return {**run_summary(r), "depth": depth, "values": {c.name: _cell(c, r) for c in columns}}
+
+    out: dict[str, Any] = {
+        "count": table.runs,
+        "top": table.top,
+        "page": f.page,
+        "pages": table.pages,
+        "columns": [c.name for c in columns],
+        "sort": f.sort,
+        "desc": f.desc,
+        "errors": f.errors,
+        "runs": [run_json(depth, r) for depth, r in table.rows]
+        + [run_json(0, r) for g in table.groups for r in g["rows"]],
+    }
+    if f.group is not None:
+        out["group"] = f.group.name
+        out["groups"] = [
+            {"value": g["value"], "count": g["count"], "stats": g["stats"], "runs": [r["id"] for r in g["rows"]]}
+            for g in table.groups
+        ]
+    return out
 
 
 def run_summary(r: Mapping[str, Any]) -> dict[str, Any]:
