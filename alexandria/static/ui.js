@@ -170,7 +170,6 @@
           this.data = await this.source.fetch(this.range, this.view);
           await this.render();
         }
-        this.div.dataset.drawn = String(Number(this.div.dataset.drawn || 0) + 1);
       } catch (err) {
         this.div.dataset.error = String(err);
         console.error(err);
@@ -196,6 +195,7 @@
       };
       await Plotly.react(this.div, traces, layout, { responsive: true, displaylogo: false });
       this.div.dataset.total = String(total);
+      this.div.dataset.drawn = String(Number(this.div.dataset.drawn || 0) + 1);
       this.bind();
     }
 
@@ -230,9 +230,10 @@
         })),
       };
       if (legend) layout.margin.r = 10;
-      await Plotly.react(this.div, built.traces, layout, { responsive: true, displaylogo: false, doubleClick: "reset" });
+      await Plotly.react(this.div, built.traces, layout, { responsive: true, displaylogo: false, doubleClick: "autosize" });
       this.div.dataset.total = String(built.total);
       this.div.dataset.notes = notes.join("\n");
+      this.div.dataset.drawn = String(Number(this.div.dataset.drawn || 0) + 1); // how many times drawn: tests wait on it
       this.bind();
       if (this.afterRender) this.afterRender(this);
     }
@@ -319,6 +320,7 @@
     add(chart) {
       this.charts.push(chart);
       chart.view = this.view;
+      chart.range = this.view.xrange;
       chart.onZoom = (range) => this.zoom(range);
       return chart;
     }
@@ -438,7 +440,7 @@
       const chart = new Chart(div, {
         fetch: async (range, view) => {
           const d = await getJSON(bucketURL(runId, key, range, view, kind, origin));
-          kind = d.x_kind;
+          if (view.x === "step") kind = d.x_kind;
           if (origin === null || origin === undefined) origin = d.x_kind === "time" && d.x.length ? d.x[0] : 0;
           if (!range) showRange(key, d);
           return d;
