@@ -5,7 +5,8 @@ Pages open offline: plotly's library is written once beside the page as `plotly.
 (static/report.css; static/report.js with static/smoothing.js, the debiased EMA of `figures.smooth` that the
 dashboard's charts load too, on each line's unsmoothed values, customdata column 0, applied with Plotly.restyle
 to every curves figure of the page), inlined into each page so that one file is the whole page. Figures' JSON
-is written with `<`, `>` and `&` as JSON escapes, so logged text cannot close the script it sits in. Used by reports and by plug-ins' pictures.
+is written with `<`, `>` and `&` as JSON escapes, so logged text cannot close the script it sits in. Used by
+reports and by plug-ins' pictures.
 """
 
 from __future__ import annotations

@@ -80,7 +80,10 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     sync_playwright, chromium = _browser_or_skip()
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=chromium, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 900}
+            str(tmp_path / "profile"),
+            executable_path=chromium,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
         )
         problems: list[str] = []
         context.on("page", lambda p: p.on("pageerror", lambda exc: problems.append(f"page error: {exc}")))
@@ -293,10 +296,16 @@ def test_compare_legend_values_and_a_parameter_as_x(browser: Any, tmp_path: Path
         page.mouse.move(5, 5)
         page.wait_for_function(f"() => {loss}.data.every(t => t.opacity === 1)")
         # ... and so does hovering its line.
-        page.evaluate(f"() => Plotly.Fx.hover({loss}, [{{curveNumber: 7, pointNumber: 10}}])")
+        x, y = page.evaluate(
+            f"""() => {{ const d = {loss}, fl = d._fullLayout, t = d.data[7], box = d.getBoundingClientRect();
+            return [box.left + fl._size.l + fl.xaxis.l2p(t.x[10]), box.top + fl._size.t + fl.yaxis.l2p(t.y[10])]; }}"""
+        )
+        page.mouse.move(x, y)
         page.wait_for_function(f"() => {loss}.data.filter(t => t.opacity === 1).length === 1")
-        assert page.evaluate(f"() => {loss}.data.find(t => t.opacity === 1).meta[2]") == ids[7]
-        page.evaluate(f"() => Plotly.Fx.unhover({loss})")
+        assert page.evaluate(f"() => {loss}.data.find(t => t.opacity === 1).meta[2]") == page.evaluate(
+            f"() => {loss}.data[7].meta[2]"
+        )
+        page.mouse.move(5, 5)
         page.wait_for_function(f"() => {loss}.data.every(t => t.opacity === 1)")
 
         page.uncheck("#ct-legend")

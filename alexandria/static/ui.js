@@ -307,7 +307,6 @@
       on("ct-logy", "change", () => this.set({ logy: this.el("ct-logy").checked }, "style"));
       on("ct-legend", "change", () => this.set({ legend: this.el("ct-legend").checked }, "style"));
       on("ct-x", "change", () => this.set({ x: this.el("ct-x").value, xrange: null }, "fetch"));
-      on("ct-reset", "click", () => this.zoom(null));
     }
 
     setSmooth(text) {
