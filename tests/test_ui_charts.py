@@ -232,8 +232,10 @@ def test_run_page_toolbar(browser: Any, tmp_path: Path) -> None:
             "smooth='lots': smoothing is a number from 0 to 0.999; not applied",
             "x='sideways': one of step, time, relative; the x axis is the step",
         ]
-        bad.wait_for_function(f"() => {chart('val/acc')} && {chart('val/acc')}._fullLayout && "
-                              f"{chart('val/acc')}._fullLayout.yaxis.type === 'log'")
+        bad.wait_for_function(
+            f"() => {chart('val/acc')} && {chart('val/acc')}._fullLayout && "
+            f"{chart('val/acc')}._fullLayout.yaxis.type === 'log'"
+        )
     finally:
         stop_ui(server)
 
@@ -347,3 +349,77 @@ def test_compare_legend_values_and_a_parameter_as_x(browser: Any, tmp_path: Path
         assert shared.input_value("#ct-x") == "param:theta"
     finally:
         stop_ui(server)
+
+
+# -- what the pages are given (no browser) ----------------------------------------------------------------------
+
+
+def test_the_view_in_the_query_string() -> None:
+    from starlette.datastructures import QueryParams
+
+    from alexandria.ui.data import ChartView
+
+    v = ChartView.from_query(
+        QueryParams("smooth=0.6&logy=1&x=param:theta&metrics=val/*&legend=0&xrange=5,50"), ["theta"]
+    )
+    assert v.as_dict() == {
+        "smooth": 0.6,
+        "logy": True,
+        "x": "param:theta",
+        "metrics": "val/*",
+        "legend": False,
+        "xrange": [5.0, 50.0],
+    }
+    assert v.errors == []
+    assert ChartView.from_query(QueryParams("smooth=0.9999")).smooth == 0.999  # the slider's end
+    bad = ChartView.from_query(QueryParams("smooth=1&logy=yes&x=param:theta&xrange=9,1"))  # no parameter on a run page
+    assert bad.as_dict() == ChartView().as_dict()
+    assert bad.errors == [
+        "smooth='1': smoothing is a number from 0 to 0.999; not applied",
+        "logy='yes': 1 (on) or 0 (off); not applied",
+        "x='param:theta': one of step, time, relative; the x axis is the step",
+        "xrange='9,1': two numbers low,high (low < high); the whole x range is shown",
+    ]
+
+
+def test_values_colours_and_numeric_parameters_for_the_compare_page(store: Any) -> None:
+    import alexandria
+    from alexandria.figures import PALETTE
+    from alexandria.query import Reader
+    from alexandria.ui.data import compare_charts, is_value_metric
+
+    assert is_value_metric(1, 0) and is_value_metric(3, None)
+    assert not is_value_metric(2, 1) and not is_value_metric(4, None)
+    ids = []
+    for i, theta in enumerate((0.5, 1.5, 1.0)):
+        with alexandria.start_run(experiment="s", store=store, capture=False) as r:
+            r.log_params({"theta": theta, "same": 1, "opt": "adam", "seed": i if i < 2 else "x"})
+            for step in range(5):
+                r.log_metric("loss", theta * step, step=step)
+            r.log_metric("acc", theta / 2)
+            if i == 0:
+                r.log_metric("only-one", float("nan"))
+            ids.append(r.id)
+    with Reader(store) as reader:
+        got = compare_charts(reader.engine, ids)
+    assert got["colors"] == {rid: PALETTE[i] for i, rid in enumerate(ids)}
+    assert got["value_keys"] == ["acc", "only-one"]
+    assert got["last"] == {
+        "acc": dict(zip(ids, (0.25, 0.75, 0.5), strict=True)),
+        "loss": dict(zip(ids, (2.0, 6.0, 4.0), strict=True)),
+        "only-one": {ids[0]: None},  # NaN: nothing to draw
+    }
+    # theta only: `same` does not differ, `opt` is text, `seed` is not a number in every run
+    assert got["numeric_params"] == [{"key": "theta", "values": dict(zip(ids, (0.5, 1.5, 1.0), strict=True))}]
+
+
+def test_reports_and_the_dashboard_share_one_smoothing() -> None:
+    from alexandria.pages import STATIC, page_html
+
+    shared = (STATIC / "smoothing.js").read_text("utf-8")
+    page = page_html("t", [], embed=False, smoothing_js=True)
+    assert shared in page and page.index(shared) < page.index("window.AlexandriaSmoothing.smooth")
+    assert "Math.pow" not in (STATIC / "report.js").read_text("utf-8")  # no second copy of the average
+    for template in ("run.html", "compare.html"):
+        text = (STATIC.parent / "templates" / template).read_text("utf-8")
+        assert '<script src="/static/smoothing.js"></script>' in text

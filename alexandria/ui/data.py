@@ -356,14 +356,9 @@ def compare_charts(engine: Engine, ids: list[str]) -> dict[str, Any]:
     summaries = run_metrics(engine, ids, extremes=False)
     params = run_params(engine, ids)
     keys = sorted({k for rid in ids for k in summaries[rid]})
-    last = {
-        k: {rid: finite_or_none(summaries[rid][k].last_value) for rid in ids if k in summaries[rid]} for k in keys
-    }
-    steps = {k: {rid: summaries[rid][k].last_step for rid in ids if k in summaries[rid]} for k in keys}
+    last = {k: {rid: finite_or_none(summaries[rid][k].last_value) for rid in ids if k in summaries[rid]} for k in keys}
     values = [
-        k
-        for k in keys
-        if all(is_value_metric(summaries[rid][k].count, summaries[rid][k].last_step) for rid in last[k])
+        k for k in keys if all(is_value_metric(summaries[rid][k].count, summaries[rid][k].last_step) for rid in last[k])
     ]
     numeric: list[dict[str, Any]] = []
     for key in sorted({k for rid in ids for k in params[rid]}):
@@ -375,7 +370,6 @@ def compare_charts(engine: Engine, ids: list[str]) -> dict[str, Any]:
         "colors": {rid: PALETTE[i % len(PALETTE)] for i, rid in enumerate(ids)},
         "value_keys": values,
         "last": last,
-        "last_steps": steps,
         "numeric_params": numeric,
     }
 
