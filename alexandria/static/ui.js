@@ -665,10 +665,10 @@
           y: [last[r.id]],
           name: plotlyText(shortName(r.label)),
           legendgroup: r.id,
-          meta: [hover, "point", r.id, full],
+          meta: [hover, "point", r.id, full, plotlyText(param)], // user text only through meta, never the template
           mode: "markers",
           marker: { size: 10, color: color(r.id) },
-          hovertemplate: `%{meta[3]}<br>%{meta[0]}<br>${plotlyText(param)} = %{x}<br>last %{y}<extra></extra>`,
+          hovertemplate: "%{meta[3]}<br>%{meta[0]}<br>%{meta[4]} = %{x}<br>last %{y}<extra></extra>",
         });
       }
       return traces;
