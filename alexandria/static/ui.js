@@ -90,7 +90,16 @@
     const custom = d.x.map((_, i) => [fmtNum(d.min[i]), fmtNum(d.max[i]), d.count[i], fmtNum(d.last[i])]);
     const edge = { width: 1, color: rgba(color, 0.6) };
     const traces = [
-      { x, y: d.max, name: "max", mode: "lines", line: edge, hoverinfo: "skip", showlegend: false, meta: { role: "max" } },
+      {
+        x,
+        y: d.max,
+        name: "max",
+        mode: "lines",
+        line: edge,
+        hoverinfo: "skip",
+        showlegend: false,
+        meta: { role: "max" },
+      },
       {
         x,
         y: d.min,
@@ -209,9 +218,9 @@
       const notes = built.notes || [];
       const legend = Boolean(built.legend) && v.legend;
       const layout = {
-        uirevision: JSON.stringify([v.x, this.range]), // a new x or range is applied; else the user's view stays
+        uirevision: JSON.stringify([v.x, v.logy, this.range]), // a new x, y or range applies; else the user zoom stays
         margin: { l: 60, r: 15, t: notes.length ? 28 : 10, b: 40 },
-        xaxis: range ? { title: { text: built.xTitle }, type: built.xType, range } : { title: { text: built.xTitle }, type: built.xType, autorange: true },
+        xaxis: { title: { text: built.xTitle }, type: built.xType, ...(range ? { range } : { autorange: true }) },
         yaxis: { type: v.logy ? "log" : "linear", autorange: true },
         hovermode: "closest",
         showlegend: legend,
@@ -230,10 +239,11 @@
         })),
       };
       if (legend) layout.margin.r = 10;
-      await Plotly.react(this.div, built.traces, layout, { responsive: true, displaylogo: false, doubleClick: "autosize" });
+      const config = { responsive: true, displaylogo: false, doubleClick: "autosize" }; // double-click: all of x
+      await Plotly.react(this.div, built.traces, layout, config);
       this.div.dataset.total = String(built.total);
       this.div.dataset.notes = notes.join("\n");
-      this.div.dataset.drawn = String(Number(this.div.dataset.drawn || 0) + 1); // how many times drawn: tests wait on it
+      this.div.dataset.drawn = String(Number(this.div.dataset.drawn || 0) + 1); // tests wait on it
       this.bind();
       if (this.afterRender) this.afterRender(this);
     }
@@ -352,7 +362,8 @@
       put("legend", v.legend ? "" : "0", "");
       put("xrange", v.xrange ? v.xrange.map((n) => String(Number(n.toPrecision(12)))).join(",") : "", "");
       const text = q.toString();
-      window.history.replaceState(null, "", `${window.location.pathname}${text ? "?" : ""}${text}${window.location.hash}`);
+      const { pathname, hash } = window.location;
+      window.history.replaceState(null, "", `${pathname}${text ? "?" : ""}${text}${hash}`);
     }
 
     /* Show only the metrics the search matches (charts, value cards and value rows), and say how many. */
@@ -369,7 +380,8 @@
         if (ok) shown.add(key);
       }
       const count = this.el("ct-count");
-      if (count) count.textContent = this.view.metrics ? `${shown.size} of ${keys.size} metrics` : `${keys.size} metrics`;
+      if (!count) return;
+      count.textContent = this.view.metrics ? `${shown.size} of ${keys.size} metrics` : `${keys.size} metrics`;
     }
   }
 
@@ -419,7 +431,9 @@
   }
 
   function xAxis(view, kind) {
-    if (view.x === "relative" && kind === "time") return { xTitle: "seconds since the run started", xType: "linear", xKind: "relative" };
+    if (view.x === "relative" && kind === "time") {
+      return { xTitle: "seconds since the run started", xType: "linear", xKind: "relative" };
+    }
     if (kind === "time") return { xTitle: "time", xType: "date", xKind: "time" };
     return { xTitle: "step", xType: "linear", xKind: "step" };
   }
@@ -691,7 +705,8 @@
             const traces = paramTraces(m.key, param);
             const low = view.logy ? nonPositive(traces.map((t) => t.y[0])) : 0;
             const notes = low ? [`log y: ${low} run(s) with a last value ≤ 0 are not drawn`] : [];
-            return { traces, legend: true, notes, total: traces.length, xTitle: param, xType: "linear", xKind: "param" };
+            const total = traces.length;
+            return { traces, legend: true, notes, total, xTitle: param, xType: "linear", xKind: "param" };
           }
           if (got.param) return { traces: [], legend: false, total: 0, ...xAxis(view, "step") };
           const raws = [];
@@ -731,7 +746,8 @@
           const kinds = new Set(got.data.map((d) => d.x_kind));
           const kind = kinds.size === 1 && got.data.length ? got.data[0].x_kind : "step";
           const notes = low ? [`log y: values ≤ 0 in ${low} run(s) are not drawn`] : [];
-          return { traces: raws.concat(lines), legend: true, notes, total: got.data.reduce((n, d) => n + d.total, 0), ...xAxis(view, kind) };
+          const total = got.data.reduce((n, d) => n + d.total, 0);
+          return { traces: raws.concat(lines), legend: true, notes, total, ...xAxis(view, kind) };
         },
       });
       chart.onHover = (point) => highlight(point ? point.data.meta[2] : null);
