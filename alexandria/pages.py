@@ -2,10 +2,11 @@
 
 Pages open offline: plotly's library is written once beside the page as `plotly.min.js` (or embedded with
 `embed=True`), never fetched from a CDN. The shell's stylesheet and its smoothing control are package data
-(static/report.css, static/report.js: the same debiased EMA as `figures.smooth`, on each line's unsmoothed
-values, customdata column 0, applied with Plotly.restyle to every curves figure of the page), inlined into
-each page so that one file is the whole page. Figures' JSON is written with `<`, `>` and `&` as JSON
-escapes, so logged text cannot close the script it sits in. Used by reports and by plug-ins' pictures.
+(static/report.css; static/report.js with static/smoothing.js, the debiased EMA of `figures.smooth` that the
+dashboard's charts load too, on each line's unsmoothed values, customdata column 0, applied with Plotly.restyle
+to every curves figure of the page), inlined into each page so that one file is the whole page. Figures' JSON
+is written with `<`, `>` and `&` as JSON escapes, so logged text cannot close the script it sits in. Used by
+reports and by plug-ins' pictures.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def page_html(title: str, body: Sequence[str], *, embed: bool, smoothing_js: boo
         )
     else:
         lib = f'<script src="{PLOTLYJS_NAME}" charset="utf-8"></script>'
-    tail = f'<script type="text/javascript">\n{_static("report.js")}</script>' if smoothing_js else ""
+    scripts = _static("smoothing.js") + _static("report.js")  # the smoothing the dashboard's charts share
+    tail = f'<script type="text/javascript">\n{scripts}</script>' if smoothing_js else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>\n<style>\n{_static('report.css')}</style>\n{lib}\n</head><body>\n"

@@ -635,6 +635,88 @@ def bench_runs_table(quick: bool, tmp: Path) -> list[Result]:
     return bench(quick, tmp)
 
 
+def bench_charts(quick: bool, tmp: Path) -> list[Result]:
+    """The compare page of a sweep as the browser loads it: the page (with its chart toolbar's data: colours,
+    values, last values, numeric parameters) and every chart's buckets (500 per run and metric), over real HTTP
+    to the app in a thread; the limit is the same read-model work called directly (no HTTP, JSON, templates)."""
+    import http.client
+    import math
+
+    from alexandria.db import reader_engine
+    from alexandria.ui import BackgroundServer
+    from alexandria.ui import data as ui_data
+
+    runs, steps = (10, 1_000) if quick else (50, 10_000)
+    store = Store.open(tmp / "charts")
+    ids = []
+    for i in range(runs):
+        run = alexandria.start_run(experiment="sweep", store=store, capture=False)
+        theta = 0.1 * (i + 1)
+        run.log_params({"theta": theta, "lr": 0.01})
+        log = run.log_metrics
+        for step in range(steps):
+            log({"loss": math.exp(-theta * step / steps), "acc": 1 - math.exp(-theta * step / steps)}, step=step)
+        run.log_metric("final/acc", math.cos(theta))
+        run.end()
+        ids.append(run.id)
+    open_database(store).dispose()
+    curves = ("acc", "loss")
+    page_path = "/compare?run=" + ",".join(ids)
+    chart_paths = [f"/api/run/{rid}/metric/{key}?buckets=500&x=auto" for key in curves for rid in ids]
+
+    def over_http(conn: http.client.HTTPConnection) -> tuple[float, float, int]:
+        t0 = time.perf_counter()
+        conn.request("GET", page_path)
+        response = conn.getresponse()
+        size = len(response.read())
+        assert response.status == 200, response.status
+        t1 = time.perf_counter()
+        for path in chart_paths:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, (path, response.status)
+        return (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000, size
+
+    engine = reader_engine(store.db_path)
+
+    def direct() -> float:
+        t0 = time.perf_counter()
+        ui_data.compare_page(engine, ids, [], 1.0)
+        for key in curves:
+            for rid in ids:
+                ui_data.metric_buckets(engine, rid, key, 500, "auto", None, None)
+        return (time.perf_counter() - t0) * 1000
+
+    repeat = 3 if quick else 5
+    with BackgroundServer(store, fold=False) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        samples = [over_http(conn) for _ in range(repeat)]
+        conn.close()
+    limit_ms = statistics.median(direct() for _ in range(repeat))
+    charts_only_ms = statistics.median(_timed(lambda: ui_data.compare_charts(engine, ids)) for _ in range(repeat))
+    engine.dispose()
+    page_ms = statistics.median(s[0] for s in samples)
+    charts_ms = statistics.median(s[1] for s in samples)
+    return [
+        Result(
+            f"ui: compare page of {runs} runs x {len(curves)} curves of {steps:,} steps, page + every chart",
+            page_ms + charts_ms,
+            "ms",
+            limit=limit_ms,
+            limit_name="the same read-model calls without HTTP, JSON or templates (ms)",
+            target="well under 2000 ms",
+            extra={
+                "page_ms": page_ms,
+                "charts_ms": charts_ms,
+                "chart_requests": len(chart_paths),
+                "page_bytes": samples[0][2],
+                "compare_charts_alone_ms": charts_only_ms * 1000,
+            },
+        )
+    ]
+
+
 ALL = {
     "log_metric": bench_log_metric,
     "system_metrics": bench_system_metrics,
@@ -651,6 +733,7 @@ ALL = {
     "sqlite_statistics": bench_sqlite_statistics,
     "media": bench_media,
     "runs_table": bench_runs_table,
+    "charts": bench_charts,
 }
 
 

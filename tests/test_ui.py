@@ -579,8 +579,9 @@ def test_compare_legend_shows_run_names_as_text(store: Store, tmp_path: Path) ->
     ids = []
     for i in range(2):
         with alexandria.start_run(experiment=f"<b>{name}</b>", name=f"{name} {i}", capture=False) as run:
-            run.log_metric("loss", 1.0 / (i + 1), step=0)
-            run.log_metric("<i>k</i>", 1.0, step=0)
+            for step in range(2):  # two points: a chart (one point would be shown as a value)
+                run.log_metric("loss", 1.0 / (i + step + 1), step=step)
+                run.log_metric("<i>k</i>", 1.0, step=step)
             ids.append(run.id)
     assert query(store, "SELECT count(*) FROM run") == [(2,)]  # folded
     with BackgroundServer(store, fold=False) as server, sync_playwright() as pw:
@@ -595,10 +596,13 @@ def test_compare_legend_shows_run_names_as_text(store: Store, tmp_path: Path) ->
             legend = page.locator('.chart[data-key="loss"] .legend')
             assert legend.locator("a").count() == 0 and legend.locator("b").count() == 0
             texts = page.locator('.chart[data-key="loss"] .legendtext').all_text_contents()
-            assert sorted(texts) == [f"{name} 0", f"{name} 1"], texts
+            # a long name keeps its start and end in the legend (32 characters), all of it in the hover text
+            assert sorted(texts) == [f"{name[:16]}…{name[-13:]} {i}" for i in range(2)], texts
             loss = "document.querySelector('.chart[data-key=\"loss\"]')"
             hovers = page.evaluate(f"() => {loss}.data.map(t => t.meta[0])")
             assert sorted(hovers) == sorted(plotly_text(f"{i[:8]} <b>{name}</b>") for i in ids), hovers
+            full = page.evaluate(f"() => {loss}.data.map(t => t.meta[3])")
+            assert sorted(full) == [plotly_text(f"{name} {i}") for i in range(2)], full
             page.goto(f"{server.url}run/{ids[0]}")
             chart = "document.querySelector('#charts .chart[data-key=\"<i>k</i>\"]')"
             page.wait_for_function(f"() => {{ const d = {chart}; return d && d.data && d.data.length === 3; }}")

@@ -1,12 +1,5 @@
 (function () {
-  function ema(ys, w) {
-    var last = 0, n = 0;
-    return ys.map(function (y) {
-      if (typeof y !== "number" || !Number.isFinite(y)) return y;
-      last = last * w + (1 - w) * y; n += 1;
-      return last / (1 - Math.pow(w, n));
-    });
-  }
+  var ema = window.AlexandriaSmoothing.smooth; // static/smoothing.js, inlined before this script
   var range = document.getElementById("smoothing"), number = document.getElementById("smoothing-value");
   function apply(w) {
     document.querySelectorAll(".curves").forEach(function (gd) {

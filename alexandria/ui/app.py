@@ -216,7 +216,8 @@ class Dashboard:
         run_id = self._run_id(asked)
         if run_id != asked:
             return RedirectResponse(f"/run/{run_id}", status_code=302)
-        return self._render("run.html", **data.run_page(self.engine, self.store, run_id, self.interval, self.hashes))
+        context = data.run_page(self.engine, self.store, run_id, self.interval, self.hashes)
+        return self._render("run.html", **data.with_chart_view(context, request.query_params))
 
     def compare_page(self, request: Request) -> Response:
         asked: list[str] = []
@@ -224,7 +225,8 @@ class Dashboard:
             asked += [v.strip() for v in value.split(",") if v.strip()]
         errors: list[str] = []
         ids = list(dict.fromkeys(resolve_run_ids(self.engine, asked, errors=errors)))
-        return self._render("compare.html", **data.compare_page(self.engine, ids, errors, self.interval))
+        context = data.compare_page(self.engine, ids, errors, self.interval)
+        return self._render("compare.html", **data.with_chart_view(context, request.query_params))
 
     # -- JSON
 

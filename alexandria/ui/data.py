@@ -3,6 +3,7 @@ table's filters and sorting, and what a run page, the compare page and the polls
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ from urllib.parse import urlencode
 from sqlalchemy import Engine
 from starlette.datastructures import QueryParams
 
-from ..errors import NotRegularFileError, RecordedFileError
+from ..errors import InvalidInputError, NotRegularFileError, RecordedFileError
+from ..figures import PALETTE, as_numbers, check_smoothing
 from ..filters import FilterError
 from ..formatting import run_duration_text, run_label, when_text
 from ..plugins import embedded_artifacts
@@ -48,12 +50,15 @@ from ..runs_table import (
     runs_table,
 )
 from ..store import Store
+from ..values import finite_or_none
 from ..verify import FileHashes
 from .media import artifact_preview, run_media
 from .render import STATUSES, floats, url_part
 
 MAX_PAGE_SIZE = 1000
 GROUPABLE = ("param", "tag")  # a group is a parameter's or a tag's value (or experiment, status)
+#: A metric with at most this many points, none of them with a step, is a value (a final figure), not a chart.
+VALUE_POINTS = 3
 
 
 @dataclass
@@ -339,6 +344,7 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
             "min": m.min,
             "max": m.max,
             "dom": f"m{i}",
+            "value": is_value_metric(m.count, m.last_step),
         }
         for i, m in enumerate(d["metrics"])
     ]
@@ -362,7 +368,8 @@ def run_page(engine: Engine, store: Store, run_id: str, interval: float, hashes:
             "run_id": run_id,
             "status": r["status"],
             "interval": interval,
-            "metrics": [{"key": m["key"], "dom": m["dom"], "count": m["count"]} for m in metrics],
+            "metrics": [{"key": m["key"], "dom": m["dom"], "count": m["count"], "value": m["value"]} for m in metrics],
+            "start": r["timestamp_start"],  # the origin of x = relative time
             "media": media,
         },
     }
@@ -401,6 +408,7 @@ def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: fl
     tags = [r["tags"] or {} for r in rows]
     metric_keys = sorted({k for rid in ids for k in keys[rid]})
     runs = [run_summary(r) for r in rows]
+    charts = compare_charts(engine, ids)
     return {
         "title": "Compare runs",
         "runs": runs,
@@ -408,8 +416,10 @@ def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: fl
         "tags": _side_by_side({k for t in tags for k in t}, tags),
         "errors": errors,
         "metric_keys": [{"key": k, "dom": f"c{i}"} for i, k in enumerate(metric_keys)],
+        "charts": charts,
         "page_data": {
             "page": "compare",
+            "charts": charts,
             "interval": max(interval, 2.0),
             "runs": [
                 {
@@ -419,6 +429,7 @@ def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: fl
                     "hover": f"{r['id'][:8]} {r['experiment'] or ''}".strip(),
                     "status": r["status"],
                     "keys": keys[r["id"]],
+                    "start": r["timestamp_start"],  # the origin of x = relative time
                 }
                 for r in runs
             ],
@@ -434,7 +445,12 @@ def run_status(engine: Engine, run_id: str, *, with_metrics: bool) -> dict[str, 
     stats = {}
     if with_metrics:
         for key, s in run_metrics(engine, [run_id], extremes=False)[run_id].items():
-            stats[key] = {"count": s.count, "last_value": s.last_value, "last_step": s.last_step}
+            stats[key] = {
+                "count": s.count,
+                "last_value": s.last_value,
+                "last_step": s.last_step,
+                "value": is_value_metric(s.count, s.last_step),
+            }
     return {**run_summary(row), "metrics": stats}
 
 
@@ -462,3 +478,109 @@ def metric_buckets(
         "total": ds.total,
         "exact": ds.exact,
     }
+
+
+def is_value_metric(count: int, last_step: int | None) -> bool:
+    """Whether the pages show a metric as a value rather than a chart: one point, or a few points none of
+    which has a step (a final figure logged once per evaluation), would be an empty 300-pixel chart."""
+    return count <= 1 or (last_step is None and count <= VALUE_POINTS)
+
+
+def compare_charts(engine: Engine, ids: list[str]) -> dict[str, Any]:
+    """What the compare page's chart toolbar needs beyond the curves: per run its colour (the same in every
+    chart, `figures.PALETTE` as in the reports), which metrics are values (a value in every run that has
+    them: one row of the values table each), every metric's last value per run (summaries.py's definition)
+    and the numeric parameters that differ between the runs (`figures.as_numbers`: a number in every run),
+    for a chart of the last value against a parameter. A fixed number of queries however many runs."""
+    summaries = run_metrics(engine, ids, extremes=False)
+    params = run_params(engine, ids)
+    keys = sorted({k for rid in ids for k in summaries[rid]})
+    last = {k: {rid: finite_or_none(summaries[rid][k].last_value) for rid in ids if k in summaries[rid]} for k in keys}
+    values = [
+        k for k in keys if all(is_value_metric(summaries[rid][k].count, summaries[rid][k].last_step) for rid in last[k])
+    ]
+    numeric: list[dict[str, Any]] = []
+    for key in sorted({k for rid in ids for k in params[rid]}):
+        column = [params[rid].get(key) for rid in ids]
+        numbers = as_numbers(column)
+        if numbers is not None and len(set(numbers)) > 1:
+            numeric.append({"key": key, "values": dict(zip(ids, numbers, strict=True))})
+    return {
+        "colors": {rid: PALETTE[i % len(PALETTE)] for i, rid in enumerate(ids)},
+        "value_keys": values,
+        "last": last,
+        "numeric_params": numeric,
+    }
+
+
+X_KINDS = ("step", "time", "relative")
+SMOOTHING_MAX = 0.999
+
+
+@dataclass
+class ChartView:
+    """The chart toolbar's state, read from the page's query string (`from_query`) so that a view can be
+    shared and survives a reload; the page's script writes it back as the user changes it. What it cannot use
+    is said in `errors` (shown on the page) and left at its default, never refused."""
+
+    smooth: float = 0.0
+    logy: bool = False
+    x: str = "step"  # step, time (wall clock), relative (seconds since the run started) or param:KEY
+    metrics: str = ""  # the metric search: a substring, or a glob with * and ?
+    legend: bool = True
+    xrange: list[float] | None = None  # the linked zoom, in the x axis' units (seconds for the times)
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_query(cls, qp: QueryParams, params: list[str] | None = None) -> ChartView:
+        """`params`: the numeric parameters that may be the x axis (the compare page's), None on a run page."""
+        v = cls(metrics=qp.get("metrics", ""))
+        text = qp.get("smooth")
+        if text:
+            try:
+                v.smooth = min(check_smoothing(float(text)), SMOOTHING_MAX)
+            except (ValueError, InvalidInputError):
+                v.errors.append(f"smooth={text!r}: smoothing is a number from 0 to {SMOOTHING_MAX}; not applied")
+        for name in ("logy", "legend"):
+            flag = qp.get(name)
+            if flag is not None and flag not in ("0", "1"):
+                v.errors.append(f"{name}={flag!r}: 1 (on) or 0 (off); not applied")
+            elif flag is not None:
+                setattr(v, name, flag == "1")
+        x = qp.get("x")
+        if x:
+            choices = [*X_KINDS, *(f"param:{p}" for p in params or [])]
+            if x in choices:
+                v.x = x
+            else:
+                v.errors.append(f"x={x!r}: one of {', '.join(choices)}; the x axis is the step")
+        text = qp.get("xrange")
+        if text:
+            try:
+                lo, hi = (float(part) for part in text.split(","))
+                if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                    raise ValueError(text)
+                v.xrange = [lo, hi]
+            except ValueError:
+                v.errors.append(f"xrange={text!r}: two numbers low,high (low < high); the whole x range is shown")
+        return v
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "smooth": self.smooth,
+            "logy": self.logy,
+            "x": self.x,
+            "metrics": self.metrics,
+            "legend": self.legend,
+            "xrange": self.xrange,
+        }
+
+
+def with_chart_view(context: dict[str, Any], qp: QueryParams) -> dict[str, Any]:
+    """A run or compare page's context with its chart toolbar's state (`ChartView`) from the query string."""
+    charts = context.get("charts")
+    params = [p["key"] for p in charts["numeric_params"]] if charts is not None else None
+    view = ChartView.from_query(qp, params)
+    context["view"] = view
+    context["page_data"] = {**context["page_data"], "view": view.as_dict()}
+    return context
