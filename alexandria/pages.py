@@ -49,8 +49,9 @@ def _script_json(obj: Any) -> str:
 
 
 def figure_html(fig: Any, div_id: str, css_class: str) -> str:
-    """A figure as a div and the script that draws it (plotly.js must be loaded before)."""
-    spec = fig.to_plotly_json()
+    """A figure (a plotly Figure, or a ``{"data", "layout"}`` dict) as a div and the script that draws it
+    (plotly.js must be loaded before)."""
+    spec = fig if isinstance(fig, dict) else fig.to_plotly_json()
     config = {"responsive": True, "displaylogo": False}
     return (
         f'<div id="{div_id}" class="{css_class}"></div>\n<script type="text/javascript">Plotly.newPlot('

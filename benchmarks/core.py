@@ -565,6 +565,8 @@ def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+from .report_sweep import bench_report_sweep  # noqa: E402  (it imports Result and PEAK_MB from above)
+
 ALL = {
     "log_metric": bench_log_metric,
     "system_metrics": bench_system_metrics,
@@ -578,6 +580,7 @@ ALL = {
     "start_end": bench_start_end,
     "memory": bench_writer_memory,
     "ui_metric": bench_ui_metric,
+    "report_sweep": bench_report_sweep,
 }
 
 
