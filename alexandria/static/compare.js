@@ -104,7 +104,7 @@
       margin: { l: 70, r: 30, t: 40, b: 20 },
       showlegend: false,
       hovermode: "closest",
-      xaxis: { visible: false, range: [-0.5, Math.max(1, axes.length - 1) + 0.3], fixedrange: true },
+      xaxis: { visible: false, range: [-0.6, Math.max(1, axes.length - 1) + 0.3], fixedrange: true },
       yaxis: { visible: false, range: [-0.06, 1.12], fixedrange: true },
       shapes,
       annotations,
