@@ -106,7 +106,8 @@ def test_compare_30_runs_in_a_real_browser(store: Store, tmp_path: Path) -> None
                 width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
                 assert width[0] <= width[1], width
                 box = page.evaluate(
-                    "() => { const b = document.getElementById('compare-scroll'); return [b.scrollWidth, b.clientWidth]; }"
+                    "() => { const b = document.getElementById('compare-scroll');"
+                    " return [b.scrollWidth, b.clientWidth]; }"
                 )
                 assert box[0] > 2 * box[1], box
                 key_cell = page.locator('#compare-params tr[data-key="lr"] th')
@@ -173,7 +174,7 @@ def test_the_colour_endpoint_says_what_is_wrong(store: Store) -> None:
         assert status == 400 and b"agg must be one of last, min, max, got 'median'" in body
         status, body = server.get(f"/api/compare/metric?run={run}")
         assert status == 400 and b"key is missing" in body
-        status, body = server.get(f"/api/compare/metric?run=ffffffff&key=loss")
+        status, body = server.get("/api/compare/metric?run=ffffffff&key=loss")
         assert status == 404 and b"ffffffff" in body
     finally:
         stop_ui(server)
