@@ -762,7 +762,7 @@ def plot(
     type=click.IntRange(1),
     default=2000,
     show_default=True,
-    help="Points per curve at most (fewer on a page of many curves: it draws 120,000 points at most).",
+    help="Points per curve at most (fewer on a page of many curves: it draws 60,000 points at most).",
 )
 @click.option(
     "--parallel-metric",

@@ -17,7 +17,9 @@ number, which cost a 200-run sweep report most of its 106 s and 1.2 GB.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import plotly.graph_objects as go
@@ -28,7 +30,16 @@ from sqlalchemy import Engine
 from .errors import InvalidInputError, QueryError
 from .formatting import run_label
 from .pages import plotly_text
-from .query import RunSelection, downsample, metric_by_run, run_metric_keys, run_params, run_rows, select_runs
+from .query import (
+    Downsampled,
+    RunSelection,
+    downsample,
+    metric_by_run,
+    run_metric_keys,
+    run_params,
+    run_rows,
+    select_runs,
+)
 
 #: One colour per run, the same in every figure of a page.
 PALETTE = qualitative.Plotly + qualitative.D3
@@ -36,9 +47,11 @@ DEFAULT_BUCKETS = 2000
 #: A curves subplot of more runs than this has no legend entries (names on hover instead).
 LEGEND_RUNS = 20
 #: The points a report page's curves draw at most, all together (see `page_buckets`).
-PAGE_POINTS = 120_000
+PAGE_POINTS = 60_000
 #: The fewest buckets a page's curve gets, however many curves share the page.
 MIN_BUCKETS = 50
+#: Threads reading a figure's curves at once (at most one per CPU).
+READ_THREADS = 4
 
 
 def require_metrics(keys: dict[str, list[str]], metrics: Sequence[str]) -> None:
@@ -109,22 +122,20 @@ def page_buckets(buckets: int, traces: int) -> int:
 
 
 def _curve_traces(
-    engine: Engine,
+    d: Downsampled,
     run_row: dict[str, Any],
     key: str,
     color: str,
     *,
     x: str,
     smoothing: float,
-    buckets: int,
     axes: tuple[str, str],
     many: bool,
 ) -> list[dict[str, Any]]:
-    """The envelope (bucket min..max, filled) and the line (bucket last, smoothed) of one run's metric, as
+    """The envelope (bucket min..max, filled) and the line (bucket last, smoothed) of one run's metric `d`, as
     plotly trace dicts (no plotly objects: validating and copying them was most of a sweep report's time).
     With `many` (a figure of more than `LEGEND_RUNS` runs) the line is out of the legend, has no customdata
     and its y is unsmoothed (the page's smoothing control smooths it on load)."""
-    d = downsample(engine, run_row["id"], key, buckets, x=x)
     xs = d.x
     if x == "time":  # seconds since the run's start: runs started at different times overlay
         origin = run_row["timestamp_start"] if run_row["timestamp_start"] is not None else (xs[0] if len(xs) else 0)
@@ -184,6 +195,19 @@ def _curve_traces(
     return [envelope, line]
 
 
+def _downsample_all(
+    engine: Engine, wanted: Sequence[tuple[str, str]], buckets: int, x: str
+) -> dict[tuple[str, str], Downsampled]:
+    """`query.downsample` of every (run id, metric key), a few at a time in threads: the database reads
+    (the drivers release the GIL) are most of a sweep report's time, and each thread has its own connection."""
+    workers = min(READ_THREADS, os.cpu_count() or 1, len(wanted))
+    if workers <= 1:
+        return {(rid, key): downsample(engine, rid, key, buckets, x=x) for rid, key in wanted}
+    with ThreadPoolExecutor(workers, thread_name_prefix="alexandria-figures") as pool:
+        found = pool.map(lambda w: downsample(engine, w[0], w[1], buckets, x=x), wanted)
+        return dict(zip(wanted, found, strict=True))
+
+
 def curves_spec(
     engine: Engine,
     runs: Sequence[dict[str, Any]],
@@ -202,15 +226,16 @@ def curves_spec(
     rows = len(metrics)
     grid = make_subplots(rows=rows, cols=1, subplot_titles=[plotly_text(m) for m in metrics], shared_xaxes=False)
     data: list[dict[str, Any]] = []
+    wanted = [(r["id"], key) for key in metrics for r in runs if key in keys[r["id"]]]
+    read = _downsample_all(engine, wanted, buckets, x)
     for row, key in enumerate(metrics, 1):
         axes = ("x" if row == 1 else f"x{row}", "y" if row == 1 else f"y{row}")
         having = [(i, r) for i, r in enumerate(runs) if key in keys[r["id"]]]
         many = len(having) > LEGEND_RUNS
         for i, r in having:
             color = PALETTE[i % len(PALETTE)]
-            data += _curve_traces(
-                engine, r, key, color, x=x, smoothing=smoothing, buckets=buckets, axes=axes, many=many
-            )
+            d = read[(r["id"], key)]
+            data += _curve_traces(d, r, key, color, x=x, smoothing=smoothing, axes=axes, many=many)
         grid.update_xaxes(title_text="seconds since the run's start" if x == "time" else "step", row=row, col=1)
     axis_names = ["yaxis" if i == 1 else f"yaxis{i}" for i in range(1, rows + 1)]
     grid.update_yaxes(type="log" if log_y else "linear")

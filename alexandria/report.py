@@ -221,7 +221,7 @@ def write_report(
         values = [aggregate(summaries[rid].get(target), parallel_agg) for rid in ids]
         fig = parallel_figure(ids, params, target, parallel_agg, values)
         body += ["<h2>Parameters against " + html.escape(f"{target} ({parallel_agg})") + "</h2>"]
-        body.append(figure_html(fig, "parallel", "parallel"))
+        body.append(figure_html(fig, "parallel", "parallel", when_visible=True))  # WebGL: drawn when seen
     page = page_html(title, body, embed=embed, smoothing_js=bool(chosen))
     return write_page(path, page, embed=embed)
 

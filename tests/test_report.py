@@ -555,6 +555,10 @@ def test_a_sweep_page_is_bounded_in_width(wide_sweep: Any, tmp_path: Path) -> No
     css = re.search(r"\.scroll-box\{([^}]*)\}", text)
     assert css is not None and "max-width:100%" in css.group(1) and "overflow-x:auto" in css.group(1)
     assert re.search(r"table\.params th:first-child\{position:sticky;left:0", text)
+    # the parallel view (WebGL) is drawn once scrolled near, the curves as the page loads
+    parallel = text[text.index('<div id="parallel"') :]
+    assert "new IntersectionObserver" in parallel.split("</script>", 1)[0]
+    assert "IntersectionObserver" not in text[: text.index('<div id="parallel"')]
 
 
 def test_the_parallel_view_uses_the_metric_asked_for(wide_sweep: Any, tmp_path: Path) -> None:
