@@ -759,6 +759,26 @@ def plot(
 @click.option("--metric", "-m", "metrics", multiple=True, help="Only this metric (repeatable; default: every one).")
 @_x_option
 @_smoothing_option
+@click.option(
+    "--buckets",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    help="Points per curve at most (fewer on a page of many curves: it draws 60,000 points at most).",
+)
+@click.option(
+    "--parallel-metric",
+    metavar="KEY",
+    help="The metric colouring the parallel coordinates (default: a held-out accuracy, else a held-out loss, "
+    "else any accuracy or loss, among the metrics every run has).",
+)
+@click.option(
+    "--parallel-agg",
+    type=click.Choice(["last", "min", "max"]),
+    default="last",
+    show_default=True,
+    help="The parallel coordinates' metric per run: its last value, its min or its max.",
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="The page to write (default report-<run>.html).")
 @_embed_option
 @click.pass_context
@@ -769,11 +789,17 @@ def report(
     metrics: tuple[str, ...],
     x_axis: str,
     smoothing: float,
+    buckets: int,
+    parallel_metric: str | None,
+    parallel_agg: str,
     output: str | None,
     embed: bool,
 ) -> None:
     """Write one HTML page about runs: the runs, every metric's curves, parameters side by side and, for
-    runs with differing numeric parameters, parallel coordinates. Prints its path."""
+    runs with differing numeric parameters, parallel coordinates. Prints its path.
+
+    A sweep's page stays small: every curve is downsampled (min/max buckets), a figure of more than 20 runs
+    has no legend (each line's hover names its run), the parameters table scrolls sideways."""
     from .query import resolve_run_id, select_runs
     from .report import write_report
 
@@ -791,7 +817,10 @@ def report(
         list(metrics) or None,
         x=x_axis,
         smoothing=smoothing,
+        buckets=buckets,
         embed=embed,
+        parallel_metric=parallel_metric,
+        parallel_agg=parallel_agg,
     )
     click.echo(str(path))
 

@@ -5,12 +5,61 @@ metric each run's last value (summaries.py), best value and point count. What `a
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
 
 from .errors import InvalidInputError
 from .query import RunSelection, run_metrics, run_params, run_rows, select_runs
+from .summaries import AGGREGATES, MetricSummary, aggregate
+
+_EVAL_WORDS = {"val", "valid", "validation", "eval", "test", "dev"}
+
+
+def _preference(key: str) -> tuple[int, str]:
+    k = key.lower()
+    words = set(re.split(r"[^a-z]+", k))
+    held_out = bool(words & _EVAL_WORDS)
+    order = [
+        held_out and "acc" in k,
+        held_out and "loss" in k,
+        "acc" in k,
+        "loss" in k,
+        not k.startswith("system/"),
+    ]
+    return next((i for i, hit in enumerate(order) if hit), len(order)), key
+
+
+def pick_metric(
+    summaries: Mapping[str, Mapping[str, MetricSummary]],
+    ids: Sequence[str],
+    agg: str = "last",
+    among: Sequence[str] | None = None,
+) -> str | None:
+    """The metric a parallel-coordinates view colours by when the user names none (the dashboard's compare
+    page and `alex report` alike). Candidates: the metrics every run logged (only `among`, when given) with
+    a finite value (by `agg`) in every run, else in at least one run. Among them, by preference: a held-out
+    accuracy (a key with a word val/valid/validation/eval/test/dev and "acc": "val/acc"), a held-out loss,
+    any accuracy, any loss, any metric but the system ones (`system/...`); ties alphabetically."""
+    if not ids:
+        return None
+    common = set.intersection(*(set(summaries[rid]) for rid in ids))
+    if among is not None:
+        common &= set(among)
+    finite = {k: [aggregate(summaries[rid][k], agg) is not None for rid in ids] for k in common}
+    pool = [k for k, ok in finite.items() if all(ok)] or [k for k, ok in finite.items() if any(ok)]
+    return min(pool, key=_preference) if pool else None
+
+
+def default_metric(
+    engine: Engine, ids: Sequence[str], agg: str = "last", among: Sequence[str] | None = None
+) -> str | None:
+    """`pick_metric` over the runs' summaries, read in a fixed number of queries."""
+    if agg not in AGGREGATES:
+        raise InvalidInputError(f"agg must be 'last', 'min' or 'max', got {agg!r}")
+    return pick_metric(run_metrics(engine, ids, extremes=agg != "last"), ids, agg, among)
 
 
 def best_direction(key: str, override: str | None = None) -> str:

@@ -6,13 +6,20 @@ stays visible. Logged text reaches the figures escaped for plotly's pseudo-HTML 
 
 Where tests and tools find the data (stable): a curves trace has `meta = {"role": "line" | "envelope",
 "run_id": ..., "metric": ...}`; a line's `customdata` rows are `[last, min, max, count]` per bucket
-(`last` unsmoothed: the page's smoothing control recomputes the line from it).
+(`last` unsmoothed: the page's smoothing control recomputes the line from it). In a subplot of more than
+`LEGEND_RUNS` runs a line has no customdata and no legend entry, and its `y` is the unsmoothed last (the page
+smooths it): at 200 runs the customdata alone would double the page. Values carry 7 significant digits.
+
+Pages build figures as plain dicts (`curves_spec`): plotly's graph objects validate and deep-copy every
+number, which cost a 200-run sweep report most of its 106 s and 1.2 GB.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import plotly.graph_objects as go
@@ -23,12 +30,28 @@ from sqlalchemy import Engine
 from .errors import InvalidInputError, QueryError
 from .formatting import run_label
 from .pages import plotly_text
-from .query import RunSelection, downsample, metric_by_run, run_metric_keys, run_params, run_rows, select_runs
-from .values import finite_or_none
+from .query import (
+    Downsampled,
+    RunSelection,
+    downsample,
+    metric_by_run,
+    run_metric_keys,
+    run_params,
+    run_rows,
+    select_runs,
+)
 
 #: One colour per run, the same in every figure of a page.
 PALETTE = qualitative.Plotly + qualitative.D3
 DEFAULT_BUCKETS = 2000
+#: A curves subplot of more runs than this has no legend entries (names on hover instead).
+LEGEND_RUNS = 20
+#: The points a report page's curves draw at most, all together (see `page_buckets`).
+PAGE_POINTS = 60_000
+#: The fewest buckets a page's curve gets, however many curves share the page.
+MIN_BUCKETS = 50
+#: Threads reading a figure's curves at once (at most one per CPU).
+READ_THREADS = 4
 
 
 def require_metrics(keys: dict[str, list[str]], metrics: Sequence[str]) -> None:
@@ -83,57 +106,109 @@ def trace_name(run_row: dict[str, Any], key: str) -> str:
     return plotly_text(f"{run_label(run_row)} {key} ({run_row['experiment_name'] or '?'})")
 
 
+def _chart_number(v: float) -> float | None:
+    """A value as a chart draws it: 7 significant digits (float32's resolution, finer than any chart or
+    its 6-digit hover shows), None when not finite: a page of 200 runs is half the size of full digits."""
+    return float(f"{v:.7g}") if math.isfinite(v) else None
+
+
+def page_buckets(buckets: int, traces: int) -> int:
+    """The buckets per curve on a page of `traces` curves: `buckets`, fewer when the page would then draw
+    more than `PAGE_POINTS` points (an equal share each, at least `MIN_BUCKETS`): what keeps a sweep's page
+    of 200 runs small enough to open fast, while a page of a few runs keeps every bucket."""
+    if traces <= 0:
+        return buckets
+    return max(1, min(buckets, max(MIN_BUCKETS, PAGE_POINTS // traces)))
+
+
 def _curve_traces(
-    engine: Engine, run_row: dict[str, Any], key: str, color: str, *, x: str, smoothing: float, buckets: int
-) -> list[Any]:
-    """The envelope (bucket min..max, filled) and the line (bucket last, smoothed) of one run's metric."""
-    d = downsample(engine, run_row["id"], key, buckets, x=x)
+    d: Downsampled,
+    run_row: dict[str, Any],
+    key: str,
+    color: str,
+    *,
+    x: str,
+    smoothing: float,
+    axes: tuple[str, str],
+    many: bool,
+) -> list[dict[str, Any]]:
+    """The envelope (bucket min..max, filled) and the line (bucket last, smoothed) of one run's metric `d`, as
+    plotly trace dicts (no plotly objects: validating and copying them was most of a sweep report's time).
+    With `many` (a figure of more than `LEGEND_RUNS` runs) the line is out of the legend, has no customdata
+    and its y is unsmoothed (the page's smoothing control smooths it on load)."""
     xs = d.x
     if x == "time":  # seconds since the run's start: runs started at different times overlay
         origin = run_row["timestamp_start"] if run_row["timestamp_start"] is not None else (xs[0] if len(xs) else 0)
         xs = xs - origin
-    xl = [float(v) if x == "time" else int(v) for v in xs]
+    xl: list[Any] = [_chart_number(float(v)) for v in xs] if x == "time" else [int(v) for v in xs]
+    lows = [_chart_number(float(v)) for v in d.min]
+    highs = [_chart_number(float(v)) for v in d.max]
     name = trace_name(run_row, key)
     group = f"{run_row['id']}/{key}"
     meta = {"run_id": run_row["id"], "metric": key}
-    band = [i for i in range(len(xl)) if math.isfinite(d.min[i]) and math.isfinite(d.max[i])]
-    envelope = go.Scatter(
-        x=[xl[i] for i in band] + [xl[i] for i in reversed(band)],
-        y=[float(d.max[i]) for i in band] + [float(d.min[i]) for i in reversed(band)],
-        fill="toself",
-        fillcolor=_rgba(color, 0.18),
-        line={"color": _rgba(color, 0.45), "width": 0.6},
-        mode="lines",
-        name=name + " min..max",
-        legendgroup=group,
-        showlegend=False,
-        hoverinfo="skip",
-        meta={**meta, "role": "envelope"},
-    )
-    raw = [finite_or_none(v) for v in d.last]
+    band = [i for i in range(len(xl)) if lows[i] is not None and highs[i] is not None]
+    envelope = {
+        "type": "scatter",
+        "xaxis": axes[0],
+        "yaxis": axes[1],
+        "x": [xl[i] for i in band] + [xl[i] for i in reversed(band)],
+        "y": [highs[i] for i in band] + [lows[i] for i in reversed(band)],
+        "fill": "toself",
+        "fillcolor": _rgba(color, 0.06 if many else 0.18),
+        "line": {"color": _rgba(color, 0.3 if many else 0.45), "width": 0.6},
+        "mode": "lines",
+        "name": name + " min..max",
+        "legendgroup": group,
+        "showlegend": False,
+        "hoverinfo": "skip",
+        "meta": {**meta, "role": "envelope"},
+    }
+    raw = [_chart_number(float(v)) for v in d.last]
     x_label = "t+%{x:.3~f}s" if x == "time" else "step %{x}"
-    line = go.Scatter(
-        x=xl,
-        y=smooth(raw, smoothing) if smoothing else raw,
-        customdata=[
-            [raw[i], finite_or_none(d.min[i]), finite_or_none(d.max[i]), int(d.count[i])] for i in range(len(xl))
-        ],
-        mode="lines",
-        line={"color": color, "width": 1.6},
-        name=name,
-        legendgroup=group,
-        meta={**meta, "role": "line"},
-        hovertemplate=(
-            f"%{{fullData.name}}<br>run {run_row['id'][:8]}<br>{x_label}"
-            "<br>value %{customdata[0]:.6g}, smoothed %{y:.6g}"
-            "<br>bucket of %{customdata[3]} point(s): min %{customdata[1]:.6g}, max %{customdata[2]:.6g}"
-            "<extra></extra>"
-        ),
+    line: dict[str, Any] = {
+        "type": "scatter",
+        "xaxis": axes[0],
+        "yaxis": axes[1],
+        "x": xl,
+        "mode": "lines",
+        "line": {"color": color, "width": 1.0 if many else 1.6},
+        "name": name,
+        "legendgroup": group,
+        "meta": {**meta, "role": "line"},
+    }
+    if many:
+        line["y"] = raw
+        line["showlegend"] = False
+        line["hovertemplate"] = (
+            f"%{{fullData.name}}<br>run {run_row['id'][:8]}<br>{x_label}<br>value %{{y:.6g}}<extra></extra>"
+        )
+        return [envelope, line]
+    smoothed = smooth(raw, smoothing) if smoothing else raw
+    line["y"] = [None if v is None else _chart_number(v) for v in smoothed]
+    line["customdata"] = [[raw[i], lows[i], highs[i], int(d.count[i])] for i in range(len(xl))]
+    line["hovertemplate"] = (
+        f"%{{fullData.name}}<br>run {run_row['id'][:8]}<br>{x_label}"
+        "<br>value %{customdata[0]:.6g}, smoothed %{y:.6g}"
+        "<br>bucket of %{customdata[3]} point(s): min %{customdata[1]:.6g}, max %{customdata[2]:.6g}"
+        "<extra></extra>"
     )
     return [envelope, line]
 
 
-def curves(
+def _downsample_all(
+    engine: Engine, wanted: Sequence[tuple[str, str]], buckets: int, x: str
+) -> dict[tuple[str, str], Downsampled]:
+    """`query.downsample` of every (run id, metric key), a few at a time in threads: the database reads
+    (the drivers release the GIL) are most of a sweep report's time, and each thread has its own connection."""
+    workers = min(READ_THREADS, os.cpu_count() or 1, len(wanted))
+    if workers <= 1:
+        return {(rid, key): downsample(engine, rid, key, buckets, x=x) for rid, key in wanted}
+    with ThreadPoolExecutor(workers, thread_name_prefix="alexandria-figures") as pool:
+        found = pool.map(lambda w: downsample(engine, w[0], w[1], buckets, x=x), wanted)
+        return dict(zip(wanted, found, strict=True))
+
+
+def curves_spec(
     engine: Engine,
     runs: Sequence[dict[str, Any]],
     keys: dict[str, list[str]],
@@ -143,22 +218,28 @@ def curves(
     smoothing: float,
     log_y: bool,
     buckets: int,
-) -> Any:
-    """The curves figure (see `curves_figure`) of `runs` (their `run` rows) over `metrics`, already checked;
-    a run whose `keys` lack a metric has no curve in that metric's subplot."""
+) -> dict[str, Any]:
+    """The curves figure (see `curves_figure`) of `runs` (their `run` rows) over `metrics`, already checked,
+    as a plain plotly figure dict ``{"data", "layout"}`` (what a page writes); a run whose `keys` lack a
+    metric has no curve in that metric's subplot. A subplot of more than `LEGEND_RUNS` runs has no legend
+    entries: 200 names would eat the chart; each line's hover names its run."""
     rows = len(metrics)
-    fig = make_subplots(rows=rows, cols=1, subplot_titles=[plotly_text(m) for m in metrics], shared_xaxes=False)
+    grid = make_subplots(rows=rows, cols=1, subplot_titles=[plotly_text(m) for m in metrics], shared_xaxes=False)
+    data: list[dict[str, Any]] = []
+    wanted = [(r["id"], key) for key in metrics for r in runs if key in keys[r["id"]]]
+    read = _downsample_all(engine, wanted, buckets, x)
     for row, key in enumerate(metrics, 1):
-        for i, r in enumerate(runs):
-            if key not in keys[r["id"]]:
-                continue
+        axes = ("x" if row == 1 else f"x{row}", "y" if row == 1 else f"y{row}")
+        having = [(i, r) for i, r in enumerate(runs) if key in keys[r["id"]]]
+        many = len(having) > LEGEND_RUNS
+        for i, r in having:
             color = PALETTE[i % len(PALETTE)]
-            for trace in _curve_traces(engine, r, key, color, x=x, smoothing=smoothing, buckets=buckets):
-                fig.add_trace(trace, row=row, col=1)
-        fig.update_xaxes(title_text="seconds since the run's start" if x == "time" else "step", row=row, col=1)
-    axes = ["yaxis" if i == 1 else f"yaxis{i}" for i in range(1, rows + 1)]
-    fig.update_yaxes(type="log" if log_y else "linear")
-    fig.update_layout(
+            d = read[(r["id"], key)]
+            data += _curve_traces(d, r, key, color, x=x, smoothing=smoothing, axes=axes, many=many)
+        grid.update_xaxes(title_text="seconds since the run's start" if x == "time" else "step", row=row, col=1)
+    axis_names = ["yaxis" if i == 1 else f"yaxis{i}" for i in range(1, rows + 1)]
+    grid.update_yaxes(type="log" if log_y else "linear")
+    grid.update_layout(
         height=320 * rows + 110,
         margin={"l": 60, "r": 20, "t": 70, "b": 50},
         hovermode="closest",
@@ -176,16 +257,16 @@ def curves(
                 "yanchor": "bottom",
                 "pad": {"b": 28},
                 "buttons": [
-                    {"label": "linear y", "method": "relayout", "args": [{f"{a}.type": "linear" for a in axes}]},
-                    {"label": "log y", "method": "relayout", "args": [{f"{a}.type": "log" for a in axes}]},
+                    {"label": "linear y", "method": "relayout", "args": [{f"{a}.type": "linear" for a in axis_names}]},
+                    {"label": "log y", "method": "relayout", "args": [{f"{a}.type": "log" for a in axis_names}]},
                 ],
             }
         ],
     )
-    return fig
+    return {"data": data, "layout": grid.to_plotly_json()["layout"]}
 
 
-def curves_figure(
+def curves_figure_spec(
     engine: Engine,
     run_ids: RunSelection,
     metrics: Sequence[str],
@@ -194,7 +275,7 @@ def curves_figure(
     smoothing: float = 0.0,
     log_y: bool = False,
     buckets: int = DEFAULT_BUCKETS,
-) -> Any:
+) -> dict[str, Any]:
     """Metric curves, one subplot per metric, the runs overlaid (a colour per run).
 
     Per (run, metric) two traces: the line (named ``"<name> <metric> (<experiment>)"``, the name being the id's
@@ -202,7 +283,8 @@ def curves_figure(
     points: each bucket's last value, smoothed with `smoothing`) and its envelope (each bucket's min..max,
     filled, not in the legend). x is the step, or with ``x="time"`` the seconds since the run's start
     (so runs started at different times overlay). Every run must have every metric. Buttons switch the y
-    axes between linear and log; `log_y` starts on log.
+    axes between linear and log; `log_y` starts on log. A plain figure dict (see `curves_spec`);
+    `curves_figure` is the same as a plotly Figure.
     """
     if x not in ("step", "time"):
         raise InvalidInputError(f"x must be 'step' or 'time', got {x!r}")
@@ -215,7 +297,24 @@ def curves_figure(
     ids = select_runs(engine, run_ids)
     keys = run_metric_keys(engine, ids)
     require_metrics(keys, metrics)
-    return curves(engine, run_rows(engine, ids), keys, metrics, x=x, smoothing=smoothing, log_y=log_y, buckets=buckets)
+    return curves_spec(
+        engine, run_rows(engine, ids), keys, metrics, x=x, smoothing=smoothing, log_y=log_y, buckets=buckets
+    )
+
+
+def curves_figure(
+    engine: Engine,
+    run_ids: RunSelection,
+    metrics: Sequence[str],
+    *,
+    x: str = "step",
+    smoothing: float = 0.0,
+    log_y: bool = False,
+    buckets: int = DEFAULT_BUCKETS,
+) -> Any:
+    """`curves_figure_spec` as a plotly Figure (for Python callers; pages write the dict)."""
+    spec = curves_figure_spec(engine, run_ids, metrics, x=x, smoothing=smoothing, log_y=log_y, buckets=buckets)
+    return go.Figure(spec)
 
 
 def as_numbers(values: Sequence[str | None]) -> list[float] | None:
@@ -236,22 +335,15 @@ def _short(s: str, limit: int = 32) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def parallel_coordinates_figure(
-    engine: Engine, run_ids: RunSelection, metric_key: str, *, agg: str = "last", varying_only: bool = True
-) -> Any:
-    """One line per run across its parameters, the metric last and colouring the lines.
+def parallel_dimensions(
+    ids: Sequence[str], params: dict[str, dict[str, str]], *, varying_only: bool = True
+) -> list[dict[str, Any]]:
+    """Parallel coordinates' parameter axes (plotly `dimensions`), one per parameter key, sorted.
 
     A parameter whose value is a finite number in every run is a numeric axis; any other (text, booleans,
     a run without it, shown as "-") is categorical, its values sorted and shown as tick labels. With
-    `varying_only` (the default, and when there are at least 2 runs) parameters equal in every run are left
-    out: they explain nothing. The metric is reduced per run by `agg`: "last" (the value at the highest step),
-    "min" or "max"; a run whose value is NaN has a null there. Pass a parent run id as `run_ids` for a sweep.
-    """
-    if agg not in ("last", "min", "max"):
-        raise InvalidInputError(f"agg must be 'last', 'min' or 'max', got {agg!r}")
-    ids = select_runs(engine, run_ids)
-    require_metrics(run_metric_keys(engine, ids), [metric_key])
-    params = run_params(engine, ids)
+    `varying_only` (when there are at least 2 runs) parameters equal in every run are left out: they
+    explain nothing. Labels are escaped for plotly (`plotly_text`); tick labels are plain text to plotly."""
     dims: list[dict[str, Any]] = []
     for key in sorted(set().union(*params.values())):
         column = [params[rid].get(key) for rid in ids]
@@ -274,9 +366,23 @@ def parallel_coordinates_figure(
                 "range": [-0.5, len(levels) - 0.5] if len(levels) == 1 else [0, len(levels) - 1],
             }
         dims.append(dim)
-    values = metric_by_run(engine, ids, metric_key, agg)
+    return dims
+
+
+def parallel_figure(
+    ids: Sequence[str],
+    params: dict[str, dict[str, str]],
+    metric_key: str,
+    agg: str,
+    values: Sequence[float | None],
+    *,
+    varying_only: bool = True,
+) -> Any:
+    """The parallel coordinates of `parallel_coordinates_figure` from data already read: the runs'
+    parameters and the metric's number per run (`summaries.aggregate`)."""
+    dims = parallel_dimensions(ids, params, varying_only=varying_only)
     label = plotly_text(f"{metric_key} ({agg})")
-    dims.append({"label": label, "values": values})
+    dims.append({"label": label, "values": list(values)})
     finite = [v for v in values if v is not None]
     fig = go.Figure(
         go.Parcoords(
@@ -288,8 +394,25 @@ def parallel_coordinates_figure(
                 "colorbar": {"title": {"text": label}},
                 **({"cmin": min(finite), "cmax": max(finite)} if finite else {}),
             },
-            meta={"run_ids": ids, "metric": metric_key, "agg": agg},
+            meta={"run_ids": list(ids), "metric": metric_key, "agg": agg},
         )
     )
     fig.update_layout(height=460, margin={"l": 80, "r": 80, "t": 60, "b": 40}, template="plotly_white")
     return fig
+
+
+def parallel_coordinates_figure(
+    engine: Engine, run_ids: RunSelection, metric_key: str, *, agg: str = "last", varying_only: bool = True
+) -> Any:
+    """One line per run across its parameters, the metric last and colouring the lines.
+
+    The axes are `parallel_dimensions`'. The metric is reduced per run by `agg`: "last" (the value at the
+    highest step), "min" or "max"; a run whose value is NaN has a null there. Pass a parent run id as
+    `run_ids` for a sweep.
+    """
+    if agg not in ("last", "min", "max"):
+        raise InvalidInputError(f"agg must be 'last', 'min' or 'max', got {agg!r}")
+    ids = select_runs(engine, run_ids)
+    require_metrics(run_metric_keys(engine, ids), [metric_key])
+    values = metric_by_run(engine, ids, metric_key, agg)
+    return parallel_figure(ids, run_params(engine, ids), metric_key, agg, values, varying_only=varying_only)

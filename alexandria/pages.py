@@ -49,15 +49,26 @@ def _script_json(obj: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def figure_html(fig: Any, div_id: str, css_class: str) -> str:
-    """A figure as a div and the script that draws it (plotly.js must be loaded before)."""
-    spec = fig.to_plotly_json()
+def figure_html(fig: Any, div_id: str, css_class: str, *, when_visible: bool = False) -> str:
+    """A figure (a plotly Figure, or a ``{"data", "layout"}`` dict) as a div and the script that draws it
+    (plotly.js must be loaded before). With `when_visible` it is drawn once it comes near the screen, not as
+    the page loads: for a WebGL figure (parcoords), which a browser without a GPU renders in software for
+    seconds, so that it does not hold up the page's first draw."""
+    spec = fig if isinstance(fig, dict) else fig.to_plotly_json()
     config = {"responsive": True, "displaylogo": False}
-    return (
-        f'<div id="{div_id}" class="{css_class}"></div>\n<script type="text/javascript">Plotly.newPlot('
-        f'"{div_id}", {_script_json(spec["data"])}, {_script_json(spec["layout"])}, {json.dumps(config)});'
-        "</script>"
+    draw = (
+        f'Plotly.newPlot("{div_id}", {_script_json(spec["data"])}, {_script_json(spec["layout"])}, '
+        f"{json.dumps(config)});"
     )
+    if when_visible:
+        draw = (
+            f'(function () {{ var gd = document.getElementById("{div_id}"); function draw() {{ {draw} }}\n'
+            'if (!("IntersectionObserver" in window)) { draw(); return; }\n'
+            "var seen = new IntersectionObserver(function (entries) { if (entries.some(function (e) "
+            '{ return e.isIntersecting; })) { seen.disconnect(); draw(); } }, {rootMargin: "300px"});\n'
+            "seen.observe(gd); })();"
+        )
+    return f'<div id="{div_id}" class="{css_class}"></div>\n<script type="text/javascript">{draw}</script>'
 
 
 def smoothing_control(smoothing: float) -> str:

@@ -37,8 +37,8 @@ from .schema import (
     tag,
 )
 from .store import Store
-from .summaries import MetricSummary, id_chunks, last_value, metric_summaries
-from .values import finite_or_none, param_to_str
+from .summaries import MetricSummary, aggregate, id_chunks, last_value, metric_summaries
+from .values import param_to_str
 
 #: Runs given as ids or unique id prefixes; a single string instead names a sweep's parent run: its children.
 RunSelection = Sequence[str] | str
@@ -357,12 +357,7 @@ def metric_by_run(engine: Engine, run_ids: Sequence[str], key: str, agg: str) ->
     if agg not in ("last", "min", "max"):
         raise InvalidInputError(f"agg must be 'last', 'min' or 'max', got {agg!r}")
     summaries = run_metrics(engine, run_ids, [key], extremes=agg != "last")
-    out: list[float | None] = []
-    for rid in run_ids:
-        s = summaries[rid].get(key)
-        value = None if s is None else {"last": s.last_value, "min": s.min, "max": s.max}[agg]
-        out.append(finite_or_none(value))
-    return out
+    return [aggregate(summaries[rid].get(key), agg) for rid in run_ids]
 
 
 def has_metric(engine: Engine, run_id: str, key: str) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from .compare import compare_runs
+from .compare import compare_runs, pick_metric
 from .errors import InvalidInputError
 from .export import export_runs
 from .figures import (
@@ -26,22 +26,25 @@ from .figures import (
     PALETTE,
     as_numbers,
     check_smoothing,
-    curves,
     curves_figure,
+    curves_figure_spec,
+    curves_spec,
+    page_buckets,
     parallel_coordinates_figure,
+    parallel_figure,
     require_metrics,
 )
 from .formatting import duration_text, run_label, when_text
 from .pages import figure_html, page_html, smoothing_control, write_page
 from .query import (
     RunSelection,
-    metric_by_run,
     resolve_run_id,
-    run_metric_keys,
+    run_metrics,
     run_params,
     run_rows,
     select_runs,
 )
+from .summaries import AGGREGATES, aggregate
 
 __all__ = [
     "compare_runs",
@@ -71,14 +74,21 @@ def _label_with_id(r: dict[str, Any]) -> str:
 def params_table_html(engine: Engine, run_ids: RunSelection) -> str:
     """The runs' parameters side by side as an HTML table: a row per key, a column per run. Keys whose value
     is not the same in every run come first, their rows marked ``class="differs"`` (highlighted, and "≠"
-    beside the key); a run without the key shows "—". Every logged text is HTML-escaped."""
+    beside the key); a run without the key shows "—". Every logged text is HTML-escaped. The table sits in a
+    ``div.scroll-box`` that scrolls sideways (its first column stays): 200 runs do not widen the page."""
     ids = select_runs(engine, run_ids)
     runs = run_rows(engine, ids)
     params = run_params(engine, ids)
     keys = sorted(set().union(*params.values()))
     differs = {k for k in keys if len({params[rid].get(k) for rid in ids}) > 1}
     e = html.escape
-    out = ['<table class="params">', "<thead><tr><th>parameter</th>", *map(_run_header, runs), "</tr></thead>"]
+    out = [
+        '<div class="scroll-box">',
+        '<table class="params">',
+        "<thead><tr><th>parameter</th>",
+        *map(_run_header, runs),
+        "</tr></thead>",
+    ]
     out.append("<tbody>")
     for k in sorted(keys, key=lambda k: (k not in differs, k)):
         mark = ' <span class="mark" title="differs between runs">≠</span>' if k in differs else ""
@@ -90,7 +100,7 @@ def params_table_html(engine: Engine, run_ids: RunSelection) -> str:
         out.append("</tr>")
     if not keys:
         out.append(f'<tr><td colspan="{len(ids) + 1}">no parameters logged</td></tr>')
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -128,9 +138,11 @@ def write_plot(
     buckets: int = DEFAULT_BUCKETS,
     embed: bool = False,
 ) -> Path:
-    """A page with `curves_figure` and its smoothing control (what `alex plot` writes), atomically."""
+    """A page with `curves_figure` and its smoothing control (what `alex plot` writes), atomically; each
+    curve has at most `buckets` buckets, fewer on a page of many (`figures.page_buckets`)."""
     ids = select_runs(engine, run_ids)
-    fig = curves_figure(engine, ids, metrics, x=x, smoothing=smoothing, log_y=log_y, buckets=buckets)
+    share = page_buckets(buckets, len(ids) * len(dict.fromkeys(metrics)))
+    fig = curves_figure_spec(engine, ids, metrics, x=x, smoothing=smoothing, log_y=log_y, buckets=share)
     title = f"{', '.join(dict.fromkeys(metrics))}: {len(ids)} run(s)"
     runs = run_rows(engine, ids)
     body = [_runs_table_html(runs), smoothing_control(smoothing), figure_html(fig, "curves-1", "curves")]
@@ -156,16 +168,23 @@ def write_report(
     Title, the runs (id, name, experiment, status, start, duration), a curves figure per metric (every metric any
     run logged, or `metrics`: then every run must have them) with the runs that logged it, the parameters
     side by side, and parallel coordinates when there are at least 2 runs and a parameter that is numeric in
-    every run and differs between them (over `parallel_metric`, by default the first of the metrics that every
-    run logged and that has a finite value in every run, else in at least one).
+    every run and differs between them (coloured by `parallel_metric` reduced by `parallel_agg`; by default
+    the metric `compare.pick_metric` prefers, as the dashboard's compare page does).
     A string `run_ids` is a sweep's parent: the page covers its children.
+
+    Each curve has at most `buckets` buckets, fewer on a page of many curves (`figures.page_buckets`: the
+    page draws at most `figures.PAGE_POINTS` points), so a sweep of 200 runs writes a page of a few MB.
     """
     if x not in ("step", "time"):
         raise InvalidInputError(f"x must be 'step' or 'time', got {x!r}")
     check_smoothing(smoothing)
+    if parallel_agg not in AGGREGATES:
+        raise InvalidInputError(f"parallel_agg must be 'last', 'min' or 'max', got {parallel_agg!r}")
     ids = select_runs(engine, run_ids)
     runs = run_rows(engine, ids)
-    keys = run_metric_keys(engine, ids)
+    # one read of every (run, metric)'s summary: the metric keys, the default colouring metric and its values
+    summaries = run_metrics(engine, ids, extremes=parallel_agg != "last")
+    keys = {rid: list(summaries[rid]) for rid in ids}
     if metrics:
         chosen = list(dict.fromkeys(metrics))
         require_metrics(keys, chosen)
@@ -183,39 +202,31 @@ def write_report(
         body.append(smoothing_control(smoothing))
     else:
         body.append('<p class="note">no metrics logged</p>')
+    share = page_buckets(buckets, sum(1 for r in runs for key in chosen if key in keys[r["id"]]))
     for n, key in enumerate(chosen, 1):
         having = [r for r in runs if key in keys[r["id"]]]
-        fig = curves(engine, having, keys, [key], x=x, smoothing=smoothing, log_y=False, buckets=buckets)
+        fig = curves_spec(engine, having, keys, [key], x=x, smoothing=smoothing, log_y=False, buckets=share)
         body.append(figure_html(fig, f"curves-{n}", "curves"))
         missing = [_label_with_id(r) for r in runs if key not in keys[r["id"]]]
         if missing:
             body.append(f'<p class="note">not logged by {html.escape(", ".join(missing))}</p>')
+    params = run_params(engine, ids)
     body += ["<h2>Parameters</h2>", params_table_html(engine, ids)]
     target = parallel_metric
     if target is None and len(ids) >= 2:
-        target = _parallel_default(engine, ids, [k for k in chosen if all(k in keys[rid] for rid in ids)], parallel_agg)
-    if len(ids) >= 2 and target is not None and _has_varying_numeric_param(engine, ids):
-        fig = parallel_coordinates_figure(engine, ids, target, agg=parallel_agg)
+        target = pick_metric(summaries, ids, parallel_agg, among=chosen)
+    elif target is not None:
+        require_metrics(keys, [target])
+    if len(ids) >= 2 and target is not None and _has_varying_numeric_param(params, ids):
+        values = [aggregate(summaries[rid].get(target), parallel_agg) for rid in ids]
+        fig = parallel_figure(ids, params, target, parallel_agg, values)
         body += ["<h2>Parameters against " + html.escape(f"{target} ({parallel_agg})") + "</h2>"]
-        body.append(figure_html(fig, "parallel", "parallel"))
+        body.append(figure_html(fig, "parallel", "parallel", when_visible=True))  # WebGL: drawn when seen
     page = page_html(title, body, embed=embed, smoothing_js=bool(chosen))
     return write_page(path, page, embed=embed)
 
 
-def _parallel_default(engine: Engine, ids: Sequence[str], common: Sequence[str], agg: str) -> str | None:
-    """The first metric every run has with a finite value (by `agg`) in every run, else in some run."""
-    fallback = None
-    for key in common:
-        finite = [v is not None for v in metric_by_run(engine, ids, key, agg)]
-        if all(finite):
-            return key
-        if fallback is None and any(finite):
-            fallback = key
-    return fallback
-
-
-def _has_varying_numeric_param(engine: Engine, ids: Sequence[str]) -> bool:
-    params = run_params(engine, ids)
+def _has_varying_numeric_param(params: dict[str, dict[str, str]], ids: Sequence[str]) -> bool:
     for key in set().union(*params.values()):
         column = [params[rid].get(key) for rid in ids]
         if len(set(column)) > 1 and as_numbers(column) is not None:

@@ -35,6 +35,10 @@ def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
         yield list(ids[i : i + size])
 
 
+#: How a metric comes to one number per run (`aggregate`): its last value, its min or its max.
+AGGREGATES = ("last", "min", "max")
+
+
 @dataclass
 class MetricSummary:
     """One metric of one run: `count` points, the last value (NaN when NaN was logged last) and its step
@@ -47,6 +51,14 @@ class MetricSummary:
     last_step: int | None
     min: float | None
     max: float | None
+
+
+def aggregate(s: MetricSummary | None, agg: str) -> float | None:
+    """One run's number for a metric by `agg` (one of `AGGREGATES`); None when missing or not finite."""
+    if s is None:
+        return None
+    v = {"last": s.last_value, "min": s.min, "max": s.max}[agg]
+    return float(v) if v is not None and math.isfinite(v) else None
 
 
 def _last_point_id(run_id: Any, key: Any, top: Any) -> ColumnElement[Any]:

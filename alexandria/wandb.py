@@ -116,9 +116,7 @@ def _as_mapping(data: Any, what: str) -> dict[str, Any]:
     if isinstance(data, Mapping):
         return dict(data)
     if isinstance(data, str):
-        raise UnsupportedError(
-            f"{what}: a config file path ({data!r}) is not supported; load it and pass the dict"
-        )
+        raise UnsupportedError(f"{what}: a config file path ({data!r}) is not supported; load it and pass the dict")
     if hasattr(data, "__dict__"):
         return {k: v for k, v in vars(data).items() if not k.startswith("_")}
     raise InvalidInputError(f"{what} must be a dict or an argparse Namespace, got {type(data).__name__}")

@@ -717,6 +717,8 @@ def bench_charts(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
+from .report_sweep import bench_report_sweep  # noqa: E402  (it imports Result and PEAK_MB from above)
+
 ALL = {
     "log_metric": bench_log_metric,
     "system_metrics": bench_system_metrics,
@@ -734,6 +736,7 @@ ALL = {
     "media": bench_media,
     "runs_table": bench_runs_table,
     "charts": bench_charts,
+    "report_sweep": bench_report_sweep,
 }
 
 

@@ -20,7 +20,7 @@ import alexandria
 from alexandria import export, figures, pages, report
 from alexandria.cli import cli
 from alexandria.errors import InvalidInputError, QueryError, RunNotFoundError
-from alexandria.query import Reader
+from alexandria.query import Reader, metric_by_run, select_runs
 from tests.conftest import alex
 
 XSS = "<script>alert(1)</script>"
@@ -490,3 +490,134 @@ def test_names_and_deleted_runs_in_reports_and_exports(tmp_path: Path) -> None:
 def invoke_store(root: Path, *args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, ["--store", str(root), *args])
     return result.exit_code, result.stdout, result.stderr
+
+
+# -- a sweep of many runs: a page bounded in points, width and legend ------------------------------------------
+
+SWEEP_RUNS, SWEEP_STEPS = 25, 2000
+
+
+@pytest.fixture(scope="module")
+def wide_sweep(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """25 child runs (seeded) of 2,000 steps of loss, val/acc and train/acc, lr and opt differing."""
+    import random
+
+    rng = random.Random(4)
+    root = tmp_path_factory.mktemp("sweep") / "store"
+    with alexandria.start_run(experiment="wide", name="wide-parent", store=root, capture=False) as parent:
+        for i in range(SWEEP_RUNS):
+            with alexandria.start_run(experiment="wide", store=root, capture=False, parent=parent) as child:
+                child.log_params({"lr": 10 ** rng.uniform(-4, -1), "opt": rng.choice(["adam", "sgd"]), "seed": 0})
+                for step in range(SWEEP_STEPS):
+                    v = rng.random()
+                    child.log_metrics({"loss": 2 - v, "val/acc": v * (1 + i), "train/acc": v}, step=step)
+    reader = Reader(root)
+    yield root, reader, parent.id
+    reader.close()
+
+
+def test_a_sweep_page_holds_no_more_points_than_its_buckets(wide_sweep: Any, tmp_path: Path) -> None:
+    root, reader, parent = wide_sweep
+    out = tmp_path / "sweep.html"
+    result = CliRunner().invoke(
+        cli, ["--store", str(root), "report", "--sweep", parent, "--buckets", "300", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.stderr
+    figs = page_figures(out)
+    assert list(figs) == ["curves-1", "curves-2", "curves-3", "parallel"]  # one figure per metric, runs overlaid
+    for n in (1, 2, 3):
+        data, layout = figs[f"curves-{n}"]
+        lines, envelopes = role(data, "line"), role(data, "envelope")
+        assert len(lines) == len(envelopes) == SWEEP_RUNS
+        assert all(len(t["x"]) == len(t["y"]) <= 300 for t in lines)  # never the 2,000 raw points
+        assert all(len(t["x"]) <= 2 * 300 for t in envelopes)
+        # 25 runs: no legend of 25 names; each line's hover names its run
+        assert all(t["showlegend"] is False for t in data)
+        assert all(t["hovertemplate"].startswith("%{fullData.name}<br>run ") for t in lines)
+        assert "customdata" not in lines[0]
+    # the default budget: every curve's share of figures.PAGE_POINTS, none over the bucket default
+    text = report.write_report(tmp_path / "default.html", reader.engine, parent).read_text("utf-8")
+    share = figures.page_buckets(figures.DEFAULT_BUCKETS, 3 * SWEEP_RUNS)
+    assert share == figures.PAGE_POINTS // (3 * SWEEP_RUNS) < SWEEP_STEPS
+    lines = [t for n in (1, 2, 3) for t in role(page_figures_text(text)[f"curves-{n}"][0], "line")]
+    assert max(len(t["x"]) for t in lines) <= share and sum(len(t["x"]) for t in lines) <= figures.PAGE_POINTS
+    # a spike still shows: each envelope holds its bucket's true extremes
+    ds = reader.downsample(lines[0]["meta"]["run_id"], "loss", share)
+    loss = role(page_figures_text(text)["curves-1"][0], "envelope")[0]
+    assert max(loss["y"]) == pytest.approx(float(ds.max.max()), rel=1e-6)
+
+
+def test_a_sweep_page_is_bounded_in_width(wide_sweep: Any, tmp_path: Path) -> None:
+    root, reader, parent = wide_sweep
+    text = report.write_report(tmp_path / "w.html", reader.engine, parent).read_text("utf-8")
+    box = re.search(r'<div class="scroll-box"><table class="params">.*?</table></div>', text, re.S)
+    assert box is not None and box.group(0).count('<th><span class="name"') == SWEEP_RUNS  # the 25 columns, boxed
+    css = re.search(r"\.scroll-box\{([^}]*)\}", text)
+    assert css is not None and "max-width:100%" in css.group(1) and "overflow-x:auto" in css.group(1)
+    assert re.search(r"table\.params th:first-child\{position:sticky;left:0", text)
+    # the parallel view (WebGL) is drawn once scrolled near, the curves as the page loads
+    parallel = text[text.index('<div id="parallel"') :]
+    assert "new IntersectionObserver" in parallel.split("</script>", 1)[0]
+    assert "IntersectionObserver" not in text[: text.index('<div id="parallel"')]
+
+
+def test_the_parallel_view_uses_the_metric_asked_for(wide_sweep: Any, tmp_path: Path) -> None:
+    root, reader, parent = wide_sweep
+    ids = select_runs(reader.engine, parent)
+
+    def parallel(*args: str) -> dict[str, Any]:
+        out = tmp_path / "p.html"
+        result = CliRunner().invoke(cli, ["--store", str(root), "report", "--sweep", parent, *args, "-o", str(out)])
+        assert result.exit_code == 0, result.stderr
+        ((pc,), _layout) = page_figures(out)["parallel"]
+        return pc
+
+    pc = parallel()  # the default: a held-out accuracy, before loss (first by name) and train/acc
+    assert pc["meta"]["metric"] == "val/acc" and pc["meta"]["agg"] == "last"
+    assert pc["line"]["color"] == metric_by_run(reader.engine, ids, "val/acc", "last")
+    pc = parallel("--parallel-metric", "loss", "--parallel-agg", "min")
+    assert (pc["meta"]["metric"], pc["meta"]["agg"]) == ("loss", "min")
+    assert pc["dimensions"][-1]["label"] == "loss (min)"
+    assert pc["line"]["color"] == metric_by_run(reader.engine, ids, "loss", "min")
+    assert [d["label"] for d in pc["dimensions"][:-1]] == ["lr", "opt"]  # seed is the same everywhere
+    result = CliRunner().invoke(cli, ["--store", str(root), "report", "--sweep", parent, "--parallel-metric", "nope"])
+    assert result.exit_code == 1 and "metric 'nope' is missing from 25 runs:" in result.stderr
+
+
+def test_the_default_colouring_metric(wide_sweep: Any) -> None:
+    from alexandria.compare import pick_metric
+    from alexandria.summaries import MetricSummary
+
+    def runs(*keys: str, nan: str = "") -> dict[str, dict[str, MetricSummary]]:
+        one = {k: MetricSummary(k, 1, math.nan if k == nan else 1.0, 0, 1.0, 1.0) for k in keys}
+        return {"a": one, "b": dict(one)}
+
+    ids = ["a", "b"]
+    assert pick_metric(runs("acc", "loss", "val/acc", "val/loss"), ids) == "val/acc"
+    assert pick_metric(runs("acc", "loss", "eval_loss"), ids) == "eval_loss"  # a held-out loss before accuracy
+    assert pick_metric(runs("loss", "train_accuracy"), ids) == "train_accuracy"
+    assert pick_metric(runs("reward", "loss"), ids) == "loss"
+    assert pick_metric(runs("system/cpu", "reward"), ids) == "reward"
+    assert pick_metric(runs("val/acc", "loss", nan="val/acc"), ids) == "loss"  # NaN last: not a colour
+    only_a = runs("val/acc", "loss")
+    del only_a["b"]["val/acc"]
+    assert pick_metric(only_a, ids) == "loss"  # not in every run
+    assert pick_metric(runs(), ids) is None
+
+
+def test_long_and_short_ranges_bucket_alike(world: World) -> None:
+    """SQLite reads a long step range a bucket at a time, a short one in one GROUP BY: the same buckets."""
+    from alexandria.backends import backend_of
+    from alexandria.backends.base import Backend
+    from alexandria.backends.sqlite import RANGE_READS_FROM
+
+    backend = backend_of(world.engine)
+    if backend.dialect != "sqlite":
+        pytest.skip("SQLite's own bucket reader")
+    where, args = backend.metric_filter(world.a, "loss", "step", None, None)
+    with world.engine.connect() as conn:
+        db = conn.connection.driver_connection
+        for buckets in (N // RANGE_READS_FROM // 2, N // RANGE_READS_FROM + 7):  # long, then short per bucket
+            ranged = backend.buckets(db, world.a, "loss", "step", where, args, buckets)
+            grouped = Backend.buckets(backend, db, world.a, "loss", "step", where, args, buckets)
+            assert ranged == grouped and sum(r[3] for r in grouped) == N

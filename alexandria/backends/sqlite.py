@@ -389,14 +389,18 @@ class SQLiteBackend(Backend):
     def buckets(
         self, db: Any, run_id: str, key: str, col: str, where: str, args: list[Any], buckets: int
     ) -> list[tuple[Any, ...]]:
-        """x = step: each bucket read as one range of the (run_id, key, step) index, twice as fast as one
-        GROUP BY, which sorts the whole range; x = time: the GROUP BY."""
+        """x = step over a long range: each bucket read as one range of the (run_id, key, step) index, twice
+        as fast as one GROUP BY, which sorts the whole range; x = time, or a range of fewer than
+        `RANGE_READS_FROM` steps per bucket: the GROUP BY (a statement per bucket costs more than sorting a few
+        thousand rows: 200 runs of 6,000 steps took 120,000 statements)."""
         if col != "step":
             return super().buckets(db, run_id, key, col, where, args, buckets)
         lo = db.execute(f"SELECT min(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
         if lo is None:
             return []
         hi = db.execute(f"SELECT max(step) FROM metric WHERE {where}", args).fetchone()[0]  # noqa: S608
+        if hi - lo + 1 < RANGE_READS_FROM * buckets:
+            return super().buckets(db, run_id, key, col, where, args, buckets)
         width = (hi - lo) / buckets or 1.0
         # bucket i holds the steps s with floor((s - lo) / width) == i: from lo + ceil(i * width) on
         edges = [lo + math.ceil(i * width) for i in range(buckets)] + [hi + 1]
@@ -441,6 +445,9 @@ class SQLiteBackend(Backend):
 
 
 _INSERT_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+
+#: Steps per bucket from which `SQLiteBackend.buckets` reads each bucket as its own index range.
+RANGE_READS_FROM = 256
 
 #: True for a database holding no table, or Alexandria's marker table among them.
 _OURS_OR_EMPTY = f"SELECT count(*) = 0 OR max(name = '{meta.name}') FROM sqlite_master WHERE type = 'table'"  # noqa: S608

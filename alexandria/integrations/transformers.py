@@ -84,7 +84,12 @@ class AlexandriaCallback(transformers.TrainerCallback):  # type: ignore[misc]
         self._begin(args, state, model)
 
     def on_log(
-        self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, model: Any = None,
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        logs: Mapping[str, Any] | None = None,
+        model: Any = None,
         **kwargs: Any,
     ) -> None:
         run = self._begin(args, state, model)

@@ -130,6 +130,7 @@ class Dashboard:
             Route("/api/run/{run_id}/media/{media_id:int}/table", self.api_media_table),
             Route("/api/run/{run_id}/histogram/{key:path}", self.api_histogram),
             Route("/media/{run_id}/{media_id:int}", self.media_file),
+            Route("/api/compare/metric", self.api_compare_metric),
             Route("/artifact/{run_id}/{name:path}", self.artifact_file),
             Route(f"/static/{PLOTLYJS_NAME}", self.plotlyjs),
             Mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static"),
@@ -219,14 +220,26 @@ class Dashboard:
         context = data.run_page(self.engine, self.store, run_id, self.interval, self.hashes)
         return self._render("run.html", **data.with_chart_view(context, request.query_params))
 
-    def compare_page(self, request: Request) -> Response:
+    def _compared(self, request: Request, errors: list[str] | None) -> list[str]:
+        """The runs a compare URL names (`run=A,B&run=C`, ids or prefixes), each once, in order."""
         asked: list[str] = []
         for value in request.query_params.getlist("run"):
             asked += [v.strip() for v in value.split(",") if v.strip()]
+        return list(dict.fromkeys(resolve_run_ids(self.engine, asked, errors=errors)))
+
+    def compare_page(self, request: Request) -> Response:
         errors: list[str] = []
-        ids = list(dict.fromkeys(resolve_run_ids(self.engine, asked, errors=errors)))
+        ids = self._compared(request, errors)
         context = data.compare_page(self.engine, ids, errors, self.interval)
         return self._render("compare.html", **data.with_chart_view(context, request.query_params))
+
+    def api_compare_metric(self, request: Request) -> Response:
+        """The compare page's parallel coordinates colour: ?run=...&key=K&agg=last|min|max."""
+        key = request.query_params.get("key")
+        if not key:
+            return json_response({"error": "key is missing: /api/compare/metric?run=ID,ID&key=KEY&agg=last"}, 400)
+        ids = self._compared(request, None)
+        return json_response(data.metric_values(self.engine, ids, key, request.query_params.get("agg", "last")))
 
     # -- JSON
 

@@ -13,8 +13,9 @@ from urllib.parse import urlencode
 from sqlalchemy import Engine
 from starlette.datastructures import QueryParams
 
+from ..compare import pick_metric
 from ..errors import InvalidInputError, NotRegularFileError, RecordedFileError
-from ..figures import PALETTE, as_numbers, check_smoothing
+from ..figures import PALETTE, as_numbers, check_smoothing, parallel_dimensions
 from ..filters import FilterError
 from ..formatting import run_duration_text, run_label, when_text
 from ..plugins import embedded_artifacts
@@ -24,9 +25,9 @@ from ..query import (
     experiment_note,
     has_metric,
     list_runs,
+    metric_by_run,
     run_conditions,
     run_details,
-    run_metric_keys,
     run_metrics,
     run_params,
     run_rows,
@@ -50,6 +51,7 @@ from ..runs_table import (
     runs_table,
 )
 from ..store import Store
+from ..summaries import AGGREGATES, aggregate
 from ..values import finite_or_none
 from ..verify import FileHashes
 from .media import artifact_preview, run_media
@@ -396,27 +398,37 @@ def _side_by_side(keys: set[str], per_run: list[Mapping[str, Any]]) -> list[dict
 
 
 def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: float) -> dict[str, Any]:
-    """The compare page's context: the runs' parameters and tags side by side, and every metric key any of
-    them logged (one chart each), a deleted run left out with a note in `errors`. A fixed number of queries
-    however many runs."""
+    """The compare page's context: the runs' parameters and tags side by side (those that differ counted:
+    the page shows them first and alone until asked), every metric key any of them logged (one chart each),
+    and the parallel coordinates' data (`parallel_data`); a deleted run left out with a note in `errors`.
+    A fixed number of queries however many runs."""
     gone = set(deleted_runs(engine, ids))
     errors = errors + [f"run {rid} is deleted: `alex restore {rid[:8]}` brings it back" for rid in ids if rid in gone]
     ids = [rid for rid in ids if rid not in gone]
     rows = run_rows(engine, ids)
     params = run_params(engine, ids)
-    keys = run_metric_keys(engine, ids)
+    # the last values only (the index and the last points): a page of 100 long runs must not scan every point
+    summaries = run_metrics(engine, ids, extremes=False)
+    keys = {rid: list(summaries[rid]) for rid in ids}
     tags = [r["tags"] or {} for r in rows]
     metric_keys = sorted({k for rid in ids for k in keys[rid]})
     runs = [run_summary(r) for r in rows]
     charts = compare_charts(engine, ids)
+    param_rows = _side_by_side({k for p in params.values() for k in p}, [params[rid] for rid in ids])
+    tag_rows = _side_by_side({k for t in tags for k in t}, tags)
+    parallel = parallel_data(ids, params, summaries)
     return {
         "title": "Compare runs",
         "runs": runs,
-        "params": _side_by_side({k for p in params.values() for k in p}, [params[rid] for rid in ids]),
-        "tags": _side_by_side({k for t in tags for k in t}, tags),
+        "params": param_rows,
+        "params_differ": sum(1 for p in param_rows if p["differs"]),
+        "tags": tag_rows,
+        "tags_differ": sum(1 for t in tag_rows if t["differs"]),
         "errors": errors,
         "metric_keys": [{"key": k, "dom": f"c{i}"} for i, k in enumerate(metric_keys)],
         "charts": charts,
+        "parallel": parallel,
+        "aggregates": AGGREGATES,
         "page_data": {
             "page": "compare",
             "charts": charts,
@@ -434,8 +446,41 @@ def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: fl
                 for r in runs
             ],
             "metrics": [{"key": k, "dom": f"c{i}"} for i, k in enumerate(metric_keys)],
+            "parallel": parallel,
         },
     }
+
+
+def parallel_data(
+    ids: list[str], params: dict[str, dict[str, str]], summaries: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """What the compare page's parallel coordinates draw (static/compare.js): the axes of the parameters
+    that differ (`figures.parallel_dimensions`: numeric, or categorical with tick labels), the metrics every
+    run logged (the colour is picked among them), the default pick (`compare.pick_metric`, by last value)
+    and its values per run. None when there is nothing to draw: fewer than 2 runs, or no parameter differs."""
+    if len(ids) < 2:
+        return None
+    dims = parallel_dimensions(ids, params)
+    if not dims:
+        return None
+    shared = sorted(set.intersection(*(set(summaries[rid]) for rid in ids)))
+    default = pick_metric(summaries, ids, "last")
+    return {
+        "run_ids": ids,
+        "dims": dims,
+        "metrics": shared,
+        "metric": default,
+        "agg": "last",
+        "values": [aggregate(summaries[rid].get(default), "last") for rid in ids] if default else None,
+    }
+
+
+def metric_values(engine: Engine, ids: list[str], key: str, agg: str) -> dict[str, Any]:
+    """One number per run for the parallel coordinates' colour (what the compare page fetches when the user
+    picks a metric): `key` reduced by `agg`, None where a run lacks it or it is not finite."""
+    if agg not in AGGREGATES:
+        raise InvalidInputError(f"agg must be one of {', '.join(AGGREGATES)}, got {agg!r}")
+    return {"run_ids": ids, "metric": key, "agg": agg, "values": metric_by_run(engine, ids, key, agg)}
 
 
 def run_status(engine: Engine, run_id: str, *, with_metrics: bool) -> dict[str, Any]:
