@@ -564,6 +564,7 @@ def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
         )
     ]
 
+
 #: The question the seed asks of a metric table: every run's last loss, as a join at each run's highest step.
 LAST_VALUE_JOIN = """SELECT r.id, m.value FROM run r
 JOIN metric m ON m.run_id = r.id AND m.key = 'loss'
@@ -593,6 +594,7 @@ def bench_sqlite_statistics(quick: bool, tmp: Path) -> list[Result]:
     def rate(path: Path) -> float:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
+
             def once() -> float:
                 t = time.perf_counter()
                 assert len(con.execute(LAST_VALUE_JOIN).fetchall()) == runs
@@ -624,15 +626,6 @@ def bench_sqlite_statistics(quick: bool, tmp: Path) -> list[Result]:
             extra={"ours_ms": 1000 / ours, "analyzed_ms": 1000 / limit, "without_statistics_ms": 1000 / none},
         )
     ]
-
-
-from .media import bench_media  # noqa: E402  (it imports Result from here when it runs)
-
-def bench_runs_table(quick: bool, tmp: Path) -> list[Result]:
-    """The dashboard's runs table at 10,000 runs (benchmarks/dashboard.py)."""
-    from .dashboard import bench_runs_table as bench
-
-    return bench(quick, tmp)
 
 
 def bench_charts(quick: bool, tmp: Path) -> list[Result]:
@@ -717,7 +710,10 @@ def bench_charts(quick: bool, tmp: Path) -> list[Result]:
     ]
 
 
-from .report_sweep import bench_report_sweep  # noqa: E402  (it imports Result and PEAK_MB from above)
+# Benchmarks in modules of their own import `Result` (and helpers) from this one: imported once it is defined.
+from .dashboard import bench_runs_table  # noqa: E402
+from .media import bench_media  # noqa: E402
+from .report_sweep import bench_report_sweep  # noqa: E402
 
 ALL = {
     "log_metric": bench_log_metric,
