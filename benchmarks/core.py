@@ -52,6 +52,31 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t
 
 
+def http_median_ms(port: int, path: str, times: int) -> tuple[float, int]:
+    """The median time in ms of `times` GETs of `path` from the server on `port`, one kept-alive connection
+    (a new one per call: a limit measured in between may outlast the server's keep-alive), after one request
+    that warms it (the connection pool, the templates); and the size of the last body. A status other than
+    200 fails the benchmark."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("GET", path)
+        conn.getresponse().read()
+        samples, size = [], 0
+        for _ in range(times):
+            t0 = time.perf_counter()
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            samples.append(time.perf_counter() - t0)
+            assert response.status == 200, (path, response.status, body[:200])
+            size = len(body)
+        return statistics.median(samples) * 1000, size
+    finally:
+        conn.close()
+
+
 def _best(repeat: int, fn: Callable[[], float]) -> float:
     """Median of `repeat` runs of a rate (the machine is shared: one run is noise)."""
     return statistics.median(fn() for _ in range(repeat))
@@ -514,7 +539,6 @@ def bench_start_end(quick: bool, tmp: Path) -> list[Result]:
 def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
     """`alex ui`: a metric of N points served downsampled to a chart (1,000 buckets of min/max/last), through
     the real app and a real HTTP request to its server in a thread. The run page and a status poll beside."""
-    import http.client
 
     from alexandria.db import reader_engine
     from alexandria.query import downsample
@@ -525,26 +549,12 @@ def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
     store, run = _logged_store(tmp / "ui", n)
     open_database(store).dispose()
 
-    def median_ms(conn: http.client.HTTPConnection, path: str, times: int) -> tuple[float, int]:
-        samples = []
-        size = 0
-        for _ in range(times):
-            t0 = time.perf_counter()
-            conn.request("GET", path)
-            response = conn.getresponse()
-            size = len(response.read())
-            samples.append(time.perf_counter() - t0)
-            assert response.status == 200, (path, response.status)
-        return statistics.median(samples) * 1000, size
-
     with BackgroundServer(store, fold=False) as server:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         path = f"/api/run/{run.id}/metric/loss?buckets=1000"
-        metric_ms, size = median_ms(conn, path, requests)
-        zoom_ms, _ = median_ms(conn, f"{path}&start={n // 2}&end={n // 2 + n // 10}", requests)
-        status_ms, _ = median_ms(conn, f"/api/run/{run.id}/status", 5)
-        page_ms, _ = median_ms(conn, f"/run/{run.id}", 5)
-        conn.close()
+        metric_ms, size = http_median_ms(server.port, path, requests)
+        zoom_ms, _ = http_median_ms(server.port, f"{path}&start={n // 2}&end={n // 2 + n // 10}", requests)
+        status_ms, _ = http_median_ms(server.port, f"/api/run/{run.id}/status", 5)
+        page_ms, _ = http_median_ms(server.port, f"/run/{run.id}", 5)
     engine = reader_engine(store.db_path)  # the same read without HTTP, JSON and the app: what serving adds
     query_ms = statistics.median(_timed(lambda: downsample(engine, run.id, "loss", 1000)) for _ in range(requests))
     engine.dispose()

@@ -3,7 +3,6 @@ server (HTTP in a thread), beside the bare SQL that fetches the same page of row
 
 from __future__ import annotations
 
-import http.client
 import random
 import sqlite3
 import statistics
@@ -15,7 +14,7 @@ import alexandria
 from alexandria.db import open_database
 from alexandria.store import Store
 
-from .core import Result
+from .core import Result, http_median_ms
 
 PARAMS = 10
 METRICS = 5
@@ -58,18 +57,6 @@ def build_store(path: Path, runs: int, points: int, seed: int = 15) -> Store:
     return store
 
 
-def _median_ms(conn: http.client.HTTPConnection, path: str, times: int) -> float:
-    samples = []
-    for _ in range(times):
-        t0 = time.perf_counter()
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        samples.append(time.perf_counter() - t0)
-        assert response.status == 200 and body, (path, response.status)
-    return statistics.median(samples) * 1000
-
-
 def _raw_ms(db: Path, sql: str, times: int) -> float:
     conn = sqlite3.connect(db)
     try:
@@ -101,13 +88,9 @@ def bench_runs_table(quick: bool, tmp: Path) -> list[Result]:
     page, api = "/?" + urlencode(view), "/api/runs?" + urlencode(view)
     grouped = "/?" + urlencode([*view, ("group", "params.p0")])
     with BackgroundServer(store, fold=False) as server:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-        conn.request("GET", page)  # warm: the first request opens the connection pool and compiles templates
-        conn.getresponse().read()
-        page_ms = _median_ms(conn, page, times)
-        api_ms = _median_ms(conn, api, times)
-        group_ms = _median_ms(conn, grouped, times)
-        conn.close()
+        page_ms = http_median_ms(server.port, page, times)[0]
+        api_ms = http_median_ms(server.port, api, times)[0]
+        group_ms = http_median_ms(server.port, grouped, times)[0]
     raw_page = _raw_ms(store.db_path, RAW_PAGE, times)
     raw_groups = _raw_ms(store.db_path, RAW_GROUPS, times)
     size = f"{runs:,} runs"

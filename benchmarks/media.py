@@ -4,31 +4,13 @@ that page's rows; one SQL read of the bins and numpy's re-binning)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import sqlite3
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 PER_PAGE = 50
-
-
-def _median_ms(port: int, path: str, times: int) -> float:
-    """The median time of `times` requests on one kept-alive connection (a new one per call: the raw limit
-    measured in between may outlast the server's keep-alive)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    samples = []
-    for _ in range(times):
-        t0 = time.perf_counter()
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        samples.append(time.perf_counter() - t0)
-        assert response.status == 200, (path, response.status, body[:200])
-    conn.close()
-    return statistics.median(samples) * 1000
 
 
 def _raw_csv_page(path: Path, start: int) -> list[list[str]]:
@@ -80,7 +62,7 @@ def bench_media(quick: bool, tmp: Path) -> list[Any]:
     from alexandria.store import Store
     from alexandria.ui import BackgroundServer
 
-    from .core import Result, _timed
+    from .core import Result, _timed, http_median_ms
 
     n = 20_000 if quick else 200_000
     steps = 200 if quick else 2_000
@@ -110,7 +92,7 @@ def bench_media(quick: bool, tmp: Path) -> list[Any]:
     results = []
     with BackgroundServer(store, fold=False) as server:
         for fmt, raw in (("csv", _raw_csv_page), ("parquet", _raw_parquet_page)):
-            served = _median_ms(server.port, f"/api/run/{run.id}/media/{ids[fmt]}/table?page={last}", requests)
+            served = http_median_ms(server.port, f"/api/run/{run.id}/media/{ids[fmt]}/table?page={last}", requests)[0]
             limit = statistics.median(_timed(lambda r=raw, f=fmt: r(files[f".{f}"], start)) for _ in range(requests))
             results.append(
                 Result(
@@ -122,11 +104,11 @@ def bench_media(quick: bool, tmp: Path) -> list[Any]:
                     extra={"served_ms": served, "raw_ms": limit * 1000},
                 )
             )
-        served = _median_ms(server.port, f"/api/run/{run.id}/histogram/weights", requests)
+        served = http_median_ms(server.port, f"/api/run/{run.id}/histogram/weights", requests)[0]
         limit = statistics.median(
             _timed(lambda: _raw_histogram(store.db_path, run.id, "weights")) for _ in range(requests)
         )
-        page_ms = _median_ms(server.port, f"/run/{run.id}", requests)
+        page_ms = http_median_ms(server.port, f"/run/{run.id}", requests)[0]
     results.append(
         Result(
             f"ui: histogram of {steps:,} steps x 64 bins as a heatmap",
