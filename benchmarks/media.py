@@ -4,6 +4,7 @@ that page's rows; one SQL read of the bins and numpy's re-binning)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import statistics
@@ -93,7 +94,8 @@ def bench_media(quick: bool, tmp: Path) -> list[Any]:
     with BackgroundServer(store, fold=False) as server:
         for fmt, raw in (("csv", _raw_csv_page), ("parquet", _raw_parquet_page)):
             served = http_median_ms(server.port, f"/api/run/{run.id}/media/{ids[fmt]}/table?page={last}", requests)[0]
-            limit = statistics.median(_timed(lambda r=raw, f=fmt: r(files[f".{f}"], start)) for _ in range(requests))
+            path = files[f".{fmt}"]
+            limit = statistics.median(_timed(functools.partial(raw, path, start)) for _ in range(requests))
             results.append(
                 Result(
                     f"ui: last page of a {n:,}-row {fmt} table",
