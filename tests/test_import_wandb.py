@@ -256,24 +256,43 @@ def test_second_import_adds_nothing(runs: dict[str, Any], store: Store, tmp_path
         assert after == before and len(reader.runs()) == 3
 
 
+def record_ends(data: bytes) -> set[int]:
+    """Where each record of a W&B log ends: its format is LevelDB's log (a 7-byte file header, then records
+    of a 7-byte header (checksum, length, type) and their bytes, in blocks of 32 KiB padded at their end)."""
+    ends, pos = set(), 7
+    while pos < len(data):
+        left = 32768 - pos % 32768
+        if left < 7:  # too little room for a header: padding, the next block starts the next record
+            pos += left
+            continue
+        pos += 7 + int.from_bytes(data[pos + 4 : pos + 6], "little")
+        ends.add(pos)
+    return ends
+
+
+@pytest.mark.parametrize("cut", ["inside a record", "between records"])
 def test_truncated_log_imports_its_complete_records_as_killed(
-    runs: dict[str, Any], store: Store, tmp_path: Path
+    runs: dict[str, Any], store: Store, tmp_path: Path, cut: str
 ) -> None:
     """A log cut short (the process was killed: W&B writes it in blocks) keeps its complete records; without
-    an exit record the run is killed, and both are said in the summary."""
+    an exit record the run is killed, and both are said in the summary (a cut between two records leaves no
+    partial record: only the missing exit is said)."""
     (source,) = folder_of(runs["root"], "crash001")
     folder = tmp_path / "wandb" / source.name
     folder.mkdir(parents=True)
     data = (source / "run-crash001.wandb").read_bytes()
     rng = random.Random(make_seed())
+    ends = record_ends(data)
+    assert len(data) in ends  # the parse above is the file's format
+    near_end = range(len(data) - 200, len(data) - 40)
     log = folder / "run-crash001.wandb"
-    log.write_bytes(data[: len(data) - rng.randrange(40, 200)])
+    log.write_bytes(data[: rng.choice([n for n in near_end if (n in ends) == (cut == "between records")])])
     records = wandb_records(log)
     rows = history_in_file(records)
     assert 0 < len(rows) <= 5 and not any(r["type"] == "exit" for r in records)
     summary = import_wandb(tmp_path / "wandb", store)
     assert summary.imported == ["vision/crashes"] and summary.points >= len(rows)
-    assert any("incomplete .wandb file" in w for w in summary.warnings)
+    assert any("incomplete .wandb file" in w for w in summary.warnings) == (cut == "inside a record")
     assert any("no exit record" in w and "imported as killed" in w for w in summary.warnings)
     with Reader(store) as reader:
         run_id = stable_run_id("wandb", "vision", "crash001")
