@@ -80,6 +80,8 @@ class QexResult:
     metadata: dict[str, Any]
     density_matrix_path: str  # relative to the store
     bloch_path: str
+    state: states.ValidState  # rho, checked once (its eigenvalues kept for any further measure)
+    ideal: states.ValidState | None = None  # the same circuit without noise, when the backend is noisy
 
 
 def run_experiment(
@@ -117,18 +119,21 @@ def run_circuit(
         run.log_params({k: v for k, v in params.items() if not k.startswith("qex.")})
         run.log_params({"qex.backend": backend.name, "qex.params": params_json})
         started = time.perf_counter()
-        rho = states.validate_density_matrix(backend.run(circuit))
+        # checked once: every measure, the picture and the file below reuse the check and its eigenvalues
+        state = states.check_state(backend.run(circuit))
         wall = time.perf_counter() - started
-        measures = describe_state(rho)
+        rho = state.matrix
+        measures = describe_state(state)
         noise = getattr(backend, "noise", None)
+        ideal: states.ValidState | None = None
         if noise is not None and not noise.is_noiseless and isinstance(circuit, Circuit):
-            ideal = NumpyDensityMatrix().run(circuit)
-            measures["fidelity_to_ideal"] = states.fidelity(rho, ideal)
-            measures["trace_distance_to_ideal"] = states.trace_distance(rho, ideal)
+            ideal = states.check_state(NumpyDensityMatrix().run(circuit))
+            measures["fidelity_to_ideal"] = states.fidelity(state, ideal)
+            measures["trace_distance_to_ideal"] = states.trace_distance(state, ideal)
         run.log_metrics(_metric_values(measures), step=0)
         rho_path = _save_density_matrix(run, st, rho)
         bloch_file = st.root / "artifacts" / f"{run.id}_bloch.html"
-        bloch.write_html(bloch.bloch_figure(rho, title=f"{name} {params_json} on {backend.name}"), bloch_file)
+        bloch.write_html(bloch.bloch_figure(state, title=f"{name} {params_json} on {backend.name}"), bloch_file)
         bloch_path = _record(run, bloch_file, "bloch_sphere", "text/html")
         metadata = {
             "num_qubits": states.num_qubits(rho),
@@ -142,7 +147,7 @@ def run_circuit(
         }
         run.set_tag("qex.metadata", json.dumps(metadata, sort_keys=True))
     open_database(st).dispose()  # fold it: qex.db answers for the run as soon as this returns
-    return QexResult(run.id, name, params, backend.name, rho, metadata, rho_path, bloch_path)
+    return QexResult(run.id, name, params, backend.name, rho, metadata, rho_path, bloch_path, state, ideal)
 
 
 def sweep(
@@ -185,10 +190,15 @@ def sweep(
             results.append(result)
             parent.log_metric("purity", result.metadata["purity"], step=i)
         values = [float(r.params[keys[0]]) for r in results]
-        reference = None
-        if any("fidelity_to_ideal" in r.metadata for r in results):
-            reference = [NumpyDensityMatrix().run(exp.build(r.params)) for r in results]
-        figure = bloch.sweep_figure(keys[0], values, [r.rho for r in results], reference, title=f"{exp.name} sweep")
+        # each noisy child logged its fidelity to the noiseless state: plotted as it is, not computed again
+        fids = [r.metadata["fidelity_to_ideal"] for r in results if "fidelity_to_ideal" in r.metadata]
+        figure = bloch.sweep_figure(
+            keys[0],
+            values,
+            [r.state for r in results],
+            title=f"{exp.name} sweep",
+            fidelities=fids if len(fids) == len(results) else None,
+        )
         plot = st.root / "artifacts" / f"{parent.id}_sweep.html"
         bloch.write_html(figure, plot)
         _record(parent, plot, "sweep_plot", "text/html")
@@ -196,8 +206,9 @@ def sweep(
     return parent.id, results
 
 
-def describe_state(rho: np.ndarray) -> dict[str, Any]:
-    """The numbers a run logs about its final state (see states.py for the conventions)."""
+def describe_state(rho: np.ndarray | states.ValidState) -> dict[str, Any]:
+    """The numbers a run logs about its final state (see states.py for the conventions); checked once."""
+    rho = states.check_state(rho)
     per_qubit = states.qubit_summary(rho)
     return {
         "purity": states.purity(rho),
