@@ -87,7 +87,7 @@ def bench_qex(quick: bool, tmp: Path) -> list[Result]:
                 "runs/min",
                 60 / limit_s,
                 f"simulate + {NEEDED[noisy]} eigvalsh of the {2**n}x{2**n} state",
-                target=f"{NEEDED[noisy]} decompositions a run; at 10 qubits most of a run is the limit",
+                target=f"{NEEDED[noisy]} decompositions a run; the limit most of a large run",
                 extra={
                     "seconds_per_run": run_s,
                     "limit_seconds": limit_s,

@@ -159,6 +159,26 @@ def test_a_run_from_before_circuits_were_stored_says_so(tmp_path: Path, monkeypa
     assert len(seed_rows(root, "SELECT run_id FROM runs")) == 1  # nothing was recorded
 
 
+class Wrapped:
+    """A backend qex does not know (it only forwards to numpy's)."""
+
+    name = "wrapped"
+    version = "1"
+    max_qubits = 10
+
+    def run(self, circuit: object) -> np.ndarray:
+        return NumpyDensityMatrix().run(circuit)
+
+
+def test_a_run_on_a_backend_qex_does_not_know_cannot_be_rerun(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "q")
+    result = run_experiment("ghz", {"n": 2}, Wrapped(), store=store, capture=False)
+    doc = json.loads((store.root / "artifacts" / f"{result.run_id}_circuit.json").read_text())
+    assert doc["backend"] is None and doc["gates"] == [["H", [0], []], ["CNOT", [0, 1], []]]
+    with pytest.raises(NotRerunnableError, match="backend qex does not know"):
+        rerun(store, result.run_id)
+
+
 def test_a_changed_circuit_file_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "q"
     result = run_experiment("bell", store=root, capture=False)

@@ -12,7 +12,8 @@ A run records the artifact `circuit` (`artifacts/{run_id}_circuit.json`), our ow
 `backend` is null for a backend qex does not know (such a run cannot be rerun); `noise` is null when the
 backend does not say. When cirq is installed (`alexandria[qex]`), beside it, for other tools:
 `circuit_cirq` (`{run_id}_circuit.cirq.json`: `cirq.to_json` of the circuit as the Cirq backend runs it,
-noise channels included: `cirq.read_json` gives it back), `circuit_qasm` / `circuit_qasm3` (OpenQASM 2.0
+noise channels included: `cirq.read_json` gives it back; a `cirq.Circuit` run natively is stored as given,
+its backend's noise being in `circuit`), `circuit_qasm` / `circuit_qasm3` (OpenQASM 2.0
 and 3.0 of the noiseless circuit, as `cirq.qasm` writes it: QASM has no noise channels, and angles are
 written to 16 digits) and `circuit_diagram` (Cirq's text diagram). An export Cirq cannot write is left out.
 """
