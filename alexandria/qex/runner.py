@@ -288,11 +288,11 @@ def _record_recipe(
     doc = recipe.describe(circuit, backend, name, json.loads(_params_json(params)))
     files = {recipe.RECIPE_ARTIFACT: (".json", "application/json", json.dumps(doc))}
     files.update(recipe.exports(circuit, backend))
-    for name, (suffix, kind, text) in files.items():
+    for artifact, (suffix, kind, text) in files.items():
         data = text.encode()
         dest = refuse_links(store.root / "artifacts" / f"{run.id}_circuit{suffix}")
         write_atomically(dest, data)
-        run.record_artifact(dest, type=kind, name=name, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        run.record_artifact(dest, type=kind, name=artifact, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
 @dataclass
@@ -329,11 +329,16 @@ def rerun(store: str | os.PathLike[str] | Store | None, run_id: str) -> Rerun:
     except BackendError as exc:
         raise NotRerunnableError(str(exc)) from None
     original = states.check_state(load_density_matrix(st, run_id))
+    circuit = stored.circuit
+    width = circuit.num_qubits if isinstance(circuit, Circuit) else len(circuit.all_qubits())
+    if width != original.num_qubits:
+        raise NotRerunnableError(
+            f"run {run_id}'s stored circuit has {width} qubits but its state {original.num_qubits}: "
+            "the two do not belong together, so it cannot be rerun"
+        )
     result = run_circuit(
         stored.experiment, stored.circuit, stored.params, stored.backend, store=st, tags={"rerun_of": run_id}
     )
-    if result.state.matrix.shape != original.matrix.shape:
-        raise NotRerunnableError(f"run {run_id}'s stored state and its circuit have different qubit counts")
     return Rerun(
         result,
         run_id,
