@@ -13,7 +13,8 @@ A run records the artifact `circuit` (`artifacts/{run_id}_circuit.json`), our ow
 backend does not say. When cirq is installed (`alexandria[qex]`), beside it, for other tools:
 `circuit_cirq` (`{run_id}_circuit.cirq.json`: `cirq.to_json` of the circuit as the Cirq backend runs it,
 noise channels included: `cirq.read_json` gives it back; a `cirq.Circuit` run natively is stored as given,
-its backend's noise being in `circuit`), `circuit_qasm` / `circuit_qasm3` (OpenQASM 2.0
+its backend's noise being in `circuit`, and one Cirq cannot write as JSON is recorded as `"cirq": null`,
+not rerunnable), `circuit_qasm` / `circuit_qasm3` (OpenQASM 2.0
 and 3.0 of the noiseless circuit, as `cirq.qasm` writes it: QASM has no noise channels, and angles are
 written to 16 digits) and `circuit_diagram` (Cirq's text diagram). An export Cirq cannot write is left out.
 """
@@ -60,7 +61,11 @@ def describe(circuit: Any, backend: Backend, experiment: str, params: dict[str, 
     else:  # a cirq.Circuit, run natively by the Cirq backend
         import cirq
 
-        doc.update(num_qubits=len(circuit.all_qubits()), cirq=cirq.to_json(circuit, indent=None))
+        try:
+            text = cirq.to_json(circuit, indent=None)
+        except (TypeError, ValueError):  # a custom gate Cirq cannot serialise: recorded, not rerunnable
+            text = None
+        doc.update(num_qubits=len(circuit.all_qubits()), cirq=text)
     return doc
 
 
@@ -131,6 +136,8 @@ def load_recipe(data: bytes, label: str) -> Recipe:
             raise InvalidInputError(f"{label}: a cirq circuit is run by the cirq_dm backend, not {kind}")
         import cirq
 
+        if not isinstance(doc["cirq"], str):
+            raise BackendError(f"{label}: Cirq could not write this run's circuit as JSON, so it cannot be rerun")
         circuit = cirq.read_json(json_text=doc["cirq"])
         if not isinstance(circuit, cirq.AbstractCircuit):
             raise InvalidInputError(f"{label}: its cirq JSON holds a {type(circuit).__name__}, not a circuit")
