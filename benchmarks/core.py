@@ -746,6 +746,16 @@ ALL = {
 }
 
 
+def bench_qex(quick: bool, tmp: Path) -> list[Result]:
+    """qex's run_circuit beside simulation + its eigendecompositions (benchmarks/qex.py, which imports Result)."""
+    from .qex import bench_qex as qex_bench
+
+    return qex_bench(quick, tmp)
+
+
+ALL["qex"] = bench_qex
+
+
 def run_all(names: list[str], quick: bool) -> list[Result]:
     results: list[Result] = []
     for name in names:

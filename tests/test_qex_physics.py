@@ -391,7 +391,7 @@ def test_backend_names_and_versions() -> None:
 
 
 def test_experiments_registry() -> None:
-    assert set(EXPERIMENTS) == {"x", "h", "ry", "bell", "ghz"}
+    assert set(EXPERIMENTS) == {"x", "h", "ry", "bell", "ghz", "teleport", "qft", "grover", "qaoa", "vqe"}
     b = NumpyDensityMatrix()
     np.testing.assert_allclose(bloch(b, get_experiment("x").circuit()), [0, 0, -1], atol=ATOL)
     np.testing.assert_allclose(bloch(b, get_experiment("h").circuit({"n": 2}), 1), [1, 0, 0], atol=ATOL)
@@ -408,8 +408,8 @@ def test_experiments_registry() -> None:
         get_experiment("ry").circuit({"theta": float("inf")})
     with pytest.raises(InvalidInputError, match="unknown: m"):
         get_experiment("ghz").circuit({"m": 3})
-    with pytest.raises(InvalidInputError, match="x, h, ry, bell, ghz"):
-        get_experiment("teleport")
+    with pytest.raises(InvalidInputError, match="x, h, ry, bell, ghz, teleport, qft, grover, qaoa, vqe"):
+        get_experiment("teleportation")
 
 
 def test_ten_qubit_noisy_ghz_runs(make: type) -> None:

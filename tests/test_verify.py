@@ -26,7 +26,8 @@ REFUSED_TAIL = "(Alexandria records only paths inside the store: the log was edi
 
 
 def _two_qex_runs(root: Path) -> tuple[QexResult, QexResult]:
-    """Two one-qubit qex runs, |1> and |+>: their matrices have the same size and differ."""
+    """Two one-qubit qex runs, |1> and |+>: their matrices have the same size and differ. Each records 7 files:
+    its state, its Bloch spheres, its circuit description and that circuit as Cirq JSON, QASM 2, QASM 3, diagram."""
     a = run_experiment("x", store=root, capture=False)
     b = run_experiment("h", store=root, capture=False)
     return a, b
@@ -96,7 +97,7 @@ def test_a_forged_density_matrix_path_outside_the_store_is_refused_unread(tmp_pa
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines() == [
         f"refused: run {a.run_id} artifact 'density_matrix' at {recorded!r}: {reason}",
-        "checked 4 recorded file(s) of 2 run(s): 0 changed, 0 missing, 1 refused",
+        "checked 14 recorded file(s) of 2 run(s): 0 changed, 0 missing, 1 refused",
     ]
 
 
@@ -106,7 +107,7 @@ def test_a_replaced_density_matrix_is_refused_by_qex_and_listed_by_verify(tmp_pa
     done = qex(root, "compare", a.run_id, b.run_id)
     assert done.returncode == 0 and "fidelity (Uhlmann-Jozsa, squared): 0.500000" in done.stdout, done.stderr
     assert alex("--store", str(root), "verify").stdout == (
-        "checked 4 recorded file(s) of 2 run(s): all match their logged size and SHA-256\n"
+        "checked 14 recorded file(s) of 2 run(s): all match their logged size and SHA-256\n"
     )
     # another valid density matrix over a's: same size, other bytes
     a_file, b_file = root / a.density_matrix_path, root / b.density_matrix_path
@@ -129,13 +130,13 @@ def test_a_replaced_density_matrix_is_refused_by_qex_and_listed_by_verify(tmp_pa
     assert done.returncode == 1
     assert done.stdout.splitlines() == [
         f"changed: run {a.run_id} artifact 'density_matrix' at {a.density_matrix_path!r}: {reason}",
-        "checked 4 recorded file(s) of 2 run(s): 1 changed, 0 missing, 0 refused",
+        "checked 14 recorded file(s) of 2 run(s): 1 changed, 0 missing, 0 refused",
     ]
     # only the runs named are checked
     done = alex("--store", str(root), "verify", b.run_id[:10])
     assert (done.returncode, done.stdout) == (
         0,
-        "checked 2 recorded file(s) of 1 run(s): all match their logged size and SHA-256\n",
+        "checked 7 recorded file(s) of 1 run(s): all match their logged size and SHA-256\n",
     )
     # a longer file is known changed by its size alone
     a_file.write_bytes(b_file.read_bytes() + b"\0")

@@ -167,19 +167,29 @@ class NumpyDensityMatrix:
         self.max_qubits = _check_max_qubits(max_qubits)
         self.name = "numpy_dm" + ("+" + noise.describe() if not noise.is_noiseless else "")
         self.version = f"numpy {np.__version__}"
-        # one-qubit noise superoperator as a (r, c, r', c') tensor, and its two-qubit product
-        # reordered to (r1, r2, c1, c2, r1', r2', c1', c2') to match the gate superoperator
-        self._noise1: np.ndarray | None = None
-        self._noise2: np.ndarray | None = None
+        # one-qubit noise superoperator as a (r, c, r', c') tensor; a k-qubit gate's noise is its k-fold
+        # product, reordered to (r1..rk, c1..ck, r1'..rk', c1'..ck') to match the gate superoperator
+        self._noise_tensor1: np.ndarray | None = None
+        self._noise: dict[int, np.ndarray] = {}
         if not noise.is_noiseless:
-            n1 = _superop(noise.kraus()).reshape(2, 2, 2, 2)
-            self._noise1 = n1.reshape(4, 4)
-            self._noise2 = np.einsum("aecg,bfdh->abefcdgh", n1, n1).reshape(16, 16)
+            self._noise_tensor1 = _superop(noise.kraus()).reshape(2, 2, 2, 2)
+
+    def _noise_superop(self, k: int) -> np.ndarray | None:
+        """The noise after a k-qubit gate: the one-qubit channel on each of its qubits (made once per k)."""
+        n1 = self._noise_tensor1
+        if n1 is None:
+            return None
+        if k not in self._noise:
+            letters = "abcdefghijklmnopqrstuvwxyz"
+            r, c, r2, c2 = (letters[i * k : (i + 1) * k] for i in range(4))
+            spec = ",".join(r[i] + c[i] + r2[i] + c2[i] for i in range(k)) + "->" + r + c + r2 + c2
+            self._noise[k] = np.einsum(spec, *([n1] * k)).reshape(4**k, 4**k)
+        return self._noise[k]
 
     def _gate_superop(self, gate: Gate) -> np.ndarray:
         u = gate_unitary(gate)
         s = np.kron(u, u.conj())
-        noise = self._noise1 if len(gate.qubits) == 1 else self._noise2
+        noise = self._noise_superop(len(gate.qubits))
         return s if noise is None else noise @ s
 
     def run(self, circuit: Any) -> np.ndarray:
@@ -237,8 +247,8 @@ class CirqBackend:
         cirq = self._cirq
         qs = cirq.LineQubit.range(circuit.num_qubits)
         fixed = {"I": cirq.I, "X": cirq.X, "Y": cirq.Y, "Z": cirq.Z, "H": cirq.H, "S": cirq.S, "T": cirq.T}
-        fixed.update({"CNOT": cirq.CNOT, "CZ": cirq.CZ, "SWAP": cirq.SWAP})
-        rotations = {"RX": cirq.rx, "RY": cirq.ry, "RZ": cirq.rz}
+        fixed.update({"CNOT": cirq.CNOT, "CZ": cirq.CZ, "SWAP": cirq.SWAP, "CCZ": cirq.CCZ, "CCX": cirq.CCX})
+        rotations = {"RX": cirq.rx, "RY": cirq.ry, "RZ": cirq.rz, "CP": cirq.cphase}
         ops: list[Any] = []
         for g in circuit:
             cirq_gate = fixed[g.name] if g.name in fixed else rotations[g.name](*g.params)

@@ -27,7 +27,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..pages import plotly_text, write_page
-from .states import fidelity, num_qubits, purity, qubit_summary, validate_density_matrix
+from .states import ValidState, check_state, fidelity, num_qubits, purity, qubit_summary
 
 SPHERES_PER_ROW = 4
 # One-qubit purity lies in [1/2, 1]: a fixed scale, so the same colour means the same purity in every picture.
@@ -111,9 +111,10 @@ def _style_scenes(fig: Any) -> None:
     )
 
 
-def bloch_figure(rho: np.ndarray, title: str | None = None) -> Any:
-    """One Bloch sphere per qubit (its reduced state), tip coloured by purity; a mixed qubit's tip sits inside."""
-    m = validate_density_matrix(rho)
+def bloch_figure(rho: np.ndarray | ValidState, title: str | None = None) -> Any:
+    """One Bloch sphere per qubit (its reduced state), tip coloured by purity; a mixed qubit's tip sits inside.
+    A `ValidState` is not checked again."""
+    m = check_state(rho)
     n = num_qubits(m)
     summary = qubit_summary(m)
     rows, cols = _grid(n)
@@ -212,24 +213,29 @@ def _unit_purity(p: float) -> float:
 def sweep_figure(
     param_name: str,
     values: Sequence[float],
-    states: Sequence[np.ndarray],
-    reference: Sequence[np.ndarray] | None = None,
+    states: Sequence[np.ndarray | ValidState],
+    reference: Sequence[np.ndarray | ValidState] | None = None,
     title: str | None = None,
+    *,
+    fidelities: Sequence[float] | None = None,
 ) -> Any:
     """A one-parameter sweep: each qubit's Bloch path on its sphere, and purity (and fidelity to `reference`) below.
 
     `reference` (e.g. the noiseless states at the same values) turns the plot
-    into "how far did noise take us": fidelity 1 means no loss.
+    into "how far did noise take us": fidelity 1 means no loss. `fidelities`, when the caller has them
+    already (each run logged its own), are plotted as that curve instead: no state is decomposed again.
     """
+    if fidelities is not None and len(fidelities) != len(states):
+        raise ValueError(f"{len(states)} states but {len(fidelities)} fidelities")
     if len(values) != len(states):
         raise ValueError(f"{len(values)} sweep values but {len(states)} states")
     if not states:
         raise ValueError("an empty sweep has nothing to plot")
     if reference is not None and len(reference) != len(states):
         raise ValueError(f"{len(states)} states but {len(reference)} reference states")
-    ms = [validate_density_matrix(s) for s in states]
+    ms = [check_state(s) for s in states]  # once each: the measures below reuse the check
     n = max(num_qubits(m) for m in ms)
-    refs = [validate_density_matrix(r) for r in reference] if reference is not None else None
+    refs = [check_state(r) for r in reference] if reference is not None else None
     xs = [float(v) for v in values]
     summaries = [qubit_summary(m) for m in ms]
     label = plotly_text(param_name)
@@ -295,11 +301,16 @@ def sweep_figure(
         row=plot_row,
         col=1,
     )
-    if refs is not None:
+    if refs is not None or fidelities is not None:
+        fids = (
+            [float(f) for f in fidelities]
+            if fidelities is not None
+            else [fidelity(m, r) for m, r in zip(ms, refs or [], strict=True)]
+        )
         fig.add_trace(
             go.Scatter(
                 x=xs,
-                y=[fidelity(m, r) for m, r in zip(ms, refs, strict=True)],
+                y=fids,
                 mode="lines+markers",
                 name="fidelity to reference",
                 line={"width": 3, "dash": "dash"},

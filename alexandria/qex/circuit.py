@@ -9,7 +9,9 @@ Gate set and matrices (Cirq's conventions, so a circuit means the same on both b
 * RX(theta) = exp(-i theta X / 2), RY(theta) = exp(-i theta Y / 2), RZ(theta) = exp(-i theta Z / 2),
   as `cirq.rx`, `cirq.ry`, `cirq.rz` (so RY(theta)|0> = cos(theta/2)|0> + sin(theta/2)|1>,
   Bloch vector (sin theta, 0, cos theta)). Angles are in radians.
-* CNOT(control, target), CZ(a, b), SWAP(a, b). A multi-qubit gate's matrix is written in the
+* CNOT(control, target), CZ(a, b), SWAP(a, b), CP(control, target; phi) = diag(1, 1, 1, e^{i phi})
+  (`cirq.cphase(phi)`: the QFT's controlled phase), CCZ(a, b, c) = diag(1, ..., 1, -1) (`cirq.CCZ`) and
+  CCX(control1, control2, target), the Toffoli (`cirq.CCX`). A multi-qubit gate's matrix is written in the
   big-endian order of its own qubits: the first qubit listed is the most significant bit.
 
 Size: an n-qubit density matrix holds 4**n complex128 entries (16 MiB at 10 qubits, 4 GiB at 14), so a
@@ -48,6 +50,9 @@ GATES: dict[str, tuple[int, int]] = {
     "CNOT": (2, 0),
     "CZ": (2, 0),
     "SWAP": (2, 0),
+    "CP": (2, 1),
+    "CCZ": (3, 0),
+    "CCX": (3, 0),
 }
 
 _S2 = 1 / math.sqrt(2)
@@ -62,6 +67,8 @@ _FIXED: dict[str, np.ndarray] = {
     "CNOT": np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=np.complex128),
     "CZ": np.diag([1, 1, 1, -1]).astype(np.complex128),
     "SWAP": np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.complex128),
+    "CCZ": np.diag([1, 1, 1, 1, 1, 1, 1, -1]).astype(np.complex128),
+    "CCX": np.eye(8, dtype=np.complex128)[[0, 1, 2, 3, 4, 5, 7, 6]],
 }
 
 
@@ -107,6 +114,8 @@ def gate_unitary(gate: Gate) -> np.ndarray:
         return np.array([[c, -s], [s, c]], dtype=np.complex128)
     if gate.name == "RZ":
         return np.diag([np.exp(-0.5j * theta), np.exp(0.5j * theta)]).astype(np.complex128)
+    if gate.name == "CP":
+        return np.diag([1, 1, 1, np.exp(1j * theta)]).astype(np.complex128)
     raise InvalidInputError(f"unknown gate {gate.name!r}; known gates: {', '.join(GATES)}")
 
 
@@ -210,6 +219,17 @@ class Circuit:
 
     def swap(self, a: int, b: int) -> Circuit:
         return self.add("SWAP", a, b)
+
+    def cp(self, control: int, target: int, phi: float) -> Circuit:
+        """Controlled phase: e^{i phi} on |11> (symmetric in its two qubits)."""
+        return self.add("CP", control, target, params=(phi,))
+
+    def ccz(self, a: int, b: int, c: int) -> Circuit:
+        return self.add("CCZ", a, b, c)
+
+    def ccx(self, control1: int, control2: int, target: int) -> Circuit:
+        """Toffoli: X on `target` when both controls are 1."""
+        return self.add("CCX", control1, control2, target)
 
     def to_json(self) -> list[list[Any]]:
         """[[name, [qubits], [params]], ...]: what a run records; `from_json` reads it back."""

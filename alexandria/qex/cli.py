@@ -1,4 +1,4 @@
-"""`qex` (also `alex qex`): run and sweep quantum experiments, list, show, compare and export their states.
+"""`qex` (also `alex qex`): run and sweep quantum experiments, list, show, compare, rerun and export their states.
 
 A thin adapter over `runner` and `states`; errors are the library's typed errors, printed as
 `Error: ...` by the group they are mounted in; `runs` and `show` print through `output.emit`
@@ -296,6 +296,26 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
             str(qa["qubit"]), _vector(qa["bloch"]), _vector(qb["bloch"]), f"{qa['purity']:.4f}", f"{qb['purity']:.4f}"
         )
     console.print(table)
+
+
+@qex.command("rerun")
+@click.argument("run_id")
+@click.pass_context
+def rerun_cmd(ctx: click.Context, run_id: str) -> None:
+    """Run RUN_ID again from its stored circuit, backend and noise, as a new run tagged rerun_of=RUN_ID;
+    print the new state's fidelity with the original's."""
+    from .runner import rerun
+
+    store = _store(ctx)
+    r = _run(store, run_id)
+    again = rerun(store, r["run_id"])
+    res = again.result
+    console.print(
+        f"run {res.run_id}: rerun of {again.original_id}, {res.experiment} {json.dumps(res.params)} on {res.backend}"
+    )
+    _print_state(res.metadata)
+    console.print(f"fidelity with the original state: {again.fidelity:.15f} (1 - F = {1 - again.fidelity:.3g})")
+    console.print(f"trace distance to the original state: {again.trace_distance:.3g}")
 
 
 @qex.command("export")

@@ -21,3 +21,8 @@ class BackendError(AlexandriaError):
 class StateFileError(InvalidStateError):
     """A stored state's `.npy` file cannot be read as one: missing, unreadable, truncated, pickled, or not
     a numeric 2**n x 2**n matrix."""
+
+
+class NotRerunnableError(AlexandriaError):
+    """A run cannot be run again: it stored no circuit description (logged before qex stored them), or its
+    circuit or backend is not one qex can rebuild."""

@@ -18,7 +18,8 @@ JSON), `qex.backend`, metrics (`purity`, `entropy_bits`, per qubit
 backend `fidelity_to_ideal` / `trace_distance_to_ideal` against the same
 circuit without noise), the tag `qex.metadata` (JSON: qubit count and order,
 noise, shots, wall time, simulator version, the circuit, and the numbers
-above) and two artifacts: `density_matrix` (written atomically: temporary
+above) and artifacts: `circuit` and its Cirq and QASM exports (`recipe.py`: what `rerun` runs
+again), `density_matrix` (written atomically: temporary
 file, fsync, rename; the event carrying its SHA-256 is logged only after the
 rename, so no row ever points to a partial or missing file, even after
 kill -9) and `bloch_sphere`. Reading a density matrix back (`load_density_matrix`) checks the file
@@ -45,9 +46,10 @@ from ..db import open_database
 from ..errors import InvalidInputError, RunNotFoundError
 from ..files import write_atomically
 from ..store import Store, make_dirs, refuse_links
-from . import bloch, states
+from . import bloch, recipe, states
 from .backends import Backend, NumpyDensityMatrix
 from .circuit import Circuit, check_qubit_count
+from .errors import BackendError
 from .experiments import Experiment, get_experiment
 from .plugin import QEX_DB_NAME
 
@@ -80,6 +82,8 @@ class QexResult:
     metadata: dict[str, Any]
     density_matrix_path: str  # relative to the store
     bloch_path: str
+    state: states.ValidState  # rho, checked once (its eigenvalues kept for any further measure)
+    ideal: states.ValidState | None = None  # the same circuit without noise, when the backend is noisy
 
 
 def run_experiment(
@@ -106,30 +110,37 @@ def run_circuit(
     store: str | os.PathLike[str] | Store | None = None,
     parent: tracking.Run | str | None = None,
     capture: bool | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> QexResult:
-    """Run one circuit (a qex `Circuit`, or a `cirq.Circuit` on the Cirq backend) and record it as a run."""
+    """Run one circuit (a qex `Circuit`, or a `cirq.Circuit` on the Cirq backend) and record it as a run,
+    with what it takes to run it again (`recipe.py`; `rerun`)."""
     st = open_store(store)
     backend = backend or NumpyDensityMatrix()
     params = dict(params or {})
     params_json = _params_json(params)
-    run = tracking.start_run(experiment=name, store=st, parent=parent, tags={"qex": "run"}, capture=capture)
+    run_tags = {**(tags or {}), "qex": "run"}
+    run = tracking.start_run(experiment=name, store=st, parent=parent, tags=run_tags, capture=capture)
     with run:
         run.log_params({k: v for k, v in params.items() if not k.startswith("qex.")})
         run.log_params({"qex.backend": backend.name, "qex.params": params_json})
         started = time.perf_counter()
-        rho = states.validate_density_matrix(backend.run(circuit))
+        # checked once: every measure, the picture and the file below reuse the check and its eigenvalues
+        state = states.check_state(backend.run(circuit))
         wall = time.perf_counter() - started
-        measures = describe_state(rho)
+        rho = state.matrix
+        measures = describe_state(state)
         noise = getattr(backend, "noise", None)
+        ideal: states.ValidState | None = None
         if noise is not None and not noise.is_noiseless and isinstance(circuit, Circuit):
-            ideal = NumpyDensityMatrix().run(circuit)
-            measures["fidelity_to_ideal"] = states.fidelity(rho, ideal)
-            measures["trace_distance_to_ideal"] = states.trace_distance(rho, ideal)
+            ideal = states.check_state(NumpyDensityMatrix().run(circuit))
+            measures["fidelity_to_ideal"] = states.fidelity(state, ideal)
+            measures["trace_distance_to_ideal"] = states.trace_distance(state, ideal)
         run.log_metrics(_metric_values(measures), step=0)
         rho_path = _save_density_matrix(run, st, rho)
         bloch_file = st.root / "artifacts" / f"{run.id}_bloch.html"
-        bloch.write_html(bloch.bloch_figure(rho, title=f"{name} {params_json} on {backend.name}"), bloch_file)
+        bloch.write_html(bloch.bloch_figure(state, title=f"{name} {params_json} on {backend.name}"), bloch_file)
         bloch_path = _record(run, bloch_file, "bloch_sphere", "text/html")
+        _record_recipe(run, st, circuit, backend, name, params)
         metadata = {
             "num_qubits": states.num_qubits(rho),
             "qubit_order": QUBIT_ORDER,
@@ -142,7 +153,7 @@ def run_circuit(
         }
         run.set_tag("qex.metadata", json.dumps(metadata, sort_keys=True))
     open_database(st).dispose()  # fold it: qex.db answers for the run as soon as this returns
-    return QexResult(run.id, name, params, backend.name, rho, metadata, rho_path, bloch_path)
+    return QexResult(run.id, name, params, backend.name, rho, metadata, rho_path, bloch_path, state, ideal)
 
 
 def sweep(
@@ -185,10 +196,15 @@ def sweep(
             results.append(result)
             parent.log_metric("purity", result.metadata["purity"], step=i)
         values = [float(r.params[keys[0]]) for r in results]
-        reference = None
-        if any("fidelity_to_ideal" in r.metadata for r in results):
-            reference = [NumpyDensityMatrix().run(exp.build(r.params)) for r in results]
-        figure = bloch.sweep_figure(keys[0], values, [r.rho for r in results], reference, title=f"{exp.name} sweep")
+        # each noisy child logged its fidelity to the noiseless state: plotted as it is, not computed again
+        fids = [r.metadata["fidelity_to_ideal"] for r in results if "fidelity_to_ideal" in r.metadata]
+        figure = bloch.sweep_figure(
+            keys[0],
+            values,
+            [r.state for r in results],
+            title=f"{exp.name} sweep",
+            fidelities=fids if len(fids) == len(results) else None,
+        )
         plot = st.root / "artifacts" / f"{parent.id}_sweep.html"
         bloch.write_html(figure, plot)
         _record(parent, plot, "sweep_plot", "text/html")
@@ -196,8 +212,9 @@ def sweep(
     return parent.id, results
 
 
-def describe_state(rho: np.ndarray) -> dict[str, Any]:
-    """The numbers a run logs about its final state (see states.py for the conventions)."""
+def describe_state(rho: np.ndarray | states.ValidState) -> dict[str, Any]:
+    """The numbers a run logs about its final state (see states.py for the conventions); checked once."""
+    rho = states.check_state(rho)
     per_qubit = states.qubit_summary(rho)
     return {
         "purity": states.purity(rho),
@@ -262,6 +279,72 @@ def _save_density_matrix(run: tracking.Run, store: Store, rho: np.ndarray) -> st
     write_atomically(dest, data)
     digest = hashlib.sha256(data).hexdigest()  # the bytes just written: no second read of the file
     return run.record_artifact(dest, type="application/x-npy", name="density_matrix", size=len(data), sha256=digest)
+
+
+def _record_recipe(
+    run: tracking.Run, store: Store, circuit: Any, backend: Backend, name: str, params: dict[str, Any]
+) -> None:
+    """artifacts/{run_id}_circuit.json (what `rerun` rebuilds) and its Cirq/QASM/diagram exports, atomically."""
+    doc = recipe.describe(circuit, backend, name, json.loads(_params_json(params)))
+    files = {recipe.RECIPE_ARTIFACT: (".json", "application/json", json.dumps(doc))}
+    files.update(recipe.exports(circuit, backend))
+    for artifact, (suffix, kind, text) in files.items():
+        data = text.encode()
+        dest = refuse_links(store.root / "artifacts" / f"{run.id}_circuit{suffix}")
+        write_atomically(dest, data)
+        run.record_artifact(dest, type=kind, name=artifact, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+@dataclass
+class Rerun:
+    """A run run again: the new run, the one it reproduces, and how close the two states are."""
+
+    result: QexResult
+    original_id: str
+    fidelity: float
+    trace_distance: float
+
+
+def rerun(store: str | os.PathLike[str] | Store | None, run_id: str) -> Rerun:
+    """Run `run_id` (a full id) again from its stored circuit, on the same backend and noise, as a new run
+    tagged `rerun_of=<run_id>`, and compare its state with the original's (fidelity, trace distance).
+
+    A run logged before qex stored circuits, or whose circuit or backend qex cannot rebuild, is a
+    `NotRerunnableError` saying so; a stored file changed since it was logged, the `RecordedFileError`."""
+    from ..query import Reader, artifact_record
+    from ..verify import read_recorded
+    from .errors import NotRerunnableError
+
+    st = open_store(store)
+    with Reader(st, fold=False) as reader:
+        record = artifact_record(reader.engine, run_id, recipe.RECIPE_ARTIFACT)
+    if record is None:
+        raise NotRerunnableError(
+            f"run {run_id} stored no circuit description (it was logged before qex stored circuits), so it "
+            "cannot be rerun exactly; run its experiment again with `qex run` and the parameters `qex show` lists"
+        )
+    data = read_recorded(st, run_id, recipe.RECIPE_ARTIFACT, record)
+    try:
+        stored = recipe.load_recipe(data, str(st.root / record["path"]))
+    except BackendError as exc:
+        raise NotRerunnableError(str(exc)) from None
+    original = states.check_state(load_density_matrix(st, run_id))
+    circuit = stored.circuit
+    width = circuit.num_qubits if isinstance(circuit, Circuit) else len(circuit.all_qubits())
+    if width != original.num_qubits:
+        raise NotRerunnableError(
+            f"run {run_id}'s stored circuit has {width} qubits but its state {original.num_qubits}: "
+            "the two do not belong together, so it cannot be rerun"
+        )
+    result = run_circuit(
+        stored.experiment, stored.circuit, stored.params, stored.backend, store=st, tags={"rerun_of": run_id}
+    )
+    return Rerun(
+        result,
+        run_id,
+        states.fidelity(result.state, original),
+        states.trace_distance(result.state, original),
+    )
 
 
 def _record(run: tracking.Run, path: Path, name: str, kind: str) -> str:

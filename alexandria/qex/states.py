@@ -59,12 +59,32 @@ def _check_shape(shape: tuple[int, ...], label: str) -> None:
         )
 
 
-def validate_density_matrix(rho: Any, atol: float = DEFAULT_ATOL, *, name: str | None = None) -> np.ndarray:
-    """`rho` as a complex128 array, or InvalidStateError naming the first test it fails and by how much.
+class ValidState:
+    """A density matrix that passed the one rule, with the eigenvalues the positivity test found.
 
-    The one rule for what a state is: every measure here, the pictures and the store check with it.
-    `name` (e.g. "sigma" or a file) starts the message, so a caller passing two states learns which one.
+    Why: an n-qubit state's 2**n x 2**n eigendecomposition is the cost that grows fastest (a 1024 x 1024
+    one at 10 qubits takes seconds); a run validates its state once (`check_state`) and every measure given
+    a `ValidState` skips the check and reuses its eigenvalues, so each state is decomposed once. Made only
+    by `check_state`; its matrix is a read-only copy, so what was checked cannot change afterwards.
     """
+
+    __slots__ = ("matrix", "eigenvalues", "atol")
+
+    def __init__(self, matrix: np.ndarray, eigenvalues: np.ndarray, atol: float) -> None:
+        self.matrix = matrix
+        self.eigenvalues = eigenvalues  # ascending, as numpy.linalg.eigvalsh gives them
+        self.atol = atol
+
+    @property
+    def num_qubits(self) -> int:
+        return int(self.matrix.shape[0]).bit_length() - 1
+
+    def __repr__(self) -> str:
+        return f"ValidState({self.num_qubits} qubits)"
+
+
+def _check(rho: Any, atol: float, name: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rho as complex128, its ascending eigenvalues), or InvalidStateError: the one rule, written once."""
     label = f"{name}: " if name else ""
     try:
         m = np.asarray(rho, dtype=np.complex128)
@@ -81,14 +101,41 @@ def validate_density_matrix(rho: Any, atol: float = DEFAULT_ATOL, *, name: str |
         raise InvalidStateError(
             f"{label}trace is {trace.real:.12g}, not 1 (off by {abs(trace - 1):.3g} > tolerance {atol:g})"
         )
-    lowest = float(np.linalg.eigvalsh(m)[0])
+    eigenvalues = np.linalg.eigvalsh(m)
+    lowest = float(eigenvalues[0])
     if lowest < -atol:
         raise InvalidStateError(f"{label}not positive semidefinite: smallest eigenvalue {lowest:.3g} < -{atol:g}")
-    return m
+    return m, eigenvalues
+
+
+def check_state(rho: Any, atol: float = DEFAULT_ATOL, *, name: str | None = None) -> ValidState:
+    """`rho` checked by the one rule, kept with its eigenvalues (`ValidState`); a `ValidState` checked at
+    this tolerance or a stricter one is returned as it is, with no second decomposition."""
+    if isinstance(rho, ValidState) and rho.atol <= atol:
+        return rho
+    m, eigenvalues = _check(rho.matrix if isinstance(rho, ValidState) else rho, atol, name)
+    frozen = m.copy()
+    frozen.setflags(write=False)
+    eigenvalues.setflags(write=False)
+    return ValidState(frozen, eigenvalues, atol)
+
+
+def validate_density_matrix(rho: Any, atol: float = DEFAULT_ATOL, *, name: str | None = None) -> np.ndarray:
+    """`rho` as a complex128 array, or InvalidStateError naming the first test it fails and by how much.
+
+    The one rule for what a state is: every measure here, the pictures and the store check with it.
+    `name` (e.g. "sigma" or a file) starts the message, so a caller passing two states learns which one.
+    A `ValidState` (already checked, `check_state`) gives its matrix back with no second check.
+    """
+    if isinstance(rho, ValidState) and rho.atol <= atol:
+        return rho.matrix
+    return _check(rho.matrix if isinstance(rho, ValidState) else rho, atol, name)[0]
 
 
 def num_qubits(rho: Any) -> int:
     """n for a 2**n x 2**n matrix (its shape checked, not its entries: cheap, for sizes and labels)."""
+    if isinstance(rho, ValidState):
+        return rho.num_qubits
     _check_shape(np.shape(rho), "")
     return int(np.shape(rho)[0]).bit_length() - 1
 
@@ -142,15 +189,18 @@ def purity(rho: Any, atol: float = DEFAULT_ATOL) -> float:
     return _purity(validate_density_matrix(rho, atol))
 
 
-def _entropy(m: np.ndarray) -> float:
-    w = np.linalg.eigvalsh(m)
+def _entropy_of(w: np.ndarray) -> float:
     w = w[w > 1e-12]
     return float(max(0.0, -np.sum(w * np.log2(w))))
 
 
+def _entropy(m: np.ndarray) -> float:
+    return _entropy_of(np.linalg.eigvalsh(m))
+
+
 def von_neumann_entropy(rho: Any, atol: float = DEFAULT_ATOL) -> float:
-    """In bits."""
-    return _entropy(validate_density_matrix(rho, atol))
+    """In bits, from the eigenvalues the check found (no second decomposition)."""
+    return _entropy_of(check_state(rho, atol).eigenvalues)
 
 
 def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
