@@ -723,6 +723,7 @@ def bench_charts(quick: bool, tmp: Path) -> list[Result]:
 # Benchmarks in modules of their own import `Result` (and helpers) from this one: imported once it is defined.
 from .dashboard import bench_runs_table  # noqa: E402
 from .media import bench_media  # noqa: E402
+from .qex import bench_qex  # noqa: E402
 from .report_sweep import bench_report_sweep  # noqa: E402
 
 ALL = {
@@ -743,17 +744,8 @@ ALL = {
     "runs_table": bench_runs_table,
     "charts": bench_charts,
     "report_sweep": bench_report_sweep,
+    "qex": bench_qex,
 }
-
-
-def bench_qex(quick: bool, tmp: Path) -> list[Result]:
-    """qex's run_circuit beside simulation + its eigendecompositions (benchmarks/qex.py, which imports Result)."""
-    from .qex import bench_qex as qex_bench
-
-    return qex_bench(quick, tmp)
-
-
-ALL["qex"] = bench_qex
 
 
 def run_all(names: list[str], quick: bool) -> list[Result]:
