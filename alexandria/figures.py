@@ -94,6 +94,10 @@ def smooth(values: Sequence[float | None], weight: float) -> list[float | None]:
     return out
 
 
+#: The colour of the min..max bands when a figure has too many runs for a band in each run's colour.
+ENVELOPE_COLOR = "#64748b"
+
+
 def _rgba(color: str, alpha: float) -> str:
     c = color.lstrip("#")
     r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4))
@@ -195,6 +199,30 @@ def _curve_traces(
     return [envelope, line]
 
 
+def _one_envelope(traces: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The envelopes of many runs' curves as one trace (each run's band a shape of its own, closed and filled
+    separately: plotly's `toself` fills each segment between gaps), behind their lines: a browser draws a
+    figure's traces one by one, and 200 bands were half of a sweep page's drawing time."""
+    bands = [t for t in traces if t["meta"]["role"] == "envelope"]
+    lines = [t for t in traces if t["meta"]["role"] != "envelope"]
+    xs: list[Any] = []
+    ys: list[Any] = []
+    for band in bands:
+        xs += [*band["x"], None]
+        ys += [*band["y"], None]
+    merged = {
+        **bands[0],
+        "x": xs,
+        "y": ys,
+        "fillcolor": _rgba(ENVELOPE_COLOR, 0.08),
+        "line": {"color": _rgba(ENVELOPE_COLOR, 0.25), "width": 0.6},
+        "name": f"{key} min..max",
+        "legendgroup": None,
+        "meta": {"metric": key, "role": "envelope", "runs": [t["meta"]["run_id"] for t in bands]},
+    }
+    return [merged, *lines]
+
+
 def _downsample_all(
     engine: Engine, wanted: Sequence[tuple[str, str]], buckets: int, x: str
 ) -> dict[tuple[str, str], Downsampled]:
@@ -232,10 +260,12 @@ def curves_spec(
         axes = ("x" if row == 1 else f"x{row}", "y" if row == 1 else f"y{row}")
         having = [(i, r) for i, r in enumerate(runs) if key in keys[r["id"]]]
         many = len(having) > LEGEND_RUNS
+        traces = []
         for i, r in having:
             color = PALETTE[i % len(PALETTE)]
             d = read[(r["id"], key)]
-            data += _curve_traces(d, r, key, color, x=x, smoothing=smoothing, axes=axes, many=many)
+            traces += _curve_traces(d, r, key, color, x=x, smoothing=smoothing, axes=axes, many=many)
+        data += _one_envelope(traces, key) if many else traces
         grid.update_xaxes(title_text="seconds since the run's start" if x == "time" else "step", row=row, col=1)
     axis_names = ["yaxis" if i == 1 else f"yaxis{i}" for i in range(1, rows + 1)]
     grid.update_yaxes(type="log" if log_y else "linear")

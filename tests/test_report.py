@@ -516,6 +516,19 @@ def wide_sweep(tmp_path_factory: pytest.TempPathFactory) -> Any:
     reader.close()
 
 
+def band_shapes(envelope: dict[str, Any]) -> list[tuple[list[Any], list[Any]]]:
+    """The shapes of a many-run envelope trace: its (x, y) between the gaps (None) that end each run's band."""
+    shapes, xs, ys = [], [], []
+    for x, y in zip(envelope["x"], envelope["y"], strict=True):
+        if x is None:
+            shapes.append((xs, ys))
+            xs, ys = [], []
+        else:
+            xs.append(x)
+            ys.append(y)
+    return shapes
+
+
 def test_a_sweep_page_holds_no_more_points_than_its_buckets(wide_sweep: Any, tmp_path: Path) -> None:
     root, reader, parent = wide_sweep
     out = tmp_path / "sweep.html"
@@ -528,9 +541,13 @@ def test_a_sweep_page_holds_no_more_points_than_its_buckets(wide_sweep: Any, tmp
     for n in (1, 2, 3):
         data, layout = figs[f"curves-{n}"]
         lines, envelopes = role(data, "line"), role(data, "envelope")
-        assert len(lines) == len(envelopes) == SWEEP_RUNS
+        assert len(lines) == SWEEP_RUNS
         assert all(len(t["x"]) == len(t["y"]) <= 300 for t in lines)  # never the 2,000 raw points
-        assert all(len(t["x"]) <= 2 * 300 for t in envelopes)
+        # the runs' bands are one trace, a shape per run between gaps, in the order of the lines
+        (envelope,) = envelopes
+        assert envelope["meta"]["runs"] == [t["meta"]["run_id"] for t in lines]
+        shapes = band_shapes(envelope)
+        assert len(shapes) == SWEEP_RUNS and all(len(xs) <= 2 * 300 for xs, _ in shapes)
         # 25 runs: no legend of 25 names; each line's hover names its run
         assert all(t["showlegend"] is False for t in data)
         assert all(t["hovertemplate"].startswith("%{fullData.name}<br>run ") for t in lines)
@@ -542,9 +559,10 @@ def test_a_sweep_page_holds_no_more_points_than_its_buckets(wide_sweep: Any, tmp
     lines = [t for n in (1, 2, 3) for t in role(page_figures_text(text)[f"curves-{n}"][0], "line")]
     assert max(len(t["x"]) for t in lines) <= share and sum(len(t["x"]) for t in lines) <= figures.PAGE_POINTS
     # a spike still shows: each envelope holds its bucket's true extremes
-    ds = reader.downsample(lines[0]["meta"]["run_id"], "loss", share)
-    loss = role(page_figures_text(text)["curves-1"][0], "envelope")[0]
-    assert max(loss["y"]) == pytest.approx(float(ds.max.max()), rel=1e-6)
+    (loss,) = role(page_figures_text(text)["curves-1"][0], "envelope")
+    for run_id, (_, ys) in zip(loss["meta"]["runs"], band_shapes(loss), strict=True):
+        ds = reader.downsample(run_id, "loss", share)
+        assert max(ys) == pytest.approx(float(ds.max.max()), rel=1e-6)
 
 
 def test_a_sweep_page_is_bounded_in_width(wide_sweep: Any, tmp_path: Path) -> None:
