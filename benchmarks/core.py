@@ -14,10 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import alexandria
 from alexandria.db import open_database
@@ -25,61 +22,11 @@ from alexandria.events import MetricLogged, encoder
 from alexandria.projector import Projector
 from alexandria.store import Store
 
-
-@dataclass
-class Result:
-    name: str
-    rate: float
-    unit: str
-    limit: float | None = None
-    limit_name: str = ""
-    target: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ratio(self) -> float | None:
-        return self.rate / self.limit if self.limit else None
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ratio"] = self.ratio
-        return d
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def http_median_ms(port: int, path: str, times: int) -> tuple[float, int]:
-    """The median time in ms of `times` GETs of `path` from the server on `port`, one kept-alive connection
-    (a new one per call: a limit measured in between may outlast the server's keep-alive), after one request
-    that warms it (the connection pool, the templates); and the size of the last body. A status other than
-    200 fails the benchmark."""
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        conn.request("GET", path)
-        conn.getresponse().read()
-        samples, size = [], 0
-        for _ in range(times):
-            t0 = time.perf_counter()
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read()
-            samples.append(time.perf_counter() - t0)
-            assert response.status == 200, (path, response.status, body[:200])
-            size = len(body)
-        return statistics.median(samples) * 1000, size
-    finally:
-        conn.close()
-
-
-def _best(repeat: int, fn: Callable[[], float]) -> float:
-    """Median of `repeat` runs of a rate (the machine is shared: one run is noise)."""
-    return statistics.median(fn() for _ in range(repeat))
+from .common import PEAK_MB, Result, best, http_median_ms, timed
+from .dashboard import bench_runs_table
+from .media import bench_media
+from .qex import bench_qex
+from .report_sweep import bench_report_sweep
 
 
 def raw_write_limit(n: int, directory: Path) -> float:
@@ -125,12 +72,12 @@ def bench_log_metric(quick: bool, tmp: Path) -> list[Result]:
         run.end()
         return n / (time.perf_counter() - t0)
 
-    limit = _best(repeat, lambda: raw_write_limit(n, tmp))
+    limit = best(repeat, lambda: raw_write_limit(n, tmp))
     return [
-        Result("log_metric", _best(repeat, api), "points/s", limit, "msgspec encode + os.write", ">= 1M/s, >= 60%"),
+        Result("log_metric", best(repeat, api), "points/s", limit, "msgspec encode + os.write", ">= 1M/s, >= 60%"),
         Result(
             "log_metrics (10 keys)",
-            _best(repeat, api_metrics),
+            best(repeat, api_metrics),
             "points/s",
             limit,
             "msgspec encode + os.write",
@@ -237,7 +184,7 @@ def bench_projection(quick: bool, tmp: Path) -> list[Result]:
         for suffix in ("-wal", "-shm"):
             store.db_path.with_name(store.db_path.name + suffix).unlink(missing_ok=True)
         engine = open_database(store, catch_up=False)
-        dt = _timed(lambda: Projector(store, engine).catch_up())
+        dt = timed(lambda: Projector(store, engine).catch_up())
         engine.dispose()
         return (n + 2) / dt
 
@@ -268,22 +215,13 @@ def bench_projection(quick: bool, tmp: Path) -> list[Result]:
     return [
         Result(
             "projection",
-            _best(repeat, fold),
+            best(repeat, fold),
             "events/s",
-            _best(repeat, raw),
+            best(repeat, raw),
             "sqlite3 executemany",
             ">= 200k/s, >= 80%",
         )
     ]
-
-
-# Peak memory of the measuring child itself: the kernel's high-water mark of its own address space.
-# (ru_maxrss would not do: Linux carries it across exec, so it would include this parent's size.)
-PEAK_MB = (
-    "def peak_mb():\n"
-    "    with open('/proc/self/status') as f:\n"
-    "        return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:')) / 1024\n"
-)
 
 
 def bench_projection_postgres(quick: bool, tmp: Path) -> list[Result]:
@@ -296,7 +234,7 @@ def bench_projection_postgres(quick: bool, tmp: Path) -> list[Result]:
 
     def fold(target: Store) -> float:
         engine = open_database(target, catch_up=False)
-        dt = _timed(lambda: Projector(target, engine).catch_up())
+        dt = timed(lambda: Projector(target, engine).catch_up())
         engine.dispose()
         return (n + 2) / dt
 
@@ -359,8 +297,8 @@ def bench_read_history(quick: bool, tmp: Path) -> list[Result]:
     con = sqlite3.connect(store.db_path)
     sql = "SELECT step, value FROM metric WHERE run_id = ? AND key = ? ORDER BY step"
     repeat = 3
-    rate = _best(repeat, lambda: n / _timed(lambda: metric_history(engine, run.id, "loss")))
-    limit = _best(repeat, lambda: n / _timed(lambda: con.execute(sql, (run.id, "loss")).fetchall()))
+    rate = best(repeat, lambda: n / timed(lambda: metric_history(engine, run.id, "loss")))
+    limit = best(repeat, lambda: n / timed(lambda: con.execute(sql, (run.id, "loss")).fetchall()))
     return [Result("read history into numpy", rate, "points/s", limit, "sqlite3 fetchall", ">= 2M/s")]
 
 
@@ -556,7 +494,7 @@ def bench_ui_metric(quick: bool, tmp: Path) -> list[Result]:
         status_ms, _ = http_median_ms(server.port, f"/api/run/{run.id}/status", 5)
         page_ms, _ = http_median_ms(server.port, f"/run/{run.id}", 5)
     engine = reader_engine(store.db_path)  # the same read without HTTP, JSON and the app: what serving adds
-    query_ms = statistics.median(_timed(lambda: downsample(engine, run.id, "loss", 1000)) for _ in range(requests))
+    query_ms = statistics.median(timed(lambda: downsample(engine, run.id, "loss", 1000)) for _ in range(requests))
     engine.dispose()
     return [
         Result(
@@ -610,7 +548,7 @@ def bench_sqlite_statistics(quick: bool, tmp: Path) -> list[Result]:
                 assert len(con.execute(LAST_VALUE_JOIN).fetchall()) == runs
                 return 1 / (time.perf_counter() - t)
 
-            return _best(repeat, once)
+            return best(repeat, once)
         finally:
             con.close()
 
@@ -697,7 +635,7 @@ def bench_charts(quick: bool, tmp: Path) -> list[Result]:
         samples = [over_http(conn) for _ in range(repeat)]
         conn.close()
     limit_ms = statistics.median(direct() for _ in range(repeat))
-    charts_only_ms = statistics.median(_timed(lambda: ui_data.compare_charts(engine, ids)) for _ in range(repeat))
+    charts_only_ms = statistics.median(timed(lambda: ui_data.compare_charts(engine, ids)) for _ in range(repeat))
     engine.dispose()
     page_ms = statistics.median(s[0] for s in samples)
     charts_ms = statistics.median(s[1] for s in samples)
@@ -719,12 +657,6 @@ def bench_charts(quick: bool, tmp: Path) -> list[Result]:
         )
     ]
 
-
-# Benchmarks in modules of their own import `Result` (and helpers) from this one: imported once it is defined.
-from .dashboard import bench_runs_table  # noqa: E402
-from .media import bench_media  # noqa: E402
-from .qex import bench_qex  # noqa: E402
-from .report_sweep import bench_report_sweep  # noqa: E402
 
 ALL = {
     "log_metric": bench_log_metric,

@@ -14,7 +14,7 @@ import alexandria
 from alexandria.db import open_database
 from alexandria.store import Store
 
-from .core import Result, http_median_ms
+from .common import Result, http_median_ms
 
 PARAMS = 10
 METRICS = 5

@@ -11,6 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .common import Result, http_median_ms, timed
+
 PER_PAGE = 50
 
 
@@ -63,8 +65,6 @@ def bench_media(quick: bool, tmp: Path) -> list[Any]:
     from alexandria.store import Store
     from alexandria.ui import BackgroundServer
 
-    from .core import Result, _timed, http_median_ms
-
     n = 20_000 if quick else 200_000
     steps = 200 if quick else 2_000
     requests = 5 if quick else 10
@@ -95,7 +95,7 @@ def bench_media(quick: bool, tmp: Path) -> list[Any]:
         for fmt, raw in (("csv", _raw_csv_page), ("parquet", _raw_parquet_page)):
             served = http_median_ms(server.port, f"/api/run/{run.id}/media/{ids[fmt]}/table?page={last}", requests)[0]
             path = files[f".{fmt}"]
-            limit = statistics.median(_timed(functools.partial(raw, path, start)) for _ in range(requests))
+            limit = statistics.median(timed(functools.partial(raw, path, start)) for _ in range(requests))
             results.append(
                 Result(
                     f"ui: last page of a {n:,}-row {fmt} table",
@@ -108,7 +108,7 @@ def bench_media(quick: bool, tmp: Path) -> list[Any]:
             )
         served = http_median_ms(server.port, f"/api/run/{run.id}/histogram/weights", requests)[0]
         limit = statistics.median(
-            _timed(lambda: _raw_histogram(store.db_path, run.id, "weights")) for _ in range(requests)
+            timed(lambda: _raw_histogram(store.db_path, run.id, "weights")) for _ in range(requests)
         )
         page_ms = http_median_ms(server.port, f"/run/{run.id}", requests)[0]
     results.append(

@@ -22,7 +22,7 @@ from alexandria.qex.backends import Noise, NumpyDensityMatrix
 from alexandria.qex.experiments import get_experiment
 from alexandria.qex.runner import open_store, run_circuit
 
-from .core import Result
+from .common import Result
 
 #: Decompositions of the full state a run needs at least: noiseless, noisy (see the module docstring).
 NEEDED = {False: 1, True: 5}

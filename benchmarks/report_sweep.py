@@ -24,7 +24,7 @@ import alexandria
 from alexandria.db import open_database
 from alexandria.store import Store
 
-from .core import PEAK_MB, Result
+from .common import PEAK_MB, Result
 
 METRICS = ("loss", "val/loss", "val/acc")
 

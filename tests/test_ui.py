@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -456,6 +457,36 @@ def _browser_or_skip() -> tuple[Any, str]:
             pytest.fail(message)
         pytest.skip(message)
     return sync_playwright, chromium
+
+
+@contextmanager
+def chromium_context(
+    tmp_path: Path, *, width: int = 1280, height: int = 900, console: bool = False
+) -> Iterator[tuple[Any, list[str]]]:
+    """A Chromium context in a fresh profile (Playwright's persistent context, Debian's browser), and the list of
+    the script errors its pages report (with `console`, the console's errors too): a test asserts it stays
+    empty. Its default timeout is 30 s."""
+    sync_playwright, chromium = _browser_or_skip()
+    problems: list[str] = []
+
+    def watch(page: Any) -> None:
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        if console:
+            page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=chromium,
+            args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+        )
+        context.on("page", watch)
+        context.set_default_timeout(30_000)
+        try:
+            yield context, problems
+        finally:
+            context.close()
 
 
 def _save_artifact(source: Path) -> Path:

@@ -16,7 +16,7 @@ import pytest
 
 from alexandria.figures import smooth
 from tests.conftest import run_python, wait_until
-from tests.test_ui import CHROMIUM_ARGS, Server, _browser_or_skip, _save_artifact, start_ui, stop_ui
+from tests.test_ui import Server, _save_artifact, chromium_context, start_ui, stop_ui
 
 # One run: three curves (one crossing zero, for log y), a value logged once, a metric logged twice without a step.
 RUN = """
@@ -77,22 +77,9 @@ def _serve(store: Path, runs: int) -> Server:
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     """A fresh Chromium context; every page of it fails the test on a script error."""
-    sync_playwright, chromium = _browser_or_skip()
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=chromium,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 900},
-        )
-        problems: list[str] = []
-        context.on("page", lambda p: p.on("pageerror", lambda exc: problems.append(f"page error: {exc}")))
-        context.set_default_timeout(30_000)
-        try:
-            yield context
-            assert not problems, problems
-        finally:
-            context.close()
+    with chromium_context(tmp_path, width=1400) as (context, problems):
+        yield context
+        assert not problems, problems
 
 
 def _drawn(page: Any, key: str, traces: int | None = None, after: int = 0) -> None:

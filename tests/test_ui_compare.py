@@ -17,7 +17,7 @@ from alexandria.query import Reader, metric_by_run
 from alexandria.store import Store
 from alexandria.ui import data
 from tests.conftest import wait_until
-from tests.test_ui import CHROMIUM_ARGS, _browser_or_skip, _save_artifact, start_ui, stop_ui
+from tests.test_ui import _save_artifact, chromium_context, start_ui, stop_ui
 
 DIFFER = ["batch", "lr", "opt"]  # the parameters that differ between the runs; "layers" and "seed" do not
 MARKUP = "<b>bold</b>"
@@ -62,100 +62,83 @@ def _colours(page: Any) -> dict[str, Any]:
 
 
 def test_compare_30_runs_in_a_real_browser(store: Store, tmp_path: Path) -> None:
-    sync_playwright, chromium = _browser_or_skip()
     ids = seed_runs(store, 30)
     server = start_ui(store.root, "--interval", "0.3")
     reader = Reader(store, fold=False)
     try:
         wait_until(lambda: server.json("/api/runs")["count"] == 31, timeout=60, what="31 runs in /api/runs")
-        with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                str(tmp_path / "profile"),
-                executable_path=chromium,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 900},
+        with chromium_context(tmp_path, console=True) as (context, problems):
+            page = context.new_page()
+            page.goto(f"{server.url}compare?run={','.join(ids)}")
+            params = page.locator("#compare-params tr.param-row")
+            assert params.count() == 5
+
+            def shown(rows: Any) -> list[str]:
+                return [rows.nth(i).get_attribute("data-key") for i in range(rows.count()) if rows.nth(i).is_visible()]
+
+            assert shown(params) == DIFFER  # only what differs, until asked
+            assert page.inner_text("#params-count") == "3 of 5 parameters differ"
+            tags = page.locator("#compare-params tr.tag-row")
+            assert shown(tags) == ["shard"] and page.inner_text("#tags-count") == "1 of 2 tags differ"
+            page.check("#show-all-params")
+            assert shown(params) == ["batch", "layers", "lr", "opt", "seed"]
+            assert shown(tags) == ["shard"]
+            page.check("#show-all-tags")
+            assert shown(tags) == ["shard", "team"]
+            page.uncheck("#show-all-params")
+            assert shown(params) == DIFFER
+
+            # 30 columns: the page keeps the window's width, the table's own box scrolls, its first column stays
+            width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], width
+            box = page.evaluate(
+                "() => { const b = document.getElementById('compare-scroll'); return [b.scrollWidth, b.clientWidth]; }"
             )
-            try:
-                page = context.new_page()
-                problems: list[str] = []
-                page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-                page.set_default_timeout(30_000)
-                page.goto(f"{server.url}compare?run={','.join(ids)}")
-                params = page.locator("#compare-params tr.param-row")
-                assert params.count() == 5
+            assert box[0] > 2 * box[1], box
+            key_cell = page.locator('#compare-params tr[data-key="lr"] th')
+            before = key_cell.bounding_box()
+            page.evaluate("() => { document.getElementById('compare-scroll').scrollLeft = 1500; }")
+            wait_until(
+                lambda: page.evaluate("() => document.getElementById('compare-scroll').scrollLeft") > 0,
+                timeout=10,
+                what="the box scrolled",
+            )
+            assert page.evaluate("() => window.scrollX") == 0
+            assert key_cell.bounding_box()["x"] == before["x"]  # sticky: the keys stay in view
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width[1]
 
-                def shown(rows: Any) -> list[str]:
-                    return [
-                        rows.nth(i).get_attribute("data-key") for i in range(rows.count()) if rows.nth(i).is_visible()
-                    ]
+            # parallel coordinates: by default coloured by the held-out accuracy, its last value per run
+            page.wait_for_selector("#parallel[data-drawn]")
+            drawn = _colours(page)
+            assert (drawn["metric"], drawn["agg"], drawn["run_ids"]) == ("val/acc", "last", ids)
+            assert drawn["values"] == metric_by_run(reader.engine, ids, "val/acc", "last")
+            assert page.input_value("#pc-metric") == "val/acc"
+            options = page.locator("#pc-metric option")
+            assert [options.nth(i).inner_text() for i in range(options.count())] == ["loss", "val/acc"]  # shared
+            assert "<b>opt</b>" in drawn["ticks"] and "&lt;b&gt;bold&lt;/b&gt;" in drawn["ticks"]  # escaped
+            page.locator("#parallel").scroll_into_view_if_needed()
+            shot = tmp_path / "ui-compare-30.png"
+            page.screenshot(path=str(shot), full_page=True)
+            _save_artifact(shot)
 
-                assert shown(params) == DIFFER  # only what differs, until asked
-                assert page.inner_text("#params-count") == "3 of 5 parameters differ"
-                tags = page.locator("#compare-params tr.tag-row")
-                assert shown(tags) == ["shard"] and page.inner_text("#tags-count") == "1 of 2 tags differ"
-                page.check("#show-all-params")
-                assert shown(params) == ["batch", "layers", "lr", "opt", "seed"]
-                assert shown(tags) == ["shard"]
-                page.check("#show-all-tags")
-                assert shown(tags) == ["shard", "team"]
-                page.uncheck("#show-all-params")
-                assert shown(params) == DIFFER
-
-                # 30 columns: the page keeps the window's width, the table's own box scrolls, its first column stays
-                width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-                assert width[0] <= width[1], width
-                box = page.evaluate(
-                    "() => { const b = document.getElementById('compare-scroll');"
-                    " return [b.scrollWidth, b.clientWidth]; }"
-                )
-                assert box[0] > 2 * box[1], box
-                key_cell = page.locator('#compare-params tr[data-key="lr"] th')
-                before = key_cell.bounding_box()
-                page.evaluate("() => { document.getElementById('compare-scroll').scrollLeft = 1500; }")
-                wait_until(
-                    lambda: page.evaluate("() => document.getElementById('compare-scroll').scrollLeft") > 0,
-                    timeout=10,
-                    what="the box scrolled",
-                )
-                assert page.evaluate("() => window.scrollX") == 0
-                assert key_cell.bounding_box()["x"] == before["x"]  # sticky: the keys stay in view
-                assert page.evaluate("() => document.documentElement.scrollWidth") <= width[1]
-
-                # parallel coordinates: by default coloured by the held-out accuracy, its last value per run
-                page.wait_for_selector("#parallel[data-drawn]")
-                drawn = _colours(page)
-                assert (drawn["metric"], drawn["agg"], drawn["run_ids"]) == ("val/acc", "last", ids)
-                assert drawn["values"] == metric_by_run(reader.engine, ids, "val/acc", "last")
-                assert page.input_value("#pc-metric") == "val/acc"
-                options = page.locator("#pc-metric option")
-                assert [options.nth(i).inner_text() for i in range(options.count())] == ["loss", "val/acc"]  # shared
-                assert "<b>opt</b>" in drawn["ticks"] and "&lt;b&gt;bold&lt;/b&gt;" in drawn["ticks"]  # escaped
-                page.locator("#parallel").scroll_into_view_if_needed()
-                shot = tmp_path / "ui-compare-30.png"
-                page.screenshot(path=str(shot), full_page=True)
-                _save_artifact(shot)
-
-                # the user picks loss, then its min: the colours follow, as the read model says
-                page.select_option("#pc-metric", "loss")
-                page.wait_for_function("() => document.getElementById('parallel').dataset.metric === 'loss'")
-                drawn = _colours(page)
-                assert drawn["agg"] == "last"
-                assert drawn["values"] == metric_by_run(reader.engine, ids, "loss", "last")
-                page.select_option("#pc-agg", "min")
-                page.wait_for_function("() => document.getElementById('parallel').dataset.agg === 'min'")
-                drawn = _colours(page)
-                lows = metric_by_run(reader.engine, ids, "loss", "min")
-                assert drawn["metric"] == "loss" and drawn["values"] == lows
-                assert lows != metric_by_run(reader.engine, ids, "loss", "last")
-                best, worst = ids[lows.index(max(lows))], ids[lows.index(min(lows))]  # Viridis' two ends
-                assert drawn["lines"][best] == "rgb(253,231,37)" and drawn["lines"][worst] == "rgb(68,1,84)"
-                shot = tmp_path / "ui-compare-30-loss-min.png"
-                page.locator("#parallel").screenshot(path=str(shot))
-                _save_artifact(shot)
-                assert not problems, problems
-            finally:
-                context.close()
+            # the user picks loss, then its min: the colours follow, as the read model says
+            page.select_option("#pc-metric", "loss")
+            page.wait_for_function("() => document.getElementById('parallel').dataset.metric === 'loss'")
+            drawn = _colours(page)
+            assert drawn["agg"] == "last"
+            assert drawn["values"] == metric_by_run(reader.engine, ids, "loss", "last")
+            page.select_option("#pc-agg", "min")
+            page.wait_for_function("() => document.getElementById('parallel').dataset.agg === 'min'")
+            drawn = _colours(page)
+            lows = metric_by_run(reader.engine, ids, "loss", "min")
+            assert drawn["metric"] == "loss" and drawn["values"] == lows
+            assert lows != metric_by_run(reader.engine, ids, "loss", "last")
+            best, worst = ids[lows.index(max(lows))], ids[lows.index(min(lows))]  # Viridis' two ends
+            assert drawn["lines"][best] == "rgb(253,231,37)" and drawn["lines"][worst] == "rgb(68,1,84)"
+            shot = tmp_path / "ui-compare-30-loss-min.png"
+            page.locator("#parallel").screenshot(path=str(shot))
+            _save_artifact(shot)
+            assert not problems, problems
     finally:
         reader.close()
         stop_ui(server)

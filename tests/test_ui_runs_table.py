@@ -18,7 +18,7 @@ from alexandria.runs_table import View, parse_column, parse_sort, runs_table
 from alexandria.store import Store
 from alexandria.ui.data import RunFilter
 from tests.conftest import run_python, wait_until
-from tests.test_ui import CHROMIUM_ARGS, _browser_or_skip, _save_artifact, start_ui, stop_ui
+from tests.test_ui import _save_artifact, chromium_context, start_ui, stop_ui
 
 # Nine top-level runs with seeded random losses (one without the metric, one without lr), lr as numbers except in
 # `odd`, where one value is text; a sweep parent with two children. Prints the ids and what each run logged.
@@ -190,23 +190,14 @@ def test_bad_columns_are_said_on_the_page_and_the_rest_is_shown(seeded: tuple[St
 
 
 def test_the_runs_table_in_a_real_browser(store: Store, tmp_path: Path) -> None:
-    sync_playwright, chromium = _browser_or_skip()
     logged = _seed(store)
     runs = logged["runs"]
     server = start_ui(store.root, "--interval", "0.3")
     try:
         wait_until(lambda: server.json("/api/runs")["count"] == 12, timeout=60, what="12 runs in /api/runs")
-        with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                str(tmp_path / "profile"),
-                executable_path=chromium,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 900},
-            )
-            try:
-                _drive(context, server.url, runs, tmp_path)
-            finally:
-                context.close()
+        with chromium_context(tmp_path, width=1400, console=True) as (context, problems):
+            _drive(context, server.url, runs, tmp_path)
+            assert not problems, problems
     finally:
         stop_ui(server)
 
@@ -217,10 +208,6 @@ def _ids(page: Any) -> list[str]:
 
 def _drive(context: Any, url: str, runs: dict[str, Any], tmp_path: Path) -> None:
     page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-    page.set_default_timeout(20_000)
     page.goto(url + "?experiment=grid")
     # The defaults show values: the params that differ and the metric's last value, not counts.
     heads = page.eval_on_selector_all("#runs-table thead th[data-col]", "ths => ths.map(t => t.dataset.col)")
@@ -293,7 +280,6 @@ def _drive(context: Any, url: str, runs: dict[str, Any], tmp_path: Path) -> None
     ungrouped = page.url.replace("group=params.opt", "group=")
     shared.goto(ungrouped)
     assert _ids(shared) == _top_order(maxima, True)
-    assert not problems, problems
 
 
 def test_next_page_links_and_a_groups_list_all_link(

@@ -45,14 +45,20 @@ def _param(params: dict[str, Any], key: str) -> Any:
 
 
 def _positive_int(params: dict[str, Any], key: str = "n") -> int:
+    return _integer(params, key, lambda v: v >= 1, "a positive integer")
+
+
+def _integer(params: dict[str, Any], key: str, ok: Callable[[int], bool], what: str) -> int:
+    """The parameter as an int (a string of one too: the command line's `-p n=3`) that `ok` accepts; else an
+    InvalidInputError saying it must be `what`."""
     v = _param(params, key)
     if isinstance(v, str):
         try:
             v = int(v.strip())
         except ValueError:
-            raise InvalidInputError(f"{key} must be a positive integer, got {v!r}") from None
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-        raise InvalidInputError(f"{key} must be a positive integer, got {v!r}")
+            raise InvalidInputError(f"{key} must be {what}, got {v!r}") from None
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or not ok(int(v)):
+        raise InvalidInputError(f"{key} must be {what}, got {v!r}")
     return int(v)
 
 
@@ -99,15 +105,7 @@ def _ghz(params: dict[str, Any]) -> Circuit:
 
 
 def _int_in(params: dict[str, Any], key: str, low: int, high: int) -> int:
-    v = _param(params, key)
-    if isinstance(v, str):
-        try:
-            v = int(v.strip())
-        except ValueError:
-            raise InvalidInputError(f"{key} must be an integer from {low} to {high}, got {v!r}") from None
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or not low <= v <= high:
-        raise InvalidInputError(f"{key} must be an integer from {low} to {high}, got {v!r}")
-    return int(v)
+    return _integer(params, key, lambda v: low <= v <= high, f"an integer from {low} to {high}")
 
 
 def _basis(c: Circuit, index: int) -> None:
