@@ -202,17 +202,20 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    global _sigint_handled
+    _sigint_handled += 1  # the watcher's sign that this Ctrl-C was seen (even if deferred)
     if _busy > 0:
         _deferred_signals.append(lambda: _on_sigint(signum, frame))
         return
     raise KeyboardInterrupt
 
 
-# A Python signal handler runs only when the main thread runs Python. A SIGTERM that lands between
-# CPython's check for pending signals and a blocking C call (a Pool worker taking its queue's lock)
-# is never seen by the handler: the process would ignore SIGTERM and its parent would wait forever.
+# A Python signal handler runs only when the main thread runs Python. A SIGTERM or Ctrl-C that lands
+# between CPython's check for pending signals and a blocking C call (a Pool worker taking its queue's
+# lock, the `time.sleep` right after a print) is never seen by the handler: the process would ignore
+# SIGTERM and its parent would wait forever, and a Ctrl-C would be lost (plain CPython has the same race).
 # CPython also writes every signal it catches to the "wakeup fd"; a watcher thread reads it, and if
-# the handler has not run shortly after a SIGTERM, it sends SIGTERM to the main thread again, which
+# the handler has not run shortly after the signal, it sends the signal to the main thread again, which
 # interrupts the blocking call. (Only where no one else, such as asyncio, set a wakeup fd.)
 #
 # Some native code retries its wait whatever the signal (a gloo collective, pthread_join): the handler then
@@ -221,8 +224,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 # and ours is still the handler with the default action behind it, the watcher ends the runs from its own
 # thread ("killed", everything written and closed) and the process dies of SIGTERM as it would have.
 SIGTERM_GRACE = 2.0
+#: Seconds a caught signal's Python handler has to run before the watcher sends the signal to the main thread.
+UNSEEN_AFTER = 0.05
 _wakeup: tuple[int, int] | None = None
 _sigterm_seen = False
+_sigint_handled = 0  # how many times _on_sigint ran
 _ending_elsewhere = threading.Event()
 
 
@@ -242,32 +248,47 @@ def _watch_sigterm() -> None:
         os.close(write_fd)
         return
     _wakeup = (read_fd, write_fd)
-    start_thread(_resend_unseen_sigterm, "alexandria-signals", read_fd)
+    start_thread(_resend_unseen_signals, "alexandria-signals", read_fd)
 
 
-def _resend_unseen_sigterm(read_fd: int) -> None:
+def _resend_unseen_signals(read_fd: int) -> None:
     main = threading.main_thread().ident
+    sigint_seen = _sigint_handled  # the handler's count as of the last Ctrl-C dealt with
+    resent_sigint = False
     while True:
         try:
             caught = os.read(read_fd, 64)
         except OSError:
             return
-        if not caught:
+        if not caught or main is None:
             return
+        if signal.SIGINT in caught and signal.getsignal(signal.SIGINT) is _on_sigint:
+            if resent_sigint:  # the byte of our own resend: that Ctrl-C was dealt with
+                resent_sigint = False
+            elif _ran_within(UNSEEN_AFTER, lambda seen=sigint_seen: _sigint_handled > seen):
+                sigint_seen = _sigint_handled
+            else:
+                try:
+                    signal.pthread_kill(main, signal.SIGINT)
+                except (OSError, ProcessLookupError):
+                    return
+                resent_sigint = True
+                sigint_seen += 1  # the resend's handler run is this Ctrl-C's, not the next one's
         if signal.SIGTERM in caught and not _sigterm_seen and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            if _handler_ran_within(0.05) or main is None:
+            if _ran_within(UNSEEN_AFTER, sigterm_received):
                 continue
             try:
                 signal.pthread_kill(main, signal.SIGTERM)
             except (OSError, ProcessLookupError):
                 return
-            if not _handler_ran_within(SIGTERM_GRACE) and _previous_sigterm is None:
+            if not _ran_within(SIGTERM_GRACE, sigterm_received) and _previous_sigterm is None:
                 _end_here_and_die()
 
 
-def _handler_ran_within(seconds: float) -> bool:
+def _ran_within(seconds: float, ran: Callable[[], bool]) -> bool:
+    """Whether `ran()` is true now or becomes so within `seconds` (the handler it watches ran)."""
     deadline = time.monotonic() + seconds
-    while not _sigterm_seen:
+    while not ran():
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)

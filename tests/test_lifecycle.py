@@ -8,6 +8,7 @@ exit path under test.
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,6 @@ def test_ctrl_c_marks_the_run_killed(store: Store, in_with_block: bool) -> None:
     assert status_and_points(store) == ("killed", "KeyboardInterrupt", 5000, 1)
 
 
-
 def test_ctrl_c_is_never_lost_while_every_background_thread_runs(tmp_path: Path) -> None:
     """Eight processes at once, each with its writer, capture and system metrics threads busy (a sample every
     10 ms) when Ctrl-C comes: every one of them stops at once and records its run killed. A Ctrl-C deferred
@@ -112,6 +112,49 @@ def test_ctrl_c_is_never_lost_while_every_background_thread_runs(tmp_path: Path)
         status, error, points, ended = status_and_points(store)
         assert (status, error, ended) == ("killed", "KeyboardInterrupt", 1)
         assert points >= 5000  # its own 5000, and the system metrics sampled meanwhile
+
+
+OTHER_THREAD_TAKES_THE_SIGNAL = """
+import signal, threading
+# A thread of the program's own, signals not blocked: when told on stdin it sends the signal to itself. Python's
+# C-level handler then runs on this thread and the main thread sleeps on, as it does when a signal lands between
+# CPython's check for pending signals and the sleep's system call (the race that once lost a Ctrl-C).
+def take(signum):
+    sys.stdin.buffer.readline()
+    signal.pthread_kill(threading.get_ident(), signum)
+threading.Thread(target=take, args=(signal.{signal},), daemon=True).start()
+"""
+
+
+def main_thread_sleeps(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/wchan").read_text() in ("hrtimer_nanosleep", "do_nanosleep")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("sent", "error"), [(signal.SIGINT, "KeyboardInterrupt"), (signal.SIGTERM, "SIGTERM")], ids=["ctrl-c", "sigterm"]
+)
+def test_a_signal_whose_handler_missed_the_sleep_still_ends_the_run(
+    store: Store, sent: signal.Signals, error: str
+) -> None:
+    env = child_env(ALEXANDRIA_FLUSH_INTERVAL="60", ALEXANDRIA_STORE=str(store.root))
+    setup = OTHER_THREAD_TAKES_THE_SIGNAL.format(signal=sent.name)
+    proc = python(LOGGER.format(setup=setup, ending="with run:\n    time.sleep(60)"), env=env, stdin=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert len(proc.stdout.readline().strip()) == 32
+        if not Path(f"/proc/{proc.pid}/task").is_dir():
+            skip_outside_ci("this test reads /proc to know the child's main thread sleeps (Linux)")
+        wait_until(lambda: main_thread_sleeps(proc.pid), timeout=60, what="the child's main thread to sleep")
+        proc.stdin.write(b"now\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=45) != 0  # well inside its 60 s sleep: the signal was not lost
+    finally:
+        proc.kill()
+    assert status_and_points(store) == ("killed", error, 5000, 1)
+
 
 NATIVE_WAIT = """
 import ctypes
