@@ -21,6 +21,7 @@ this module knows nothing of runs, so segment.py's writer can use its critical s
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import signal
@@ -265,7 +266,7 @@ def _resend_unseen_signals(read_fd: int) -> None:
         if signal.SIGINT in caught and signal.getsignal(signal.SIGINT) is _on_sigint:
             if resent_sigint:  # the byte of our own resend: that Ctrl-C was dealt with
                 resent_sigint = False
-            elif _ran_within(UNSEEN_AFTER, lambda seen=sigint_seen: _sigint_handled > seen):
+            elif _ran_within(UNSEEN_AFTER, functools.partial(_sigint_handled_beyond, sigint_seen)):
                 sigint_seen = _sigint_handled
             else:
                 try:
@@ -283,6 +284,10 @@ def _resend_unseen_signals(read_fd: int) -> None:
                 return
             if not _ran_within(SIGTERM_GRACE, sigterm_received) and _previous_sigterm is None:
                 _end_here_and_die()
+
+
+def _sigint_handled_beyond(count: int) -> bool:
+    return _sigint_handled > count
 
 
 def _ran_within(seconds: float, ran: Callable[[], bool]) -> bool:

@@ -65,6 +65,7 @@ from .events import (
     HistogramLogged,
     MediaFile,
     MediaLogged,
+    MetricLogged,
     ParamLogged,
     RunEdited,
     RunFinished,
@@ -184,7 +185,7 @@ class Run:
         if timestamp is not None:
             timestamp = event_time(timestamp)
         queue = self._queue
-        queue.append((_time() if timestamp is None else timestamp, key, value, step))
+        queue.append(MetricLogged(_time() if timestamp is None else timestamp, key, value, step))
         if len(queue) >= BATCH_SIZE:
             writer.kick()
 
@@ -205,7 +206,7 @@ class Run:
                 keys.add(check_key(key, "metric"))
             if type(value) is not float or value - value != 0.0:
                 value = metric_value(key, value)  # type: ignore[assignment]
-            points.append((now, key, value, step))
+            points.append(MetricLogged(now, key, value, step))
         self._queue.extend(points)
         writer.kick()
 

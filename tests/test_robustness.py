@@ -16,7 +16,7 @@ import pytest
 
 import alexandria
 from alexandria.db import open_database
-from alexandria.events import Header, ParamLogged, WriterInfo, encoder
+from alexandria.events import Header, MetricLogged, ParamLogged, WriterInfo, encoder
 from alexandria.projector import Projector
 from alexandria.rebuild import rebuild
 from alexandria.segment import SegmentReader
@@ -297,19 +297,20 @@ def test_sigterm_at_any_moment_never_hangs_and_never_tears_a_line(store: Store) 
         assert [json.loads(line)["event"] for _, line in complete_lines(segment)[-2:]] == ["run_finished", "closed"]
 
 
-def test_sigterm_while_the_writer_is_being_woken_never_hangs(store: Store) -> None:
-    """SIGTERM ends the runs, and ending one joins its writer thread, which leaves its wait only with the lock
-    that waking it takes. A SIGTERM handled while the main thread held that lock (waking the writer when
-    10,000 points are queued) hung the process for ever. The signal is sent at that very moment: from a
-    trace function, on the line of `_Wake.set` that runs with the lock held."""
+def test_sigterm_while_a_logging_call_drains_its_batch_never_hangs(store: Store) -> None:
+    """SIGTERM ends the runs, and ending one drains its writer under the lock the drain holds. The call that
+    fills a batch (the 10,000th point) drains it on the main thread: a SIGTERM handled there, lock held, would
+    hang the process for ever or write lines twice. The signal is sent at that very moment, from a trace
+    function on the line of `drain` that writes with the lock held; it must wait for the drain, then end the
+    run "killed" with every point logged."""
     code = """
     import inspect, os, signal, sys
     import alexandria
     from alexandria import segment
 
-    lines, first = inspect.getsourcelines(segment._Wake.set)
-    target_line = first + next(i for i, text in enumerate(lines) if "self._flag = True" in text)
-    target = segment._Wake.set.__code__
+    lines, first = inspect.getsourcelines(segment.SegmentWriter.drain)
+    target_line = first + next(i for i, text in enumerate(lines) if "one write" in text)
+    target = segment.SegmentWriter.drain.__code__
     sent = []
 
     def local(frame, event, arg):
@@ -321,23 +322,24 @@ def test_sigterm_while_the_writer_is_being_woken_never_hangs(store: Store) -> No
     def tracer(frame, event, arg):
         return local if frame.f_code is target else None
 
-    run = alexandria.start_run(experiment="wake", system_metrics=False)
+    run = alexandria.start_run(experiment="drain", system_metrics=False)
     print(run.id, flush=True)
     sys.settrace(tracer)
-    for step in range(20_000):  # the 10,000th point wakes the writer
+    for step in range(20_000):  # the 10,000th point drains the batch
         run.log_metric("loss", 0.5, step)
     sys.settrace(None)
     print("not killed", flush=True)
     """
-    proc = python(code, env=child_env(ALEXANDRIA_STORE=str(store.root)))
+    proc = python(code, env=child_env(ALEXANDRIA_STORE=str(store.root), ALEXANDRIA_FLUSH_INTERVAL="60"))
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError("the process hung after a SIGTERM taken while it woke the writer") from None
+        raise AssertionError("the process hung after a SIGTERM taken while a logging call drained") from None
     assert proc.returncode == -signal.SIGTERM, err.decode()
     run_id = out.decode().split()[0]
     assert query(store, f"SELECT status FROM run WHERE id = '{run_id}'") == [("killed",)]
+    assert query(store, f"SELECT count(*), max(step) FROM metric WHERE run_id = '{run_id}'") == [(10_000, 9_999)]
 
 
 def test_first_run_started_on_a_thread_still_gets_sigterm_handling(store: Store) -> None:
@@ -361,7 +363,8 @@ def test_an_event_that_cannot_be_encoded_is_dropped_alone(tmp_path: Path) -> Non
     from alexandria.segment import SegmentWriter
 
     writer = SegmentWriter(tmp_path / "run", "d" * 32)
-    writer.queue.extend([(1.0, "a", 1.0, 0), ParamLogged(key="p", value="\udce9", time=1.0), (1.0, "b", "NaN", 1)])
+    bad = ParamLogged(key="p", value="\udce9", time=1.0)
+    writer.queue.extend([MetricLogged(1.0, "a", 1.0, 0), bad, MetricLogged(1.0, "b", "NaN", 1)])
     with pytest.raises(WriterError, match="could not be encoded and was dropped"):
         writer.drain()
     writer.close()
