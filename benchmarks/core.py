@@ -20,6 +20,7 @@ import alexandria
 from alexandria.db import open_database
 from alexandria.events import MetricLogged, encoder
 from alexandria.projector import Projector
+from alexandria.segment import BATCH_SIZE
 from alexandria.store import Store
 
 from .common import PEAK_MB, Result, best, http_median_ms, timed
@@ -29,20 +30,26 @@ from .qex import bench_qex
 from .report_sweep import bench_report_sweep
 
 
-def raw_write_limit(n: int, directory: Path) -> float:
-    """Metric events built, encoded with msgspec and appended with one os.write per 1,000 lines."""
+def raw_write_limit(n: int, directory: Path, keys: int = 1) -> float:
+    """The honest limit: the same events built the cheapest way (`MetricLogged` positionally), encoded with the
+    same encoder a batch at a time and appended with one os.write per batch, on one thread. `keys` points share
+    each step and time, as `log_metrics` of that many keys does."""
     path = directory / "raw.jsonl"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    out = bytearray()
-    t0 = time.perf_counter()
+    names = ["loss"] if keys == 1 else [f"m{k}" for k in range(keys)]
+    batch: list[MetricLogged] = []
+    add = batch.append
     now = time.time
-    for i in range(n):
-        encoder.encode_into(MetricLogged(key="loss", value=0.5, step=i, time=now()), out, -1)
-        out.append(10)
-        if i % 1000 == 999:
-            os.write(fd, out)
-            out.clear()
-    os.write(fd, out)
+    t0 = time.perf_counter()
+    for i in range(n // keys):
+        t = now()
+        for name in names:
+            add(MetricLogged(t, name, 0.5, i))
+        if len(batch) >= BATCH_SIZE:
+            os.write(fd, encoder.encode_lines(batch))
+            batch.clear()
+    os.write(fd, encoder.encode_lines(batch))
+    os.fsync(fd)  # as `end()` does
     os.close(fd)
     dt = time.perf_counter() - t0
     path.unlink()
@@ -50,11 +57,13 @@ def raw_write_limit(n: int, directory: Path) -> float:
 
 
 def bench_log_metric(quick: bool, tmp: Path) -> list[Result]:
+    """The hot path against the honest limit of the same shape, alternating in one process (a change of the
+    machine's load hits both alike): a point per call, and 10 keys a call."""
     n = 200_000 if quick else 2_000_000
-    repeat = 1 if quick else 3
+    repeat = 1 if quick else 5
 
     def api() -> float:
-        run = alexandria.start_run(experiment="bench", store=tmp / "store")
+        run = alexandria.start_run(experiment="bench", store=tmp / "store", capture=False, system_metrics=False)
         log = run.log_metric
         t0 = time.perf_counter()
         for i in range(n):
@@ -63,7 +72,7 @@ def bench_log_metric(quick: bool, tmp: Path) -> list[Result]:
         return n / (time.perf_counter() - t0)
 
     def api_metrics() -> float:
-        run = alexandria.start_run(experiment="bench", store=tmp / "store")
+        run = alexandria.start_run(experiment="bench", store=tmp / "store", capture=False, system_metrics=False)
         log = run.log_metrics
         values = {f"m{k}": 0.5 for k in range(10)}
         t0 = time.perf_counter()
@@ -72,16 +81,31 @@ def bench_log_metric(quick: bool, tmp: Path) -> list[Result]:
         run.end()
         return n / (time.perf_counter() - t0)
 
-    limit = best(repeat, lambda: raw_write_limit(n, tmp))
+    ours, limit, ours10, limit10 = [], [], [], []
+    for _ in range(repeat):
+        limit.append(raw_write_limit(n, tmp))
+        ours.append(api())
+        limit10.append(raw_write_limit(n, tmp, keys=10))
+        ours10.append(api_metrics())
+    median = statistics.median
     return [
-        Result("log_metric", best(repeat, api), "points/s", limit, "msgspec encode + os.write", ">= 1M/s, >= 60%"),
+        Result(
+            "log_metric",
+            median(ours),
+            "points/s",
+            median(limit),
+            "same events, one thread",
+            ">= 75%",
+            extra={"median_ratio_of_pairs": median(a / b for a, b in zip(ours, limit, strict=True))},
+        ),
         Result(
             "log_metrics (10 keys)",
-            best(repeat, api_metrics),
+            median(ours10),
             "points/s",
-            limit,
-            "msgspec encode + os.write",
-            ">= log_metric",
+            median(limit10),
+            "same, 10 keys a step",
+            ">= 75%",
+            extra={"median_ratio_of_pairs": median(a / b for a, b in zip(ours10, limit10, strict=True))},
         ),
     ]
 
@@ -158,7 +182,7 @@ def bench_latency(quick: bool, tmp: Path) -> list[Result]:
             "log_metric latency p99.9",
             q[0.999],
             "us",
-            target="p99.9 < 20 us",
+            target="p99.9 < 10 us, max < 5 ms",
             extra={"p50_us": q[0.5], "p99_us": q[0.99], "p999_us": q[0.999], "max_us": samples[-1] / 1000},
         )
     ]

@@ -63,15 +63,15 @@ def events_for(last: Any) -> list[Any]:
     return [
         RunStarted(experiment="torn", tags={"team": "vision"}, time=T0),
         ParamLogged(key="lr", value="0.01", time=T0 + 1),
-        (T0 + 2, "loss", 0.5, 0),  # the queue's metric tuple, as log_metric builds it
-        (T0 + 3, "loss", 0.25, 1),
+        MetricLogged(T0 + 2, "loss", 0.5, 0),  # built positionally, as log_metric builds it
+        MetricLogged(T0 + 3, "loss", 0.25, 1),
         last,
     ]
 
 
 LAST_LINES = {
-    "metric": (T0 + 4.5, "loss", 0.125, 2),
-    "nan-metric": (T0 + 4.5, "loss", encode_float(math.nan), 3),
+    "metric": MetricLogged(T0 + 4.5, "loss", 0.125, 2),
+    "nan-metric": MetricLogged(T0 + 4.5, "loss", encode_float(math.nan), 3),
     "unicode-tag": TagSet(key="note", value="naïve ✓ 雨 🚀", time=T0 + 4.5),
 }
 
@@ -105,7 +105,7 @@ def test_projector_never_projects_a_torn_last_line_and_projects_it_once_complete
     """The projector leaves a partial last line alone (no row, no problem, position before it), and folds
     it exactly once when the rest of the line arrives."""
     run_id = uuid.uuid4().hex
-    segment = write_segment(tmp_path / "src", run_id, events_for((T0 + 4.5, "loss", 0.125, 2)))
+    segment = write_segment(tmp_path / "src", run_id, events_for(MetricLogged(T0 + 4.5, "loss", 0.125, 2)))
     data = segment.read_bytes()
     last_start = data.rindex(b"\n", 0, len(data) - 1) + 1
     cuts = sorted({*range(last_start, len(data), 7), last_start + 1, len(data) - 2, len(data) - 1})
@@ -416,7 +416,9 @@ def test_blank_line_is_treated_the_same_live_and_by_rebuild(store: Store) -> Non
     projector meets it alone or in one read together with a corrupt line: live projection and rebuild
     must list the same problems."""
     run_id = uuid.uuid4().hex
-    segment = write_segment(store.run_dir(run_id), run_id, [(T0, "loss", 0.5, 0), (T0 + 1, "loss", 0.25, 1)])
+    segment = write_segment(
+        store.run_dir(run_id), run_id, [MetricLogged(T0, "loss", 0.5, 0), MetricLogged(T0 + 1, "loss", 0.25, 1)]
+    )
     lines = [line for _, line in complete_lines(segment)]
     # header, metric, <blank>, metric ... then later: garbage, metric
     first = b"\n".join([lines[0], lines[1], b"", lines[2]]) + b"\n"
@@ -452,7 +454,7 @@ def test_zeros_in_a_fresh_segment_wait_for_their_bytes_and_are_corrupt_once_it_i
     is folded, nothing is reported, and once the real bytes are there every line is folded exactly once.
     Zeros that stay (a power loss) are reported as corrupt once the segment has been quiet for ZERO_WAIT."""
     run_id = uuid.uuid4().hex
-    events = [(T0 + i, "loss", 1.0 / (i + 1), i) for i in range(6)]
+    events = [MetricLogged(T0 + i, "loss", 1.0 / (i + 1), i) for i in range(6)]
     segment = write_segment(store.run_dir(run_id), run_id, events)
     data, gap_start = zero_line(segment, 3)  # metric step 2 has not arrived: zeros where it will be
     assert query(store, "SELECT step FROM metric ORDER BY step") == [(0,), (1,)]
@@ -494,7 +496,7 @@ def test_reader_with_a_small_read_size_still_reads_long_lines(tmp_path: Path) ->
     """`read(max_bytes=...)` bounds memory, not what can be read: called again and again it yields every
     complete line, also one much longer than max_bytes (a long parameter value)."""
     run_id = uuid.uuid4().hex
-    events = [ParamLogged(key="notes", value="x" * 1000, time=T0), (T0 + 1, "loss", 0.5, 0)]
+    events = [ParamLogged(key="notes", value="x" * 1000, time=T0), MetricLogged(T0 + 1, "loss", 0.5, 0)]
     segment = write_segment(tmp_path / run_id, run_id, events)
     everything = SegmentReader(segment).read()
     reader = SegmentReader(segment)
