@@ -359,7 +359,7 @@ def bench_processes(quick: bool, tmp: Path) -> list[Result]:
         owner.end()
         engine = open_database(store)
         with engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT count(*) FROM metric").scalar()
+            rows = conn.exec_driver_sql("SELECT count(*) FROM metric WHERE key = 'loss'").scalar()
         engine.dispose()
         total = processes * per_process
         results.append(
@@ -449,7 +449,7 @@ def bench_writer_memory(quick: bool, tmp: Path) -> list[Result]:
     seconds, growth_mb = (float(x) for x in out.stdout.split())
     engine = open_database(store)
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT count(*) FROM metric").scalar()
+        rows = conn.exec_driver_sql("SELECT count(*) FROM metric WHERE key = 'loss'").scalar()
     engine.dispose()
     return [
         Result(

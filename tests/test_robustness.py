@@ -19,7 +19,7 @@ from alexandria.db import open_database
 from alexandria.events import Header, MetricLogged, ParamLogged, WriterInfo, encoder
 from alexandria.projector import Projector
 from alexandria.rebuild import rebuild
-from alexandria.segment import SegmentReader
+from alexandria.segment import BATCH_SIZE, SegmentReader
 from alexandria.store import Store, is_run_id
 from tests.conftest import alex, child_env, complete_lines, every_backend, python, query, run_python, table_rows
 
@@ -299,7 +299,7 @@ def test_sigterm_at_any_moment_never_hangs_and_never_tears_a_line(store: Store) 
 
 def test_sigterm_while_a_logging_call_drains_its_batch_never_hangs(store: Store) -> None:
     """SIGTERM ends the runs, and ending one drains its writer under the lock the drain holds. The call that
-    fills a batch (the 10,000th point) drains it on the main thread: a SIGTERM handled there, lock held, would
+    fills a batch (the `BATCH_SIZE`-th point) drains it on the main thread: a SIGTERM handled there, lock held, would
     hang the process for ever or write lines twice. The signal is sent at that very moment, from a trace
     function on the line of `drain` that writes with the lock held; it must wait for the drain, then end the
     run "killed" with every point logged."""
@@ -325,7 +325,7 @@ def test_sigterm_while_a_logging_call_drains_its_batch_never_hangs(store: Store)
     run = alexandria.start_run(experiment="drain", system_metrics=False)
     print(run.id, flush=True)
     sys.settrace(tracer)
-    for step in range(20_000):  # the 10,000th point drains the batch
+    for step in range(2 * segment.BATCH_SIZE):  # the BATCH_SIZE-th point drains the batch
         run.log_metric("loss", 0.5, step)
     sys.settrace(None)
     print("not killed", flush=True)
@@ -339,7 +339,8 @@ def test_sigterm_while_a_logging_call_drains_its_batch_never_hangs(store: Store)
     assert proc.returncode == -signal.SIGTERM, err.decode()
     run_id = out.decode().split()[0]
     assert query(store, f"SELECT status FROM run WHERE id = '{run_id}'") == [("killed",)]
-    assert query(store, f"SELECT count(*), max(step) FROM metric WHERE run_id = '{run_id}'") == [(10_000, 9_999)]
+    points = query(store, f"SELECT count(*), max(step) FROM metric WHERE run_id = '{run_id}'")
+    assert points == [(BATCH_SIZE, BATCH_SIZE - 1)]
 
 
 def test_first_run_started_on_a_thread_still_gets_sigterm_handling(store: Store) -> None:
