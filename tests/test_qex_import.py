@@ -331,6 +331,14 @@ def test_a_cirq_state_in_single_precision_is_checked_at_its_own_precision() -> N
     kept, change = read_state(buffer.getvalue(), "mixed.npy")
     np.testing.assert_allclose(kept.eigenvalues, [0.25, 0.75], atol=1e-15)
     assert change < 1e-15
+    # and so does a wider one with small eigenvalues (5e-5: far above float32's rounding, below 8 * 64 * eps)
+    spectrum = np.full(64, 5e-5)
+    spectrum[0] = 1 - spectrum[1:].sum()
+    buffer = io.BytesIO()
+    np.save(buffer, np.diag(spectrum).astype(np.complex64))
+    wide, change = read_state(buffer.getvalue(), "wide.npy")
+    np.testing.assert_allclose(np.sort(wide.eigenvalues), np.sort(spectrum), atol=1e-7)
+    assert change < 1e-7
     # a single-precision matrix that is no state is still refused, by the same rule's messages
     buffer = io.BytesIO()
     np.save(buffer, (rho + np.eye(8, dtype=np.complex64) * 0.01).astype(np.complex64))

@@ -22,9 +22,9 @@ What becomes of an upstream run:
   entropy, Bloch vectors per qubit) and our Bloch spheres page. A double-precision matrix is kept exactly.
   Upstream's Cirq backend returns complex64, whose rounding alone breaks the rule's 1e-8 (a trace off by
   2e-8), so a single-precision matrix is checked at its own precision (`single_precision_atol`), then
-  rounded to a double-precision state at that precision: its Hermitian part, whose eigenvalues within the
-  tolerance of 0 are 0 (they are rounding: Cirq's pure states stay pure) and the rest normalised to trace 1;
-  the largest entry it changed is metadata `upstream_rounding`.
+  rounded to a double-precision state at that precision: its Hermitian part, whose eigenvalues within
+  float32's rounding of 0 (`SINGLE_EIGENVALUE_GRAIN`, 1e-6) are 0 (Cirq's pure states stay pure) and the rest
+  normalised to trace 1; the largest entry it changed is metadata `upstream_rounding`.
 * Its HTML pages, copied as artifacts `upstream_<name>`.
 
 A run whose state cannot be validated (missing, unreadable, not a density matrix) or whose row is not one
@@ -94,6 +94,11 @@ def our_run_id(db: Path, upstream_id: str) -> str:
     return stable_run_id(TRACKER, str(db), upstream_id)
 
 
+#: How far rounding to float32 moves a state's eigenvalue (Weyl: at most the norm of the rounding, a few float32
+#: epsilons for a matrix of norm <= 1, whatever its size): one below it is taken as 0.
+SINGLE_EIGENVALUE_GRAIN = 8 * float(np.finfo(np.float32).eps)
+
+
 def single_precision_atol(size: int) -> float:
     """The tolerance a single-precision 2**n-wide matrix is checked at: 8 float32 roundings per row and
     column summed (a trace of `size` rounded entries), never stricter than the rule's own."""
@@ -111,9 +116,9 @@ def read_state(data: bytes, label: str) -> tuple[states.ValidState, float]:
     size = int(header[0][0]) if header[0] else 0
     atol = single_precision_atol(size)
     m = states.decode_density_matrix(data, atol, name=label)
-    # eigenvalues within the file's precision of 0 are 0 (a pure state stays pure), the rest sum to 1
+    # eigenvalues within the file's rounding of 0 are 0 (a pure state stays pure), the rest sum to 1
     w, v = np.linalg.eigh((m + m.conj().T) / 2)
-    w = np.where(w > atol, w, 0.0)
+    w = np.where(w > SINGLE_EIGENVALUE_GRAIN, w, 0.0)
     rounded = (v * (w / w.sum())) @ v.conj().T
     return states.check_state(rounded, name=label), float(np.max(np.abs(rounded - m)))
 
