@@ -318,6 +318,25 @@ def rerun_cmd(ctx: click.Context, run_id: str) -> None:
     console.print(f"trace distance to the original state: {again.trace_distance:.3g}")
 
 
+@qex.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.pass_context
+def import_cmd(ctx: click.Context, directory: str) -> None:
+    """Bring the runs of an upstream qex store (the `qex` package's qex.db, results/*.npy, artifacts/*.html)
+    into this store, with their ids, params, times and states checked; DIRECTORY is only read. Running it
+    twice adds nothing."""
+    from ..cli import _print_import_summary
+    from ..cli_base import progress_bar
+    from .runner import DEFAULT_STORE, STORE_ENV
+    from .upstream import check_outside, import_upstream
+
+    check_outside(directory, ctx.obj.get("qex_store") or os.environ.get(STORE_ENV) or DEFAULT_STORE)
+    store = _store(ctx)
+    with progress_bar("importing upstream qex runs", unit="runs") as progress:
+        summary = import_upstream(directory, store, progress=progress)
+    _print_import_summary(summary)
+
+
 @qex.command("export")
 @click.argument("run_id")
 @click.argument("output", type=click.Path(dir_okay=False))

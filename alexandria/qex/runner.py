@@ -128,18 +128,16 @@ def run_circuit(
         state = states.check_state(backend.run(circuit))
         wall = time.perf_counter() - started
         rho = state.matrix
-        measures = describe_state(state)
         noise = getattr(backend, "noise", None)
         ideal: states.ValidState | None = None
+        extra: dict[str, float] = {}
         if noise is not None and not noise.is_noiseless and isinstance(circuit, Circuit):
             ideal = states.check_state(NumpyDensityMatrix().run(circuit))
-            measures["fidelity_to_ideal"] = states.fidelity(state, ideal)
-            measures["trace_distance_to_ideal"] = states.trace_distance(state, ideal)
-        run.log_metrics(_metric_values(measures), step=0)
-        rho_path = _save_density_matrix(run, st, rho)
-        bloch_file = st.root / "artifacts" / f"{run.id}_bloch.html"
-        bloch.write_html(bloch.bloch_figure(state, title=f"{name} {params_json} on {backend.name}"), bloch_file)
-        bloch_path = _record(run, bloch_file, "bloch_sphere", "text/html")
+            extra["fidelity_to_ideal"] = states.fidelity(state, ideal)
+            extra["trace_distance_to_ideal"] = states.trace_distance(state, ideal)
+        measures, rho_path, bloch_path = record_state(
+            run, st, state, f"{name} {params_json} on {backend.name}", extra=extra
+        )
         _record_recipe(run, st, circuit, backend, name, params)
         metadata = {
             "num_qubits": states.num_qubits(rho),
@@ -210,6 +208,28 @@ def sweep(
         _record(parent, plot, "sweep_plot", "text/html")
     open_database(st).dispose()
     return parent.id, results
+
+
+def record_state(
+    run: tracking.Run,
+    store: Store,
+    state: states.ValidState,
+    title: str,
+    *,
+    extra: Mapping[str, float] | None = None,
+    timestamp: float | None = None,
+) -> tuple[dict[str, Any], str, str]:
+    """What every qex run records of its final state, whoever computed it (`run_circuit`, `qex import`):
+    the measures (`describe_state`, plus `extra`) as metrics at step 0 (measured at `timestamp`, default
+    now), the matrix as results/{run_id}_rho.npy (written atomically, its event after) and the Bloch
+    spheres page. Returns (the measures, the matrix's path, the page's path), paths relative to the store."""
+    measures = describe_state(state)
+    measures.update(extra or {})
+    run.log_metrics(_metric_values(measures), step=0, timestamp=timestamp)
+    rho_path = _save_density_matrix(run, store, state.matrix)
+    bloch_file = store.root / "artifacts" / f"{run.id}_bloch.html"
+    bloch.write_html(bloch.bloch_figure(state, title=title), bloch_file)
+    return measures, rho_path, _record(run, bloch_file, "bloch_sphere", "text/html")
 
 
 def describe_state(rho: np.ndarray | states.ValidState) -> dict[str, Any]:
