@@ -306,3 +306,28 @@ def test_a_two_parameter_sweep_page_renders_its_heatmaps_in_chromium(tmp_path: P
         _save_artifact(shot)
         assert shot.stat().st_size > 10_000
         assert not problems, problems
+
+
+def test_the_menu_of_a_three_parameter_page_switches_the_heatmaps_in_chromium(tmp_path: Path) -> None:
+    grid = {"a": [0.0, 0.5, 1.0], "b": [0.0, 1.0], "c": [0.0, 2.0]}
+    states = [dm(ry0(a + b + c)) for a, b, c in itertools.product(*grid.values())]
+    page_file = tmp_path / "pages" / "sweep.html"
+    bloch.write_html(grid_figure(grid, states, title="three parameters"), page_file)
+    with chromium_context(tmp_path) as (context, problems):
+        page = context.new_page()
+        page.goto(page_file.as_uri())
+        gd = "document.querySelector('.plotly-graph-div')"
+        shown = f"() => {gd}._fullData.filter(t => t.visible === true).map(t => t.name)"
+        page.wait_for_function(f"() => {{ const d = {gd}; return d && d._fullData; }}")
+        assert page.evaluate(shown) == [
+            f"{n} @ c=0" for n in ("purity", "qubit 0 bloch x", "qubit 0 bloch y", "qubit 0 bloch z")
+        ]
+        # the menu's button for c=2: the other combination's heatmaps, and only them, are drawn
+        page.locator(".updatemenu-header-group").click()
+        page.locator(".updatemenu-dropdown-button", has_text="c=2").click()
+        page.wait_for_function(f"() => ({shown})().every(n => n.endsWith('@ c=2'))")
+        z = page.evaluate(
+            f"() => {gd}._fullData.find(t => t.visible === true && t.name.startsWith('qubit 0 bloch z')).z"
+        )
+        assert z[1] == pytest.approx([math.cos(a + 1.0 + 2.0) for a in grid["a"]])
+        assert not problems, problems
