@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alexandria.qex import bloch
+from alexandria.qex import bloch, sweep_figures
 from alexandria.qex.errors import InvalidStateError
 
 # States built by hand (kron of single-qubit vectors): these tests must not lean on any simulator.
@@ -189,7 +189,7 @@ ANGLES = [0.0, 0.4, 0.8, 1.2, 1.6]
 
 def test_sweep_trajectory_and_purity() -> None:
     sts = [dm(ry0(a)) for a in ANGLES]
-    fig = bloch.sweep_figure("theta", ANGLES, sts, reference=sts, title="RY sweep")
+    fig = sweep_figures.sweep_figure("theta", ANGLES, sts, reference=sts, title="RY sweep")
     path = trace(fig, "qubit 0 trajectory")
     assert path.mode == "lines+markers"
     assert list(path.x) == pytest.approx([math.sin(a) for a in ANGLES], abs=1e-12)
@@ -212,7 +212,7 @@ def test_sweep_trajectory_and_purity() -> None:
 def test_sweep_fidelity_drops_against_a_different_reference() -> None:
     sts = [dm(ry0(a)) for a in ANGLES]
     ref = [dm(KET0)] * len(ANGLES)
-    fid = list(trace(bloch.sweep_figure("theta", ANGLES, sts, ref), "fidelity to reference").y)
+    fid = list(trace(sweep_figures.sweep_figure("theta", ANGLES, sts, ref), "fidelity to reference").y)
     # |<0|RY(a)|0>|^2 = cos^2(a/2)
     assert fid == pytest.approx([math.cos(a / 2) ** 2 for a in ANGLES])
     assert fid[0] == pytest.approx(1.0) and fid[-1] < 0.7
@@ -222,7 +222,7 @@ def test_sweep_two_qubits_with_noise() -> None:
     """Qubit 1 is depolarised by p: whole-state and qubit-1 purity fall, qubit 0 stays pure, no reference trace."""
     ps = [0.0, 0.5, 1.0]
     sts = [np.kron(dm(KET1), (1 - p) * dm(PLUS) + p * np.eye(2) / 2) for p in ps]
-    fig = bloch.sweep_figure("p", ps, sts)
+    fig = sweep_figures.sweep_figure("p", ps, sts)
     assert scenes(fig) == ["scene", "scene2"]
     assert not [t for t in fig.data if t.name == "fidelity to reference"]
     assert list(trace(fig, "qubit 0 purity").y) == pytest.approx([1.0] * 3)
@@ -236,11 +236,11 @@ def test_sweep_two_qubits_with_noise() -> None:
 
 def test_sweep_refuses_mismatched_lengths() -> None:
     with pytest.raises(ValueError):
-        bloch.sweep_figure("theta", [0.0, 1.0], [dm(KET0)])
+        sweep_figures.sweep_figure("theta", [0.0, 1.0], [dm(KET0)])
     with pytest.raises(ValueError):
-        bloch.sweep_figure("theta", [0.0], [dm(KET0)], reference=[dm(KET0), dm(KET1)])
+        sweep_figures.sweep_figure("theta", [0.0], [dm(KET0)], reference=[dm(KET0), dm(KET1)])
     with pytest.raises(ValueError):
-        bloch.sweep_figure("theta", [], [])
+        sweep_figures.sweep_figure("theta", [], [])
 
 
 def test_page_is_offline_and_carries_the_figure(tmp_path: Path) -> None:
@@ -262,7 +262,7 @@ def test_page_is_offline_and_carries_the_figure(tmp_path: Path) -> None:
 
 def test_sweep_page_carries_the_curves(tmp_path: Path) -> None:
     sts = [dm(ry0(a)) for a in ANGLES]
-    bloch.write_html(bloch.sweep_figure("theta", ANGLES, sts, sts), tmp_path / "sweep.html")
+    bloch.write_html(sweep_figures.sweep_figure("theta", ANGLES, sts, sts), tmp_path / "sweep.html")
     data, _ = page_figure(tmp_path / "sweep.html")
     by_name = {t.get("name"): t for t in data}
     assert json_numbers(by_name["qubit 0 trajectory"]["x"]) == pytest.approx([math.sin(a) for a in ANGLES])

@@ -18,7 +18,7 @@ import pytest
 
 from alexandria import tracking
 from alexandria.db import open_database
-from alexandria.qex import bloch, states
+from alexandria.qex import bloch, states, sweep_figures
 from alexandria.qex.backends import CirqBackend, Noise, NumpyDensityMatrix
 from alexandria.qex.circuit import Circuit
 from alexandria.qex.errors import InvalidStateError, QubitLimitError, StateFileError
@@ -355,7 +355,7 @@ def test_a_sweep_over_a_qubit_count_runs_with_integers(tmp_path: Path) -> None:
 def test_the_sweep_plot_takes_states_of_several_sizes() -> None:
     bell = np.zeros((4, 4))
     bell[np.ix_([0, 3], [0, 3])] = 0.5
-    fig = bloch.sweep_figure("n", [1, 2], [ONE, bell])
+    fig = sweep_figures.sweep_figure("n", [1, 2], [ONE, bell])
     traces = {t.name: t for t in fig.data}
     assert list(traces["qubit 0 trajectory"].z) == pytest.approx([-1.0, 0.0])
     assert list(traces["qubit 1 trajectory"].customdata[0]) == pytest.approx([2, 0.5])  # only n=2 has qubit 1

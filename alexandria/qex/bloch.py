@@ -1,23 +1,19 @@
-"""Plotly pictures of quantum states: Bloch spheres per qubit, sweeps, and offline HTML pages.
+"""Plotly pictures of quantum states: Bloch spheres per qubit, and offline HTML pages (a sweep's pictures
+are `sweep_figures`, on these spheres).
 
 Every number drawn comes from `qex.states` (Bloch vectors, purity, entropy,
 fidelity); this module only lays them out. Qubit 0 is the leftmost tensor
 factor, as in `qex.states`.
 
-Where tests and tools find the data (trace names are stable):
-
-* `bloch_figure`: per qubit k, the trace ``f"qubit {k} state"`` is the tip; its
-  x/y/z are the Bloch vector and its customdata is ``[[purity, entropy_bits]]``.
-* `sweep_figure`: ``f"qubit {k} trajectory"`` (one point per sweep value whose
-  state has qubit k: a sweep over the qubit count has states of several sizes;
-  customdata ``[value, purity]``), ``"purity"`` (whole state),
-  ``f"qubit {k} purity"`` and, with reference states, ``"fidelity to reference"``.
+Where tests and tools find the data (trace names are stable): in `bloch_figure`, per qubit k, the trace
+``f"qubit {k} state"`` is the tip; its x/y/z are the Bloch vector and its customdata is
+``[[purity, entropy_bits]]``; ``f"qubit {k} arrow head"`` is the head (`arrow_head`), absent for a vector
+shorter than `MIN_ARROW`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +23,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..pages import plotly_text, write_page
-from .states import ValidState, check_state, fidelity, num_qubits, purity, qubit_summary
+from .states import ValidState, check_state, num_qubits, purity, qubit_summary
 
 SPHERES_PER_ROW = 4
 # One-qubit purity lies in [1/2, 1]: a fixed scale, so the same colour means the same purity in every picture.
@@ -35,6 +31,13 @@ PURITY_COLORSCALE = "Viridis"
 PURITY_RANGE = (0.5, 1.0)
 AXIS_RANGE = [-1.1, 1.1]
 _LABEL_AT = 1.05  # inside AXIS_RANGE: 3-D scenes clip anything outside their ranges
+#: The arrow head is at most HEAD_LENGTH long and at most HEAD_FRACTION of the vector, so that it never
+#: reaches back past the origin; below MIN_ARROW there is no head (the tip's marker alone says it).
+HEAD_LENGTH = 0.16
+HEAD_FRACTION = 0.4
+HEAD_RADIUS = 0.4  # the base's radius, as a fraction of the head's length
+MIN_ARROW = 0.05
+_HEAD_SIDES = 16
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -80,6 +83,9 @@ def _sphere_frame(k: int) -> list[Any]:
         z=[0, 0, _LABEL_AT, -_LABEL_AT],
         mode="text",
         text=["x |+⟩", "y |+i⟩", "|0⟩", "|1⟩"],
+        # each written on the far side of its anchor (|1> below the south pole): a vector's tip and
+        # arrow head, which end on the sphere, never cover a label
+        textposition=["middle right", "middle right", "top center", "bottom center"],
         textfont={"size": 13},
         hoverinfo="skip",
         name=f"qubit {k} axis labels",
@@ -148,20 +154,19 @@ def bloch_figure(rho: np.ndarray | ValidState, title: str | None = None) -> Any:
                 showlegend=False,
             )
         )
-        if length > 0.05:  # a cone needs a direction; at (almost) the origin the marker alone says it
+        head = arrow_head((x, y, z))
+        if head is not None:
+            (hx, hy, hz), (i, j, kk) = head
             traces.append(
-                go.Cone(
-                    x=[x],
-                    y=[y],
-                    z=[z],
-                    u=[x / length],
-                    v=[y / length],
-                    w=[z / length],
-                    anchor="tip",
-                    sizemode="absolute",
-                    sizeref=0.18,
-                    colorscale=[[0.0, color], [1.0, color]],
-                    showscale=False,
+                go.Mesh3d(
+                    x=hx,
+                    y=hy,
+                    z=hz,
+                    i=i,
+                    j=j,
+                    k=kk,
+                    color=color,
+                    flatshading=True,
                     hoverinfo="skip",
                     name=f"qubit {k} arrow head",
                     showlegend=False,
@@ -204,145 +209,39 @@ def bloch_figure(rho: np.ndarray | ValidState, title: str | None = None) -> Any:
     return fig
 
 
+def arrow_head(
+    tip: tuple[float, float, float],
+) -> tuple[tuple[list[float], list[float], list[float]], tuple[list[int], list[int], list[int]]] | None:
+    """The cone of a Bloch vector's head as a mesh ((x, y, z) of its vertices, (i, j, k) of its triangles):
+    apex at `tip`, base min(HEAD_LENGTH, HEAD_FRACTION * |tip|) back along the vector, so a short vector's head
+    never crosses the origin; None below MIN_ARROW. Vertex 0 is the apex, 1 the base's centre."""
+    d = np.asarray(tip, dtype=float)
+    length = float(np.linalg.norm(d))
+    if length < MIN_ARROW:
+        return None
+    d /= length
+    h = min(HEAD_LENGTH, HEAD_FRACTION * length)
+    side = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = np.cross(d, side)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(d, e1)
+    apex = d * length
+    base = apex - h * d
+    t = np.linspace(0, 2 * np.pi, _HEAD_SIDES, endpoint=False)
+    ring = base + HEAD_RADIUS * h * (np.outer(np.cos(t), e1) + np.outer(np.sin(t), e2))
+    points = np.vstack([apex, base, ring])
+    nxt = [2 + (s + 1) % _HEAD_SIDES for s in range(_HEAD_SIDES)]
+    cur = [2 + s for s in range(_HEAD_SIDES)]
+    i = [0] * _HEAD_SIDES + [1] * _HEAD_SIDES  # the side, then the base
+    j = cur + nxt
+    k = nxt + cur
+    return (points[:, 0].tolist(), points[:, 1].tolist(), points[:, 2].tolist()), (i, j, k)
+
+
 def _unit_purity(p: float) -> float:
     """A one-qubit purity mapped onto [0, 1] for sampling the fixed colour scale."""
     lo, hi = PURITY_RANGE
     return min(1.0, max(0.0, (p - lo) / (hi - lo)))
-
-
-def sweep_figure(
-    param_name: str,
-    values: Sequence[float],
-    states: Sequence[np.ndarray | ValidState],
-    reference: Sequence[np.ndarray | ValidState] | None = None,
-    title: str | None = None,
-    *,
-    fidelities: Sequence[float] | None = None,
-) -> Any:
-    """A one-parameter sweep: each qubit's Bloch path on its sphere, and purity (and fidelity to `reference`) below.
-
-    `reference` (e.g. the noiseless states at the same values) turns the plot
-    into "how far did noise take us": fidelity 1 means no loss. `fidelities`, when the caller has them
-    already (each run logged its own), are plotted as that curve instead: no state is decomposed again.
-    """
-    if fidelities is not None and len(fidelities) != len(states):
-        raise ValueError(f"{len(states)} states but {len(fidelities)} fidelities")
-    if len(values) != len(states):
-        raise ValueError(f"{len(values)} sweep values but {len(states)} states")
-    if not states:
-        raise ValueError("an empty sweep has nothing to plot")
-    if reference is not None and len(reference) != len(states):
-        raise ValueError(f"{len(states)} states but {len(reference)} reference states")
-    ms = [check_state(s) for s in states]  # once each: the measures below reuse the check
-    n = max(num_qubits(m) for m in ms)
-    refs = [check_state(r) for r in reference] if reference is not None else None
-    xs = [float(v) for v in values]
-    summaries = [qubit_summary(m) for m in ms]
-    label = plotly_text(param_name)
-
-    sphere_rows, cols = _grid(n)
-    specs: list[list[dict[str, Any] | None]] = [
-        [{"type": "scene"} if r * cols + c < n else None for c in range(cols)] for r in range(sphere_rows)
-    ]
-    specs.append([{"type": "xy", "colspan": cols}] + [None] * (cols - 1))
-    fig = make_subplots(
-        rows=sphere_rows + 1,
-        cols=cols,
-        specs=specs,
-        subplot_titles=[f"qubit {k}" for k in range(n)] + [f"purity and fidelity against {label}"],
-        row_heights=[1.0] * sphere_rows + [0.8],
-        horizontal_spacing=0.02,
-        vertical_spacing=0.08,
-    )
-    for k in range(n):
-        row, col = _cell(k)
-        here = [(x, s[k]) for x, s in zip(xs, summaries, strict=True) if k < len(s)]
-        at = [x for x, _ in here]
-        path = [p for _, p in here]
-        traces = _sphere_frame(k)
-        traces.append(
-            go.Scatter3d(
-                x=[float(p["bloch"][0]) for p in path],
-                y=[float(p["bloch"][1]) for p in path],
-                z=[float(p["bloch"][2]) for p in path],
-                mode="lines+markers",
-                line={"color": "gray", "width": 3},
-                # coloured by the parameter, so the direction of the sweep reads off the picture
-                marker={
-                    "size": 4,
-                    "color": at,
-                    "colorscale": "Plasma",
-                    "showscale": k == 0,
-                    "colorbar": {"title": {"text": label}, "len": 0.4, "y": 0.8, "thickness": 12},
-                },
-                customdata=[[v, p["purity"]] for v, p in here],
-                hovertemplate=(
-                    f"qubit {k}<br>{label}=%{{customdata[0]:.4g}}<br>x=%{{x:.3f}}<br>y=%{{y:.3f}}<br>z=%{{z:.3f}}"
-                    "<br>purity=%{customdata[1]:.3f}<extra></extra>"
-                ),
-                name=f"qubit {k} trajectory",
-                showlegend=False,
-            )
-        )
-        for trace in traces:
-            fig.add_trace(trace, row=row, col=col)
-
-    plot_row = sphere_rows + 1
-    hover = f"{label}=%{{x:.4g}}<br>%{{fullData.name}}=%{{y:.4f}}<extra></extra>"
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=[purity(m) for m in ms],
-            mode="lines+markers",
-            name="purity",
-            line={"width": 3},
-            hovertemplate=hover,
-        ),
-        row=plot_row,
-        col=1,
-    )
-    if refs is not None or fidelities is not None:
-        fids = (
-            [float(f) for f in fidelities]
-            if fidelities is not None
-            else [fidelity(m, r) for m, r in zip(ms, refs or [], strict=True)]
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=fids,
-                mode="lines+markers",
-                name="fidelity to reference",
-                line={"width": 3, "dash": "dash"},
-                hovertemplate=hover,
-            ),
-            row=plot_row,
-            col=1,
-        )
-    for k in range(n):
-        fig.add_trace(
-            go.Scatter(
-                x=[x for x, s in zip(xs, summaries, strict=True) if k < len(s)],
-                y=[s[k]["purity"] for s in summaries if k < len(s)],
-                mode="lines+markers",
-                name=f"qubit {k} purity",
-                line={"width": 1},
-                marker={"size": 4},
-                hovertemplate=hover,
-            ),
-            row=plot_row,
-            col=1,
-        )
-    fig.update_xaxes(title_text=label, row=plot_row, col=1)
-    fig.update_yaxes(range=[0, 1.05], title_text="purity / fidelity", row=plot_row, col=1)
-    _style_scenes(fig)
-    fig.update_layout(
-        title={"text": plotly_text(title if title is not None else f"sweep over {param_name}")},
-        height=420 * sphere_rows + 360,
-        margin={"l": 10, "r": 10, "t": 80, "b": 10},
-        legend={"orientation": "h", "y": -0.08},
-    )
-    return fig
 
 
 def write_html(fig: Any, path: Path, embed: bool = False) -> None:

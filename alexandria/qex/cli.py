@@ -150,7 +150,10 @@ def run_cmd(ctx: click.Context, experiment: str, params: tuple[str, ...], backen
 def sweep_cmd(
     ctx: click.Context, experiment: str, over: tuple[str, ...], params: tuple[str, ...], backend: str, noise: str | None
 ) -> None:
-    """Run an experiment over a grid of parameter values, as child runs of one parent run."""
+    """Run an experiment over a grid of parameter values, as child runs of one parent run.
+
+    The sweep's page draws Bloch trajectories and purity / fidelity curves over one parameter, heatmaps of
+    purity, fidelity and each Bloch component over the first two of several."""
     from .grid import parse_grid
     from .runner import sweep
 

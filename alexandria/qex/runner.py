@@ -5,7 +5,7 @@ A qex store is an Alexandria store whose database is named `qex.db`:
     qex_data/qex.db                        the projection, with the seed's `runs` and `artifacts` views
     qex_data/results/{run_id}_rho.npy      the final density matrix of each run
     qex_data/artifacts/{run_id}_bloch.html one Bloch sphere per qubit (plotly, offline)
-    qex_data/artifacts/{run_id}_sweep.html a sweep's trajectory and purity / fidelity plot
+    qex_data/artifacts/{run_id}_sweep.html a sweep's pictures (`sweep_figures`: trajectories or heatmaps)
     qex_data/artifacts/plotly.min.js       the plotting library, written once for every page
     qex_data/runs/{run_id}/*.jsonl         the event logs (the truth, as for any run)
 
@@ -46,7 +46,7 @@ from ..db import open_database
 from ..errors import InvalidInputError, RunNotFoundError
 from ..files import write_atomically
 from ..store import Store, make_dirs, refuse_links
-from . import bloch, recipe, states
+from . import bloch, recipe, states, sweep_figures
 from .backends import Backend, NumpyDensityMatrix
 from .circuit import Circuit, check_qubit_count
 from .errors import BackendError
@@ -135,9 +135,8 @@ def run_circuit(
             ideal = states.check_state(NumpyDensityMatrix().run(circuit))
             extra["fidelity_to_ideal"] = states.fidelity(state, ideal)
             extra["trace_distance_to_ideal"] = states.trace_distance(state, ideal)
-        measures, rho_path, bloch_path = record_state(
-            run, st, state, f"{name} {params_json} on {backend.name}", extra=extra
-        )
+        heading = f"{name} {_params_text(params)} on {backend.name}"  # rounded: the exact values are in qex.params
+        measures, rho_path, bloch_path = record_state(run, st, state, heading, extra=extra)
         _record_recipe(run, st, circuit, backend, name, params)
         metadata = {
             "num_qubits": states.num_qubits(rho),
@@ -164,8 +163,9 @@ def sweep(
 ) -> tuple[str, list[QexResult]]:
     """Run the experiment over every combination of `grid` values, as child runs of one parent run.
 
-    The parent (tag `qex=sweep`) gets the sweep plot (`sweep_plot`: Bloch trajectory, purity and, on a
-    noisy backend, fidelity to the noiseless state against the first swept parameter) and the children's
+    The parent (tag `qex=sweep`) gets the sweep plot (`sweep_plot`, from `sweep_figures.sweep_plot`: over one
+    parameter the Bloch trajectories, purity and, on a noisy backend, fidelity to the noiseless state against
+    it; over two or more, heatmaps of those and of each Bloch component over the first two) and the children's
     purity as its metric `purity` (step = index of the child); code and environment are captured once, for
     the parent. Returns the parent's id and the results.
     """
@@ -193,12 +193,10 @@ def sweep(
             result = run_circuit(exp.name, circuit, point, backend, store=st, parent=parent, capture=False)
             results.append(result)
             parent.log_metric("purity", result.metadata["purity"], step=i)
-        values = [float(r.params[keys[0]]) for r in results]
         # each noisy child logged its fidelity to the noiseless state: plotted as it is, not computed again
         fids = [r.metadata["fidelity_to_ideal"] for r in results if "fidelity_to_ideal" in r.metadata]
-        figure = bloch.sweep_figure(
-            keys[0],
-            values,
+        figure = sweep_figures.sweep_plot(
+            grid,
             [r.state for r in results],
             title=f"{exp.name} sweep",
             fidelities=fids if len(fids) == len(results) else None,
@@ -280,6 +278,11 @@ def _params_json(params: Mapping[str, Any]) -> str:
         return json.dumps(params, sort_keys=True, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"qex parameters must be JSON-able (numbers, text, lists): {exc}") from exc
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    """Parameters as a page's title writes them: `theta=1.571, n=2` (4 significant digits)."""
+    return ", ".join(f"{k}={sweep_figures.number_text(v)}" for k, v in sorted(params.items()))
 
 
 def _json_default(value: Any) -> Any:
