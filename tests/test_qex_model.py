@@ -19,6 +19,7 @@ from alexandria.errors import InvalidInputError
 from alexandria.qex import states
 from alexandria.qex.backends import CirqBackend, Noise, NumpyDensityMatrix
 from alexandria.qex.circuit import Circuit, gate_unitary
+from alexandria.qex.errors import BackendError
 from alexandria.qex.experiments import Experiment
 from alexandria.qex.runner import load_density_matrix, open_store, rerun, run_circuit, run_experiment, sweep
 from tests.test_qex import qex, seed_rows
@@ -157,8 +158,12 @@ def test_idle_qubits_are_padded_in_zero(tmp_path: Path) -> None:
     np.testing.assert_allclose(padded.rho, NumpyDensityMatrix().run(Circuit(3).ry(2, 1.1)), atol=1e-12)
     # and the circuit acting on a qubit the user did not give is refused, naming it
     stray = Experiment("stray", builder=lambda qs, p: cirq.Circuit(cirq.X(cirq.GridQubit(5, 5))))
+    before = len(seed_rows(root, "SELECT id FROM run"))
     with pytest.raises(InvalidInputError, match=r"acts on q\(5, 5\), not among the qubits given"):
         run_experiment(stray, qubits=GRID, store=root)
+    with pytest.raises(BackendError, match="runs on the cirq_dm backend, not numpy_dm"):
+        run_experiment(exp, qubits=GRID, backend=NumpyDensityMatrix(), store=root)
+    assert len(seed_rows(root, "SELECT id FROM run")) == before  # refused before a run was started
 
 
 def random_circuit(rng: random.Random, n: int, gates: int) -> Circuit:
@@ -282,6 +287,13 @@ def test_what_upstreams_noisy_cirq_backend_computed() -> None:
     np.testing.assert_allclose(NumpyDensityMatrix(noise).run(ours), upstream.final_density_matrix, atol=1e-12)
     per_gate = CirqBackend(Noise(depolarizing=0.05, convention="cirq")).run(native)
     assert np.abs(per_gate - upstream.final_density_matrix).max() > 1e-4
+    # upstream's Runner padded a qubit given but untouched with cirq.I (so the noise reached it every moment)
+    spare = cirq.GridQubit(1, 1)
+    padded = native + cirq.Circuit()
+    padded.append(cirq.I(spare))
+    upstream4 = cirq.DensityMatrixSimulator(dtype=np.complex128).simulate(padded.with_noise(cirq.depolarize(0.05)))
+    on_four = CirqBackend(noise).run(native, [*GRID, spare])
+    np.testing.assert_allclose(on_four, upstream4.final_density_matrix, atol=1e-12, rtol=0)
     # terminal measurements are left out with their moment: no noise after them, the state before them
     measured = native + cirq.Circuit(cirq.measure(*GRID, key="m"))
     np.testing.assert_allclose(CirqBackend(noise).run(measured), upstream.final_density_matrix, atol=1e-12)
@@ -293,6 +305,10 @@ def test_noise_text_reads_back() -> None:
     assert Noise.parse(noise.describe()) == noise
     assert Noise.parse("depol=0.05,ad=0.01", convention="cirq", idle_noise=True) == noise
     assert Noise(**noise.to_json()) == noise
+    # upstream's `qex run --noise 0.05`: a bare number is the depolarizing strength
+    assert Noise.parse("0.05", convention="cirq", idle_noise=True) == Noise(0.05, convention="cirq", idle_noise=True)
+    with pytest.raises(InvalidInputError, match="cannot read noise item"):
+        Noise.parse("0.05.1")
     with pytest.raises(InvalidInputError, match="convention must be one of ours, cirq"):
         Noise(depolarizing=0.1, convention="qiskit")
 
@@ -358,6 +374,10 @@ def test_user_metadata_is_kept_per_run(tmp_path: Path) -> None:
     assert metadata(root, c.run_id)["user"] == {}
     shown = qex(root, "show", a.run_id)
     assert '"sample": "A"' in shown.stdout, shown.stdout
+    ran = qex(root, "run", "x", "--meta", "sample=C", "-m", "cooldown=3")
+    assert ran.returncode == 0, ran.stderr
+    [latest] = seed_rows(root, "SELECT metadata FROM runs ORDER BY timestamp DESC LIMIT 1")
+    assert json.loads(latest["metadata"])["user"] == {"sample": "C", "cooldown": 3}
     before = len(seed_rows(root, "SELECT run_id FROM runs"))
     with pytest.raises(InvalidInputError, match="JSON-able"):
         run_experiment(exp, qubits=["a"], metadata={"when": object()}, store=root)

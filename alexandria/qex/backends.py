@@ -117,13 +117,20 @@ class Noise:
     @classmethod
     def parse(cls, text: str, *, convention: str = "ours", idle_noise: bool = False) -> Noise:
         """'depol=0.01,ad=0.02,pd=0.03' (long names too; also what `describe` prints, 'depol_cirq' and 'idle'
-        included), `depol` read in `convention`; '' or 'none' is no noise."""
+        included), `depol` read in `convention`; a bare number is a depolarizing strength, as upstream qex's
+        `--noise 0.05`; '' or 'none' is no noise."""
         if not isinstance(text, str):
             raise InvalidInputError(f"noise must be a string like 'depol=0.01,ad=0.02', got {text!r}")
         stripped = text.strip()
         if stripped.lower() in ("", "none", "0"):
             return cls(convention=convention, idle_noise=idle_noise)
         values: dict[str, float] = {}
+        try:
+            bare = float(stripped) if re.fullmatch(r"[0-9.eE+-]+", stripped) else None
+        except ValueError:
+            bare = None  # not a number after all: read as items below, which says what is wrong
+        if bare is not None:
+            return cls(depolarizing=bare, convention=convention, idle_noise=idle_noise)
         for item in re.split(r"[,+]", stripped):
             item = item.strip()
             if item.lower() == "idle":

@@ -108,7 +108,7 @@ def experiments_cmd() -> None:
 
 _backend_options = [
     click.option("--backend", "-b", default="numpy_dm", show_default=True, help="numpy_dm or cirq_dm."),
-    click.option("--noise", help="Noise after every gate, e.g. depol=0.01,ad=0.02,pd=0.005."),
+    click.option("--noise", help="Noise after every gate, e.g. depol=0.01,ad=0.02,pd=0.005 (a bare 0.05: depol)."),
     click.option(
         "--noise-convention",
         type=click.Choice(["ours", "cirq"]),
@@ -133,12 +133,14 @@ def _with_backend(f: Any) -> Any:
 @qex.command("run")
 @click.argument("experiment")
 @click.option("--param", "-p", "params", multiple=True, help="key=value, repeatable (theta=0.5, n=2).")
+@click.option("--meta", "-m", "meta", multiple=True, help="key=value kept in the run's metadata (sample=A3).")
 @_with_backend
 @click.pass_context
 def run_cmd(
     ctx: click.Context,
     experiment: str,
     params: tuple[str, ...],
+    meta: tuple[str, ...],
     backend: str,
     noise: str | None,
     noise_convention: str,
@@ -149,7 +151,7 @@ def run_cmd(
 
     store = _store(ctx)
     chosen = _backend(backend, noise, noise_convention, idle_noise)
-    result = run_experiment(experiment, _params(params), chosen, store=store)
+    result = run_experiment(experiment, _params(params), chosen, store=store, metadata=_params(meta))
     console.print(f"run {result.run_id}: {result.experiment} {json.dumps(result.params)} on {result.backend}")
     _print_state(result.metadata)
     console.print(f"density matrix: {store.root / result.density_matrix_path}")

@@ -156,6 +156,11 @@ def run_circuit(
             circuit = fit_to(circuit, qubits, name)
     if backend is None:
         backend = NumpyDensityMatrix() if isinstance(circuit, Circuit) else CirqBackend()
+    native = qubits is not None and not isinstance(circuit, Circuit)
+    if native and not isinstance(backend, CirqBackend):
+        raise BackendError(f"a cirq circuit on given qubits runs on the cirq_dm backend, not {backend.name}")
+    if native and isinstance(backend, CirqBackend):
+        backend.native_qubits(circuit, qubits)  # checked before the run starts: a stray qubit records nothing
     user = _user_metadata(metadata)
     st = open_store(store)
     params = dict(params or {})
@@ -167,9 +172,6 @@ def run_circuit(
         run.log_params({"qex.backend": backend.name, "qex.params": params_json})
         started = time.perf_counter()
         # checked once: every measure, the picture and the file below reuse the check and its eigenvalues
-        native = qubits is not None and not isinstance(circuit, Circuit)
-        if native and not isinstance(backend, CirqBackend):
-            raise BackendError(f"a cirq circuit runs on the cirq_dm backend, not {backend.name}")
         raw = backend.run(circuit, qubits) if isinstance(backend, CirqBackend) else backend.run(circuit)
         state = states.check_state(raw)
         wall = time.perf_counter() - started
