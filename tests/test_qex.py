@@ -263,9 +263,9 @@ def test_runs_and_show_in_csv_and_json(tmp_path: Path) -> None:
     assert row_a["run_id"] == a.run_id and row_a["density_matrix_path"] == f"results/{a.run_id}_rho.npy"
     assert json.loads(out("show", b.run_id[:10], "--format", "json")) == row_b
     header, *qubits = list(csv.reader(io.StringIO(out("show", a.run_id, "--format", "csv"))))
-    assert header == ["qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bits"]
-    [(qubit, x, y, z, purity, _)] = qubits
-    assert qubit == "0" and [float(v) for v in (x, y, z)] == pytest.approx([0, 0, -1], abs=1e-12)
+    assert header == ["qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bits", "name"]
+    [(qubit, x, y, z, purity, _, name)] = qubits
+    assert qubit == "0" and name == "q(0)" and [float(v) for v in (x, y, z)] == pytest.approx([0, 0, -1], abs=1e-12)
     assert float(purity) == pytest.approx(1.0)
 
 

@@ -14,6 +14,7 @@ shorter than `MIN_ARROW`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from ..errors import InvalidInputError
 from ..pages import plotly_text, write_page
 from .states import ValidState, check_state, num_qubits, purity, qubit_summary
 
@@ -117,11 +119,17 @@ def _style_scenes(fig: Any) -> None:
     )
 
 
-def bloch_figure(rho: np.ndarray | ValidState, title: str | None = None) -> Any:
+def bloch_figure(
+    rho: np.ndarray | ValidState, title: str | None = None, qubit_names: Sequence[str] | None = None
+) -> Any:
     """One Bloch sphere per qubit (its reduced state), tip coloured by purity; a mixed qubit's tip sits inside.
+    Each sphere is titled by its qubit's name (`qubit_names`, in the state's order), else "qubit k".
     A `ValidState` is not checked again."""
     m = check_state(rho)
     n = num_qubits(m)
+    if qubit_names is not None and len(qubit_names) != n:
+        raise InvalidInputError(f"{len(qubit_names)} qubit names for a {n}-qubit state: give one name per qubit")
+    labels = [plotly_text(str(name)) for name in qubit_names] if qubit_names is not None else None
     summary = qubit_summary(m)
     rows, cols = _grid(n)
     specs: list[list[dict[str, Any] | None]] = [
@@ -131,7 +139,7 @@ def bloch_figure(rho: np.ndarray | ValidState, title: str | None = None) -> Any:
         rows=rows,
         cols=cols,
         specs=specs,
-        subplot_titles=[f"qubit {k}" for k in range(n)],
+        subplot_titles=labels if labels is not None else [f"qubit {k}" for k in range(n)],
         horizontal_spacing=0.02,
         vertical_spacing=0.06,
     )
@@ -139,6 +147,7 @@ def bloch_figure(rho: np.ndarray | ValidState, title: str | None = None) -> Any:
         k = q["qubit"]
         row, col = _cell(k)
         x, y, z = (float(c) for c in q["bloch"])
+        who = f"qubit {k}: {labels[k]}" if labels is not None else f"qubit {k}"
         length = math.sqrt(x * x + y * y + z * z)
         color = sample_colorscale(PURITY_COLORSCALE, [_unit_purity(q["purity"])])[0]
         traces = _sphere_frame(k)
@@ -189,7 +198,7 @@ def bloch_figure(rho: np.ndarray | ValidState, title: str | None = None) -> Any:
                 },
                 customdata=[[q["purity"], q["entropy_bits"]]],
                 hovertemplate=(
-                    f"qubit {k}<br>x=%{{x:.3f}}<br>y=%{{y:.3f}}<br>z=%{{z:.3f}}<br>|r|={length:.3f}"
+                    f"{who}<br>x=%{{x:.3f}}<br>y=%{{y:.3f}}<br>z=%{{z:.3f}}<br>|r|={length:.3f}"
                     "<br>purity=%{customdata[0]:.3f}<br>entropy=%{customdata[1]:.3f} bits<extra></extra>"
                 ),
                 name=f"qubit {k} state",

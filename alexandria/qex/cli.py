@@ -41,10 +41,10 @@ def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _backend(name: str, noise: str | None) -> Any:
+def _backend(name: str, noise: str | None, convention: str = "ours", idle_noise: bool = False) -> Any:
     from .backends import Noise, make_backend
 
-    return make_backend(name, Noise.parse(noise) if noise else Noise())
+    return make_backend(name, Noise.parse(noise or "", convention=convention, idle_noise=idle_noise))
 
 
 def _rows(reader: Any) -> list[dict[str, Any]]:
@@ -108,7 +108,19 @@ def experiments_cmd() -> None:
 
 _backend_options = [
     click.option("--backend", "-b", default="numpy_dm", show_default=True, help="numpy_dm or cirq_dm."),
-    click.option("--noise", help="Noise after every gate, e.g. depol=0.01,ad=0.02,pd=0.005."),
+    click.option("--noise", help="Noise after every gate, e.g. depol=0.01,ad=0.02,pd=0.005 (a bare 0.05: depol)."),
+    click.option(
+        "--noise-convention",
+        type=click.Choice(["ours", "cirq"]),
+        default="ours",
+        show_default=True,
+        help="How depol=p reads: ours, rho -> (1-p) rho + p I/2; cirq, cirq.depolarize(p) (ours with 4p/3).",
+    ),
+    click.option(
+        "--idle-noise",
+        is_flag=True,
+        help="Noise after every moment on every qubit, idle ones too (upstream qex's NoisyCirqBackend).",
+    ),
 ]
 
 
@@ -121,14 +133,25 @@ def _with_backend(f: Any) -> Any:
 @qex.command("run")
 @click.argument("experiment")
 @click.option("--param", "-p", "params", multiple=True, help="key=value, repeatable (theta=0.5, n=2).")
+@click.option("--meta", "-m", "meta", multiple=True, help="key=value kept in the run's metadata (sample=A3).")
 @_with_backend
 @click.pass_context
-def run_cmd(ctx: click.Context, experiment: str, params: tuple[str, ...], backend: str, noise: str | None) -> None:
+def run_cmd(
+    ctx: click.Context,
+    experiment: str,
+    params: tuple[str, ...],
+    meta: tuple[str, ...],
+    backend: str,
+    noise: str | None,
+    noise_convention: str,
+    idle_noise: bool,
+) -> None:
     """Run one ready experiment and record it."""
     from .runner import run_experiment
 
     store = _store(ctx)
-    result = run_experiment(experiment, _params(params), _backend(backend, noise), store=store)
+    chosen = _backend(backend, noise, noise_convention, idle_noise)
+    result = run_experiment(experiment, _params(params), chosen, store=store, metadata=_params(meta))
     console.print(f"run {result.run_id}: {result.experiment} {json.dumps(result.params)} on {result.backend}")
     _print_state(result.metadata)
     console.print(f"density matrix: {store.root / result.density_matrix_path}")
@@ -148,7 +171,14 @@ def run_cmd(ctx: click.Context, experiment: str, params: tuple[str, ...], backen
 @_with_backend
 @click.pass_context
 def sweep_cmd(
-    ctx: click.Context, experiment: str, over: tuple[str, ...], params: tuple[str, ...], backend: str, noise: str | None
+    ctx: click.Context,
+    experiment: str,
+    over: tuple[str, ...],
+    params: tuple[str, ...],
+    backend: str,
+    noise: str | None,
+    noise_convention: str,
+    idle_noise: bool,
 ) -> None:
     """Run an experiment over a grid of parameter values, as child runs of one parent run.
 
@@ -159,7 +189,8 @@ def sweep_cmd(
 
     grid = parse_grid(over)
     store = _store(ctx)
-    parent, results = sweep(experiment, grid, _params(params), _backend(backend, noise), store=store)
+    chosen = _backend(backend, noise, noise_convention, idle_noise)
+    parent, results = sweep(experiment, grid, _params(params), chosen, store=store)
     table = Table(title=f"sweep {parent}: {len(results)} runs on {results[0].backend}")
     for col in ("run", *grid, "purity", "entropy (bits)", "fidelity to ideal"):
         table.add_column(col, justify="right")
@@ -220,8 +251,8 @@ def runs_cmd(ctx: click.Context, experiment: str | None, fmt: str) -> None:
     emit(fmt, columns=LIST_COLUMNS, rows=rows_out, table=table, document=[_decoded(r) for r in rows])
 
 
-#: `qex show --format csv`: one line per qubit.
-QUBIT_COLUMNS = ("qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bits")
+#: `qex show --format csv`: one line per qubit (its name last: '' for a run logged before names were).
+QUBIT_COLUMNS = ("qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bits", "name")
 
 
 @qex.command("show")
@@ -245,12 +276,18 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
         name = r["name"] or "-"
         console.print(f"run {r['run_id']}  name {name}  experiment {r['experiment_name']}  backend {r['backend_name']}")
         console.print(f"params {r['params']}  noise {meta.get('noise')}  simulator {meta.get('simulator')}")
+        if meta.get("qubit_names"):
+            console.print(f"qubits {', '.join(meta['qubit_names'])}  ({meta.get('qubit_order')})")
+        if meta.get("user"):
+            console.print(f"metadata {json.dumps(meta['user'], sort_keys=True)}")
         _print_state(meta)
         console.print(f"density matrix: {store.root / r['density_matrix_path']}")
         if bloch is not None:
             console.print(f"Bloch spheres:  {bloch}")
 
-    qubits = ((q["qubit"], *q["bloch"], q["purity"], q["entropy_bits"]) for q in meta.get("qubits", []))
+    qubits = (
+        (q["qubit"], *q["bloch"], q["purity"], q["entropy_bits"], q.get("name", "")) for q in meta.get("qubits", [])
+    )
     emit(fmt, columns=QUBIT_COLUMNS, rows=qubits, table=table, document=_decoded(r))
 
 
@@ -377,7 +414,7 @@ def _print_state(meta: dict[str, Any]) -> None:
     for q in meta.get("qubits", []):
         v = q["bloch"]
         table.add_row(
-            str(q["qubit"]),
+            f"{q['qubit']} {q['name']}" if "name" in q else str(q["qubit"]),
             _vector(v),
             f"{sum(x * x for x in v) ** 0.5:.4f}",
             f"{q['purity']:.4f}",

@@ -1,4 +1,11 @@
-"""Ready-made experiments: a name, default parameters, and a function building the circuit.
+"""Experiments: a name, default parameters, and a function building the circuit; the ready ones.
+
+Two kinds of builder. The ready experiments' `build(params) -> Circuit` number their own qubits.
+Upstream qex's model, `Experiment(name, builder=builder)` with `builder(qubits, params) -> circuit`,
+builds on qubits the user chooses per run (`make(params, qubits)`): cirq qubits (`LineQubit`,
+`GridQubit`, `NamedQubit`) for a `cirq.Circuit`, or names (or cirq qubits) for a qex `Circuit`
+(`Circuit(qubits)`); with none given, upstream's default, `[cirq.GridQubit(0, 0)]`. The qubits given
+are the state's, in their order: a qubit the circuit leaves alone is padded (in |0>).
 
 The registry is what the CLI offers by name; parameters arrive from the command line as
 strings as often as numbers, so the checks here accept '3' for n and '0.5' for theta.
@@ -6,36 +13,151 @@ strings as often as numbers, so the checks here accept '3' for n and '0.5' for t
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInputError
 from .circuit import Circuit
+from .errors import BackendError
+
+
+def _takes_qubits(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` is upstream's `builder(qubits, params)` (two positional parameters) rather than `build(params)`."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) == 2
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """`build(params)` makes the circuit; `circuit(overrides)` fills in the defaults first."""
+    """`build(params)` makes the circuit, or `builder(qubits, params)` on the qubits chosen (upstream's model,
+    `Experiment(name, builder=...)`; a positional builder of two parameters is taken as one too);
+    `circuit(overrides)` fills in the defaults first. A builder experiment with no `defaults` takes any
+    parameters, as upstream's does; `qubits` are its qubits when a run gives none."""
 
     name: str
-    build: Callable[[dict[str, Any]], Circuit]
-    defaults: dict[str, Any]
-    description: str
+    build: Callable[..., Any] | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    builder: Callable[[tuple[Any, ...], dict[str, Any]], Any] | None = None
+    qubits: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidInputError(f"an experiment needs a name (text), got {self.name!r}")
+        if self.builder is None and self.build is not None and _takes_qubits(self.build):
+            object.__setattr__(self, "builder", self.build)
+            object.__setattr__(self, "build", None)
+        if (self.build is None) == (self.builder is None):
+            raise InvalidInputError(
+                f"experiment {self.name!r} needs one builder: build(params) or builder(qubits, params)"
+            )
+        if self.qubits is not None:
+            object.__setattr__(self, "qubits", _qubit_tuple(self.qubits))
 
     def resolve(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The defaults overridden by `params`; a name the experiment does not take is an error."""
+        if self.builder is not None and not self.defaults:
+            return dict(params or {})
         extra = sorted(set(params or {}) - set(self.defaults))
         if extra:
             takes = ", ".join(self.defaults) or "no parameters"
             raise InvalidInputError(f"experiment {self.name!r} takes {takes}; unknown: {', '.join(extra)}")
         return {**self.defaults, **(params or {})}
 
-    def circuit(self, params: dict[str, Any] | None = None) -> Circuit:
-        return self.build(self.resolve(params))
+    def circuit(self, params: dict[str, Any] | None = None, qubits: Sequence[Any] | None = None) -> Any:
+        return self.make(self.resolve(params), qubits)
+
+    def run_qubits(self, qubits: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+        """The qubits a run of a builder experiment is on: those given, else the experiment's, else upstream's
+        default `[cirq.GridQubit(0, 0)]`; None for a ready experiment (it numbers its own)."""
+        if self.builder is None:
+            if qubits is not None:
+                raise InvalidInputError(
+                    f"experiment {self.name!r} numbers its own qubits; qubits= is for an experiment "
+                    "with a builder(qubits, params)"
+                )
+            return None
+        if qubits is not None:
+            return _qubit_tuple(qubits)
+        if self.qubits is not None:
+            return self.qubits
+        try:
+            import cirq
+        except ImportError:
+            raise BackendError(
+                f"experiment {self.name!r}: give its qubits (qubits=['a', 'b']), or install cirq for "
+                "upstream's default [cirq.GridQubit(0, 0)]: pip install 'alexandria[qex]'"
+            ) from None
+        return (cirq.GridQubit(0, 0),)
+
+    def make(self, params: dict[str, Any], qubits: Sequence[Any] | None = None) -> Any:
+        """The circuit for these (resolved) parameters: `build(params)`, or `builder(qubits, params)` on
+        `run_qubits(qubits)`, a qex Circuit padded to those qubits (`fit_to`)."""
+        if self.builder is None:
+            self.run_qubits(qubits)  # refuses qubits given to an experiment that numbers its own
+            assert self.build is not None
+            return self.build(params)
+        qs = self.run_qubits(qubits)
+        assert qs is not None
+        return fit_to(self.builder(qs, dict(params)), qs, self.name)
+
+
+def _qubit_tuple(qubits: Any) -> tuple[Any, ...]:
+    if isinstance(qubits, str | bytes) or not isinstance(qubits, Sequence | set | frozenset | tuple):
+        if hasattr(qubits, "dimension"):  # one cirq qubit, as upstream takes it
+            return (qubits,)
+        raise InvalidInputError(f"qubits must be a list of qubits (cirq qubits or names), got {qubits!r}")
+    items = tuple(qubits)
+    if not items:
+        raise InvalidInputError("qubits: the list is empty; an experiment needs at least one qubit")
+    return items
+
+
+def fit_to(circuit: Any, qubits: tuple[Any, ...], name: str) -> Any:
+    """A builder's circuit on the qubits it was given: a qex Circuit of those names as it is, one of fewer of
+    them (or numbered, of as many) rewritten onto all of them; a cirq.Circuit as it is (the backend runs it
+    on `qubits`, padding the idle ones); anything else an InvalidInputError."""
+    if not isinstance(circuit, Circuit):
+        if type(circuit).__module__.startswith("cirq"):
+            return circuit
+        raise InvalidInputError(
+            f"experiment {name!r}: the builder returned {type(circuit).__name__}, not a qex Circuit or a cirq.Circuit"
+        )
+    wanted = Circuit(qubits)  # checks the names
+    names = wanted.qubit_names
+    if circuit.names == names:
+        return circuit
+    if circuit.names is None:
+        if circuit.num_qubits != len(names):
+            raise InvalidInputError(
+                f"experiment {name!r}: the builder's circuit has {circuit.num_qubits} numbered qubits for "
+                f"{len(names)} qubits given; build it as Circuit(qubits)"
+            )
+        position = list(range(len(names)))
+    else:
+        unknown = [n for n in circuit.names if n not in names]
+        if unknown:
+            raise InvalidInputError(
+                f"experiment {name!r}: the circuit's qubits {', '.join(unknown)} are not among those given "
+                f"({', '.join(names)})"
+            )
+        position = [names.index(n) for n in circuit.names]
+    for g in circuit:
+        wanted.add(g.name, *(position[q] for q in g.qubits), params=g.params)
+    return wanted
 
 
 def _param(params: dict[str, Any], key: str) -> Any:

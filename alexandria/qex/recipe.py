@@ -5,9 +5,15 @@ A run records the artifact `circuit` (`artifacts/{run_id}_circuit.json`), our ow
 
     {"format": "alexandria.qex.circuit/1", "experiment": name, "params": {...},
      "backend": "numpy_dm" | "cirq_dm" | null, "max_qubits": 10,
-     "noise": {"depolarizing": p, "amplitude_damping": g, "phase_damping": l} | null,
-     "num_qubits": n, "gates": [[name, [qubits], [params]], ...]}          (a qex Circuit)
-     ... "cirq": "<cirq.to_json text>"                                      (a cirq.Circuit run as is)
+     "noise": {"depolarizing": p, "amplitude_damping": g, "phase_damping": l,
+               "convention": "ours" | "cirq", "idle_noise": false | true} | null,
+     "num_qubits": n, "gates": [[name, [qubits], [params]], ...],
+     "qubit_names": [name, ...] | null}                                    (a qex Circuit; null: numbered)
+     ... "cirq": "<cirq.to_json text>", "qubits": "<cirq.to_json of the qubits given>" | null
+                                                                            (a cirq.Circuit run as is)
+
+A recipe written before `convention`, `idle_noise`, `qubit_names` or `qubits` existed reads as ours, per gate,
+numbered, and sorted: what those runs did.
 
 `backend` is null for a backend qex does not know (such a run cannot be rerun); `noise` is null when the
 backend does not say. When cirq is installed (`alexandria[qex]`), beside it, for other tools:
@@ -32,7 +38,7 @@ from .errors import BackendError
 
 RECIPE_FORMAT = "alexandria.qex.circuit/1"
 RECIPE_ARTIFACT = "circuit"
-_NOISE_FIELDS = ("depolarizing", "amplitude_damping", "phase_damping")
+_NOISE_FIELDS = ("depolarizing", "amplitude_damping", "phase_damping", "convention", "idle_noise")
 
 
 def backend_kind(backend: Backend) -> str | None:
@@ -44,9 +50,12 @@ def backend_kind(backend: Backend) -> str | None:
     return None
 
 
-def describe(circuit: Any, backend: Backend, experiment: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The `circuit` artifact's document for a run of `circuit` on `backend` (see the module docstring);
-    the experiment's name and parameters come along, so a rerun is recorded as the same experiment."""
+def describe(
+    circuit: Any, backend: Backend, experiment: str, params: dict[str, Any], qubits: Any = None
+) -> dict[str, Any]:
+    """The `circuit` artifact's document for a run of `circuit` on `backend` (a cirq circuit on `qubits`, if
+    given: see the module docstring); the experiment's name and parameters come along, so a rerun is
+    recorded as the same experiment."""
     noise = getattr(backend, "noise", None)
     doc: dict[str, Any] = {
         "format": RECIPE_FORMAT,
@@ -54,10 +63,11 @@ def describe(circuit: Any, backend: Backend, experiment: str, params: dict[str, 
         "params": params,
         "backend": backend_kind(backend),
         "max_qubits": int(backend.max_qubits),
-        "noise": {f: getattr(noise, f) for f in _NOISE_FIELDS} if isinstance(noise, Noise) else None,
+        "noise": noise.to_json() if isinstance(noise, Noise) else None,
     }
     if isinstance(circuit, Circuit):
-        doc.update(num_qubits=circuit.num_qubits, gates=circuit.to_json())
+        names = list(circuit.names) if circuit.names is not None else None
+        doc.update(num_qubits=circuit.num_qubits, gates=circuit.to_json(), qubit_names=names)
     else:  # a cirq.Circuit, run natively by the Cirq backend
         import cirq
 
@@ -65,7 +75,12 @@ def describe(circuit: Any, backend: Backend, experiment: str, params: dict[str, 
             text = cirq.to_json(circuit, indent=None)
         except (TypeError, ValueError):  # a custom gate Cirq cannot serialise: recorded, not rerunnable
             text = None
-        doc.update(num_qubits=len(circuit.all_qubits()), cirq=text)
+        try:
+            order = None if qubits is None else cirq.to_json(list(qubits), indent=None)
+        except (TypeError, ValueError):  # a custom qubit type: recorded, not rerunnable
+            text = order = None
+        width = len(circuit.all_qubits()) if qubits is None else len(list(qubits))
+        doc.update(num_qubits=width, cirq=text, qubits=order)
     return doc
 
 
@@ -103,6 +118,7 @@ class Recipe:
     backend: Backend
     experiment: str
     params: dict[str, Any]
+    qubits: list[Any] | None = None  # a cirq circuit's qubits in the order given; None: sorted
 
 
 def load_recipe(data: bytes, label: str) -> Recipe:
@@ -141,5 +157,11 @@ def load_recipe(data: bytes, label: str) -> Recipe:
         circuit = cirq.read_json(json_text=doc["cirq"])
         if not isinstance(circuit, cirq.AbstractCircuit):
             raise InvalidInputError(f"{label}: its cirq JSON holds a {type(circuit).__name__}, not a circuit")
-        return Recipe(circuit, backend, experiment, params)
-    return Recipe(Circuit.from_json(doc["num_qubits"], doc.get("gates")), backend, experiment, params)
+        qubits = None
+        if doc.get("qubits") is not None:
+            qubits = cirq.read_json(json_text=doc["qubits"]) if isinstance(doc["qubits"], str) else None
+            if not isinstance(qubits, list) or not all(isinstance(q, cirq.Qid) for q in qubits):
+                raise InvalidInputError(f"{label}: its qubits are not a cirq JSON list of qubits")
+        return Recipe(circuit, backend, experiment, params, qubits)
+    circuit = Circuit.from_json(doc["num_qubits"], doc.get("gates"), doc.get("qubit_names"))
+    return Recipe(circuit, backend, experiment, params)

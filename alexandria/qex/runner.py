@@ -16,9 +16,11 @@ What a run records: its parameters (each one, plus `qex.params`, the exact
 JSON), `qex.backend`, metrics (`purity`, `entropy_bits`, per qubit
 `q{k}/bloch_x|y|z`, `q{k}/purity`, `q{k}/entropy_bits`, and for a noisy
 backend `fidelity_to_ideal` / `trace_distance_to_ideal` against the same
-circuit without noise), the tag `qex.metadata` (JSON: qubit count and order,
-noise, shots, wall time, simulator version, the circuit, and the numbers
-above) and artifacts: `circuit` and its Cirq and QASM exports (`recipe.py`: what `rerun` runs
+circuit without noise), the tag `qex.metadata` (JSON: qubit count, names
+(`qubit_names`) and order, noise (its convention and whether idle qubits
+get it), shots, wall time, simulator version, the circuit, the numbers
+above, and the caller's own `metadata=` as `user`) and artifacts: `circuit`
+and its Cirq and QASM exports (`recipe.py`: what `rerun` runs
 again), `density_matrix` (written atomically: temporary
 file, fsync, rename; the event carrying its SHA-256 is logged only after the
 rename, so no row ever points to a partial or missing file, even after
@@ -47,15 +49,31 @@ from ..errors import InvalidInputError, RunNotFoundError
 from ..files import write_atomically
 from ..store import Store, make_dirs, refuse_links
 from . import bloch, recipe, states, sweep_figures
-from .backends import Backend, NumpyDensityMatrix
+from .backends import Backend, CirqBackend, NumpyDensityMatrix
 from .circuit import Circuit, check_qubit_count
 from .errors import BackendError
-from .experiments import Experiment, get_experiment
+from .experiments import Experiment, fit_to, get_experiment
 from .plugin import QEX_DB_NAME
 
 STORE_ENV = "QEX_STORE"
 DEFAULT_STORE = "qex_data"
-QUBIT_ORDER = "big-endian: qubit 0 is the leftmost tensor factor (most significant bit), as cirq.LineQubit.range(n)"
+_BIG_ENDIAN = "big-endian over qubit_names: the first is qubit 0, the leftmost tensor factor (most significant bit)"
+#: `metadata["qubit_order"]`, by where the order came from
+QUBIT_ORDERS = {
+    "numbered": f"{_BIG_ENDIAN}; a numbered qex Circuit's qubits 0..n-1 (cirq.LineQubit.range(n))",
+    "named": f"{_BIG_ENDIAN}; the qubits as the qex Circuit was given them",
+    "given": f"{_BIG_ENDIAN}; the qubits in the order given (those no gate touches padded, in |0>)",
+    "sorted": f"{_BIG_ENDIAN}; the cirq circuit's qubits in sorted order (sorted(circuit.all_qubits()))",
+}
+
+
+def circuit_qubits(circuit: Any, qubits: Sequence[Any] | None = None) -> tuple[list[str], str]:
+    """The names of the state's qubits in its order, and which `QUBIT_ORDERS` entry says how it was chosen."""
+    if isinstance(circuit, Circuit):
+        return list(circuit.qubit_names), "numbered" if circuit.names is None else "named"
+    if qubits is not None:
+        return [str(q) for q in qubits], "given"
+    return [str(q) for q in sorted(circuit.all_qubits())], "sorted"
 
 
 def open_store(path: str | os.PathLike[str] | Store | None = None) -> Store:
@@ -94,11 +112,25 @@ def run_experiment(
     store: str | os.PathLike[str] | Store | None = None,
     parent: tracking.Run | str | None = None,
     capture: bool | None = None,
+    qubits: Sequence[Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> QexResult:
-    """Build the experiment's circuit from its defaults overridden by `params`, run it, record the run."""
+    """Build the experiment's circuit from its defaults overridden by `params` (a builder experiment's on
+    `qubits`, see `Experiment.run_qubits`), run it, record the run with the caller's `metadata`."""
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     merged = exp.resolve(dict(params or {}))
-    return run_circuit(exp.name, exp.build(merged), merged, backend, store=store, parent=parent, capture=capture)
+    qs = exp.run_qubits(qubits)
+    return run_circuit(
+        exp.name,
+        exp.make(merged, qs),
+        merged,
+        backend,
+        store=store,
+        parent=parent,
+        capture=capture,
+        qubits=qs,
+        metadata=metadata,
+    )
 
 
 def run_circuit(
@@ -111,11 +143,26 @@ def run_circuit(
     parent: tracking.Run | str | None = None,
     capture: bool | None = None,
     tags: Mapping[str, str] | None = None,
+    qubits: Sequence[Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> QexResult:
-    """Run one circuit (a qex `Circuit`, or a `cirq.Circuit` on the Cirq backend) and record it as a run,
-    with what it takes to run it again (`recipe.py`; `rerun`)."""
+    """Run one circuit (a qex `Circuit`, or a `cirq.Circuit` on the Cirq backend, the default for one) and
+    record it as a run, with what it takes to run it again (`recipe.py`; `rerun`). `qubits` are the state's
+    qubits in order (a qex Circuit is padded to them; a cirq circuit runs on them, idle ones in |0>);
+    `metadata` (JSON-able) is kept in the run's `qex.metadata` as `user`."""
+    if qubits is not None:
+        qubits = tuple(qubits)
+        if isinstance(circuit, Circuit):
+            circuit = fit_to(circuit, qubits, name)
+    if backend is None:
+        backend = NumpyDensityMatrix() if isinstance(circuit, Circuit) else CirqBackend()
+    native = qubits is not None and not isinstance(circuit, Circuit)
+    if native and not isinstance(backend, CirqBackend):
+        raise BackendError(f"a cirq circuit on given qubits runs on the cirq_dm backend, not {backend.name}")
+    if native and isinstance(backend, CirqBackend):
+        backend.native_qubits(circuit, qubits)  # checked before the run starts: a stray qubit records nothing
+    user = _user_metadata(metadata)
     st = open_store(store)
-    backend = backend or NumpyDensityMatrix()
     params = dict(params or {})
     params_json = _params_json(params)
     run_tags = {**(tags or {}), "qex": "run"}
@@ -125,9 +172,11 @@ def run_circuit(
         run.log_params({"qex.backend": backend.name, "qex.params": params_json})
         started = time.perf_counter()
         # checked once: every measure, the picture and the file below reuse the check and its eigenvalues
-        state = states.check_state(backend.run(circuit))
+        raw = backend.run(circuit, qubits) if isinstance(backend, CirqBackend) else backend.run(circuit)
+        state = states.check_state(raw)
         wall = time.perf_counter() - started
         rho = state.matrix
+        names, order = circuit_qubits(circuit, qubits if native else None)
         noise = getattr(backend, "noise", None)
         ideal: states.ValidState | None = None
         extra: dict[str, float] = {}
@@ -136,12 +185,19 @@ def run_circuit(
             extra["fidelity_to_ideal"] = states.fidelity(state, ideal)
             extra["trace_distance_to_ideal"] = states.trace_distance(state, ideal)
         heading = f"{name} {_params_text(params)} on {backend.name}"  # rounded: the exact values are in qex.params
-        measures, rho_path, bloch_path = record_state(run, st, state, heading, extra=extra)
-        _record_recipe(run, st, circuit, backend, name, params)
+        shown = names if order != "numbered" else None  # a numbered circuit's spheres stay "qubit k"
+        measures, rho_path, bloch_path = record_state(run, st, state, heading, extra=extra, qubit_names=shown)
+        for q in measures["qubits"]:
+            q["name"] = names[q["qubit"]]
+        _record_recipe(run, st, circuit, backend, name, params, qubits if native else None)
         metadata = {
             "num_qubits": states.num_qubits(rho),
-            "qubit_order": QUBIT_ORDER,
+            "qubit_names": names,
+            "qubit_order": QUBIT_ORDERS[order],
             "noise": (noise.describe() or "none") if noise is not None else "unknown",
+            "noise_convention": getattr(noise, "convention", None),
+            "idle_noise": getattr(noise, "idle_noise", None),
+            "user": user,
             "shots": None,  # exact density matrices: no sampling
             "wall_time_s": wall,
             "simulator": backend.version,
@@ -160,6 +216,7 @@ def sweep(
     backend: Backend | None = None,
     *,
     store: str | os.PathLike[str] | Store | None = None,
+    qubits: Sequence[Any] | None = None,
 ) -> tuple[str, list[QexResult]]:
     """Run the experiment over every combination of `grid` values, as child runs of one parent run.
 
@@ -172,17 +229,20 @@ def sweep(
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise InvalidInputError("a sweep needs at least one parameter with at least one value, e.g. theta=0:3.14:9")
-    backend = backend or NumpyDensityMatrix()
     keys = list(grid)
+    qs = exp.run_qubits(qubits)
     # every point's parameters and circuit are checked (qubit counts against the backend's limit
     # included) before the first run: a bad point fails the sweep before it records anything
     points = [
         exp.resolve({**(params or {}), **dict(zip(keys, combo, strict=True))})
         for combo in itertools.product(*grid.values())
     ]
-    circuits = [exp.build(point) for point in points]
+    circuits = [exp.make(point, qs) for point in points]
+    if backend is None:
+        backend = NumpyDensityMatrix() if all(isinstance(c, Circuit) for c in circuits) else CirqBackend()
     for circuit in circuits:
-        check_qubit_count(circuit.num_qubits, backend.max_qubits, f"the {backend.name} backend's")
+        width = circuit.num_qubits if isinstance(circuit, Circuit) else len(qs or circuit.all_qubits())
+        check_qubit_count(width, backend.max_qubits, f"the {backend.name} backend's")
     st = open_store(store)
     results: list[QexResult] = []
     parent = tracking.start_run(experiment=exp.name, store=st, tags={"qex": "sweep"})
@@ -190,7 +250,7 @@ def sweep(
         parent.log_params({"qex.backend": backend.name, "qex.grid": _params_json(dict(grid))})
         for i, (point, circuit) in enumerate(zip(points, circuits, strict=True)):
             # capture=False: code and environment are the parent's
-            result = run_circuit(exp.name, circuit, point, backend, store=st, parent=parent, capture=False)
+            result = run_circuit(exp.name, circuit, point, backend, store=st, parent=parent, capture=False, qubits=qs)
             results.append(result)
             parent.log_metric("purity", result.metadata["purity"], step=i)
         # each noisy child logged its fidelity to the noiseless state: plotted as it is, not computed again
@@ -216,6 +276,7 @@ def record_state(
     *,
     extra: Mapping[str, float] | None = None,
     timestamp: float | None = None,
+    qubit_names: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], str, str]:
     """What every qex run records of its final state, whoever computed it (`run_circuit`, `qex import`):
     the measures (`describe_state`, plus `extra`) as metrics at step 0 (measured at `timestamp`, default
@@ -226,7 +287,7 @@ def record_state(
     run.log_metrics(_metric_values(measures), step=0, timestamp=timestamp)
     rho_path = _save_density_matrix(run, store, state.matrix)
     bloch_file = store.root / "artifacts" / f"{run.id}_bloch.html"
-    bloch.write_html(bloch.bloch_figure(state, title=title), bloch_file)
+    bloch.write_html(bloch.bloch_figure(state, title=title, qubit_names=qubit_names), bloch_file)
     return measures, rho_path, _record(run, bloch_file, "bloch_sphere", "text/html")
 
 
@@ -273,6 +334,18 @@ def _metric_values(measures: dict[str, Any]) -> dict[str, float]:
     return values
 
 
+def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's metadata as a JSON object, checked before the run starts."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata must be a mapping of names to JSON-able values, got {metadata!r}")
+    try:
+        return dict(json.loads(json.dumps(dict(metadata), sort_keys=True, default=_json_default)))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"qex metadata must be JSON-able (numbers, text, lists, objects): {exc}") from exc
+
+
 def _params_json(params: Mapping[str, Any]) -> str:
     try:
         return json.dumps(params, sort_keys=True, default=_json_default)
@@ -305,10 +378,16 @@ def _save_density_matrix(run: tracking.Run, store: Store, rho: np.ndarray) -> st
 
 
 def _record_recipe(
-    run: tracking.Run, store: Store, circuit: Any, backend: Backend, name: str, params: dict[str, Any]
+    run: tracking.Run,
+    store: Store,
+    circuit: Any,
+    backend: Backend,
+    name: str,
+    params: dict[str, Any],
+    qubits: Sequence[Any] | None,
 ) -> None:
     """artifacts/{run_id}_circuit.json (what `rerun` rebuilds) and its Cirq/QASM/diagram exports, atomically."""
-    doc = recipe.describe(circuit, backend, name, json.loads(_params_json(params)))
+    doc = recipe.describe(circuit, backend, name, json.loads(_params_json(params)), qubits)
     files = {recipe.RECIPE_ARTIFACT: (".json", "application/json", json.dumps(doc))}
     files.update(recipe.exports(circuit, backend))
     for artifact, (suffix, kind, text) in files.items():
@@ -353,14 +432,20 @@ def rerun(store: str | os.PathLike[str] | Store | None, run_id: str) -> Rerun:
         raise NotRerunnableError(str(exc)) from None
     original = states.check_state(load_density_matrix(st, run_id))
     circuit = stored.circuit
-    width = circuit.num_qubits if isinstance(circuit, Circuit) else len(circuit.all_qubits())
+    width = circuit.num_qubits if isinstance(circuit, Circuit) else len(stored.qubits or circuit.all_qubits())
     if width != original.num_qubits:
         raise NotRerunnableError(
             f"run {run_id}'s stored circuit has {width} qubits but its state {original.num_qubits}: "
             "the two do not belong together, so it cannot be rerun"
         )
     result = run_circuit(
-        stored.experiment, stored.circuit, stored.params, stored.backend, store=st, tags={"rerun_of": run_id}
+        stored.experiment,
+        stored.circuit,
+        stored.params,
+        stored.backend,
+        store=st,
+        tags={"rerun_of": run_id},
+        qubits=stored.qubits,
     )
     return Rerun(
         result,
