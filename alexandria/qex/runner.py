@@ -4,7 +4,8 @@ A qex store is an Alexandria store whose database is named `qex.db`:
 
     qex_data/qex.db                        the projection, with the seed's `runs` and `artifacts` views
     qex_data/results/{run_id}_rho.npy      the final density matrix of each run
-    qex_data/artifacts/{run_id}_bloch.html one Bloch sphere per qubit (plotly, offline)
+    qex_data/artifacts/{run_id}_bloch.html the run's page: its numbers, a Bloch sphere per qubit, the density
+                                           matrix as heatmaps and a city plot (plotly, offline)
     qex_data/artifacts/{run_id}_sweep.html a sweep's trajectory and purity / fidelity plot
     qex_data/artifacts/plotly.min.js       the plotting library, written once for every page
     qex_data/runs/{run_id}/*.jsonl         the event logs (the truth, as for any run)
@@ -46,7 +47,7 @@ from ..db import open_database
 from ..errors import InvalidInputError, RunNotFoundError
 from ..files import write_atomically
 from ..store import Store, make_dirs, refuse_links
-from . import bloch, recipe, states
+from . import bloch, recipe, state_figures, states
 from .backends import Backend, NumpyDensityMatrix
 from .circuit import Circuit, check_qubit_count
 from .errors import BackendError
@@ -138,13 +139,20 @@ def run_circuit(
         run.log_metrics(_metric_values(measures), step=0)
         rho_path = _save_density_matrix(run, st, rho)
         bloch_file = st.root / "artifacts" / f"{run.id}_bloch.html"
-        bloch.write_html(bloch.bloch_figure(state, title=f"{name} {params_json} on {backend.name}"), bloch_file)
+        noise_text = (noise.describe() or "none") if noise is not None else "unknown"
+        state_figures.write_run_page(
+            bloch_file,
+            state,
+            title=f"{name} {params_json} on {backend.name}",
+            about=run_about(run.id, run.name, name, params_json, backend.name, noise_text),
+            measures=measures,
+        )
         bloch_path = _record(run, bloch_file, "bloch_sphere", "text/html")
         _record_recipe(run, st, circuit, backend, name, params)
         metadata = {
             "num_qubits": states.num_qubits(rho),
             "qubit_order": QUBIT_ORDER,
-            "noise": (noise.describe() or "none") if noise is not None else "unknown",
+            "noise": noise_text,
             "shots": None,  # exact density matrices: no sampling
             "wall_time_s": wall,
             "simulator": backend.version,
@@ -210,6 +218,20 @@ def sweep(
         _record(parent, plot, "sweep_plot", "text/html")
     open_database(st).dispose()
     return parent.id, results
+
+
+def run_about(
+    run_id: str, name: str | None, experiment: str, params_json: str, backend: str, noise: str
+) -> list[tuple[str, str]]:
+    """What ran, as the first rows of a run's page (`state_figures.run_page_html`)."""
+    return [
+        ("run", run_id),
+        ("name", name or "-"),
+        ("experiment", experiment),
+        ("params", params_json),
+        ("backend", backend),
+        ("noise", noise),
+    ]
 
 
 def describe_state(rho: np.ndarray | states.ValidState) -> dict[str, Any]:
