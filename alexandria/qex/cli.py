@@ -345,11 +345,12 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str, html_out: str | None
         )
     console.print(table)
     if html_out is not None:
-        from ..pages import write_page
-        from .state_figures import compare_page_html
+        from .state_figures import write_compare_page
 
         meta_a, meta_b = (json.loads(r["metadata"] or "{}") for r in (a, b))
-        page = compare_page_html(
+        out = html_out or f"qex-compare-{a['run_id'][:8]}-{b['run_id'][:8]}.html"
+        page = write_compare_page(
+            out,
             rho_a,
             rho_b,
             about_a=_about(a, meta_a),
@@ -360,8 +361,7 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str, html_out: str | None
             qubits_b=qubits_b,
             embed=embed,
         )
-        out = html_out or f"qex-compare-{a['run_id'][:8]}-{b['run_id'][:8]}.html"
-        console.print(f"page: {write_page(out, page, embed=embed)}", soft_wrap=True)
+        console.print(f"page: {page}", soft_wrap=True)
 
 
 @qex.command("view")

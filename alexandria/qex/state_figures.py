@@ -317,9 +317,18 @@ def run_page_html(
     return page_html(title, body, embed=embed, smoothing_js=False)
 
 
-def write_run_page(path: str | Path, rho: np.ndarray | ValidState, **kwargs: Any) -> Path:
+def write_run_page(
+    path: str | Path,
+    rho: np.ndarray | ValidState,
+    *,
+    title: str,
+    about: Sequence[tuple[str, str]],
+    measures: Mapping[str, Any],
+    embed: bool = False,
+) -> Path:
     """`run_page_html` written atomically at `path` (plotly.js beside it unless `embed`)."""
-    return write_page(path, run_page_html(rho, **kwargs), embed=kwargs.get("embed", False))
+    page = run_page_html(rho, title=title, about=about, measures=measures, embed=embed)
+    return write_page(path, page, embed=embed)
 
 
 def compare_bloch_figure(
@@ -421,3 +430,10 @@ def compare_page_html(
         *matrix_sections(b, "b-rho", "Density matrix of B", limit=limit),
     ]
     return page_html("Comparing two states", body, embed=embed, smoothing_js=False)
+
+
+def write_compare_page(
+    path: str | Path, rho_a: np.ndarray | ValidState, rho_b: np.ndarray | ValidState, **kw: Any
+) -> Path:
+    """`compare_page_html` (same keywords) written atomically at `path` (plotly.js beside it unless `embed`)."""
+    return write_page(path, compare_page_html(rho_a, rho_b, **kw), embed=kw.get("embed", False))
