@@ -155,7 +155,7 @@ def run_cmd(
     console.print(f"run {result.run_id}: {result.experiment} {json.dumps(result.params)} on {result.backend}")
     _print_state(result.metadata)
     console.print(f"density matrix: {store.root / result.density_matrix_path}")
-    console.print(f"Bloch spheres:  {store.root / result.bloch_path}")
+    console.print(f"run page:       {store.root / result.bloch_path}  (`qex view {result.run_id[:8]}` opens it)")
 
 
 @qex.command("sweep")
@@ -255,21 +255,42 @@ def runs_cmd(ctx: click.Context, experiment: str | None, fmt: str) -> None:
 QUBIT_COLUMNS = ("qubit", "bloch_x", "bloch_y", "bloch_z", "purity", "entropy_bits", "name")
 
 
+_html_option = click.option(
+    "--html",
+    "html_out",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[OUT]",
+    help="Write the page (offline HTML) to OUT, default qex-<run>.html here, and print its path.",
+)
+_embed_option = click.option(
+    "--embed", is_flag=True, help="With --html: the plotting library inside the page (one ~5 MB file to share)."
+)
+
+
 @qex.command("show")
 @click.argument("run_id")
 @format_option(
     f"a header, then one line per qubit: {', '.join(QUBIT_COLUMNS)}.",
     "one object: the run's `runs` row, params and metadata (purity, entropy, qubits, ...) as objects.",
 )
+@_html_option
+@_embed_option
 @click.pass_context
-def show_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
-    """One qex run: parameters, backend, per-qubit Bloch vectors, purity, entropy, files."""
+def show_cmd(ctx: click.Context, run_id: str, fmt: str, html_out: str | None, embed: bool) -> None:
+    """One qex run: parameters, backend, per-qubit Bloch vectors, purity, entropy, files; with --html, all
+    that as a page with the Bloch spheres and the density matrix (heatmaps, city plot)."""
     from .runner import stored_density_matrix
 
     store = _store(ctx)
     r = _run(store, run_id)
     meta = json.loads(r["metadata"] or "{}")
-    stored_density_matrix(store, r["run_id"])  # what the run says of its state holds only for the file it logged
+    _, rho = stored_density_matrix(store, r["run_id"])  # what the run says of its state holds only for its file
+    if html_out is not None:
+        page = _write_run_page(html_out or f"qex-{r['run_id'][:8]}.html", r, meta, rho, embed=embed)
+        click.echo(str(page))
+        return
     bloch = _bloch_file(store, r["run_id"])
 
     def table() -> None:
@@ -283,12 +304,40 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str) -> None:
         _print_state(meta)
         console.print(f"density matrix: {store.root / r['density_matrix_path']}")
         if bloch is not None:
-            console.print(f"Bloch spheres:  {bloch}")
+            console.print(f"run page:       {bloch}")
 
     qubits = (
         (q["qubit"], *q["bloch"], q["purity"], q["entropy_bits"], q.get("name", "")) for q in meta.get("qubits", [])
     )
     emit(fmt, columns=QUBIT_COLUMNS, rows=qubits, table=table, document=_decoded(r))
+
+
+def _about(r: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
+    from .runner import run_about
+
+    return run_about(
+        r["run_id"], r["name"], r["experiment_name"], r["params"], r["backend_name"], str(meta.get("noise", "unknown"))
+    )
+
+
+def _measures(meta: dict[str, Any], rho: Any) -> dict[str, Any]:
+    """The numbers the run logged of its state; computed from the state for a run that logged none."""
+    from .runner import describe_state
+
+    return meta if "purity" in meta and "qubits" in meta else {**meta, **describe_state(rho)}
+
+
+def _write_run_page(out: str, r: dict[str, Any], meta: dict[str, Any], rho: Any, *, embed: bool) -> Path:
+    from .runner import QUBIT_ORDERS
+    from .state_figures import write_run_page
+
+    title = f"{r['experiment_name']} {r['params']} on {r['backend_name']}"
+    numbered = meta.get("qubit_order", QUBIT_ORDERS["numbered"]) == QUBIT_ORDERS["numbered"]
+    names = None if numbered else meta.get("qubit_names")  # as the run's own page titles its spheres
+    measures = _measures(meta, rho)
+    return write_run_page(
+        out, rho, title=title, about=_about(r, meta), measures=measures, embed=embed, qubit_names=names
+    )
 
 
 def _bloch_file(store: Store, run_id: str) -> Any:
@@ -309,9 +358,12 @@ def _bloch_file(store: Store, run_id: str) -> Any:
 @qex.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
+@_html_option
+@_embed_option
 @click.pass_context
-def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
-    """Fidelity and trace distance of two runs' states, and their Bloch vectors side by side."""
+def compare_cmd(ctx: click.Context, run_a: str, run_b: str, html_out: str | None, embed: bool) -> None:
+    """Fidelity and trace distance of two runs' states, and their Bloch vectors side by side; with --html,
+    also a page of them with both runs' Bloch vectors on shared spheres and both density matrices."""
     from . import states
     from .runner import load_density_matrix
 
@@ -326,16 +378,67 @@ def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
     for label, r in (("A", a), ("B", b)):
         name = r["name"] or "-"
         console.print(f"{label} {r['run_id']}  {name}  {r['experiment_name']} {r['params']} on {r['backend_name']}")
-    console.print(f"fidelity (Uhlmann-Jozsa, squared): {states.fidelity(rho_a, rho_b):.6f}")
-    console.print(f"trace distance: {states.trace_distance(rho_a, rho_b):.6f}")
+    fid, dist = states.fidelity(rho_a, rho_b), states.trace_distance(rho_a, rho_b)
+    console.print(f"fidelity (Uhlmann-Jozsa, squared): {fid:.6f}")
+    console.print(f"trace distance: {dist:.6f}")
+    qubits_a, qubits_b = states.qubit_summary(rho_a), states.qubit_summary(rho_b)
     table = Table()
     for col in ("qubit", "Bloch A", "Bloch B", "purity A", "purity B"):
         table.add_column(col, justify="right")
-    for qa, qb in zip(states.qubit_summary(rho_a), states.qubit_summary(rho_b), strict=True):
+    for qa, qb in zip(qubits_a, qubits_b, strict=True):
         table.add_row(
             str(qa["qubit"]), _vector(qa["bloch"]), _vector(qb["bloch"]), f"{qa['purity']:.4f}", f"{qb['purity']:.4f}"
         )
     console.print(table)
+    if html_out is not None:
+        from .state_figures import write_compare_page
+
+        meta_a, meta_b = (json.loads(r["metadata"] or "{}") for r in (a, b))
+        out = html_out or f"qex-compare-{a['run_id'][:8]}-{b['run_id'][:8]}.html"
+        page = write_compare_page(
+            out,
+            rho_a,
+            rho_b,
+            about_a=_about(a, meta_a),
+            about_b=_about(b, meta_b),
+            fidelity=fid,
+            trace_distance=dist,
+            qubits_a=qubits_a,
+            qubits_b=qubits_b,
+            embed=embed,
+        )
+        console.print(f"page: {page}", soft_wrap=True)
+
+
+@qex.command("view")
+@click.argument("run_id")
+@click.pass_context
+def view_cmd(ctx: click.Context, run_id: str) -> None:
+    """Open the run's page (its numbers, Bloch spheres and density matrix) in the web browser, as upstream
+    qex's `view` does; a run that recorded no page gets one written here first (as `show --html`)."""
+    import webbrowser
+
+    from ..errors import UnsupportedError
+    from .runner import stored_density_matrix
+
+    store = _store(ctx)
+    r = _run(store, run_id)
+    page = _bloch_file(store, r["run_id"])
+    if page is None:
+        _, rho = stored_density_matrix(store, r["run_id"])
+        page = _write_run_page(f"qex-{r['run_id'][:8]}.html", r, json.loads(r["metadata"] or "{}"), rho, embed=False)
+        console.print(f"run {r['run_id']} recorded no page: wrote {page}", soft_wrap=True)
+    url = Path(page).resolve().as_uri()
+    try:
+        opened = webbrowser.open(url)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        raise UnsupportedError(
+            f"no web browser could be started on this machine; open the page yourself: {url} "
+            "(or name a browser in the BROWSER environment variable)"
+        )
+    console.print(f"opened {url}", soft_wrap=True)
 
 
 @qex.command("rerun")

@@ -4,7 +4,8 @@ A qex store is an Alexandria store whose database is named `qex.db`:
 
     qex_data/qex.db                        the projection, with the seed's `runs` and `artifacts` views
     qex_data/results/{run_id}_rho.npy      the final density matrix of each run
-    qex_data/artifacts/{run_id}_bloch.html one Bloch sphere per qubit (plotly, offline)
+    qex_data/artifacts/{run_id}_bloch.html the run's page: its numbers, a Bloch sphere per qubit, the density
+                                           matrix as heatmaps and a city plot (plotly, offline)
     qex_data/artifacts/{run_id}_sweep.html a sweep's pictures (`sweep_figures`: trajectories or heatmaps)
     qex_data/artifacts/plotly.min.js       the plotting library, written once for every page
     qex_data/runs/{run_id}/*.jsonl         the event logs (the truth, as for any run)
@@ -48,7 +49,7 @@ from ..db import open_database
 from ..errors import InvalidInputError, RunNotFoundError
 from ..files import write_atomically
 from ..store import Store, make_dirs, refuse_links
-from . import bloch, recipe, states, sweep_figures
+from . import bloch, recipe, state_figures, states, sweep_figures
 from .backends import Backend, CirqBackend, NumpyDensityMatrix
 from .circuit import Circuit, check_qubit_count
 from .errors import BackendError
@@ -186,15 +187,17 @@ def run_circuit(
             extra["trace_distance_to_ideal"] = states.trace_distance(state, ideal)
         heading = f"{name} {_params_text(params)} on {backend.name}"  # rounded: the exact values are in qex.params
         shown = names if order != "numbered" else None  # a numbered circuit's spheres stay "qubit k"
-        measures, rho_path, bloch_path = record_state(run, st, state, heading, extra=extra, qubit_names=shown)
-        for q in measures["qubits"]:
-            q["name"] = names[q["qubit"]]
+        noise_text = (noise.describe() or "none") if noise is not None else "unknown"
+        about = run_about(run.id, run.name, name, params_json, backend.name, noise_text)
+        measures, rho_path, bloch_path = record_state(
+            run, st, state, heading, extra=extra, qubit_names=shown, about=about, qubit_labels=names
+        )
         _record_recipe(run, st, circuit, backend, name, params, qubits if native else None)
         metadata = {
             "num_qubits": states.num_qubits(rho),
             "qubit_names": names,
             "qubit_order": QUBIT_ORDERS[order],
-            "noise": (noise.describe() or "none") if noise is not None else "unknown",
+            "noise": noise_text,
             "noise_convention": getattr(noise, "convention", None),
             "idle_noise": getattr(noise, "idle_noise", None),
             "user": user,
@@ -277,18 +280,40 @@ def record_state(
     extra: Mapping[str, float] | None = None,
     timestamp: float | None = None,
     qubit_names: Sequence[str] | None = None,
+    qubit_labels: Sequence[str] | None = None,
+    about: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[dict[str, Any], str, str]:
     """What every qex run records of its final state, whoever computed it (`run_circuit`, `qex import`):
     the measures (`describe_state`, plus `extra`) as metrics at step 0 (measured at `timestamp`, default
-    now), the matrix as results/{run_id}_rho.npy (written atomically, its event after) and the Bloch
-    spheres page. Returns (the measures, the matrix's path, the page's path), paths relative to the store."""
+    now), the matrix as results/{run_id}_rho.npy (written atomically, its event after) and the run's page
+    (`state_figures.write_run_page`: what ran (`about`), the Bloch spheres titled by `qubit_names`, the numbers,
+    the density matrix). `qubit_labels` name the qubits in the measures (metadata). Returns (the measures, the
+    matrix's path, the page's path), paths relative to the store."""
     measures = describe_state(state)
     measures.update(extra or {})
     run.log_metrics(_metric_values(measures), step=0, timestamp=timestamp)
+    if qubit_labels is not None:
+        for q in measures["qubits"]:
+            q["name"] = qubit_labels[q["qubit"]]
     rho_path = _save_density_matrix(run, store, state.matrix)
-    bloch_file = store.root / "artifacts" / f"{run.id}_bloch.html"
-    bloch.write_html(bloch.bloch_figure(state, title=title, qubit_names=qubit_names), bloch_file)
-    return measures, rho_path, _record(run, bloch_file, "bloch_sphere", "text/html")
+    page = store.root / "artifacts" / f"{run.id}_bloch.html"
+    rows = about if about is not None else [("run", run.id), ("name", run.name or "-")]
+    state_figures.write_run_page(page, state, title=title, about=rows, measures=measures, qubit_names=qubit_names)
+    return measures, rho_path, _record(run, page, "bloch_sphere", "text/html")
+
+
+def run_about(
+    run_id: str, name: str | None, experiment: str, params_json: str, backend: str, noise: str
+) -> list[tuple[str, str]]:
+    """What ran, as the first rows of a run's page (`state_figures.run_page_html`)."""
+    return [
+        ("run", run_id),
+        ("name", name or "-"),
+        ("experiment", experiment),
+        ("params", params_json),
+        ("backend", backend),
+        ("noise", noise),
+    ]
 
 
 def describe_state(rho: np.ndarray | states.ValidState) -> dict[str, Any]:
