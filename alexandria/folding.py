@@ -18,7 +18,9 @@ same rows (only the integer surrogate `id`s, numbered in fold order, may differ)
   its earliest RunStarted's start time, experiment and parent;
 * `Metrics`: every point is kept (`BulkAppend`), and each (run, key)'s summary (`metric_summary`) is merged
   with the batch's points in the same transaction (summaries.py: the last value by the one rule, count,
-  steps, min and max), so the summary equals one taken over all the points at once, in the same order;
+  steps, min and max), so the summary equals one taken over all the points at once, in the same order
+  (the one tie folding order can decide: points of one key equal in step, time and attempt from two
+  segments, the one folded later last, as their ids number them);
 * `Lifecycle`: every start, resume and end is a row; the run's status and end time are then settled from
   the latest of them (projector.settle_runs);
 * `BOOKKEEPING`: nothing but the segment's position row (last_time, closed, the header's columns).

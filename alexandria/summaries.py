@@ -16,7 +16,9 @@ Kept, not computed when read: each (run, key)'s summary is a row of `metric_summ
 the transaction that writes its points (folding.py's `METRIC` rule): the batch's points are gathered
 (`gather`), then merged with the stored row (`merge`), never by reading the metric's points again. A read
 costs one row per (run, key) however many points were logged, and `alex rebuild`, folding the same points
-in the same order per segment, writes the same rows. Runs are read `IN (...)` in chunks of `IN_CHUNK` ids,
+in the same order per segment, writes the same rows (but for points of one key equal in step, time to the
+float and attempt in two segments: "the last folded" is then which segment folded first, as it is for
+the metric rows' ids). Runs are read `IN (...)` in chunks of `IN_CHUNK` ids,
 below SQLite's bound-parameter limit, so N runs cost a fixed number of queries per chunk.
 """
 
