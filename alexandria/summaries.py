@@ -52,8 +52,8 @@ AGGREGATES = ("last", "min", "max")
 @dataclass
 class MetricSummary:
     """One metric of one run: `count` points, the last value (NaN when NaN was logged last) and its step
-    (None: no point has a step), `min` and `max` over the non-NaN values (None when every value is NaN),
-    the lowest step (`first_step`) and the last point's time (`last_time`)."""
+    (None: no point has a step), `min` and `max` over the non-NaN values (None when every value is NaN,
+    or when they were not asked for), the lowest step (`first_step`) and the last point's time (`last_time`)."""
 
     key: str
     count: int
