@@ -53,7 +53,7 @@ AGGREGATES = ("last", "min", "max")
 class MetricSummary:
     """One metric of one run: `count` points, the last value (NaN when NaN was logged last) and its step
     (None: no point has a step), `min` and `max` over the non-NaN values (None when every value is NaN,
-    or when they were not asked for), the lowest step (`first_step`) and the last point's time (`last_time`)."""
+    or when they were not asked for). (`metric_summary` has the lowest step and the last point's time too.)"""
 
     key: str
     count: int
@@ -61,8 +61,6 @@ class MetricSummary:
     last_step: int | None
     min: float | None
     max: float | None
-    first_step: int | None = None
-    last_time: float | None = None
 
 
 def aggregate(s: MetricSummary | None, agg: str) -> float | None:
@@ -173,7 +171,5 @@ def metric_summaries(
                 r["last_step"],
                 r["min_value"] if extremes else None,
                 r["max_value"] if extremes else None,
-                r["first_step"],
-                r["last_time"],
             )
     return out
