@@ -31,8 +31,8 @@ from sqlalchemy.sql import ColumnElement
 
 from .backends.base import CaseSensitiveLike
 from .errors import InvalidInputError
-from .schema import metric, parameter, run, tag
-from .summaries import last_value
+from .schema import parameter, run, tag
+from .summaries import last_value, summary_column
 
 STATUSES = ("running", "finished", "failed", "killed", "crashed")
 
@@ -171,8 +171,9 @@ def value_of(table: Any, key: str) -> ColumnElement[Any]:
     return select(table.c.value).where(table.c.run_id == run.c.id, table.c.key == key).scalar_subquery()
 
 
-def _metric_extreme(key: str, agg: Any) -> ColumnElement[Any]:
-    return select(agg(metric.c.value)).where(metric.c.run_id == run.c.id, metric.c.key == key).scalar_subquery()
+def _metric_extreme(key: str, column: str) -> ColumnElement[Any]:
+    """The metric's min or max (`column` of its summary row: summaries.py says how NaN counts)."""
+    return summary_column(run.c.id, key, column)
 
 
 def _param(key: str) -> Field:
@@ -189,7 +190,7 @@ def _core_field(token: Token, error: Callable[[str, Token], FilterError]) -> Fie
     if key and entity in ("metrics", "metric"):
         if suffix.lower() in ("", "last"):
             return Field("number", last_value(run.c.id, key))
-        return Field("number", _metric_extreme(key, func.min if suffix.lower() == "min" else func.max))
+        return Field("number", _metric_extreme(key, "min_value" if suffix.lower() == "min" else "max_value"))
     if suffix:
         key = f"{key}.{suffix}"
     if key and entity in ("params", "param"):

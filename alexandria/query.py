@@ -30,7 +30,7 @@ from .schema import (
     lifecycle,
     log_problem,
     media,
-    metric,
+    metric_summary,
     parameter,
     run,
     run_edit,
@@ -70,7 +70,7 @@ def list_runs(
     """
 
     nparams = select(func.count()).where(parameter.c.run_id == run.c.id).scalar_subquery()
-    keys = select(func.count(func.distinct(metric.c.key))).where(metric.c.run_id == run.c.id).scalar_subquery()
+    keys = select(func.count()).where(metric_summary.c.run_id == run.c.id).scalar_subquery()
     q = select(run, nparams.label("num_params"), keys.label("num_metric_keys")).order_by(
         run.c.timestamp_start.desc().nulls_last(), run.c.id
     )
@@ -333,12 +333,12 @@ def run_params(engine: Engine, run_ids: Sequence[str]) -> dict[str, dict[str, st
 
 
 def run_metric_keys(engine: Engine, run_ids: Sequence[str]) -> dict[str, list[str]]:
-    """Per run id, the metric keys it logged, sorted (read from the (run_id, key, step) index alone)."""
+    """Per run id, the metric keys it logged, sorted (one `metric_summary` row each)."""
     out: dict[str, list[str]] = {rid: [] for rid in run_ids}
+    s = metric_summary.c
     with engine.connect() as conn:
         for chunk in id_chunks(run_ids):
-            q = select(metric.c.run_id, metric.c.key).where(metric.c.run_id.in_(chunk))
-            q = q.group_by(metric.c.run_id, metric.c.key).order_by(metric.c.run_id, metric.c.key)
+            q = select(s.run_id, s.key).where(s.run_id.in_(chunk)).order_by(s.run_id, s.key)
             for rid, key in conn.execute(q):
                 out[rid].append(key)
     return out
@@ -362,7 +362,8 @@ def metric_by_run(engine: Engine, run_ids: Sequence[str], key: str, agg: str) ->
 
 def has_metric(engine: Engine, run_id: str, key: str) -> bool:
     """Whether the run logged at least one point of `key`."""
-    q = select(metric.c.id).where(metric.c.run_id == run_id, metric.c.key == key).limit(1)
+    s = metric_summary.c
+    q = select(s.run_id).where(s.run_id == run_id, s.key == key)
     with engine.connect() as conn:
         return conn.execute(q).first() is not None
 

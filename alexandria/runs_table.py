@@ -21,7 +21,7 @@ from sqlalchemy.sql import ColumnElement
 
 from . import filters
 from .errors import InvalidInputError
-from .schema import metric, parameter, run, tag
+from .schema import metric_summary, parameter, run, tag
 from .summaries import id_chunks
 
 #: The run's own fields a column can show ("tags": every tag as key=value; not sortable, `tags.<key>` is).
@@ -326,12 +326,12 @@ def add_values(engine: Engine, table: Table, columns: Sequence[Column]) -> None:
 
 def keys_of(engine: Engine, run_ids: Sequence[str]) -> dict[str, list[str]]:
     """The param, metric and tag keys the runs `run_ids` have, each sorted (what a column picker lists): from the
-    parameter and tag tables and the metric index, for those runs only; a key the filter language cannot
+    parameter, tag and metric_summary tables, for those runs only; a key the filter language cannot
     write (one holding both ` and ") is left out."""
     out: dict[str, set[str]] = {"param": set(), "metric": set(), "tag": set()}
     with engine.connect() as conn:
         for chunk in id_chunks(list(run_ids)):
-            for kind, table in (("param", parameter), ("tag", tag), ("metric", metric)):
+            for kind, table in (("param", parameter), ("tag", tag), ("metric", metric_summary)):
                 q = select(table.c.key).where(table.c.run_id.in_(chunk)).group_by(table.c.run_id, table.c.key)
                 out[kind].update(conn.execute(q).scalars())
     return {k: sorted(key for key in v if not ("`" in key and '"' in key)) for k, v in out.items()}

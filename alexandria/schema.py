@@ -18,7 +18,8 @@ attempt = 0` (or the latest attempt) picks one. Bookkeeping of the
 projection: log_segment (read position of every segment, committed with the
 rows), log_problem (corrupt or unknown lines, with file and byte offset) and
 alexandria_meta (schema version). Version 7 added `media` and `histogram`
-(what a run logged to look at: media.py).
+(what a run logged to look at: media.py), version 8 `metric_summary` (what each metric of a run comes to,
+kept by the fold: summaries.py).
 
 Timestamps are unix seconds (REAL). A NaN metric value is stored as NULL
 (SQLite cannot hold NaN); +-inf are stored as they are.
@@ -48,7 +49,7 @@ from sqlalchemy import (
 )
 
 #: Bump when any table changes: databases of another version are rebuilt from the logs.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = MetaData()
 
@@ -118,6 +119,25 @@ metric = Table(
 )
 #: The big index, created after a rebuild has loaded the rows.
 metric_index = Index("ix_metric_run_key_step", metric.c.run_id, metric.c.key, metric.c.step)
+
+#: What each metric of each run comes to, one row per (run, key), written by the fold in the transaction that
+#: writes the points (summaries.py defines the last value and says how NaN counts): a read of last values,
+#: counts or extremes costs one row per metric however many points it has. Equal to a GROUP BY over `metric`.
+metric_summary = Table(
+    "metric_summary",
+    metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("count", Int64, nullable=False),  # points logged
+    Column("first_step", Int64),  # the lowest step; NULL: no point has a step
+    Column("last_step", Int64),  # the last point's step, the highest; NULL: no point has a step
+    Column("last_value", Float),  # the last point's value; NULL means NaN
+    Column("last_time", Float),  # the last point's timestamp
+    Column("last_attempt", Integer),  # the last point's attempt (life of the run)
+    Column("min_value", Float),  # over the values that are not NaN; NULL: every value is NaN
+    Column("max_value", Float),
+    PrimaryKeyConstraint("run_id", "key", name="pk_metric_summary"),
+)
 
 tag = Table(
     "tag",
@@ -317,6 +337,7 @@ USER_TABLES = (
     "lifecycle",
     "parameter",
     "metric",
+    "metric_summary",
     "tag",
     "dataset",
     "code",

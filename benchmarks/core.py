@@ -28,6 +28,7 @@ from .dashboard import bench_runs_table
 from .media import bench_media
 from .qex import bench_qex
 from .report_sweep import bench_report_sweep
+from .summaries import bench_summaries
 
 
 def raw_write_limit(n: int, directory: Path, keys: int = 1) -> float:
@@ -696,6 +697,7 @@ ALL = {
     "memory": bench_writer_memory,
     "ui_metric": bench_ui_metric,
     "sqlite_statistics": bench_sqlite_statistics,
+    "summaries": bench_summaries,
     "media": bench_media,
     "runs_table": bench_runs_table,
     "charts": bench_charts,

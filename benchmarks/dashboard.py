@@ -20,13 +20,13 @@ PARAMS = 10
 METRICS = 5
 COLUMNS = ["metrics.m0.last", "metrics.m1.max", "metrics.m2.min", "params.p0", "params.p1", "params.p2"]
 
-# The same page as the view asks for, by hand: each run's six values (the last value as the highest step's),
-# sorted by the metric's last value, missing last, ties by id, the first 100.
+# The same page as the view asks for, by hand: each run's six values (a metric's from its metric_summary row,
+# as the view reads them), sorted by the metric's last value, missing last, ties by id, the first 100.
 RAW_PAGE = """
 SELECT r.id, r.name, r.experiment_name, r.status, r.timestamp_start, r.timestamp_end, r.tags,
-  (SELECT value FROM metric WHERE run_id = r.id AND key = 'm0' ORDER BY step DESC LIMIT 1) AS m0,
-  (SELECT max(value) FROM metric WHERE run_id = r.id AND key = 'm1') AS m1,
-  (SELECT min(value) FROM metric WHERE run_id = r.id AND key = 'm2') AS m2,
+  (SELECT last_value FROM metric_summary WHERE run_id = r.id AND key = 'm0') AS m0,
+  (SELECT max_value FROM metric_summary WHERE run_id = r.id AND key = 'm1') AS m1,
+  (SELECT min_value FROM metric_summary WHERE run_id = r.id AND key = 'm2') AS m2,
   (SELECT value FROM parameter WHERE run_id = r.id AND key = 'p0') AS p0,
   (SELECT value FROM parameter WHERE run_id = r.id AND key = 'p1') AS p1,
   (SELECT value FROM parameter WHERE run_id = r.id AND key = 'p2') AS p2
@@ -35,9 +35,9 @@ FROM run r WHERE r.deleted = 0 ORDER BY m0 IS NULL, m0 DESC, r.id LIMIT 100
 RAW_GROUPS = """
 SELECT g, count(*), min(m0), max(m0), avg(m0), min(m1), max(m1), avg(m1), min(m2), max(m2), avg(m2) FROM (
   SELECT (SELECT value FROM parameter WHERE run_id = r.id AND key = 'p0') AS g,
-    (SELECT value FROM metric WHERE run_id = r.id AND key = 'm0' ORDER BY step DESC LIMIT 1) AS m0,
-    (SELECT max(value) FROM metric WHERE run_id = r.id AND key = 'm1') AS m1,
-    (SELECT min(value) FROM metric WHERE run_id = r.id AND key = 'm2') AS m2
+    (SELECT last_value FROM metric_summary WHERE run_id = r.id AND key = 'm0') AS m0,
+    (SELECT max_value FROM metric_summary WHERE run_id = r.id AND key = 'm1') AS m1,
+    (SELECT min_value FROM metric_summary WHERE run_id = r.id AND key = 'm2') AS m2
   FROM run r WHERE r.deleted = 0) GROUP BY g ORDER BY g
 """
 

@@ -407,7 +407,7 @@ def compare_page(engine: Engine, ids: list[str], errors: list[str], interval: fl
     ids = [rid for rid in ids if rid not in gone]
     rows = run_rows(engine, ids)
     params = run_params(engine, ids)
-    # the last values only (the index and the last points): a page of 100 long runs must not scan every point
+    # one summary row per (run, key) (metric_summary): a page of 100 long runs never scans their points
     summaries = run_metrics(engine, ids, extremes=False)
     keys = {rid: list(summaries[rid]) for rid in ids}
     tags = [r["tags"] or {} for r in rows]
@@ -484,8 +484,9 @@ def metric_values(engine: Engine, ids: list[str], key: str, agg: str) -> dict[st
 
 
 def run_status(engine: Engine, run_id: str, *, with_metrics: bool) -> dict[str, Any]:
-    """What a run page polls: the run, and per metric key its point count and last value and step (read
-    from the index and the last points only; the pages take min and max from the chart's buckets)."""
+    """What a run page polls: the run, and per metric key its point count and last value and step (one
+    `metric_summary` row per key: the poll costs the same at 10 million points; the pages take min and max
+    from the chart's buckets)."""
     row = run_rows(engine, [run_id])[0]
     stats = {}
     if with_metrics:
