@@ -27,6 +27,7 @@ from .dashboard import bench_runs_table
 from .media import bench_media
 from .qex import bench_qex
 from .report_sweep import bench_report_sweep
+from .startup import bench_startup
 
 
 def raw_write_limit(n: int, directory: Path) -> float:
@@ -677,6 +678,7 @@ ALL = {
     "charts": bench_charts,
     "report_sweep": bench_report_sweep,
     "qex": bench_qex,
+    "startup": bench_startup,
 }
 
 

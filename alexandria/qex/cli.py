@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from ..cli_base import ErrorsAsMessages, console
 from ..errors import InvalidInputError, RunNotFoundError
@@ -96,6 +95,8 @@ def qex(ctx: click.Context, store: str | None) -> None:
 @qex.command("experiments")
 def experiments_cmd() -> None:
     """List the ready experiments and their default parameters."""
+    from rich.table import Table
+
     from .experiments import EXPERIMENTS
 
     table = Table(title="ready experiments")
@@ -151,6 +152,8 @@ def sweep_cmd(
     ctx: click.Context, experiment: str, over: tuple[str, ...], params: tuple[str, ...], backend: str, noise: str | None
 ) -> None:
     """Run an experiment over a grid of parameter values, as child runs of one parent run."""
+    from rich.table import Table
+
     from .grid import parse_grid
     from .runner import sweep
 
@@ -196,6 +199,8 @@ def runs_cmd(ctx: click.Context, experiment: str | None, fmt: str) -> None:
     rows = [r for r in _runs(_store(ctx)) if experiment is None or r["experiment_name"] == experiment]
 
     def table() -> None:
+        from rich.table import Table
+
         t = Table(title=f"{len(rows)} qex run(s)")
         for col in ("run_id", "name", "experiment", "params", "backend", "qubits", "purity", "density matrix"):
             t.add_column(col)
@@ -272,6 +277,8 @@ def _bloch_file(store: Store, run_id: str) -> Any:
 @click.pass_context
 def compare_cmd(ctx: click.Context, run_a: str, run_b: str) -> None:
     """Fidelity and trace distance of two runs' states, and their Bloch vectors side by side."""
+    from rich.table import Table
+
     from . import states
     from .runner import load_density_matrix
 
@@ -345,6 +352,8 @@ def export_cmd(ctx: click.Context, run_id: str, output: str) -> None:
 
 
 def _print_state(meta: dict[str, Any]) -> None:
+    from rich.table import Table
+
     line = f"purity {meta['purity']:.6f}  entropy {meta['entropy_bits']:.6f} bits"
     if "fidelity_to_ideal" in meta:
         line += f"  fidelity to the noiseless state {meta['fidelity_to_ideal']:.6f}"
