@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -62,7 +63,7 @@ def entry_points(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
             stem, ext = os.path.splitext(folder)
             if ext not in (".dist-info", ".egg-info"):
                 continue
-            dist = stem.partition("-")[0].lower().replace("-", "_").replace(".", "_")
+            dist = re.sub(r"[-_.]+", "_", stem.partition("-")[0]).lower()  # importlib.metadata's normalized name
             if dist in seen:
                 continue
             seen.add(dist)
