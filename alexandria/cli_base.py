@@ -29,9 +29,11 @@ class _Console:
         if self._console is None:
             from rich.console import Console
 
-            # Piped output is not cut to 80 columns: ids and queries stay whole for copying. markup=False:
-            # what users logged (tags, keys, corrupt log bytes) is printed as it is, never as rich markup.
-            self._console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+            # Piped output is not cut to 80 columns: ids and queries stay whole for copying. markup=False and
+            # emoji=False: what users logged (tags, keys, corrupt log bytes) is printed as it is, never as rich
+            # markup nor ":fire:" as an emoji (which also spares every table the search for emoji codes).
+            width = None if sys.stdout.isatty() else 200
+            self._console = Console(highlight=False, markup=False, emoji=False, width=width)
         return getattr(self._console, name)
 
 
