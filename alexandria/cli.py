@@ -25,8 +25,9 @@ from .output import emit, format_option, note
 from .plugins import register_commands
 from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
 
-# Only click, the errors and the store's paths are imported here: each command imports what it needs (SQLAlchemy,
-# rich's tables, ...) when it runs, so `alex --help` and every command's `--help` answer at once.
+# At the top only what defining the commands needs (click, the errors, the store's paths, the output layer, the
+# plug-ins): each command imports the rest (SQLAlchemy, rich's tables, ...) when it runs, so `alex --help` and
+# every command's `--help` answer at once (tests/test_startup.py).
 
 
 def _store(ctx: click.Context, *, create: bool = False) -> Store:
