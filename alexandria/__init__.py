@@ -9,6 +9,8 @@ what was logged, and answers every question in plain SQL.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
@@ -24,27 +26,31 @@ from .errors import (  # noqa: E402
     UnsafePathError,
     WriterError,
 )
-from .tracking import (  # noqa: E402
-    Run,
-    active_run,
-    end_run,
-    flush,
-    log_artifact,
-    log_dataset,
-    log_figure,
-    log_histogram,
-    log_image,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    log_table,
-    log_text,
-    set_tag,
-    set_tags,
-    start_run,
-)
-from .values import param_to_str  # noqa: E402
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use (`_LAZY`)
+    from .edits import delete_runs, edit_experiment, edit_run, restore_runs
+    from .query import Reader
+    from .tracking import (
+        Run,
+        active_run,
+        end_run,
+        flush,
+        log_artifact,
+        log_dataset,
+        log_figure,
+        log_histogram,
+        log_image,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_table,
+        log_text,
+        set_tag,
+        set_tags,
+        start_run,
+    )
+    from .values import param_to_str
 
 __all__ = [
     "AlexandriaError",
@@ -86,8 +92,33 @@ __all__ = [
 ]
 
 
-#: Names imported on first use (they load SQLAlchemy): training code that only logs never pays for them.
+#: Names imported on first use, by the module that defines them: `import alexandria` costs only the errors,
+#: so `alex --help` starts at once, and training code that only logs never loads the readers (SQLAlchemy).
 _LAZY = {
+    **dict.fromkeys(
+        (
+            "Run",
+            "active_run",
+            "end_run",
+            "flush",
+            "log_artifact",
+            "log_dataset",
+            "log_figure",
+            "log_histogram",
+            "log_image",
+            "log_metric",
+            "log_metrics",
+            "log_param",
+            "log_params",
+            "log_table",
+            "log_text",
+            "set_tag",
+            "set_tags",
+            "start_run",
+        ),
+        "tracking",
+    ),
+    "param_to_str": "values",
     "Reader": "query",
     "edit_run": "edits",
     "delete_runs": "edits",
@@ -97,10 +128,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
-    """`alexandria.Reader`, `alexandria.edit_run`, ... are imported on first use (see `_LAZY`)."""
+    """`alexandria.start_run`, `alexandria.Reader`, ... are imported on first use (see `_LAZY`)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'alexandria' has no attribute {name!r}")
     from importlib import import_module
 
-    return getattr(import_module(f".{module}", __name__), name)
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # found directly from now on: `alexandria.log_metric` costs no lookup through here
+    return value

@@ -14,19 +14,20 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import astuple
 from typing import Any
 
 import click
-from rich.table import Table
 
 from .cli_base import ErrorsAsMessages, console, progress_bar
-from .db import safe_target
 from .errors import InvalidInputError, StoreError
 from .formatting import duration_text, number_text, when_text
 from .output import emit, format_option, note
 from .plugins import register_commands
 from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
+
+# At the top only what defining the commands needs (click, the errors, the store's paths, the output layer, the
+# plug-ins): each command imports the rest (SQLAlchemy, rich's tables, ...) when it runs, so `alex --help` and
+# every command's `--help` answer at once (tests/test_startup.py).
 
 
 def _store(ctx: click.Context, *, create: bool = False) -> Store:
@@ -37,10 +38,22 @@ def _store(ctx: click.Context, *, create: bool = False) -> Store:
 
 
 def _fresh_reader(ctx: click.Context) -> Any:
-    """The store's read-only engine, with what is new in the logs folded in first (`Reader`)."""
+    """The store's read-only engine, with what is new in the logs folded in first (as `Reader` does)."""
+    return _reader(_store(ctx)).engine
+
+
+def _reader(store: Store) -> Any:
+    """A `Reader` of the store after a fold. On a terminal, a large backlog (a first read of a long run's
+    logs) shows its progress on stderr while it folds; through a pipe nothing is said."""
+    from .db import open_database
     from .query import Reader
 
-    return Reader(_store(ctx)).engine
+    if sys.stderr.isatty():
+        with progress_bar("folding new log lines") as progress:
+            open_database(store, progress=progress).dispose()
+    else:
+        open_database(store).dispose()
+    return Reader(store, fold=False)
 
 
 @click.group(cls=ErrorsAsMessages)
@@ -135,6 +148,8 @@ def runs(
 
 
 def _runs_table(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.table import Table
+
     from .query import run_tree
 
     table = Table(title=title)
@@ -201,6 +216,8 @@ def _skipped(p: dict[str, Any]) -> str:
 
 
 def _show_table(d: dict[str, Any]) -> None:
+    from rich.table import Table
+
     r = d["run"]
     console.print(
         f"run {r['id']}  name {r['name'] or '-'}  experiment {r['experiment_name']}  status {r['status']}", style="bold"
@@ -362,7 +379,6 @@ def edit(
 def _chosen_runs(store: Store, refs: tuple[str, ...], experiment: str | None) -> list[str]:
     """The runs a delete or restore names: RUN... or every run of --experiment."""
     from .edits import experiment_runs
-    from .query import Reader
 
     if experiment is not None and refs:
         raise InvalidInputError("give runs or --experiment NAME, not both")
@@ -370,7 +386,7 @@ def _chosen_runs(store: Store, refs: tuple[str, ...], experiment: str | None) ->
         if not refs:
             raise InvalidInputError("no runs given: name runs (ids, unique prefixes or names), or --experiment NAME")
         return list(refs)
-    with Reader(store) as reader:
+    with _reader(store) as reader:
         return experiment_runs(reader.engine, experiment)
 
 
@@ -424,6 +440,8 @@ def experiments_cmd(ctx: click.Context, deleted: bool, fmt: str) -> None:
     found = list_experiments(_fresh_reader(ctx), deleted=deleted)
 
     def table() -> None:
+        from rich.table import Table
+
         t = Table(title=f"{len(found)} experiment(s)" + (" with every run deleted" if deleted else ""))
         for col in ("name", "runs", "deleted runs", "last activity", "note"):
             t.add_column(col, justify="right" if "runs" in col else "left")
@@ -446,6 +464,8 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
     columns, rows = execute_sql(_fresh_reader(ctx), query)
 
     def table() -> None:
+        from rich.table import Table
+
         t = Table(title=f"{len(rows)} row(s)")
         for c in columns:
             t.add_column(c)
@@ -494,6 +514,8 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...], fmt: str) -> None:
     """Check every file the runs (all runs when none is named) recorded, artifacts and dataset files, against
     its logged size and SHA-256: list those missing, changed or refused (outside the store, not a regular
     file). Exit code 1 if any."""
+    from dataclasses import astuple
+
     from .verify import verify_files
 
     found = verify_files(_store(ctx), run_ids or None)
@@ -523,7 +545,7 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...], fmt: str) -> None:
 @click.pass_context
 def watch(ctx: click.Context, poll: bool, interval: float) -> None:
     """Keep the database current while runs log (until Ctrl-C or SIGTERM)."""
-    from .db import open_database
+    from .db import open_database, safe_target
     from .watch import watch as run_watch
 
     store = _store(ctx, create=True)
@@ -549,6 +571,7 @@ def watch(ctx: click.Context, poll: bool, interval: float) -> None:
 @click.pass_context
 def rebuild(ctx: click.Context) -> None:
     """Replay every log into a fresh database and swap it in atomically."""
+    from .db import safe_target
     from .rebuild import rebuild as do_rebuild
 
     store = _store(ctx)
@@ -665,6 +688,8 @@ def import_wandb_cmd(ctx: click.Context, directory: str) -> None:
 def demo(ctx: click.Context, steps: int, workers: int) -> None:
     """Train a small model for several learning rates in worker processes, tracking everything."""
     from pathlib import Path
+
+    from rich.table import Table
 
     from .demo import EXPERIMENT, LEARNING_RATES, MEDIA, SUMMARY_SQL, run_demo
 
@@ -861,6 +886,8 @@ def _compare_rows(c: dict[str, Any]) -> Iterable[tuple[Any, ...]]:
 
 
 def _compare_table(c: dict[str, Any]) -> None:
+    from rich.table import Table
+
     runs = c["runs"]
     heads = [f"{r['id'][:8]}\n{r['name'] or '-'}\n{r['experiment'] or '?'}" for r in runs]
     t = Table(title=f"{len(c['params_differ'])} parameter(s) differ")

@@ -18,7 +18,7 @@ from .backends import Target, backend_for
 from .backends import safe_target as safe_target  # the CLI prints targets with it
 from .backends.base import UNREADABLE
 from .projector import Projector
-from .rebuild import rebuild
+from .rebuild import ProgressFactory, rebuild
 from .schema import SCHEMA_VERSION
 from .store import Store
 
@@ -46,25 +46,28 @@ def engines(target: Target) -> tuple[Engine, Engine]:
         raise
 
 
-def open_database(store: Store, *, catch_up: bool = True) -> Engine:
+def open_database(store: Store, *, catch_up: bool = True, progress: ProgressFactory | None = None) -> Engine:
     """The store's writable engine (its SQLite file, or `store.db_url`), its schema current, with
     everything complete folded in. `ForeignDatabaseError` if the database there is not Alexandria's
     (`Backend.claim`); any other database error on the way (a full disk, a read-only file, a lock held too
-    long) is one StoreError saying what to do (`Backend.store_error`)."""
+    long) is one StoreError saying what to do (`Backend.store_error`). `progress` (a command's bar on a
+    terminal) hears of a rebuild, and of a catch-up with a backlog of more than one transaction's worth."""
     backend = backend_for(store.database)
     try:
         version = backend.claim(store)
         if version == UNREADABLE:  # not a database at all (overwritten, truncated): the logs still are the truth
             log.warning("database %s is unreadable; rebuilding it from the logs", backend.describe())
         if version is not None and version != SCHEMA_VERSION:
-            rebuild(store)
+            rebuild(store, progress)
     except DBAPIError as exc:
         raise backend.store_error(exc) from exc
     engine = backend.writer_engine()
     try:
         if version is None:
             backend.create_schema(engine)
-        if catch_up:
+        if catch_up and progress is not None:
+            Projector(store, engine).catch_up_reporting(progress)
+        elif catch_up:
             Projector(store, engine).catch_up()
     except DBAPIError as exc:
         engine.dispose()

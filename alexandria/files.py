@@ -16,12 +16,9 @@ following a final symlink, so a FIFO or a device put in its place never hangs or
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import logging
 import os
-import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +38,8 @@ log = logging.getLogger(__name__)
 
 def temporary_name(path: Path) -> Path:
     """A name beside `path` that no other process or thread can take."""
+    import secrets  # here, as hashlib and shutil below: they cost every `alex` command's start otherwise
+
     return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
@@ -103,6 +102,9 @@ def copy_atomically(src: Path, dest: Path) -> Copied:
     none of it and a link loop costs nothing; a FIFO, socket or device is skipped with a warning. (`src`
     itself is opened as given, links and all: the caller named it.) On failure (OSError) `dest` is untouched.
     """
+    import hashlib
+    import shutil
+
     if not src.is_dir():
         digest = hashlib.sha256()
         size = 0
@@ -153,6 +155,8 @@ def _copy_tree(src: Path, dest: Path) -> Copied:
 def _copy_file(src: Path, dest: Path) -> None:
     """Copy one regular file (opened with O_NOFOLLOW: a link swapped in meanwhile is refused), its
     permission bits and times kept."""
+    import shutil
+
     fd = os.open(src, READ_NOFOLLOW)
     with open(fd, "rb") as fin:
         st = os.fstat(fin.fileno())
@@ -186,6 +190,8 @@ def hash_stream(
 ) -> tuple[str | None, int]:
     """`hash_file` of a file already open (binary, from where it stands): what a reader that opened the file
     once, to check it and then use it, hashes, so the bytes checked are the bytes of the file it holds."""
+    import hashlib
+
     if digest is None:
         digest = hashlib.sha256()
     size = 0
@@ -205,6 +211,8 @@ def hash_directory(root: Path) -> tuple[str, int]:
 
     Symlinks are not followed and only regular files are read: an entry that is neither a directory nor a
     regular file raises `NotRegularFile` (a copy made by `copy_atomically` holds none)."""
+    import hashlib
+
     files: list[PurePosixPath] = []
     for parent, dirs, names in os.walk(root, followlinks=False):
         base = PurePosixPath(Path(parent).relative_to(root).as_posix())

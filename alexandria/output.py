@@ -21,7 +21,6 @@ from typing import Any
 import click
 
 from .cli_base import console
-from .values import float_text, map_nonfinite
 
 FORMATS = ("table", "csv", "json")
 
@@ -40,6 +39,8 @@ def format_option(csv_help: str, json_help: str) -> Callable[[Any], Any]:
 
 def json_safe(value: Any) -> Any:
     """`value` with every non-finite float, at any depth, spelled "nan", "inf" or "-inf"."""
+    from .values import float_text, map_nonfinite  # here: values loads msgspec, which `--help` never needs
+
     return map_nonfinite(value, float_text)
 
 

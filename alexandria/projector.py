@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
@@ -31,6 +31,9 @@ from .life import writer_alive
 from .schema import lifecycle, log_problem, log_segment, run
 from .segment import Problem, SegmentReader
 from .store import Store
+
+if TYPE_CHECKING:
+    from .rebuild import ProgressFactory
 
 log = logging.getLogger("alexandria.projector")
 
@@ -66,7 +69,8 @@ class Projector:
     def catch_up(
         self, progress: Progress | None = None, transaction_bytes: int = TRANSACTION_BYTES, *, wait: bool = True
     ) -> FoldStats:
-        """Fold everything complete that is not folded yet; returns what was done.
+        """Fold everything complete that is not folded yet; returns what was done. `progress` is called with
+        the bytes of each transaction committed.
 
         Where several projectors share the work (a database server), segments another projector is folding
         right now are skipped at first; with `wait` (the default) they are then waited for, so everything
@@ -87,6 +91,12 @@ class Projector:
                 block = True  # once more, waiting for the segments other projectors hold
             else:
                 return total
+
+    def catch_up_reporting(self, progress: ProgressFactory, *, at_least: int = TRANSACTION_BYTES) -> FoldStats:
+        """`catch_up`, telling `progress` the backlog's bytes (then each transaction's) when there are more
+        than `at_least` to fold: a first read of a long run's logs takes a while, a usual one a blink."""
+        pending = backlog(self.store, self.engine)
+        return self.catch_up(progress=progress(pending) if pending > at_least else None)
 
 
 class _Fold:
@@ -303,3 +313,10 @@ def _writer_of(segment: Any) -> WriterInfo | None:
 def store_size(store: Store) -> int:
     """Bytes of log in the store now: what a rebuild will read."""
     return sum(size for _, _, size in segment_sizes(store))
+
+
+def backlog(store: Store, engine: Engine) -> int:
+    """Bytes of log on disk that the database has not folded yet: what a catch-up will read now."""
+    with engine.connect() as conn:
+        folded = dict(conn.execute(select(log_segment.c.path, log_segment.c.offset)).tuples().all())
+    return sum(max(size - folded.get(rel, 0), 0) for _, rel, size in segment_sizes(store))

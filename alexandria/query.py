@@ -11,9 +11,8 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import Engine, and_, case, exists, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
@@ -39,6 +38,9 @@ from .schema import (
 from .store import Store
 from .summaries import MetricSummary, aggregate, id_chunks, last_value, metric_summaries
 from .values import param_to_str
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where arrays are made: `alex runs` never loads numpy
 
 #: Runs given as ids or unique id prefixes; a single string instead names a sweep's parent run: its children.
 RunSelection = Sequence[str] | str
@@ -671,6 +673,8 @@ def downsample(
     """Read one metric reduced to `buckets` buckets, only the rows with x in [start, end] (the whole
     history by default): zooming in reads only the range shown. x is "step" (points without a step
     are left out) or "time". SQLite does the grouping: no Python object per point."""
+    import numpy as np
+
     if x not in ("step", "time"):
         raise QueryError(f"x must be 'step' or 'time', got {x!r}")
     if buckets < 1:

@@ -28,6 +28,7 @@ from .dashboard import bench_runs_table
 from .media import bench_media
 from .qex import bench_qex
 from .report_sweep import bench_report_sweep
+from .startup import bench_startup
 from .summaries import bench_summaries
 
 
@@ -703,6 +704,7 @@ ALL = {
     "charts": bench_charts,
     "report_sweep": bench_report_sweep,
     "qex": bench_qex,
+    "startup": bench_startup,
 }
 
 

@@ -54,6 +54,15 @@ def test_runs_lists_and_filters(store: Store, two_runs: tuple[str, str]) -> None
     assert a in out and b not in out
 
 
+def test_what_was_logged_prints_as_it_is_never_as_an_emoji(store: Store) -> None:
+    with alexandria.start_run(experiment="emoji", tags={"mood": ":fire:"}) as run:
+        run.log_param("note", ":smile:")
+    code, out, _ = invoke(store, "runs")
+    assert code == 0 and "mood=:fire:" in out
+    code, out, _ = invoke(store, "show", run.id)
+    assert code == 0 and "mood=:fire:" in out and ":smile:" in out and "\U0001f525" not in out
+
+
 def test_show_a_run(store: Store, two_runs: tuple[str, str]) -> None:
     a, b = two_runs
     code, out, _ = invoke(store, "show", a[:8])

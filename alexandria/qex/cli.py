@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from ..cli_base import ErrorsAsMessages, console
 from ..errors import InvalidInputError, RunNotFoundError
@@ -96,6 +95,8 @@ def qex(ctx: click.Context, store: str | None) -> None:
 @qex.command("experiments")
 def experiments_cmd() -> None:
     """List the ready experiments and their default parameters."""
+    from rich.table import Table
+
     from .experiments import EXPERIMENTS
 
     table = Table(title="ready experiments")
@@ -184,6 +185,8 @@ def sweep_cmd(
 
     The sweep's page draws Bloch trajectories and purity / fidelity curves over one parameter, heatmaps of
     purity, fidelity and each Bloch component over the first two of several."""
+    from rich.table import Table
+
     from .grid import parse_grid
     from .runner import sweep
 
@@ -230,6 +233,8 @@ def runs_cmd(ctx: click.Context, experiment: str | None, fmt: str) -> None:
     rows = [r for r in _runs(_store(ctx)) if experiment is None or r["experiment_name"] == experiment]
 
     def table() -> None:
+        from rich.table import Table
+
         t = Table(title=f"{len(rows)} qex run(s)")
         for col in ("run_id", "name", "experiment", "params", "backend", "qubits", "purity", "density matrix"):
             t.add_column(col)
@@ -364,6 +369,8 @@ def _bloch_file(store: Store, run_id: str) -> Any:
 def compare_cmd(ctx: click.Context, run_a: str, run_b: str, html_out: str | None, embed: bool) -> None:
     """Fidelity and trace distance of two runs' states, and their Bloch vectors side by side; with --html,
     also a page of them with both runs' Bloch vectors on shared spheres and both density matrices."""
+    from rich.table import Table
+
     from . import states
     from .runner import load_density_matrix
 
@@ -507,6 +514,8 @@ def export_cmd(ctx: click.Context, run_id: str, output: str) -> None:
 
 
 def _print_state(meta: dict[str, Any]) -> None:
+    from rich.table import Table
+
     line = f"purity {meta['purity']:.6f}  entropy {meta['entropy_bits']:.6f} bits"
     if "fidelity_to_ideal" in meta:
         line += f"  fidelity to the noiseless state {meta['fidelity_to_ideal']:.6f}"
