@@ -119,6 +119,43 @@ def _style_scenes(fig: Any) -> None:
     )
 
 
+def vector_traces(vector: tuple[float, float, float], color: str, name: str) -> list[Any]:
+    """A Bloch vector drawn from the origin: its line (`f"{name} vector"`) and, unless it is too short for
+    one, its arrow head (`f"{name} arrow head"`, `arrow_head`)."""
+    x, y, z = vector
+    traces: list[Any] = [
+        go.Scatter3d(
+            x=[0.0, x],
+            y=[0.0, y],
+            z=[0.0, z],
+            mode="lines",
+            line={"color": color, "width": 6},
+            hoverinfo="skip",
+            name=f"{name} vector",
+            showlegend=False,
+        )
+    ]
+    head = arrow_head(vector)
+    if head is not None:
+        (hx, hy, hz), (i, j, k) = head
+        traces.append(
+            go.Mesh3d(
+                x=hx,
+                y=hy,
+                z=hz,
+                i=i,
+                j=j,
+                k=k,
+                color=color,
+                flatshading=True,
+                hoverinfo="skip",
+                name=f"{name} arrow head",
+                showlegend=False,
+            )
+        )
+    return traces
+
+
 def bloch_figure(
     rho: np.ndarray | ValidState, title: str | None = None, qubit_names: Sequence[str] | None = None
 ) -> Any:
@@ -151,36 +188,7 @@ def bloch_figure(
         length = math.sqrt(x * x + y * y + z * z)
         color = sample_colorscale(PURITY_COLORSCALE, [_unit_purity(q["purity"])])[0]
         traces = _sphere_frame(k)
-        traces.append(
-            go.Scatter3d(
-                x=[0.0, x],
-                y=[0.0, y],
-                z=[0.0, z],
-                mode="lines",
-                line={"color": color, "width": 6},
-                hoverinfo="skip",
-                name=f"qubit {k} vector",
-                showlegend=False,
-            )
-        )
-        head = arrow_head((x, y, z))
-        if head is not None:
-            (hx, hy, hz), (i, j, kk) = head
-            traces.append(
-                go.Mesh3d(
-                    x=hx,
-                    y=hy,
-                    z=hz,
-                    i=i,
-                    j=j,
-                    k=kk,
-                    color=color,
-                    flatshading=True,
-                    hoverinfo="skip",
-                    name=f"qubit {k} arrow head",
-                    showlegend=False,
-                )
-            )
+        traces += vector_traces((x, y, z), color, f"qubit {k}")
         traces.append(
             go.Scatter3d(
                 x=[x],

@@ -357,18 +357,7 @@ def compare_bloch_figure(
         for label, q in (("A", a[k]), ("B", b[k])):
             x, y, z = (float(c) for c in q["bloch"])
             colour = COLOURS[label]
-            traces.append(
-                go.Scatter3d(
-                    x=[0.0, x],
-                    y=[0.0, y],
-                    z=[0.0, z],
-                    mode="lines",
-                    line={"color": colour, "width": 6},
-                    hoverinfo="skip",
-                    name=f"qubit {k} {label} vector",
-                    showlegend=False,
-                )
-            )
+            traces += bloch.vector_traces((x, y, z), colour, f"qubit {k} {label}")
             traces.append(
                 go.Scatter3d(
                     x=[x],
