@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -110,21 +111,28 @@ def run_once(tracker: str, mode: str, points: int, args: argparse.Namespace) -> 
     return dict(failed, error=f"exit code {proc.returncode}: {lines[-1][:300]}")
 
 
-def available(tracker: str, args: argparse.Namespace) -> str | None:
-    """Why `tracker` cannot run here, or None."""
-    python = python_of(tracker, args)
-    if tracker != "alexandria":
-        return None if python.exists() else NOT_INSTALLED
+def imports_project(python: str) -> bool:
+    """Whether `python` imports the project's alexandria (and what it needs) from the project's root."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    probe = subprocess.run(
-        [str(python), "-c", "import alexandria, msgspec, sqlalchemy, numpy; print(alexandria.__file__)"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if probe.returncode != 0 or not Path(probe.stdout.strip()).resolve().is_relative_to(ROOT):
-        return f"the project's alexandria does not import with {python} (pass --alexandria-python .venv/bin/python)"
-    return None
+    code = "import alexandria, msgspec, sqlalchemy, numpy; print(alexandria.__file__)"
+    try:
+        probe = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    except OSError:
+        return False
+    return probe.returncode == 0 and Path(probe.stdout.strip()).resolve().is_relative_to(ROOT)
+
+
+def available(tracker: str, args: argparse.Namespace) -> str | None:
+    """Why `tracker` cannot run here, or None. Alexandria's python: --alexandria-python, else the one running
+    this script, else the project's .venv."""
+    if tracker != "alexandria":
+        return None if python_of(tracker, args).exists() else NOT_INSTALLED
+    tried = [args.alexandria_python] if args.alexandria_python else [sys.executable, str(ROOT / ".venv/bin/python")]
+    for python in tried:
+        if imports_project(python):
+            args.alexandria_python = python
+            return None
+    return f"the project's alexandria does not import with {' nor '.join(tried)} (pass --alexandria-python)"
 
 
 def rounds(trackers: list[str], sizes: dict[str, int], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -139,6 +147,7 @@ def rounds(trackers: list[str], sizes: dict[str, int], args: argparse.Namespace)
                 for _ in range(args.multi_tries if mode == "multi" else 1):
                     result = run_once(tracker, mode, sizes[size], args)
                     result["round"] = r
+                    result["load_average"] = round(os.getloadavg()[0], 2)
                     measurements.append(result)
                     print(
                         f"round {r + 1}/{args.repeat} {tracker} {mode} N={sizes[size]}: {note(result)}", file=sys.stderr
@@ -203,7 +212,10 @@ def summarize(measurements: list[dict[str, Any]]) -> dict[str, Any]:
                 "tries": len(tries),
                 "lost": sum(1 for m in done if m["landed"] < m["logged"]),
                 "failed": [m["error"] for m in tries if "error" in m],
-                "writer_errors": sorted({e for m in done for e in m["writer_errors"]}),
+                "writer_errors": [
+                    f"{count}× {error}" if count > 1 else error
+                    for error, count in Counter(e for m in done for e in m["writer_errors"]).items()
+                ],
             }
         )
     return {"ratios": rows, "multi": multi}
@@ -237,7 +249,8 @@ def tables(report: dict[str, Any]) -> str:
     lines = [
         f"Measured {report['date']} by `python3 benchmarks/peers/run.py --repeat {s['repeat']} --table` on a "
         f"{m['cpus']}-CPU {m['system']} machine ({m.get('memory_gib', '?')} GiB, Python {m['python']}; load average "
-        f"{m['load_average'][0]:g} at the start, {m['load_average_end'][0]:g} at the end). Versions: {versions}. "
+        f"{m['load_average'][0]:g} at the start, {m['load_range'][0]:g}–{m['load_range'][1]:g} during the run, "
+        f"{m['load_average_end'][0]:g} at the end). Versions: {versions}. "
         f"{s['repeat']} round{'s' if s['repeat'] > 1 else ''}, the trackers' order rotated each round; "
         "each ratio is the median over rounds of "
         "Alexandria's rate divided by the peer's, both measured in the same round at the same N; rates are medians.",
@@ -293,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         "--peers", nargs="*", choices=PEERS, default=list(PEERS), help="default: all; none: Alexandria alone"
     )
     parser.add_argument("--cases", nargs="+", choices=workload.MODES, help="only these modes (default: all)")
-    parser.add_argument("--alexandria-python", default=sys.executable, help="python that imports the project")
+    parser.add_argument(
+        "--alexandria-python", help="python that imports the project (default: this one, else .venv/bin/python)"
+    )
     parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per workload run (default 300)")
     parser.add_argument("--tmp-root", help="where the scratch directories go (default: the system temp dir)")
     parser.add_argument("--table", action="store_true", help="also print the markdown tables (after the JSON)")
@@ -321,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     measurements = rounds(trackers, sizes, args)
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    loads = [m["load_average"] for m in measurements] or info["load_average_end"][:1]
+    info["load_range"] = [min(loads), max(loads)]
     versions = {}
     for tracker in trackers:
         versions[tracker] = next((m["version"] for m in measurements if m["peer"] == tracker and "version" in m), "?")

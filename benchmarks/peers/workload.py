@@ -381,13 +381,13 @@ class Wandb(Tracker):
     def count(self, ref: str) -> int:
         # The .wandb file is a LevelDB-style log of wandb's Record protobufs (what `wandb sync` reads): 32 KiB
         # blocks of chunks, each with a CRC-32 (seeded with its type), a length and a type (full, first, middle,
-        # last). A chunk that fails its checksum ends the scan, as it does for wandb sync.
+        # last). A chunk that fails its checksum loses the rest of its block, as LevelDB's reader does.
         # `run.finish()` can return before wandb's service process has written the last records, so each file
         # is read once it holds its exit record (or after 60 s).
         from wandb.proto import wandb_internal_pb2
 
         points = 0
-        for path in sorted((self.dir / "wandb").glob(f"offline-run-*-{ref}/run-{ref}.wandb")):
+        for path in sorted((self.dir / "wandb").glob(f"offline-run-*-{ref}*/run-{ref}.wandb")):
             deadline = time.monotonic() + 60
             while True:
                 kinds, found = [], 0
@@ -421,7 +421,9 @@ def wandb_records(data: bytes) -> list[bytes]:
         checksum, length, kind = struct.unpack_from("<IHB", data, offset)
         chunk = data[offset + header : offset + header + length]
         if kind == 0 or len(chunk) < length or zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != checksum:
-            break
+            offset += room  # damaged: resume at the next block, dropping any record it was part of
+            parts = []
+            continue
         offset += header + length
         parts.append(chunk)
         if kind in (1, 4):  # full, last
@@ -504,6 +506,7 @@ def multi(peer: str, n: int, directory: Path) -> dict[str, Any]:
         _, err = child.communicate()
         if child.returncode != 0 or not attached:
             last = (err.strip().splitlines() or ["no output"])[-1].replace(str(directory), "<dir>")
+            last = last.replace(ref, "<run>")
             errors.append(f"exit code {child.returncode}: {last[:200]}")
     seconds = time.perf_counter() - t0
     owner.finish_owner()
