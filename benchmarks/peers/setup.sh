@@ -17,11 +17,14 @@ declare -A PINS=(
     [mlflow]="mlflow==3.17.2"
     [tensorboardX]="tensorboardX==2.6.5"
     [aim]="aim==3.29.1"
+    [trackio]="trackio==0.43.0"
+    [wandb]="wandb==0.31.0"
 )
-ORDER=(mlflow tensorboardX aim)
+ORDER=(mlflow tensorboardX aim trackio wandb)
 
 # No peer phones home while we check its import.
-export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true AIM_UI_TELEMETRY_ENABLED=0 AIM_TELEMETRY_ENABLED=0
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true AIM_UI_TELEMETRY_ENABLED=0 AIM_TELEMETRY_ENABLED=0 \
+    WANDB_MODE=offline WANDB_SILENT=true TRACKIO_DISABLE_TELEMETRY=1
 
 if [ $# -gt 0 ]; then
     peers=("$@")
