@@ -163,6 +163,7 @@ class SegmentWriter:
         self._out = bytearray()  # encoded, not yet written (kept across a failed write: nothing is lost)
         self._lock = threading.Lock()  # one drain at a time keeps lines in order
         self._wake = _Wake()
+        self._write_failed = False  # the last write failed: logging calls leave retrying to the timer
         self._stopping = False
         self._closed = False
         self._thread = start_thread(self._loop, f"alexandria-writer-{run_id[:8]}")
@@ -174,17 +175,20 @@ class SegmentWriter:
         self.kick()
 
     def kick(self) -> None:
-        """Called after appends: wake the thread early, or apply backpressure.
+        """Called after appends: drain a full batch, or apply backpressure.
 
-        A failed backpressure drain does not raise here: the event just queued
-        stays queued, and the next logging call raises (before queueing its
-        own), so a call that raises never logged its event.
+        A failed drain does not raise here: the event just queued stays
+        queued, and the next logging call raises (before queueing its own),
+        so a call that raises never logged its event. After a failed write
+        only the thread's timer (and backpressure) tries again, so a full disk
+        costs the training loop one error, not a write attempt every call.
         """
         n = len(self.queue)
-        if n >= MAX_PENDING or (n >= BATCH_SIZE and not self._lock.locked()):
+        if n >= MAX_PENDING or (n >= BATCH_SIZE and not self._write_failed and not self._lock.locked()):
             try:
                 self.drain()
             except WriterError as exc:
+                self._write_failed = True
                 self.error = exc
 
     def raise_error(self) -> None:
@@ -269,6 +273,7 @@ class SegmentWriter:
                     self.queue.append(Heartbeat(time=time.time()))  # nothing written for a while: still alive
                 self.drain()
             except BaseException as exc:  # handed to the caller's next call, never swallowed
+                self._write_failed = True
                 self.error = exc
                 time.sleep(self.flush_interval)
 
@@ -330,6 +335,7 @@ class SegmentWriter:
             while written < len(out):
                 written += os.write(self._fd, view[written:])
             self._last_write = time.monotonic()
+            self._write_failed = False
         finally:
             view.release()
             del out[:written]

@@ -365,3 +365,37 @@ def test_the_call_that_fills_a_batch_writes_it_and_queued_points_stay_out_of_the
     assert tracked < 100  # 9,999 points queued
     assert waiting < 10  # the run's start at most: the points wait in memory
     assert written >= batch  # the 10,000th call wrote them all
+
+
+DEAD_DISK = """
+import os, sys
+import alexandria
+from alexandria.segment import BATCH_SIZE
+
+run = alexandria.start_run(experiment="disk", capture=False, system_metrics=False)
+run.log_metric("x", -1.0, step=-1)
+run.flush()
+fd = run._writer._fd
+spare = os.dup(fd)
+os.close(fd)  # a dead disk: every write fails with EBADF
+errors, logged = 0, 1
+for step in range(3 * BATCH_SIZE):
+    try:
+        run.log_metric("x", float(step), step=step)
+        logged += 1
+    except alexandria.WriterError:
+        errors += 1
+os.dup2(spare, fd)  # the disk is back
+run.end()
+print(errors, logged)
+"""
+
+
+def test_a_dead_disk_costs_the_loop_one_error_and_loses_nothing_it_accepted(store: Store) -> None:
+    """The call that fills a batch drains it; when that write fails, the next call raises, and then the calls
+    queue again without trying the disk each time (the timer retries): one error for 15,000 calls, not one every
+    other call. Every call that returned has its point in the database once the disk is back."""
+    env = child_env(ALEXANDRIA_FLUSH_INTERVAL="60", ALEXANDRIA_STORE=str(store.root))
+    errors, logged = map(int, run_python(DEAD_DISK, env=env).split())
+    assert errors == 1
+    assert query(store, "SELECT count(*) FROM metric") == [(logged,)]
