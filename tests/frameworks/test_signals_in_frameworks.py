@@ -5,6 +5,7 @@ graceful SIGTERM stop runs as Lightning wrote it, with the run recorded "killed"
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,10 @@ run = alexandria.start_run(experiment="gloo")
 for step in range(1000):
     run.log_metric(f"rank{rank}", float(step), step=step)
 dist.barrier()  # every rank has logged (and, with a 60 s flush interval, holds it all in memory)
-print(f"rank {rank} pid {os.getpid()}", flush=True)
+# one write of the whole line: the ranks share the launcher's pipe, unbuffered, and print() writes the line
+# and its newline apart, so two ranks' lines could interleave ("rank 0 pid 6385rank 1 pid 6386")
+sys.stdout.write(f"rank {rank} pid {os.getpid()}\\n")
+sys.stdout.flush()
 if rank == 0:
     time.sleep(600)  # never comes to the next collective
 else:
@@ -58,9 +62,8 @@ def test_a_rank_stopped_inside_a_gloo_collective_ends_with_everything_written(st
         while len(pids) < 2:
             line = launcher.stdout.readline().decode()
             assert line, launcher.stderr.read().decode()[-3000:]
-            words = line.split()
-            if words[:1] == ["rank"]:
-                pids[int(words[1])] = int(words[3])
+            for rank, pid in re.findall(r"rank (\d+) pid (\d+)", line):
+                pids[int(rank)] = int(pid)
         wait_until(lambda: in_a_futex_wait(pids[1]), timeout=60, what="rank 1 to wait in the collective")
         os.kill(pids[1], signal.SIGTERM)  # rank 1 alone, as `kill PID` does: rank 0 lives on, so gloo waits on
         wait_until(lambda: not Path(f"/proc/{pids[1]}").exists() or is_a_zombie(pids[1]), timeout=60,
