@@ -66,7 +66,7 @@ from .schema import (
     histogram,
     lifecycle,
     media,
-    metric,
+    metric_point,
     metric_summary,
     parameter,
     run,
@@ -121,32 +121,42 @@ class BulkAppend(Rule):
 
 @dataclass(frozen=True, eq=False)
 class Metrics(BulkAppend):
-    """Metric points: appended, then their (run, key) summaries settled (`settle_summaries`)."""
+    """Metric points, gathered as (run_id, key, value, step, timestamp, attempt, rank): their (run, key)
+    summaries settled first (`settle_summaries`, which gives each its series id), then the points appended to
+    `metric_point` under those ids."""
 
     def write(self, conn: Connection, backend: Backend, rows: list[Any]) -> None:
-        super().write(conn, backend, rows)
-        settle_summaries(conn, backend, rows)
+        series = settle_summaries(conn, backend, rows)
+        super().write(conn, backend, [(series[(r[0], r[1])], *r[2:]) for r in rows])
 
 
-def settle_summaries(conn: Connection, backend: Backend, points: list[tuple[Any, ...]]) -> None:
-    """Merge the summaries of `points` (metric rows, in fold order) into `metric_summary`: the stored rows of
-    the (run, key)s they touch are read (by primary key), merged (`summaries.merge`) and written back in one
-    batched upsert. Never a read of the stored points: a fold costs the same on a 10-million-point run. On a
-    database server the fold holds the runs' locks (`lock_runs`), so no other projector merges the same row
-    meanwhile."""
+def settle_summaries(conn: Connection, backend: Backend, points: list[tuple[Any, ...]]) -> dict[tuple[str, str], int]:
+    """Merge the summaries of `points` (metric rows, in fold order) into `metric_summary` and return each
+    (run, key)'s series id: a (run, key) new to the database gets its row first (its id is what the points
+    refer to), then the stored rows of every (run, key) touched are read (by their unique key), merged
+    (`summaries.merge`) and written back in one batched upsert. Never a read of the stored points: a fold costs
+    the same on a 10-million-point run. On a database server the fold holds the runs' locks (`lock_runs`), so
+    no other projector merges the same row meanwhile."""
     new = gather(points)
+    ins = backend.insert(metric_summary)
+    conn.execute(
+        ins.on_conflict_do_nothing(index_elements=["run_id", "key"]),
+        [{"run_id": rid, "key": key, "count": 0} for rid, key in new],  # count 0: no point stored yet
+    )
     runs = sorted({rid for rid, _ in new})
     keys = sorted({key for _, key in new})
     s = metric_summary.c
+    series: dict[tuple[str, str], int] = {}
     for chunk in id_chunks(runs):
         q = select(metric_summary).where(s.run_id.in_(chunk))
-        if len(keys) <= IN_CHUNK:  # by primary key; beyond the bound-parameter budget, every key of these runs
+        if len(keys) <= IN_CHUNK:  # by the unique key; beyond the bound-parameter budget, every key of these runs
             q = q.where(s.key.in_(keys))
         for row in conn.execute(q):
             found = new.get((row.run_id, row.key))
             if found is not None:
-                new[(row.run_id, row.key)] = merge([row._mapping[c] for c in SUMMARY_COLUMNS], found)
-    ins = backend.insert(metric_summary)
+                series[(row.run_id, row.key)] = row.id
+                if row.count:
+                    new[(row.run_id, row.key)] = merge([row._mapping[c] for c in SUMMARY_COLUMNS], found)
     upsert = ins.on_conflict_do_update(
         index_elements=["run_id", "key"], set_={c: ins.excluded[c] for c in SUMMARY_COLUMNS}
     )
@@ -154,6 +164,7 @@ def settle_summaries(conn: Connection, backend: Backend, points: list[tuple[Any,
         upsert,
         [{"run_id": rid, "key": key, **dict(zip(SUMMARY_COLUMNS, g, strict=True))} for (rid, key), g in new.items()],
     )
+    return series
 
 
 @dataclass(frozen=True, eq=False)
@@ -263,7 +274,7 @@ ARTIFACT = Keep(
 )
 MEDIA = Append(media)
 HISTOGRAM = Append(histogram)
-METRIC = Metrics(metric, ("run_id", "key", "value", "step", "timestamp", "attempt", "rank"))
+METRIC = Metrics(metric_point, ("series", "value", "step", "timestamp", "attempt", "rank"))
 BOOKKEEPING = _Bookkeeping()
 
 #: Every rule with rows, in the order a transaction writes them (foreign keys: the run rows come first).

@@ -49,7 +49,7 @@ from .errors import InvalidInputError, RecordedFileError, UnsafePathError
 from .files import fsync_directory, write_atomically
 from .life import run_state
 from .rebuild import ProgressFactory
-from .schema import artifact, log_problem, media, metadata, run, run_edit
+from .schema import artifact, log_problem, media, metadata, metric_point, metric_summary, run, run_edit
 from .store import Store, is_run_id, make_dirs, refuse_links
 
 log = logging.getLogger("alexandria.gc")
@@ -311,6 +311,9 @@ def _delete_run_rows(conn: Connection, run_id: str) -> None:
     for table in reversed(metadata.sorted_tables):  # rows that refer to a run before the run's own row
         if table is run:
             conn.execute(delete(run).where(run.c.id == run_id))
+        elif table is metric_point:  # its rows name the run through their series
+            series = select(metric_summary.c.id).where(metric_summary.c.run_id == run_id)
+            conn.execute(delete(metric_point).where(metric_point.c.series.in_(series.scalar_subquery())))
         elif "run_id" in table.c:
             conn.execute(delete(table).where(table.c.run_id == run_id))
 

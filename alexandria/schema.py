@@ -19,7 +19,15 @@ projection: log_segment (read position of every segment, committed with the
 rows), log_problem (corrupt or unknown lines, with file and byte offset) and
 alexandria_meta (schema version). Version 7 added `media` and `histogram`
 (what a run logged to look at: media.py), version 8 `metric_summary` (what each metric of a run comes to,
-kept by the fold: summaries.py).
+kept by the fold: summaries.py), version 9 the compact metric points: `metric` is a view over `metric_point`
+(docs/storage.md).
+
+The seed's `metric(id, run_id, key, value, step)` is a view (`VIEWS`): the points are kept in `metric_point`,
+whose rows name their (run, key) by the integer id of its `metric_summary` row (its `series`) instead of
+repeating a 32-character run id and the key's text in every row and again in the index: about 50 bytes a
+point instead of 121. The view is a plain join (no expression over a column), so a query written against the
+seed table is planned as it was: `WHERE run_id = ? AND key = ?` finds the one summary row by its unique index,
+then the points by `ix_metric_point_series_step`.
 
 Timestamps are unix seconds (REAL). A NaN metric value is stored as NULL
 (SQLite cannot hold NaN); +-inf are stored as they are.
@@ -49,7 +57,7 @@ from sqlalchemy import (
 )
 
 #: Bump when any table changes: databases of another version are rebuilt from the logs.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 metadata = MetaData()
 
@@ -105,27 +113,13 @@ parameter = Table(
     UniqueConstraint("run_id", "key", name="uq_parameter_run_key"),
 )
 
-metric = Table(
-    "metric",
-    metadata,
-    Column("id", Int64, primary_key=True),
-    Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
-    Column("key", Text, nullable=False),
-    Column("value", Float),  # NULL means NaN
-    Column("step", Int64),
-    Column("timestamp", Float),
-    Column("attempt", Integer),  # which life of the run logged it: 0, or n after the n-th resume
-    Column("rank", Integer),  # the global rank that logged it in a distributed job (ranks.py); NULL outside one
-)
-#: The big index, created after a rebuild has loaded the rows.
-metric_index = Index("ix_metric_run_key_step", metric.c.run_id, metric.c.key, metric.c.step)
-
 #: What each metric of each run comes to, one row per (run, key), written by the fold in the transaction that
 #: writes the points (summaries.py defines the last value and says how NaN counts): a read of last values,
 #: counts or extremes costs one row per metric however many points it has. Equal to a GROUP BY over `metric`.
 metric_summary = Table(
     "metric_summary",
     metadata,
+    Column("id", Int64, primary_key=True),  # the series id of the metric's points (metric_point.series)
     Column("run_id", String(32), ForeignKey("run.id"), nullable=False),
     Column("key", Text, nullable=False),
     Column("count", Int64, nullable=False),  # points logged
@@ -136,8 +130,48 @@ metric_summary = Table(
     Column("last_attempt", Integer),  # the last point's attempt (life of the run)
     Column("min_value", Float),  # over the values that are not NaN; NULL: every value is NaN
     Column("max_value", Float),
-    PrimaryKeyConstraint("run_id", "key", name="pk_metric_summary"),
+    UniqueConstraint("run_id", "key", name="uq_metric_summary_run_key"),
 )
+
+#: Every metric point, in the order folded; `series` is its (run, key): the id of that metric_summary row.
+metric_point = Table(
+    "metric_point",
+    metadata,
+    Column("id", Int64, primary_key=True),
+    Column("series", Int64, ForeignKey("metric_summary.id"), nullable=False),
+    Column("value", Float),  # NULL means NaN
+    Column("step", Int64),  # NULL: logged without a step
+    Column("timestamp", Float),
+    Column("attempt", Integer),  # which life of the run logged it: 0, or n after the n-th resume
+    Column("rank", Integer),  # the global rank that logged it in a distributed job (ranks.py); NULL outside one
+)
+#: The big index, created after a rebuild has loaded the rows.
+metric_index = Index("ix_metric_point_series_step", metric_point.c.series, metric_point.c.step)
+
+#: Views over the tables, created with them (`Backend.create_schema`); their columns as Tables of their own
+#: MetaData, so that Core can select from them and `create_all` never makes them.
+views = MetaData()
+
+#: The seed's metric table, as a view over the points and their series.
+metric = Table(
+    "metric",
+    views,
+    Column("id", Int64),
+    Column("run_id", String(32)),
+    Column("key", Text),
+    Column("value", Float),  # NULL means NaN
+    Column("step", Int64),  # NULL: logged without a step
+    Column("timestamp", Float),
+    Column("attempt", Integer),
+    Column("rank", Integer),
+)
+#: A plain join, no expression over a column: the planner uses both tables' indexes as it did the old table's.
+METRIC_VIEW = (
+    "SELECT p.id AS id, s.run_id AS run_id, s.key AS key, p.value AS value, p.step AS step, "
+    "p.timestamp AS timestamp, p.attempt AS attempt, p.rank AS rank "
+    "FROM metric_point p JOIN metric_summary s ON s.id = p.series"
+)
+VIEWS = {"metric": METRIC_VIEW}
 
 tag = Table(
     "tag",

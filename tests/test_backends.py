@@ -12,13 +12,13 @@ import math
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from alexandria.backends import backend_for, backend_of, safe_target
 from alexandria.backends.base import Backend
 from alexandria.db import open_database, reader_engine
 from alexandria.errors import QueryError, ReadOnlyError, StoreError
-from alexandria.schema import SCHEMA_VERSION, metric, run
+from alexandria.schema import SCHEMA_VERSION, metric_point, metric_summary, run
 from alexandria.store import Store
 from tests.conftest import every_backend, rows
 
@@ -53,13 +53,20 @@ def test_an_unknown_scheme_is_refused_with_what_is_supported() -> None:
         backend_for("mysql://host/db")
 
 
+def new_series(conn: Connection, key: str) -> int:
+    """The metric_summary row a run's metric `key` points refer to (the fold writes it with its points)."""
+    insert = metric_summary.insert().values(run_id=RUN_ID, key=key, count=0).returning(metric_summary.c.id)
+    return int(conn.execute(insert).scalar_one())
+
+
 def test_insert_knows_on_conflict_and_bulk_insert_appends(engine: Engine) -> None:
     backend = backend_of(engine)
     with engine.begin() as conn:
         conn.execute(backend.insert(run).on_conflict_do_nothing(), [{"id": RUN_ID, "status": "finished"}])
-        columns = ("run_id", "key", "value", "step", "timestamp", "attempt")
-        backend.bulk_insert(conn, metric, columns, [(RUN_ID, "m", float(i), i, 1.0, 0) for i in range(5)])
-        backend.bulk_insert(conn, metric, columns, [(RUN_ID, "m", None, None, 2.0, 0)])
+        columns = ("series", "value", "step", "timestamp", "attempt")
+        series = new_series(conn, "m")
+        backend.bulk_insert(conn, metric_point, columns, [(series, float(i), i, 1.0, 0) for i in range(5)])
+        backend.bulk_insert(conn, metric_point, columns, [(series, None, None, 2.0, 0)])
     assert rows(engine, "SELECT status FROM run") == [("running",)]  # the first row stays
     assert rows(engine, "SELECT count(*), count(step), sum(value) FROM metric") == [(6, 5, 10.0)]
     engine.dispose()
@@ -88,10 +95,11 @@ def test_the_reader_refuses_writes_as_read_only_and_reports_bad_sql_as_a_query_e
 
 def test_history_and_buckets_agree_with_the_rows(engine: Engine) -> None:
     backend = backend_of(engine)
-    points = [(RUN_ID, "m", math.sin(i) if i != 7 else None, i, 100.0 + i, 0) for i in range(50)]
-    points.append((RUN_ID, "m", 5.0, None, 99.0, 0))  # no step: first in the history, in no step bucket
     with engine.begin() as conn:
-        backend.bulk_insert(conn, metric, ("run_id", "key", "value", "step", "timestamp", "attempt"), points)
+        series = new_series(conn, "m")
+        points = [(series, math.sin(i) if i != 7 else None, i, 100.0 + i, 0) for i in range(50)]
+        points.append((series, 5.0, None, 99.0, 0))  # no step: first in the history, in no step bucket
+        backend.bulk_insert(conn, metric_point, ("series", "value", "step", "timestamp", "attempt"), points)
     flat = backend.metric_history(engine, RUN_ID, "m", with_times=True).reshape(-1, 3)
     assert np.isnan(flat[0, 0]) and flat[0, 1] == 5.0 and flat[0, 2] == 99.0
     assert list(flat[1:, 0]) == [float(i) for i in range(50)]

@@ -191,7 +191,7 @@ def test_rebuild_recreates_a_deleted_or_outdated_database(store: Store, two_runs
     # a database from another schema version is rebuilt, not trusted
     with sqlite3.connect(store.db_path) as db:
         db.execute("UPDATE alexandria_meta SET value = '0' WHERE key = 'schema_version'")
-        db.execute("DELETE FROM metric")
+        db.execute("DELETE FROM metric_point")
     db.close()
     code, out, _ = invoke(store, "sql", "SELECT count(*) AS n FROM metric", "--format", "json")
     assert json.loads(out) == [{"n": 11}]

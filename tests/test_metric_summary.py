@@ -210,15 +210,18 @@ def test_purging_a_run_removes_its_summary(store: Store) -> None:
 
 
 def test_an_older_database_is_rebuilt_with_the_summary(store: Store) -> None:
-    """A database of schema version 7 (no summary table) is rebuilt from the logs when opened."""
+    """A database of an older schema version (8: no compact points; 7: no summary table) is rebuilt from the
+    logs when opened."""
     run = alexandria.start_run(experiment="old")
     run.log_metric("loss", 4.0, step=1)
     run.end()
     engine = open_database(store)
     try:
         with engine.begin() as conn:
+            conn.exec_driver_sql("DROP VIEW metric")
+            conn.exec_driver_sql("DELETE FROM metric_point")
             conn.exec_driver_sql("DELETE FROM metric_summary")
-            conn.exec_driver_sql("UPDATE alexandria_meta SET value = '7' WHERE key = 'schema_version'")
+            conn.exec_driver_sql("UPDATE alexandria_meta SET value = '8' WHERE key = 'schema_version'")
     finally:
         engine.dispose()
     assert summary(store, run.id) == {"loss": (1, 1, 1, 4.0, 0, 4.0, 4.0)}
@@ -249,7 +252,7 @@ def test_a_fold_merges_into_the_stored_summary_without_reading_the_points(store:
     engine = open_database(store)
     try:
         with engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM metric")
+            conn.exec_driver_sql("DELETE FROM metric_point")
         run.log_metric("loss", 20.0, step=3)  # below the stored last step: not last, but the new max
         run.flush()
         Projector(store, engine).catch_up()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 
 from ..errors import ForeignDatabaseError, QueryError, ReadOnlyError, StoreError
-from ..schema import SCHEMA_VERSION, meta, metadata, metric_index
+from ..schema import SCHEMA_VERSION, VIEWS, meta, metadata, metric_index
 from ..store import REFUSED_SIZE
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class Backend(ABC):
             metadata.create_all(conn, tables=list(metadata.sorted_tables), checkfirst=True)
             if not with_metric_index:
                 metric_index.drop(conn)
-            for name, select_sql in sql_views().items():
+            for name, select_sql in {**VIEWS, **sql_views()}.items():  # the core's first: plug-ins may use them
                 conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
                 conn.exec_driver_sql(f"CREATE VIEW {name} AS {select_sql}")
             conn.execute(meta.delete().where(meta.c.key == "schema_version"))

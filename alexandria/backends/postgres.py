@@ -287,12 +287,12 @@ class PostgresBackend(Backend):
             try:
                 self.create_schema(engine, with_metric_index=False)
                 with engine.begin() as conn:  # checked row by row while loading, the metric foreign key halves the rate
-                    foreign_keys = _drop_foreign_keys(conn, "metric")
+                    foreign_keys = _drop_foreign_keys(conn, "metric_point")
                 stats = load(engine)
                 with engine.begin() as conn:
                     metric_index.create(conn)
                     for definition in foreign_keys:  # validated in one pass over the loaded rows
-                        conn.exec_driver_sql(f"ALTER TABLE metric ADD {definition}")
+                        conn.exec_driver_sql(f"ALTER TABLE metric_point ADD {definition}")
                 with engine.connect() as conn:
                     tables = ", ".join(quote_ident(t.name) for t in metadata.sorted_tables)
                     conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"ANALYZE {tables}")

@@ -257,13 +257,13 @@ def refresh_statistics(conn: Connection) -> None:
     """Retakes the statistics, in the fold's own transaction, once the metric table has grown
     `STATISTICS_GROWTH` times since they were taken (or has `STATISTICS_FLOOR` rows and none were taken):
     a few cheap lookups per fold, an ANALYZE a handful of times over a store's life."""
-    rows = conn.exec_driver_sql("SELECT max(id) FROM metric").scalar() or 0  # the rowid: a b-tree's last key
+    rows = conn.exec_driver_sql("SELECT max(id) FROM metric_point").scalar() or 0  # the rowid: a b-tree's last key
     if rows < STATISTICS_FLOOR:
         return
     has_stats = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").scalar()
     taken = 0
     if has_stats:
-        stat = conn.exec_driver_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = 'metric' LIMIT 1").scalar()
+        stat = conn.exec_driver_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = 'metric_point' LIMIT 1").scalar()
         taken = int(str(stat).split()[0]) if stat else 0
     if not taken or rows >= STATISTICS_GROWTH * taken:
         log.info("metric table at %d rows (statistics taken at %d): analyzing", rows, taken)
