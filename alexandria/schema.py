@@ -173,6 +173,12 @@ METRIC_VIEW = (
 )
 VIEWS = {"metric": METRIC_VIEW}
 
+
+def relation(name: str) -> Table:
+    """A table or a view by its name (a user's question names either: the seed's `metric` is a view)."""
+    found = metadata.tables.get(name)
+    return found if found is not None else views.tables[name]
+
 tag = Table(
     "tag",
     metadata,

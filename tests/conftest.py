@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 from sqlalchemy import Engine, Integer, select
 
-from alexandria.schema import USER_TABLES, metadata, views
+from alexandria.schema import USER_TABLES, relation
 from alexandria.store import Store
 from tests.pgserver import PostgresServer, PostgresUnavailable, throwaway_postgres
 
@@ -200,7 +200,7 @@ def query(store: Store, sql: str) -> list[tuple[object, ...]]:
 def table_rows(engine: Engine, name: str) -> list[tuple[Any, ...]]:
     """A table's rows as Python values (JSON decoded, booleans as bool) without its surrogate integer id,
     sorted: what "row for row" compares, the same on SQLite and PostgreSQL for the same logs."""
-    table = metadata.tables[name] if name in metadata.tables else views.tables[name]
+    table = relation(name)
     cols = [c for c in table.columns if not (c.name == "id" and isinstance(c.type, Integer))]
     with engine.connect() as conn:
         found = conn.execute(select(*cols)).all()

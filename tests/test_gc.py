@@ -22,7 +22,7 @@ from alexandria.db import open_database
 from alexandria.events import RunDeleted
 from alexandria.formatting import size_text
 from alexandria.gc import PURGING_PREFIX, parse_age
-from alexandria.schema import USER_TABLES, metadata
+from alexandria.schema import USER_TABLES, relation
 from alexandria.segment import write_annotation
 from alexandria.store import Store
 from tests.conftest import alex, child_env, every_backend, make_seed, python, rebuilt_snapshot, snapshot, wait_until
@@ -73,7 +73,7 @@ def tables(store: Store) -> dict[str, list[tuple[Any, ...]]]:
 
 def _owner(table: str) -> tuple[int, bool]:
     """The column (index among those `table_rows` keeps) naming a row's run; whether it is a segment path."""
-    cols = [c.name for c in metadata.tables[table].columns if not (c.name == "id" and table != "run")]
+    cols = [c.name for c in relation(table).columns if not (c.name == "id" and table != "run")]
     if table == "run":
         return 0, False
     if table == "log_problem":
