@@ -228,10 +228,11 @@ def bench_projection(quick: bool, tmp: Path) -> list[Result]:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute("INSERT INTO run (id) VALUES (?)", (run.id,))
-        rows = [(run.id, "loss", 0.5, i, 1.0) for i in range(n)]
+        con.execute("INSERT INTO metric_summary (id, run_id, key, count) VALUES (1, ?, 'loss', 0)", (run.id,))
+        rows = [(1, 0.5, i, 1.0) for i in range(n)]
         t0 = time.perf_counter()
         con.execute("BEGIN")
-        con.executemany("INSERT INTO metric (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO metric_point (series, value, step, timestamp) VALUES (?, ?, ?, ?)", rows)
         con.execute("COMMIT")
         dt = time.perf_counter() - t0
         con.close()
