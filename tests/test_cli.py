@@ -153,7 +153,7 @@ def test_sql_refuses_everything_that_is_not_a_read_and_reads_keep_working(
         proc = alex("--store", str(store.root), "sql", statement, "--format", "json")
         assert (proc.returncode, proc.stderr) == (0, ""), statement
         assert json.loads(proc.stdout) == expected, statement
-    for pragma in ("table_info(run)", "index_list(metric)", "table_list"):
+    for pragma in ("table_info(run)", "index_list(metric_point)", "table_list"):
         proc = alex("--store", str(store.root), "sql", f"PRAGMA {pragma}", "--format", "json")
         assert proc.returncode == 0 and json.loads(proc.stdout), pragma
     with sqlite3.connect(store.db_path) as db:  # nothing was changed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -266,7 +267,7 @@ def refresh_statistics(conn: Connection) -> None:
         stat = conn.exec_driver_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = 'metric_point' LIMIT 1").scalar()
         taken = int(str(stat).split()[0]) if stat else 0
     if not taken or rows >= STATISTICS_GROWTH * taken:
-        log.info("metric table at %d rows (statistics taken at %d): analyzing", rows, taken)
+        log.info("metric_point at %d rows (statistics taken at %d): analyzing", rows, taken)
         analyze(conn)
 
 
@@ -383,13 +384,13 @@ class SQLiteBackend(Backend):
         columns = "IFNULL(step, 'NaN'), IFNULL(value, 'NaN')" + (", timestamp" if with_times else "")
         return (
             f"SELECT {columns} FROM metric WHERE run_id = ? AND key = ? "  # noqa: S608 - fixed column list
-            "ORDER BY step"  # the (run_id, key, step) index already holds this order: no sort
+            "ORDER BY step"  # the (series, step) index already holds this order: no sort
         )
 
     def buckets(
         self, db: Any, run_id: str, key: str, col: str, where: str, args: list[Any], buckets: int
     ) -> list[tuple[Any, ...]]:
-        """x = step over a long range: each bucket read as one range of the (run_id, key, step) index, twice
+        """x = step over a long range: each bucket read as one range of the (series, step) index, twice
         as fast as one GROUP BY, which sorts the whole range; x = time, or a range of fewer than
         `RANGE_READS_FROM` steps per bucket: the GROUP BY (a statement per bucket costs more than sorting a few
         thousand rows: 200 runs of 6,000 steps took 120,000 statements)."""
@@ -441,10 +442,18 @@ class SQLiteBackend(Backend):
             return refused_message(refused or "this statement")
         if code == sqlite3.SQLITE_READONLY:  # query_only, or the file opened read-only
             return READ_ONLY_MESSAGE
+        view = _VIEW_WRITE.search(str(exc.orig))  # SQLite refuses a write on a view before asking the authorizer
+        if view is not None:
+            verb = _WRITE_VERB.search(str(exc.statement or ""))
+            return refused_message(f"{verb.group(1).upper() if verb else 'a write'} on {view.group(1)}")
         return None
 
 
 _INSERT_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+
+#: SQLite's error for a write on a view (the seed's `metric` is one), and the write a statement makes.
+_VIEW_WRITE = re.compile(r"cannot modify (\S+) because it is a view")
+_WRITE_VERB = re.compile(r"\b(insert|update|delete|replace)\b", re.IGNORECASE)
 
 #: Steps per bucket from which `SQLiteBackend.buckets` reads each bucket as its own index range.
 RANGE_READS_FROM = 256
