@@ -21,7 +21,7 @@ import click
 from .cli_base import ErrorsAsMessages, console, progress_bar
 from .errors import InvalidInputError, StoreError
 from .formatting import duration_text, number_text, when_text
-from .output import emit, format_option, note
+from .output import emit, format_option, note, print_table
 from .plugins import register_commands
 from .store import DB_ENV, STORE_ENV, Store, resolve_store_path
 
@@ -148,28 +148,27 @@ def runs(
 
 
 def _runs_table(rows: list[dict[str, Any]], title: str) -> None:
-    from rich.table import Table
-
     from .query import run_tree
 
-    table = Table(title=title)
-    for col in ("id", "name", "experiment", "status", "started", "duration", "params", "metrics", "tags"):
-        table.add_column(col, no_wrap=col in ("id", "started"))
+    cells = []
     for depth, r in run_tree(rows):
         tags = ", ".join(f"{k}={v}" for k, v in (r["tags"] or {}).items())
         status_text = (r["status"] or "?") + (f" (resumed {r['attempt']}x)" if r["attempt"] else "")
-        table.add_row(
-            "  " * (depth - 1) + "└ " + r["id"] if depth else r["id"],
-            r["name"] or "-",
-            r["experiment_name"] or "?",
-            status_text,
-            when_text(r["timestamp_start"]),
-            duration_text(r["timestamp_start"], r["timestamp_end"]),
-            str(r["num_params"]),
-            str(r["num_metric_keys"]),
-            tags,
+        cells.append(
+            (
+                "  " * (depth - 1) + "└ " + r["id"] if depth else r["id"],
+                r["name"] or "-",
+                r["experiment_name"] or "?",
+                status_text,
+                when_text(r["timestamp_start"]),
+                duration_text(r["timestamp_start"], r["timestamp_end"]),
+                str(r["num_params"]),
+                str(r["num_metric_keys"]),
+                tags,
+            )
         )
-    console.print(table)
+    columns = ("id", "name", "experiment", "status", "started", "duration", "params", "metrics", "tags")
+    print_table(title, columns, cells, no_wrap=("id", "started"))
 
 
 #: `alex show --format csv`: one table of the run's fields, parameters, tags, metrics and artifacts.

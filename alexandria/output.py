@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import click
@@ -79,3 +79,47 @@ def note(fmt: str, text: str) -> None:
         console.print(text, style="yellow")
     else:
         click.echo(text, err=True)
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, no_wrap: Collection[str] = ()
+) -> None:
+    """A table of text cells as rich's `Table` prints it by default (title in italics, header in bold, heavy
+    head, the same characters), drawn line by line when it fits the console's width: a thousand runs in a few
+    ms, where rich's `Table` measures and wraps every cell (1.5 s for `alex runs` of 1,000 runs). A table wider
+    than the console, or a cell of more than one line, is rich's `Table`, which wraps cells to fit."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    widths = [cell_len(c) for c in columns]
+    for row in rows:
+        for i, cell in enumerate(row):
+            n = cell_len(cell)
+            if n > widths[i]:
+                widths[i] = n
+    total = sum(widths) + 3 * len(widths) + 1
+    if total > console.width or any("\n" in cell or "\r" in cell for row in rows for cell in row):
+        from rich.table import Table
+
+        table = Table(title=title)
+        for c in columns:
+            table.add_column(c, no_wrap=c in no_wrap)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+
+    def line(cells: Sequence[str], sep: str) -> str:
+        return sep + sep.join(f" {c}{' ' * (w - cell_len(c))} " for c, w in zip(cells, widths, strict=True)) + sep
+
+    excess = total - cell_len(title)
+    text = Text(no_wrap=True, end="")
+    text.append(" " * (excess // 2) + title + " " * (excess - excess // 2), style="italic")
+    text.append("\n┏" + "┳".join("━" * (w + 2) for w in widths) + "┓\n┃")
+    for c, w in zip(columns, widths, strict=True):
+        text.append(f" {c}{' ' * (w - cell_len(c))} ", style="bold")
+        text.append("┃")
+    text.append("\n┡" + "╇".join("━" * (w + 2) for w in widths) + "┩\n")
+    text.append("".join(line(row, "│") + "\n" for row in rows))
+    text.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘\n")
+    console.print(text, soft_wrap=True, end="")

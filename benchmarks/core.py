@@ -26,6 +26,7 @@ from alexandria.store import Store
 from .common import PEAK_MB, Result, best, http_median_ms, timed
 from .dashboard import bench_runs_table
 from .media import bench_media
+from .mlflow_search import bench_mlflow_search
 from .qex import bench_qex
 from .report_sweep import bench_report_sweep
 from .startup import bench_startup
@@ -700,6 +701,7 @@ ALL = {
     "ui_metric": bench_ui_metric,
     "sqlite_statistics": bench_sqlite_statistics,
     "summaries": bench_summaries,
+    "mlflow_search": bench_mlflow_search,
     "media": bench_media,
     "runs_table": bench_runs_table,
     "charts": bench_charts,

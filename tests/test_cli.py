@@ -356,3 +356,50 @@ def test_format_help_says_what_csv_and_json_hold() -> None:
     for name in ("runs", "show", "compare", "sql", "problems"):
         out = CliRunner().invoke(cli, [name, "--help"]).stdout
         assert "--format [table|csv|json]" in out and "csv:" in out and "json:" in out, name
+
+
+def _drawn(monkeypatch: pytest.MonkeyPatch, width: int, terminal: bool, draw: object) -> str:
+    """What `draw()` prints through the commands' console, made `width` columns wide (a terminal or a pipe)."""
+    from rich.console import Console
+
+    from alexandria import cli_base
+
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=terminal, highlight=False, markup=False, emoji=False)
+    monkeypatch.setattr(cli_base.console, "_console", console)
+    draw()  # type: ignore[operator]
+    return out.getvalue()
+
+
+def test_a_long_runs_list_is_drawn_as_richs_table_draws_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.table import Table
+
+    from alexandria.output import print_table
+
+    columns = ("id", "name", "tags")
+    rows = [(f"{i:032x}", "日本-run" if i % 3 else "-", f"k={i}" * (i % 4)) for i in range(300)]
+    rows[5] = ("  └ " + rows[5][0], rows[5][1], "")  # a sweep's child, indented
+
+    def with_rich() -> None:
+        from alexandria.cli_base import console
+
+        table = Table(title="300 run(s)")
+        for c in columns:
+            table.add_column(c, no_wrap=c == "id")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+
+    def ours() -> None:
+        print_table("300 run(s)", columns, rows, no_wrap=("id",))
+
+    # through a pipe: the same characters; on a terminal: the same text, the title in italics, the header in bold
+    assert _drawn(monkeypatch, 200, False, ours) == _drawn(monkeypatch, 200, False, with_rich)
+    styled = _drawn(monkeypatch, 200, True, ours)
+    plain = re.compile(r"\x1b\[[0-9;]*m")
+    assert plain.sub("", styled) == plain.sub("", _drawn(monkeypatch, 200, True, with_rich))
+    assert "\x1b[3m" in styled.splitlines()[0] and "\x1b[1m id" in styled.splitlines()[2]
+    # narrower than the table: rich's wrapping, every line within the width, the ids whole
+    narrow = _drawn(monkeypatch, 60, False, ours)
+    assert narrow == _drawn(monkeypatch, 60, False, with_rich)
+    assert max(len(line) for line in narrow.splitlines()) <= 60 and rows[7][0] in narrow
