@@ -28,6 +28,7 @@ from .dashboard import bench_runs_table
 from .media import bench_media
 from .mlflow_search import bench_mlflow_search
 from .qex import bench_qex
+from .rebuild import bench_rebuild
 from .report_sweep import bench_report_sweep
 from .startup import bench_startup
 from .summaries import bench_summaries
@@ -277,40 +278,6 @@ def bench_projection_postgres(quick: bool, tmp: Path) -> list[Result]:
     except PostgresUnavailable as exc:
         return [Result("projection into PostgreSQL", 0.0, "events/s", sqlite_rate, "SQLite", f"skipped: {exc}")]
     return [Result("projection into PostgreSQL", pg_rate, "events/s", sqlite_rate, "SQLite, same logs", "reported")]
-
-
-def bench_rebuild(quick: bool, tmp: Path) -> list[Result]:
-    """`alex rebuild` of N metric events in a child process: rate and peak memory."""
-    n = 200_000 if quick else 10_000_000
-    store = tmp / "rebuild"
-    writers = 4
-    code = (
-        "import sys, alexandria\n"
-        "run = alexandria.start_run(experiment='rb', store=sys.argv[1])\n"
-        "for i in range(int(sys.argv[2])): run.log_metric('loss', 0.5, i)\n"
-        "run.end()\n"
-    )
-    for _ in range(writers):
-        subprocess.run([sys.executable, "-c", code, str(store), str(n // writers)], check=True)
-    # The rebuild runs in a process of its own, which reports its own peak memory (the writers' is not counted).
-    measure = (
-        PEAK_MB + "import sys, time\n"
-        "from alexandria.rebuild import rebuild\n"
-        "from alexandria.store import Store\n"
-        "t = time.perf_counter(); rebuild(Store.open(sys.argv[1])); t = time.perf_counter() - t\n"
-        "print(t, peak_mb())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", measure, str(store)], check=True, capture_output=True, text=True)
-    dt, peak_mb = (float(x) for x in out.stdout.split())
-    return [
-        Result(
-            f"rebuild {n:,} events",
-            n / dt,
-            "events/s",
-            target="10M < 60 s, < 300 MB",
-            extra={"seconds": dt, "peak_rss_mb": peak_mb},
-        )
-    ]
 
 
 def bench_read_history(quick: bool, tmp: Path) -> list[Result]:
