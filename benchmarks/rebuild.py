@@ -59,13 +59,20 @@ def build_store(path: Path, runs: int, keys: int, steps: int) -> Store:
 
 
 def _metric_rows(store: Store) -> list[tuple[object, ...]]:
-    """Every metric row a rebuild writes, as plain tuples (the limit's input; not timed)."""
+    """Every metric row a rebuild writes, as plain tuples (the limit's input; not timed): a (run, key)'s series
+    row, `("series", id, run_id, key)`, before its first point, `(series id, value, step, time, attempt,
+    rank)`."""
     rows: list[tuple[object, ...]] = []
+    series: dict[tuple[str, str], int] = {}
     for path in store.segments():
         run_id = store.run_id_of(store.relative(path))
         for e in decoder.decode_lines(path.read_bytes()):
             if type(e) is MetricLogged:
-                rows.append((run_id, e.key, e.value, e.step, e.time, 0, None))
+                sid = series.get((run_id, e.key))
+                if sid is None:
+                    sid = series[(run_id, e.key)] = len(series) + 1
+                    rows.append(("series", sid, run_id, e.key))
+                rows.append((sid, e.value, e.step, e.time, 0, None))
     return rows
 
 
@@ -81,16 +88,19 @@ def insert_limit(store: Store, scratch: Path, rows: list[tuple[object, ...]]) ->
     engine = create_engine(f"sqlite:///{scratch}")
     backend_for(f"sqlite:///{scratch}").create_schema(engine, with_metric_index=False)
     engine.dispose()
-    runs = sorted({r[0] for r in rows})
+    runs = sorted({r[2] for r in rows if r[0] == "series"})
+    series = [r[1:] for r in rows if r[0] == "series"]
+    points = [r for r in rows if r[0] != "series"]
     db = sqlite3.connect(scratch, isolation_level=None)
     try:
         db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA foreign_keys=ON;")
         t0 = time.perf_counter()
         db.execute("BEGIN")
         db.executemany("INSERT INTO run (id, status) VALUES (?, 'running')", [(r,) for r in runs])
+        db.executemany("INSERT INTO metric_summary (id, run_id, key, count) VALUES (?, ?, ?, 0)", series)
         db.executemany(
-            'INSERT INTO metric (run_id, key, value, step, timestamp, attempt, "rank") VALUES (?, ?, ?, ?, ?, ?, ?)',
-            rows,
+            'INSERT INTO metric_point (series, value, step, timestamp, attempt, "rank") VALUES (?, ?, ?, ?, ?, ?)',
+            points,
         )
         db.execute("COMMIT")
         db.execute(str(_create_index_sql(metric_index)))
@@ -132,7 +142,7 @@ def bench_rebuild(quick: bool, tmp: Path) -> list[Result]:
     store = build_store(tmp / "rebuild", runs, keys, steps)
     repeat = 3
     rows = _metric_rows(store)
-    assert len(rows) == n, (len(rows), n)
+    assert sum(r[0] != "series" for r in rows) == n, (len(rows), n)
     samples, peaks, limits = [], [], []
     for _ in range(repeat):  # alternating, so that the machine's load falls on both alike
         seconds, peak = time_command(store)
