@@ -57,8 +57,25 @@ def test_an_interrupted_rebuild_leaves_the_old_database_untouched(tmp_path: Path
     engine.dispose()
     if how == signal.SIGINT:
         assert _scratch(store) == []  # Ctrl-C cleans up after itself
+    else:
+        assert _scratch(store), "kill -9 leaves the scratch file behind"
     assert alex("--store", str(store.root), "rebuild").returncode == 0
+    assert _scratch(store) == []  # and the next rebuild removes what a killed one left
     engine = reader_engine(store.db_path)
     after = snapshot(engine, ("run",))
     engine.dispose()
     assert {r[0] for r in after["run"]} == {r[0] for r in before["run"]} | {new_run}
+
+
+def test_a_rebuild_keeps_the_scratch_file_of_one_still_running(tmp_path: Path) -> None:
+    """Only a dead rebuild's scratch file is removed: one whose process is alive (here a stand-in child) is its."""
+    store = build_store(tmp_path / "store", 1, 2, 10)
+    open_database(store).dispose()
+    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        theirs = store.root / f".{store.db_path.name}.rebuild-{alive.pid}"
+        theirs.write_bytes(b"a rebuild in progress")
+        assert alex("--store", str(store.root), "rebuild").returncode == 0
+        assert theirs.read_bytes() == b"a rebuild in progress"
+    finally:
+        alive.communicate(b"")

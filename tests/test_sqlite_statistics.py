@@ -55,7 +55,8 @@ def test_rebuild_takes_the_statistics_and_the_last_value_join_seeks(store: Store
     plan = _plan(store)
     # one seek per run at its highest step (through the view: the series, then its point), never a scan of the
     # points; the one scan is of a small table (the runs, or the one summary row per run and key)
-    assert any(p.startswith("SEARCH p USING INDEX ix_metric_point_series_step (series=? AND step=?)") for p in plan), plan
+    seek = "SEARCH p USING INDEX ix_metric_point_series_step (series=? AND step=?)"
+    assert any(p.startswith(seek) for p in plan), plan
     assert not [p for p in plan if p.startswith("SCAN") and not p.startswith(("SCAN r", "SCAN s"))], plan
     con = sqlite3.connect(store.db_path)
     assert sorted(v for _, v in con.execute(LAST_LOSS)) == [1.0 / 200] * 20

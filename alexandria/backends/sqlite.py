@@ -365,6 +365,7 @@ class SQLiteBackend(Backend):
         scratch = store.root / f".{store.db_path.name}.rebuild-{os.getpid()}"
         for leftover in (scratch, scratch.with_name(scratch.name + "-journal")):
             leftover.unlink(missing_ok=True)
+        _remove_abandoned_scratch(store)
         engine = _engine(scratch, readonly=False, bulk=True)
         try:
             self.create_schema(engine, with_metric_index=False)
@@ -460,6 +461,23 @@ RANGE_READS_FROM = 256
 
 #: True for a database holding no table, or Alexandria's marker table among them.
 _OURS_OR_EMPTY = f"SELECT count(*) = 0 OR max(name = '{meta.name}') FROM sqlite_master WHERE type = 'table'"  # noqa: S608
+
+
+def _remove_abandoned_scratch(store: Store) -> None:
+    """Scratch files of rebuilds killed before they could remove their own (kill -9, a power cut): those whose
+    process is gone. One of a rebuild still running (its pid alive) is left to it."""
+    pattern = re.compile(re.escape(f".{store.db_path.name}.rebuild-") + r"(\d+)(-journal)?")
+    for leftover in store.root.glob(f".{store.db_path.name}.rebuild-*"):
+        found = pattern.fullmatch(leftover.name)
+        if found is None or int(found.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            log.info("removing %s, left by a rebuild that was killed", leftover.name)
+            leftover.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):
+            continue  # a process of another user has that pid (or no process can): not ours to judge
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
