@@ -155,8 +155,9 @@ def settle_summaries(conn: Connection, backend: Backend, points: list[tuple[Any,
             found = new.get((row.run_id, row.key))
             if found is not None:
                 series[(row.run_id, row.key)] = row.id
-                if row.count:
-                    new[(row.run_id, row.key)] = merge([row._mapping[c] for c in SUMMARY_COLUMNS], found)
+                stored = [row._mapping[c] for c in SUMMARY_COLUMNS]
+                if stored[0]:  # a count of 0: the row was made just now, for its id
+                    new[(row.run_id, row.key)] = merge(stored, found)
     upsert = ins.on_conflict_do_update(
         index_elements=["run_id", "key"], set_={c: ins.excluded[c] for c in SUMMARY_COLUMNS}
     )
