@@ -491,7 +491,7 @@ def compact(
         from .schema import log_segment
 
         with engine.connect() as conn:
-            folded = dict(conn.execute(select(log_segment.c.path, log_segment.c.offset)).tuples().all())
+            folded = {path: offset for path, offset in conn.execute(select(log_segment.c.path, log_segment.c.offset))}
     report = CompactionReport()
     now = time.time()
     listed = [store.run_segments(rid) for rid in run_ids] if run_ids is not None else [list(store.segments())]

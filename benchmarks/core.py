@@ -29,6 +29,7 @@ from .media import bench_media
 from .qex import bench_qex
 from .report_sweep import bench_report_sweep
 from .startup import bench_startup
+from .storage import bench_storage
 from .summaries import bench_summaries
 
 
@@ -705,6 +706,7 @@ ALL = {
     "report_sweep": bench_report_sweep,
     "qex": bench_qex,
     "startup": bench_startup,
+    "storage": bench_storage,
 }
 
 

@@ -16,7 +16,7 @@ from alexandria.db import open_database
 from alexandria.life import run_state
 from alexandria.schema import USER_TABLES
 from alexandria.store import Store
-from tests.conftest import alex, make_seed, python, rebuilt_snapshot, rows, run_python, snapshot
+from tests.conftest import alex, make_seed, python, rebuilt_snapshot, rows, run_python, snapshot, wait_until
 
 TABLES = (*USER_TABLES, "log_segment", "log_problem")
 POINTS = 6_000
@@ -73,6 +73,24 @@ def test_compaction_keeps_the_database_exactly_and_a_point_under_40_bytes(store:
     assert run_state(store, run_id).status == "finished"  # the tail is read from the compacted file
     again = alex("compact", "--min-age", "0")
     assert "compacted 0 segment(s)" in again.stdout
+
+
+def test_alex_watch_compacts_closed_segments_in_the_background(store: Store) -> None:
+    run_id = log_run(store)
+    [plain] = store.run_segments(run_id)
+    os.utime(plain, (0, 0))  # quiet for long
+    before = folded_snapshot(store)
+    watcher = python("import sys; from alexandria.cli import cli; cli()", "--store", str(store.root), "watch")
+    try:
+        packed = wait_until(
+            lambda: [n for n in files_of(store, run_id) if n.endswith(".jsonl.gz")], what="the compacted segment"
+        )
+        assert packed == [plain.name + ".gz"]
+    finally:
+        watcher.terminate()
+        watcher.communicate(timeout=60)
+    assert not plain.exists()
+    assert folded_snapshot(store) == before
 
 
 def test_young_and_unfolded_segments_wait(store: Store) -> None:
