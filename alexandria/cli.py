@@ -588,6 +588,42 @@ def rebuild(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option(
+    "--min-age",
+    default="1m",
+    show_default=True,
+    metavar="AGE",
+    help="Compact only segments quiet for longer than this (30s, 10m, 1h; 0: every closed one).",
+)
+@click.pass_context
+def compact(ctx: click.Context, min_age: str) -> None:
+    """Compress the closed, folded log segments (gzip, read back transparently); live ones stay as they are."""
+    from .compaction import compact as do_compact
+    from .db import open_database
+    from .gc import parse_age
+
+    store = _store(ctx)
+    engine = open_database(store)
+    try:
+        report = do_compact(store, engine, min_age=parse_age(min_age))
+    finally:
+        engine.dispose()
+    _print_compaction(report)
+
+
+def _print_compaction(report: Any) -> None:
+    from .formatting import size_text
+
+    for rel, why in report.skipped:
+        console.print(f"kept {rel}: {why}", style="yellow")
+    done = report.compacted + report.finished
+    finished = f" ({report.finished} finishing an interrupted compaction)" if report.finished else ""
+    console.print(
+        f"compacted {done} segment(s){finished}: {size_text(report.bytes_before)} to {size_text(report.bytes_after)}"
+    )
+
+
+@cli.command()
+@click.option(
     "--older-than",
     default="7d",
     show_default=True,
@@ -618,6 +654,15 @@ def gc(ctx: click.Context, older_than: str, dry_run: bool) -> None:
             console.print(f"would purge run {rid}")
     finished = f" ({len(report.finished)} finishing an interrupted gc)" if report.finished else ""
     console.print(f"{verb} {len(report.purged)} run(s){finished}, {freed} {size_text(report.bytes_freed)}")
+    if not dry_run:  # reclaiming disk: the closed, folded segments that stay are compacted too
+        from .compaction import compact as do_compact
+        from .db import open_database
+
+        engine = open_database(store)
+        try:
+            _print_compaction(do_compact(store, engine))
+        finally:
+            engine.dispose()
 
 
 @cli.group("import")

@@ -48,6 +48,17 @@ class UnsafePathError(StoreError):
     through a link below the root (the root itself may be one: it is resolved once)."""
 
 
+class CorruptSegmentError(StoreError):
+    """A compacted segment that does not decompress whole (cut short, damaged): `data` holds the lines read
+    before the damage, `offset` where in the segment's lines it begins, `end` the segment's size."""
+
+    def __init__(self, message: str, *, data: bytes = b"", offset: int = 0, end: int = 0) -> None:
+        super().__init__(message)
+        self.data = data
+        self.offset = offset
+        self.end = end
+
+
 class ReadOnlyError(AlexandriaError):
     """A write was attempted through a read-only connection (for example `alex sql`)."""
 

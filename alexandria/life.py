@@ -32,8 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .compaction import read_ends, read_head
 from .events import DECODE_ERRORS, Header, RunFinished, RunStarted, SegmentClosed, WriterInfo, decoder
-from .store import Store, open_segment
+from .store import Store
 
 #: Seconds of silence after which a writer writes a heartbeat; $ALEXANDRIA_HEARTBEAT_INTERVAL.
 HEARTBEAT_INTERVAL = float(os.environ.get("ALEXANDRIA_HEARTBEAT_INTERVAL", "30"))
@@ -125,12 +126,7 @@ class SegmentTail:
 
 def read_tail(path: Path, window: int = 1 << 16) -> SegmentTail:
     """Read a segment's header and its last complete lines, not the whole file."""
-    with open(open_segment(path), "rb") as f:  # a link in a segment's place is never followed
-        head = f.readline()
-        size = f.seek(0, os.SEEK_END)
-        start = max(len(head), size - window)
-        f.seek(start)
-        tail = f.read()
+    head, tail = read_ends(path, window)  # plain or compacted; a link in a segment's place is never followed
     header = None
     try:
         event = decoder.decode(head)
@@ -183,9 +179,7 @@ def has_started(store: Store, run_id: str) -> bool:
     after the header, before `start_run` returns. A rank that joined a distributed job's run before its
     rank 0 created it has a segment there without one."""
     for path in store.run_segments(run_id):
-        with open(open_segment(path), "rb") as f:  # a link in a segment's place is never followed
-            f.readline()
-            line = f.readline()
+        line = read_head(path, 2)[-1]  # plain or compacted; a link in a segment's place is never followed
         try:
             if isinstance(decoder.decode(line), RunStarted):
                 return True

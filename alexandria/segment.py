@@ -34,7 +34,8 @@ from typing import Any
 
 import msgspec
 
-from .errors import UnsafePathError, WriterError
+from .compaction import read_range
+from .errors import CorruptSegmentError, UnsafePathError, WriterError
 from .events import (
     DECODE_ERRORS,
     EVENT_TYPES,
@@ -52,7 +53,7 @@ from .events import (
 from .files import write_atomically
 from .hooks import critical, start_thread
 from .life import HEARTBEAT_INTERVAL, this_writer
-from .store import SEGMENT_SUFFIX, make_dirs, open_segment
+from .store import SEGMENT_SUFFIX, make_dirs, open_stored_segment
 
 #: How often the background writer appends what was logged (seconds); $ALEXANDRIA_FLUSH_INTERVAL.
 FLUSH_INTERVAL = float(os.environ.get("ALEXANDRIA_FLUSH_INTERVAL", "0.2"))
@@ -365,11 +366,13 @@ class SegmentReader:
     def read(self, max_bytes: int = 64 << 20) -> list[Event]:
         """Events of the complete lines written since the last read (at most about `max_bytes`)."""
         try:
-            fd = open_segment(self.path)
+            fd, real = open_stored_segment(self.path)
         except UnsafePathError as exc:
             self.refused = True
             self.problems.append(Problem(self.path, self.offset, "refused", str(exc)))
             return []
+        if real != self.path:
+            return self._read_compacted(fd, real, max_bytes)
         with open(fd, "rb") as f:
             fresh = time.time() - os.fstat(f.fileno()).st_mtime < ZERO_WAIT
             f.seek(self.offset)
@@ -379,6 +382,24 @@ class SegmentReader:
                 if not more:
                     break
                 data += more
+        return self._take(data, fresh)
+
+    def _read_compacted(self, fd: int, real: Path, max_bytes: int) -> list[Event]:
+        """Read a compacted segment (compaction.py): the same lines at the same offsets. Its bytes are all
+        there (it was closed and checked), so damage is corruption, never "not written yet": the lines before
+        it are read, one problem names the file and the offset in its lines, and the segment counts as read."""
+        with open(fd, "rb") as f:
+            try:
+                data = read_range(f.fileno(), real, self.offset, max_bytes)
+            except CorruptSegmentError as exc:
+                events = self._take(exc.data[: exc.data.rfind(b"\n") + 1])
+                self.problems.append(Problem(real, exc.offset, "corrupt", str(exc)))
+                self.offset = max(self.offset, exc.end, 1)  # a damaged header: its size counts 1
+                return events
+        return self._take(data)
+
+    def _take(self, data: bytes, fresh: bool = False) -> list[Event]:
+        """The events of the complete lines of `data`, read at `self.offset`, which moves past them."""
         end = data.rfind(b"\n") + 1
         if end == 0:
             return []  # nothing, or a partial line: not written yet

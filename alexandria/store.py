@@ -4,6 +4,7 @@ Layout::
 
     <store>/alexandria.db                  the SQL projection (disposable; a plug-in may name it otherwise)
     <store>/runs/<run_id>/<segment>.jsonl  event logs, one segment per writing process
+    <store>/runs/<run_id>/<segment>.jsonl.gz  a closed segment compacted at rest, still named <segment>.jsonl
     <store>/artifacts/<run_id>/<name>      copies of logged artifacts
 
 Links: the root is resolved once, when the store is opened (a `--store` reached through a symbolic link is
@@ -47,6 +48,8 @@ DB_ENV = "ALEXANDRIA_DB"
 DEFAULT_STORE = "alexandria_data"
 DB_NAME = "alexandria.db"
 SEGMENT_SUFFIX = ".jsonl"
+#: A closed segment compacted at rest (alexandria/compaction.py): `<name>.jsonl.gz`, still known as `<name>.jsonl`.
+COMPRESSED_SUFFIX = SEGMENT_SUFFIX + ".gz"
 _RUN_ID = re.compile(r"[0-9a-f]{32}\Z")  # \Z, not $: "$" also matches before a trailing newline
 
 log = logging.getLogger(__name__)
@@ -121,11 +124,31 @@ def open_segment(path: Path) -> int:
             raise UnsafePathError(_not_read(path, "a symbolic link")) from None
         raise
     mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode) or not path.name.endswith(SEGMENT_SUFFIX):  # a file where a run folder should be
+    named = path.name.endswith((SEGMENT_SUFFIX, COMPRESSED_SUFFIX))
+    if not stat.S_ISREG(mode) or not named:  # a file where a run folder should be
         os.close(fd)
         what = describe_mode(mode) if not stat.S_ISREG(mode) else f"a file not named *{SEGMENT_SUFFIX}"
         raise UnsafePathError(_not_read(path, what))
     return fd
+
+
+def compressed_path(path: Path) -> Path:
+    """Where the segment `path` (`<name>.jsonl`) lies once compacted: `<name>.jsonl.gz`."""
+    return path.with_name(path.name + ".gz")
+
+
+def open_stored_segment(path: Path) -> tuple[int, Path]:
+    """A read-only descriptor of the segment known as `path` (`<name>.jsonl`) and the file it is, checked as
+    `open_segment` checks: THE rule of which file is read, the listing's too (`Store._run_entries`). The plain
+    file while it exists (it is the original: a compaction removes it last, after its compressed copy is
+    checked and in place), else the compressed one `<name>.jsonl.gz`. FileNotFoundError if neither is there."""
+    try:
+        return open_segment(path), path
+    except FileNotFoundError:
+        if not path.name.endswith(SEGMENT_SUFFIX):
+            raise
+    packed = compressed_path(path)
+    return open_segment(packed), packed
 
 
 def _not_read(path: Path, what: str) -> str:
@@ -275,15 +298,31 @@ class Store:
                 yield _refused(runs / name), True
 
     def _run_entries(self, run_id: str) -> list[tuple[Path, bool]]:
+        """The run's segments by the name they are known by (`<name>.jsonl`, compacted or not). Of a segment
+        present both plain and compressed (a compaction between its rename and its unlink), the plain file is
+        the one (`open_stored_segment`): the compressed one is refused only when it stands alone."""
         run_dir = self.run_dir(run_id)
         try:
             with os.scandir(run_dir) as entries:
-                found = sorted(
-                    (e.name, e.is_file(follow_symlinks=False)) for e in entries if e.name.endswith(SEGMENT_SUFFIX)
-                )
+                found = {
+                    e.name: e.is_file(follow_symlinks=False)
+                    for e in entries
+                    if e.name.endswith((SEGMENT_SUFFIX, COMPRESSED_SUFFIX))
+                }
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return [(run_dir / name, False) if regular else (_refused(run_dir / name), True) for name, regular in found]
+        out = []
+        for name in sorted(found):
+            if name.endswith(COMPRESSED_SUFFIX):
+                plain = name[: -len(".gz")]
+                if plain in found:
+                    continue  # the plain file is read; this copy is a compaction's, not finished yet
+                regular = found[name]
+                out.append((run_dir / plain, False) if regular else (_refused(run_dir / name), True))
+                continue
+            out.append((run_dir / name, False) if found[name] else (_refused(run_dir / name), True))
+        out.sort(key=lambda entry: entry[0].name)
+        return out
 
     @staticmethod
     def run_id_of(rel: str) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine
@@ -34,14 +35,17 @@ from watchdog.observers.polling import PollingObserver
 
 from .backends import backend_for
 from .backends.base import UNREADABLE
-from .errors import ForeignDatabaseError, StoreError
+from .errors import AlexandriaError, ForeignDatabaseError, StoreError
 from .projector import FoldStats, Projector
 from .rebuild import rebuild
 from .schema import SCHEMA_VERSION
-from .store import SEGMENT_SUFFIX, Store, make_dirs
+from .store import COMPRESSED_SUFFIX, SEGMENT_SUFFIX, Store, make_dirs
 
 log = logging.getLogger("alexandria.watch")
 
+#: Seconds between two compactions of the closed, folded segments by a watcher (compaction.py): the first
+#: right after the first fold, then this often, so a watcher never spends its time listing segments.
+COMPACT_EVERY = 600.0
 #: After a change is seen, wait this long for more before folding (coalesces a writer's burst).
 DEBOUNCE = 0.05
 
@@ -52,7 +56,7 @@ class _Wake(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         path = event.src_path if isinstance(event.src_path, str) else event.src_path.decode()
-        if event.is_directory or path.endswith(SEGMENT_SUFFIX):
+        if event.is_directory or path.endswith((SEGMENT_SUFFIX, COMPRESSED_SUFFIX)):
             self.wake.set()
 
 
@@ -99,6 +103,16 @@ def rebuilt_after(store: Store, exc: DatabaseError) -> bool:
     return True
 
 
+def _compact_quietly(store: Store, engine: Engine) -> None:
+    """A watcher's compaction: a failure (a full disk, a read-only store) is a warning, and the next one retries."""
+    from .compaction import compact
+
+    try:
+        compact(store, engine)
+    except (AlexandriaError, OSError, DatabaseError) as exc:
+        log.warning("compacting closed segments failed, retrying later: %s", exc)
+
+
 def watch(
     store: Store,
     engine: Engine,
@@ -107,13 +121,16 @@ def watch(
     interval: float = 1.0,
     stop: threading.Event | None = None,
     on_fold: Callable[[FoldStats], None] | None = None,
+    compact_every: float | None = COMPACT_EVERY,
 ) -> None:
-    """Fold new events as they appear until `stop` is set (or forever)."""
+    """Fold new events as they appear until `stop` is set (or forever); every `compact_every` seconds (None:
+    never) compact the segments closed and folded whole (`compaction.compact`), between two folds."""
     stop = stop or threading.Event()
     wake = threading.Event()
     make_dirs(store.runs_dir)
     observer = _start_observer(store, _Wake(wake), poll)
     projector = Projector(store, engine)
+    next_compaction = time.monotonic()
     try:
         while not stop.is_set():
             try:
@@ -124,6 +141,9 @@ def watch(
             else:
                 if on_fold is not None and (stats.events or stats.problems):
                     on_fold(stats)
+                if compact_every is not None and time.monotonic() >= next_compaction:
+                    next_compaction = time.monotonic() + compact_every
+                    _compact_quietly(store, engine)
             if wake.wait(interval):
                 stop.wait(DEBOUNCE)
             wake.clear()

@@ -31,6 +31,7 @@ from .qex import bench_qex
 from .rebuild import bench_rebuild
 from .report_sweep import bench_report_sweep
 from .startup import bench_startup
+from .storage import bench_storage
 from .summaries import bench_summaries
 
 
@@ -675,6 +676,7 @@ ALL = {
     "report_sweep": bench_report_sweep,
     "qex": bench_qex,
     "startup": bench_startup,
+    "storage": bench_storage,
 }
 
 

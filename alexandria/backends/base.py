@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError, Programm
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 
+from ..compaction import segment_size
 from ..errors import ForeignDatabaseError, QueryError, ReadOnlyError, StoreError
 from ..schema import SCHEMA_VERSION, VIEWS, meta, metadata, metric_index
 from ..store import REFUSED_SIZE
@@ -94,9 +94,8 @@ def segment_sizes(store: Store) -> Iterator[tuple[Path, str, int]]:
     (a link, a FIFO, ...: `Store.segment_entries`) comes with `REFUSED_SIZE`, so that it is folded once, into
     its problem, and is then known to be."""
     for path, refused in store.segment_entries():
-        try:
-            size = REFUSED_SIZE if refused else os.lstat(path).st_size
-        except FileNotFoundError:
+        size = REFUSED_SIZE if refused else segment_size(path)  # a compacted one's: its lines' (compaction.py)
+        if size is None:
             continue
         yield path, store.relative(path), size
 
