@@ -46,6 +46,9 @@ DEFAULT_SCHEMA = "alexandria"
 IDLE_IN_TRANSACTION = "10min"
 #: SQLSTATE of a write in a read-only transaction.
 READ_ONLY_SQL_TRANSACTION = "25006"
+#: PostgreSQL's refusal of a write on a view it cannot update (the seed's `metric` is a join), checked before
+#: the transaction's read-only state.
+VIEW_NOT_UPDATABLE = "55000"
 
 _SEARCH_PATH = re.compile(r"-c\s*search_path\s*=\s*((?:\\ |[^ ])+)")
 
@@ -362,8 +365,11 @@ class PostgresBackend(Backend):
         return f"{reason.format(**names)} ({orig})"
 
     def refusal(self, exc: DBAPIError, driver: Any) -> str | None:
-        if getattr(exc.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:  # the reader's sessions are read-only
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate == READ_ONLY_SQL_TRANSACTION:  # the reader's sessions are read-only
             return READ_ONLY_MESSAGE
+        if sqlstate == VIEW_NOT_UPDATABLE and " view " in str(exc.orig):
+            return READ_ONLY_MESSAGE  # a write on a view is a write all the same
         return None
 
 
