@@ -25,9 +25,9 @@ kept by the fold: summaries.py), version 9 the compact metric points: `metric` i
 The seed's `metric(id, run_id, key, value, step)` is a view (`VIEWS`): the points are kept in `metric_point`,
 whose rows name their (run, key) by the integer id of its `metric_summary` row (its `series`) instead of
 repeating a 32-character run id and the key's text in every row and again in the index: 48 bytes a point
-instead of 130 (benchmarks/storage.py). The view is a plain join (no expression over a column), so a query written against the
-seed table is planned as it was: `WHERE run_id = ? AND key = ?` finds the one summary row by its unique index,
-then the points by `ix_metric_point_series_step`.
+instead of 130 (benchmarks/storage.py). The view is a plain join (no expression over a column), so a query
+written against the seed table is planned as it was: `WHERE run_id = ? AND key = ?` finds the one summary row
+by its unique index, then the points by `ix_metric_point_series_step`.
 
 Timestamps are unix seconds (REAL). A NaN metric value is stored as NULL
 (SQLite cannot hold NaN); +-inf are stored as they are.
