@@ -5,6 +5,7 @@ benchmark module can be imported alone (a test reads one) without importing the 
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -74,3 +75,19 @@ PEAK_MB = (
     "    with open('/proc/self/status') as f:\n"
     "        return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:')) / 1024\n"
 )
+
+
+def command_medians_ms(commands: dict[str, list[str]], env: dict[str, str], rounds: int) -> dict[str, float]:
+    """Each command's median wall time in ms, as a fresh process: each run once first (bytecode compiled, a
+    store folded, as after any first read), then `rounds` rounds in an order rotated each round, so that a slow
+    moment of a shared machine falls on each command in turn."""
+    for args in commands.values():
+        subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    names = list(commands)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t = time.perf_counter()
+            subprocess.run(commands[name], env=env, check=True, stdout=subprocess.DEVNULL)
+            samples[name].append(time.perf_counter() - t)
+    return {name: statistics.median(s) * 1000 for name, s in samples.items()}

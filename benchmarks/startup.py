@@ -7,13 +7,11 @@ package has it (PYTHONDONTWRITEBYTECODE would make every start compile the proje
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from .common import Result
+from .common import Result, command_medians_ms
 
 #: The store `alex runs` lists: 10 runs of a few parameters and 100 points each.
 _SMALL_STORE = (
@@ -50,16 +48,7 @@ def bench_startup(quick: bool, tmp: Path) -> list[Result]:
         "runs": [*alex, "runs"],
         "show": [*alex, "show", run_id[:8]],
     }
-    for args in commands.values():  # warm: bytecode compiled, the store folded once (as after any first read)
-        subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
-    samples: dict[str, list[float]] = {name: [] for name in commands}
-    names = list(commands)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t = time.perf_counter()
-            subprocess.run(commands[name], env=env, check=True, stdout=subprocess.DEVNULL)
-            samples[name].append(time.perf_counter() - t)
-    ms = {name: statistics.median(s) * 1000 for name, s in samples.items()}
+    ms = command_medians_ms(commands, env, rounds)
     bare = ms["bare"]
     targets = {"help": 3, "runs": 8, "show": 8}
     labels = {"help": "alex --help", "runs": "alex runs (10 runs)", "show": "alex show RUN"}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from alexandria.store import Store
 from alexandria.ui.data import run_status
 from alexandria.values import param_to_str
 
-from .common import Result
+from .common import Result, command_medians_ms
 from .startup import child_env
 
 #: (runs, points per run, points of the one long run that `alex show` and the status poll read) of a full and
@@ -159,16 +158,7 @@ def command_medians(stores: dict[str, tuple[Store, list[str]]], rounds: int, tmp
         commands[f"alex runs {name}"] = [*alex, "runs"]
         commands[f"alex show {name}"] = [*alex, "show", ids[len(ids) // 2]]
         commands[f"alex compare {name}"] = [*alex, "compare", *ids[:10]]
-    for args in commands.values():
-        subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
-    samples: dict[str, list[float]] = {name: [] for name in commands}
-    names = list(commands)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t = time.perf_counter()
-            subprocess.run(commands[name], env=env, check=True, stdout=subprocess.DEVNULL)
-            samples[name].append(time.perf_counter() - t)
-    return {name: statistics.median(s) * 1000 for name, s in samples.items()}
+    return command_medians_ms(commands, env, rounds)
 
 
 def bench_summaries(quick: bool, tmp: Path) -> list[Result]:
