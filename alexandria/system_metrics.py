@@ -16,7 +16,8 @@ no step, what psutil says of the machine and of this process, and what NVIDIA's 
 MB are mebibytes (2**20 bytes). A value the platform does not report (disk counters in some containers, a
 GPU's power on some boards) is left out, not logged as 0. Without an NVIDIA driver (NVML cannot start), or
 without the `nvidia-ml-py` bindings (the `gpu` extra), there are no GPU metrics and nothing is said above
-debug level. psutil is a dependency of Alexandria; it and pynvml are imported by the sampler's thread, never
+debug level. psutil is a dependency of Alexandria; it and pynvml are imported by `start_run` when it starts
+the sampler (not by the sampler's thread, which would take the GIL from the training loop meanwhile), never
 by `import alexandria`.
 
 The thread is one per run per process, started by `start_run` for the run's owner (never for a handle
@@ -91,13 +92,46 @@ _lock = threading.RLock()
 
 
 def start(run: Run, interval: float) -> Sampler | None:
-    """Start sampling into `run` unless this process samples it already (then None)."""
+    """Start sampling into `run` unless this process samples it already, or there is nothing to sample with
+    (then None).
+
+    The probes are opened here, on the caller's thread, before `start_run` returns: importing psutil and
+    pynvml and starting NVML take some 40 ms of Python holding the GIL, and in the sampler's thread that
+    time was taken from the training loop just begun (logging calls of 16-20 ms). The thread then only
+    samples, about a millisecond each interval."""
     with _lock:
         if run.id in _samplers:
             return None
+    probes = _open_probes(run)  # outside the lock: a signal handler ending a run meanwhile need not wait
+    if probes is None:
+        return None
+    with _lock:
+        if run.id in _samplers:  # another thread started one meanwhile
+            for probe in probes:
+                probe.close()
+            return None
         sampler = _samplers[run.id] = Sampler(run, interval)
-    sampler.thread = hooks.start_thread(sampler._loop, f"{THREAD_PREFIX}-{run.id[:8]}")
+    sampler.thread = hooks.start_thread(sampler._loop, f"{THREAD_PREFIX}-{run.id[:8]}", probes)
     return sampler
+
+
+def _open_probes(run: Run) -> list[Any] | None:
+    """psutil's probe of the machine and, where NVML starts, the GPUs' (None, said, when psutil is missing or
+    fails: the run goes on without system metrics)."""
+    try:
+        import psutil
+    except ImportError:
+        _log.warning("alexandria: psutil is not installed: no system metrics (pip install psutil)")
+        return None
+    try:
+        probes: list[Any] = [_Host(psutil)]
+        gpus = _Gpus.open()
+        if gpus is not None:
+            probes.append(gpus)
+    except Exception as exc:  # never into the training: say so and stop sampling
+        _log.warning("alexandria: system metrics of run %s are off: %r", run.id, exc)
+        return None
+    return probes
 
 
 def _forget_in_child() -> None:
@@ -131,20 +165,7 @@ class Sampler:
             if _samplers.get(self.run.id) is self:
                 del _samplers[self.run.id]
 
-    def _loop(self) -> None:
-        try:
-            import psutil
-        except ImportError:
-            _log.warning("alexandria: psutil is not installed: no system metrics (pip install psutil)")
-            return
-        try:
-            probes: list[Any] = [_Host(psutil)]
-            gpus = _Gpus.open()
-            if gpus is not None:
-                probes.append(gpus)
-        except Exception as exc:  # never into the training: say so and stop sampling
-            _log.warning("alexandria: system metrics of run %s are off: %r", self.run.id, exc)
-            return
+    def _loop(self, probes: list[Any]) -> None:
         try:
             self._sample_until_stopped(probes)
         finally:

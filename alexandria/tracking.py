@@ -547,34 +547,42 @@ class Run:
         self._writer.drain()
 
     def _capture(self, kinds: frozenset[str]) -> None:
-        """Record code and environment from a background thread: start_run does not wait for git."""
+        """Record the environment here and the code from a background thread: start_run does not wait for git.
+
+        The environment is read on the calling thread, before start_run returns: it is some 10-50 ms of
+        Python reading package metadata (more with more packages), which a background thread took from the
+        training loop just begun, holding the GIL (logging calls of 20-40 ms). git runs in a process of its
+        own, so its wait costs the loop nothing."""
         if not kinds:
             return
         from . import capture  # imported on first use: a run with capture off never pays for it
 
-        entrypoint, script = capture.describe_entrypoint()  # argv as it is now, on the calling thread
-        self._capture_thread = hooks.start_thread(
-            self._capture_in_background, f"alexandria-capture-{self.id[:8]}", kinds, entrypoint, script
-        )
+        if "environment" in kinds:
+            try:
+                env = capture.capture_environment()
+                self._put(EnvironmentCaptured(time=_time(), **dataclasses.asdict(env)))
+            except Exception as exc:  # never into the training: say so and go on
+                _log.warning("alexandria: capturing the environment of run %s failed: %r", self.id, exc)
+        if "code" in kinds:
+            entrypoint, script = capture.describe_entrypoint()  # argv as it is now, on the calling thread
+            self._capture_thread = hooks.start_thread(
+                self._capture_code, f"alexandria-capture-{self.id[:8]}", entrypoint, script
+            )
 
-    def _capture_in_background(self, kinds: frozenset[str], entrypoint: str, script: Path | None) -> None:
+    def _capture_code(self, entrypoint: str, script: Path | None) -> None:
         time.sleep(0.001)  # hand the GIL straight back: start_run returns now, not after a switch interval
         from . import capture
 
         try:
-            if "environment" in kinds:
-                env = capture.capture_environment()
-                self._put(EnvironmentCaptured(time=_time(), **dataclasses.asdict(env)))
-            if "code" in kinds:
-                code = capture.capture_code(entrypoint, script)
-                fields = dataclasses.asdict(code)
-                diff = fields.pop("diff")
-                fields["diff_artifact"] = self._save_diff(diff) if diff else None
-                self._put(CodeCaptured(time=_time(), **fields))
+            code = capture.capture_code(entrypoint, script)
+            fields = dataclasses.asdict(code)
+            diff = fields.pop("diff")
+            fields["diff_artifact"] = self._save_diff(diff) if diff else None
+            self._put(CodeCaptured(time=_time(), **fields))
         except RunEndedError:
             pass  # ended before capture was done (end() waited CAPTURE_WAIT seconds)
         except Exception as exc:  # never into the training: say so and go on
-            _log.warning("alexandria: capturing code/environment of run %s failed: %r", self.id, exc)
+            _log.warning("alexandria: capturing the code of run %s failed: %r", self.id, exc)
 
     def _save_diff(self, diff: bytes) -> str | None:
         """Keep the uncommitted diff as an artifact (`git_diff.patch`, `git_diff.1.patch` after a resume)."""

@@ -9,6 +9,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,22 @@ def test_capture_can_be_switched_off_or_narrowed(store: Store, monkeypatch: pyte
     monkeypatch.setenv("ALEXANDRIA_CAPTURE", "code,gpu")
     with pytest.raises(alexandria.InvalidInputError, match=r"ALEXANDRIA_CAPTURE='code,gpu'.*cannot capture gpu"):
         alexandria.start_run(experiment="bad", store=store)
+
+
+def test_the_environment_is_recorded_before_start_run_returns(store: Store) -> None:
+    """On the caller's thread, not a background one: reading package metadata is Python holding the GIL, which
+    a thread took from the training loop's first logging calls. So it is in the log before any point is."""
+    run = alexandria.start_run(experiment="env first", store=store, capture=["environment"], system_metrics=False)
+    try:
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("alexandria-capture")]
+        run.log_metric("loss", 0.5, step=0)
+        run.flush()
+        [segment] = store.run_segments(run.id)
+        kinds = [json.loads(line)["event"] for line in segment.read_bytes().splitlines()[1:]]
+        assert kinds.index("environment") < kinds.index("metric")
+    finally:
+        run.end()
+    assert query(store, "SELECT count(*) FROM environment") == [(1,)]
 
 
 def test_a_resumed_run_records_its_code_and_environment_again(store: Store) -> None:

@@ -341,6 +341,23 @@ def test_import_alexandria_loads_neither_psutil_nor_pynvml() -> None:
     assert json.loads(out) == []
 
 
+def test_start_run_opens_the_probes_itself_not_the_sampler_thread() -> None:
+    """psutil and NVML are loaded by the time start_run returns: their ~40 ms of imports, done in the sampler's
+    thread, held the GIL while the training loop began."""
+    out = run_python(
+        """
+        import json, sys, tempfile
+        import alexandria
+        with tempfile.TemporaryDirectory() as store:
+            run = alexandria.start_run(experiment="probes", store=store, capture=False, system_metrics=True)
+            loaded = "psutil" in sys.modules
+            run.end()
+        print(json.dumps(loaded))
+        """
+    )
+    assert json.loads(out) is True
+
+
 def test_bad_settings_are_refused_before_a_run_starts(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidInputError, match="system_metrics_interval"):
         alexandria.start_run(experiment="bad", capture=False, system_metrics_interval=0)
