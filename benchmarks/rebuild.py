@@ -170,7 +170,7 @@ def two_writers_limit(tmp: Path, halves: tuple[list[tuple[object, ...]], list[tu
     fork = multiprocessing.get_context("fork")  # the children inherit the rows: nothing to pickle
     try:
         t0 = time.perf_counter()
-        writers = [fork.Process(target=_insert_half, args=(f, h)) for f, h in zip((first, second), halves)]
+        writers = [fork.Process(target=_insert_half, args=(f, h)) for f, h in zip((first, second), halves, strict=True)]
         for w in writers:
             w.start()
         for w in writers:
