@@ -312,6 +312,29 @@ def test_the_dashboards_folding_rebuilds_a_deleted_database(store: Store) -> Non
     assert "Traceback" not in output
 
 
+def test_a_read_of_an_emptied_database_is_a_503_that_says_so(store: Store) -> None:
+    """A database emptied under a dashboard that only reads: every request says what happened and what to do,
+    as a 503 (the pages and the API), and nothing is logged as a crash. (With folding on, the same answer is
+    what a request gets in the moment before the fold thread has rebuilt it.)"""
+    run_python(LOG_ONE, str(store.root), "before")
+    query(store, "SELECT count(*) FROM run")  # folded
+    for name in ("alexandria.db", "alexandria.db-wal", "alexandria.db-shm"):
+        (store.root / name).unlink(missing_ok=True)
+    store.db_path.write_bytes(b"")  # what a truncation, or another program's empty database, leaves
+    server = start_ui(store.root, "--no-fold")
+    try:
+        said = f"database {store.db_path} has no tables: it was deleted or emptied, and run `alex rebuild`"
+        status, body = server.get("/api/runs")
+        assert (status, json.loads(body)) == (503, {"error": said})
+        status, body = server.get("/")
+        assert status == 503 and said in re.sub(r"<[^>]+>", "", body.decode())
+        assert server.get("/api/run/0123/status")[0] == 503
+    finally:
+        code, output = stop_ui(server)
+    assert code == 0, output
+    assert "Traceback" not in output and store.db_path.read_bytes() == b""  # a reader never writes it
+
+
 def _ui_count(server: Server) -> int | None:
     """The dashboard's run count, or None while the database it reads is missing (an error page)."""
     status, body = server.get("/api/runs")

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
@@ -138,7 +139,11 @@ class Dashboard:
         self.app = Starlette(
             routes=routes,
             lifespan=self._lifespan,
-            exception_handlers={RunNotFoundError: self._not_found, AlexandriaError: self._bad_request},
+            exception_handlers={
+                RunNotFoundError: self._not_found,
+                AlexandriaError: self._bad_request,
+                DBAPIError: self._database_error,
+            },
         )
         self.app.add_middleware(LocalHostOnly, allowed=allowed_hosts(host))
         self.app.add_middleware(SecurityHeaders)  # the outermost: every response gets the headers
@@ -172,6 +177,24 @@ class Dashboard:
         if request.url.path.startswith("/api/"):
             return json_response({"error": str(exc)}, code)
         return self._render("error.html", code, title="Error", message=str(exc))
+
+    async def _database_error(self, request: Request, exc: Exception) -> Response:
+        """A read that found the database without Alexandria's tables (deleted or emptied under the dashboard:
+        the fold thread rebuilds it from the logs) is a 503 saying so, not a traceback; any other database
+        failure is a bug, and stays a 500 with its traceback."""
+        from ..backends import backend_for
+        from ..schema import SCHEMA_VERSION
+
+        backend = backend_for(self.store.database)
+        try:
+            intact = backend.schema_version(self.engine) == SCHEMA_VERSION
+        except DBAPIError:
+            intact = True  # not a missing table (a lock, a lost server): the original failure is the one to show
+        if intact:
+            raise exc
+        then = "the dashboard is rebuilding it from the logs" if self.folder else "run `alex rebuild`"
+        message = f"database {backend.describe()} has no tables: it was deleted or emptied, and {then}"
+        return await self._bad_request(request, StoreError(message))
 
     def _run_id(self, text: str) -> str:
         return resolve_run_id(self.engine, text)
