@@ -6,8 +6,12 @@ segments", has the figures and the choice). A segment keeps its name and its ide
 compacted is `<name>.jsonl.gz`, still listed, keyed and positioned as `<name>.jsonl` (a position counts
 bytes of its lines, compressed or not), and `zcat` shows its lines.
 
-The file is one standard gzip member whose header's extra field (subfield "AX") holds what a reader needs
-without inflating it: the size and SHA-256 of the lines, and the segment's last lines (`life.read_tail`).
+The file is standard gzip, one member per `CHUNK` of whole lines; the first member's header has an extra
+field (subfield "AX") holding what a reader needs without inflating it: the size and SHA-256 of the lines, and
+the segment's last lines (`life.read_tail`). Why members: deflate turns a flipped byte into garbage from there
+on, and its check comes at the member's end; the reader hands out a member's lines only once its CRC-32 has
+checked, so damage never becomes lines (as one member, one in five random 8-byte flips gave lines that decode
+as events never logged). A file of the first layout (one member) is read only once it has inflated whole to its hash.
 
 Only a segment whose last line is `closed` is compacted (a killed writer's segment stays as it is), once it
 has been quiet `ZERO_WAIT` seconds. Crash-safe, in this order: the copy is written beside under a hidden
@@ -59,7 +63,8 @@ PART_SUFFIX = ".part"
 
 _MAGIC = b"\x1f\x8b\x08\x04"  # gzip, deflate, FEXTRA set
 _SUBFIELD = b"AX"
-_VERSION = 1
+_VERSION = 2  # 1: the whole file one member (still read: `_Stream`)
+_MEMBER_HEAD = b"\x1f\x8b\x08\x00\0\0\0\0\0\xff"  # a later member's header: gzip, deflate, no flags, no time
 _FIXED = struct.Struct("<BQ32s")  # version, size of the lines, their SHA-256
 _HEAD = 12  # magic(4) mtime(4) xfl(1) os(1) xlen(2)
 
@@ -72,6 +77,7 @@ class Info:
     sha256: bytes
     tail: bytes
     data_start: int  # where the deflate data begins
+    version: int
 
 
 def _header(size: int, digest: bytes, tail: bytes) -> bytes:
@@ -91,9 +97,9 @@ def read_info(fd: int) -> Info:
         raise CorruptSegmentError("not a compacted segment: its gzip header has no size and hash of its lines")
     (plen,) = struct.unpack("<H", extra[2:4])
     version, size, digest = _FIXED.unpack_from(extra, 4)
-    if version != _VERSION or plen != xlen - 4:
+    if version not in (1, _VERSION) or plen != xlen - 4:
         raise CorruptSegmentError(f"compacted segment of an unknown layout (version {version})")
-    return Info(size, digest, extra[4 + _FIXED.size : 4 + plen], _HEAD + xlen)
+    return Info(size, digest, extra[4 + _FIXED.size : 4 + plen], _HEAD + xlen, version)
 
 
 _SIZES: dict[tuple[str, int, int, int, int], int] = {}
@@ -133,43 +139,66 @@ def segment_size(path: Path) -> int | None:
 
 # -- reading --------------------------------------------------------------------------------------------------
 class _Stream:
-    """Inflating one compacted file from its start: `pos` is the offset in its lines of `buf`'s first byte."""
+    """Inflating one compacted file from its start: `pos` is the offset in its lines of `buf`'s first byte.
+
+    A member's bytes are handed out once zlib has checked its CRC-32 and length (its end), never before: so the
+    lines read before a damage are exactly the whole members before the damaged one. A file of the first layout
+    is one member as big as the segment: it is inflated whole to its header's hash first (`_whole`), then read.
+    """
 
     def __init__(self, fd: int, path: Path) -> None:
         self.path = path
         self.info = read_info(fd)
-        self.inflate = zlib.decompressobj(31)  # gzip framing: zlib checks the CRC-32 and length at the end
+        self.inflate = zlib.decompressobj(31)  # gzip framing: zlib checks each member's CRC-32 and length
+        self.input = b""  # compressed bytes read and not inflated yet
         self.cpos = 0  # the whole file goes through zlib, its header too
         self.pos = 0  # where `buf` begins in the lines
         self.buf = b""
-        self.total = 0  # bytes of lines inflated so far
+        self.member: list[bytes] = []  # the current member's inflated bytes, not checked yet
+        self.total = 0  # bytes of lines handed out so far
         self.done = False
+        self.untrusted = self.info.version == 1 and not _whole(fd, path, self.info)
 
     def pull(self, fd: int) -> bytes:
         """The next inflated bytes (b"" at the end); CorruptSegmentError if the file is cut short or damaged."""
+        if self.untrusted:
+            raise self.damage(
+                "its lines do not inflate to the hash in its header, and a file of this first layout"
+                " (one gzip member) cannot tell where the damage begins: none of it is read"
+            )
         d = self.inflate
         while not self.done:
             try:
-                if d.unconsumed_tail:
-                    out = d.decompress(d.unconsumed_tail, CHUNK)
-                else:
-                    data = os.pread(fd, CHUNK, self.cpos)
-                    if not data:
+                if not self.input:
+                    self.input = os.pread(fd, CHUNK, self.cpos)
+                    if not self.input:
                         raise self.damage("the file is cut short (a closed segment is whole: it was truncated)")
-                    self.cpos += len(data)
-                    out = d.decompress(data, CHUNK)
+                    self.cpos += len(self.input)
+                out = d.decompress(self.input, CHUNK)
             except zlib.error as exc:
                 raise self.damage(f"the compressed data is damaged ({exc})") from None
-            if d.eof:
+            self.input = d.unused_data if d.eof else d.unconsumed_tail
+            if self.info.version == 1 and not d.eof:
+                if out:  # checked whole already: handed out as it inflates
+                    self.total += len(out)
+                    return out
+                continue
+            self.member.append(out)
+            if not d.eof:
+                continue
+            member, self.member = b"".join(self.member), []
+            end = self.total + len(member)
+            if end < self.info.size and self.info.version != 1:
+                self.inflate = d = zlib.decompressobj(31)  # the next member
+            else:
                 self.done = True
-                end = self.total + len(out)
-                if d.unused_data or os.pread(fd, 1, self.cpos):
-                    raise self.damage("bytes follow the end of the compressed data", out)
+                if self.input or os.pread(fd, 1, self.cpos):
+                    raise self.damage("bytes follow the end of the compressed data", member)
                 if end != self.info.size:
-                    raise self.damage(f"its lines are {end} bytes, its header says {self.info.size}", out)
-            if out:
-                self.total += len(out)
-                return out
+                    raise self.damage(f"its lines are {end} bytes, its header says {self.info.size}", member)
+            if member:
+                self.total += len(member)
+                return member
         return b""
 
     def damage(self, why: str, more: bytes = b"") -> CorruptSegmentError:
@@ -181,6 +210,36 @@ class _Stream:
             offset=offset,
             end=max(self.info.size, offset + 1),
         )
+
+
+_WHOLE: dict[tuple[str, int, int, int, int], bool] = {}
+
+
+def _whole(fd: int, path: Path, info: Info) -> bool:
+    """Whether a file of the first layout inflates to exactly its header's size and SHA-256, with nothing after
+    (remembered per version of the file: a fold reads it a transaction at a time)."""
+    import hashlib
+
+    st = os.fstat(fd)
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _WHOLE:
+        d, digest, size, cpos = zlib.decompressobj(31), hashlib.sha256(), 0, 0
+        try:
+            while not d.eof and (data := os.pread(fd, CHUNK, cpos)):
+                cpos += len(data)
+                while data and not d.eof:
+                    out = d.decompress(data, CHUNK)
+                    digest.update(out)
+                    size += len(out)
+                    data = d.unconsumed_tail
+            ok = d.eof and not d.unused_data and not os.pread(fd, 1, cpos)
+            ok = ok and size == info.size and digest.digest() == info.sha256
+        except zlib.error:
+            ok = False
+        if len(_WHOLE) > 4096:
+            _WHOLE.clear()
+        _WHOLE[key] = ok
+    return _WHOLE[key]
 
 
 _STREAMS: OrderedDict[tuple[Any, ...], _Stream] = OrderedDict()
@@ -434,18 +493,18 @@ def _write_copy(fd: int, path: Path, size: int, digest: bytes) -> int:
     try:
         fcntl.flock(out, fcntl.LOCK_EX)  # held until closed: a part being written is never taken for stale
         head = _header(size, digest, _tail_lines(fd, size))
-        _write(out, head)
-        deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
-        crc = 0
         pos = 0
-        while pos < size:
+        while pos < size:  # one member per chunk of whole lines (a line longer than a chunk spans members)
             chunk = os.pread(fd, min(CHUNK, size - pos), pos)
             if not chunk:
                 raise FileNotFoundError(f"{path} shrank while compacted")
-            crc = zlib.crc32(chunk, crc)
+            if pos + len(chunk) < size and (cut := chunk.rfind(b"\n") + 1):
+                chunk = chunk[:cut]
             pos += len(chunk)
-            _write(out, deflate.compress(chunk))
-        _write(out, deflate.flush() + struct.pack("<II", crc, size & 0xFFFFFFFF))
+            deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+            trailer = struct.pack("<II", zlib.crc32(chunk), len(chunk))
+            _write(out, head + deflate.compress(chunk) + deflate.flush() + trailer)
+            head = _MEMBER_HEAD
         os.fsync(out)
         if not _verified(out, part, size, digest):
             raise CorruptSegmentError(f"the compressed copy of {path} did not read back equal; the segment is kept")
