@@ -323,7 +323,7 @@ def test_a_read_of_an_emptied_database_is_a_503_that_says_so(store: Store) -> No
     store.db_path.write_bytes(b"")  # what a truncation, or another program's empty database, leaves
     server = start_ui(store.root, "--no-fold")
     try:
-        said = f"database {store.db_path} has no tables: it was deleted or emptied, and run `alex rebuild`"
+        said = f"database {store.db_path} has no tables: it was deleted or emptied; run `alex rebuild`"
         status, body = server.get("/api/runs")
         assert (status, json.loads(body)) == (503, {"error": said})
         status, body = server.get("/")

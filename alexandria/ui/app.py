@@ -187,14 +187,14 @@ class Dashboard:
 
         backend = backend_for(self.store.database)
         try:
-            intact = backend.schema_version(self.engine) == SCHEMA_VERSION
-        except DBAPIError:
-            intact = True  # not a missing table (a lock, a lost server): the original failure is the one to show
-        if intact:
+            version = backend.schema_version(self.engine)
+        except (DBAPIError, AlexandriaError):
+            version = SCHEMA_VERSION  # not a missing table (a lock, a lost server): the original failure is shown
+        if version == SCHEMA_VERSION:
             raise exc
         then = "the dashboard is rebuilding it from the logs" if self.folder else "run `alex rebuild`"
-        message = f"database {backend.describe()} has no tables: it was deleted or emptied, and {then}"
-        return await self._bad_request(request, StoreError(message))
+        what = "has no tables: it was deleted or emptied" if version is None else f"is of schema version {version}"
+        return await self._bad_request(request, StoreError(f"database {backend.describe()} {what}; {then}"))
 
     def _run_id(self, text: str) -> str:
         return resolve_run_id(self.engine, text)
