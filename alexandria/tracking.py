@@ -731,8 +731,11 @@ def start_run(
     if continued:
         assert run_id is not None
         st.require_run(run_id)
+        # Whether its start is written is read first: a creator that writes it after the state was read would
+        # look crashed (no segment yet) and started (its segment now), and be resumed by a second owner.
+        started = has_started(st, run_id)
         state = run_state(st, run_id)
-        if state.status == "running" or not has_started(st, run_id) or (job is not None and job.rank != 0):
+        if state.status == "running" or not started or (job is not None and job.rank != 0):
             # (a run whose creator is writing its start; a rank's job run, never resumed but by rank 0)
             run = Run(st, run_id, experiment, owner=False, attempt=state.attempt, rank=rank)
             if tags:

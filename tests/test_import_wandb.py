@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from alexandria.errors import ImportSourceError
 from alexandria.importers import stable_run_id
 from alexandria.importers.wandb import import_wandb
 from alexandria.store import Store
-from tests.conftest import alex, child_env, make_seed, python
+from tests.conftest import alex, child_env, make_seed, python, wait_until
 
 pytest.importorskip("wandb")  # in the [test] extra: CI always has it
 
@@ -116,8 +117,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     crash = wandb_script(CRASH, root)
     assert crash.returncode == 1 and b"out of memory, say" in crash.stderr
     for life in (0, 1):
+        if life:  # W&B names a run's folder by the second it started in: the second life starts in a later one
+            ended = int(time.time())
+            wait_until(lambda ended=ended: int(time.time()) > ended, timeout=5, what="the next second", every=0.01)
         resumed = wandb_script(RESUME, root, str(life))
         assert resumed.returncode == 0, resumed.stderr.decode()
+    assert len(folder_of(root, "resume01")) == 2
     logged = json.loads((root / "main.json").read_text())
     return {"root": root, "logged": logged["rows"], "main_id": logged["id"]}
 

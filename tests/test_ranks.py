@@ -351,6 +351,69 @@ def test_processes_racing_to_create_one_new_run_id_make_one_run_with_one_owner(s
     ]
 
 
+#: A creator held between claiming the run's folder and writing its start, until told to go on.
+SLOW_CREATOR = """
+import sys, alexandria
+from alexandria import tracking
+new_run = tracking.new_run
+
+def held(*args, **kwargs):
+    print("claimed", flush=True)
+    sys.stdin.readline()
+    return new_run(*args, **kwargs)
+
+tracking.new_run = held
+run = alexandria.start_run(experiment="race", run_id=sys.argv[2], store=sys.argv[1])
+print(run.owner, flush=True)
+sys.stdin.readline()
+run.end()
+"""
+
+#: A second process starting the same id, held right after it has read the run's state, until told to go on.
+LOOKER = """
+import sys, alexandria
+from alexandria import tracking
+run_state = tracking.run_state
+
+def looked(*args, **kwargs):
+    state = run_state(*args, **kwargs)
+    print("looked", state.status, flush=True)
+    sys.stdin.readline()
+    return state
+
+tracking.run_state = looked
+run = alexandria.start_run(experiment="race", run_id=sys.argv[2], store=sys.argv[1])
+print(run.owner, flush=True)
+sys.stdin.readline()
+run.end()
+"""
+
+
+def test_a_creator_writing_its_start_while_another_process_looks_stays_the_one_owner(store: Store) -> None:
+    """The race the test above hits now and then, made to happen: the creator has claimed the folder but not
+    written its start when the second process reads the run's state (no segment: it looks crashed), and writes
+    it before that process goes on. The second process attaches; it does not resume the run as a second owner."""
+    run_id = uuid.uuid4().hex
+    creator = python(SLOW_CREATOR, str(store.root), run_id, stdin=subprocess.PIPE)
+    assert creator.stdin is not None and creator.stdout is not None
+    assert creator.stdout.readline() == b"claimed\n", creator.communicate()[1].decode()
+    looker = python(LOOKER, str(store.root), run_id, stdin=subprocess.PIPE)
+    assert looker.stdin is not None and looker.stdout is not None
+    assert looker.stdout.readline() == b"looked crashed\n", looker.communicate()[1].decode()
+    creator.stdin.write(b"go\n")
+    creator.stdin.flush()
+    assert creator.stdout.readline() == b"True\n"  # its start is written
+    looker.stdin.write(b"go\n")
+    looker.stdin.flush()
+    assert looker.stdout.readline() == b"False\n", looker.communicate()[1].decode()
+    for proc in (looker, creator):
+        _, err = proc.communicate(b"end\n", timeout=120)
+        assert proc.returncode == 0, err.decode()
+    kinds = [e["event"] for e in _events(store, run_id)]
+    assert kinds.count("run_started") == 1 and "run_resumed" not in kinds and kinds.count("run_finished") == 1
+    assert query(store, "SELECT id, status, attempt FROM run") == [(run_id, "finished", 0)]
+
+
 def test_outside_a_distributed_job_start_run_ignores_the_rank_rules(store: Store) -> None:
     """No launcher: every start_run(experiment=...) is a new run, as before; points carry no rank."""
     code = """
