@@ -142,20 +142,7 @@ from alexandria.store import Store
 
 store = Store.open(sys.argv[1], db_url=sys.argv[3] or None)
 engine = open_database(store, catch_up=False)
-print("folding", flush=True)
-Projector(store, engine).catch_up(transaction_bytes=int(sys.argv[2]))
-"""
-
-#: The same, saying each commit: a test that kills it mid-fold waits for a commit it chose, not for a guessed time.
-COMMIT_REPORTING_PROJECTOR = """
-import sys
-from alexandria.projector import Projector
-from alexandria.db import open_database
-from alexandria.store import Store
-
-store = Store.open(sys.argv[1], db_url=sys.argv[3] or None)
-engine = open_database(store, catch_up=False)
-print("folding", flush=True)
+print("folding", flush=True)  # then each commit: a test that kills it mid-fold waits for one it chose, not a time
 Projector(store, engine).catch_up(lambda n: print("committed", n, flush=True), transaction_bytes=int(sys.argv[2]))
 """
 
@@ -286,7 +273,7 @@ def test_projector_killed_mid_fold_resumes_exactly_once(backend_store: Store) ->
     url = store.db_url or ""
     progress: list[tuple[int | None, int]] = []
     for _ in range(6):
-        proc = python(COMMIT_REPORTING_PROJECTOR, str(store.root), str(32 << 10), url)
+        proc = python(PROJECTOR, str(store.root), str(32 << 10), url)
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"folding\n", proc.communicate()[1].decode()
         # Each projector is killed a random moment after a commit chosen among its first (the backlog is hundreds
